@@ -1,0 +1,11 @@
+"""Data set tools: converters to the tf-crnn CSV format, synthetic generators, checks.
+
+Modules (imported on use, none needs TensorFlow):
+
+- :mod:`~tf_crnn.datasets.synthetic`: rendered digits, words, handwritten digits.
+- :mod:`~tf_crnn.datasets.render`: the image effects the generators use.
+- :mod:`~tf_crnn.datasets.converters`: ``prepare`` from common annotation formats.
+- :mod:`~tf_crnn.datasets.alphabet_tools`: build / check lookup tables from CSVs.
+- :mod:`~tf_crnn.datasets.validate`: decode every image, CTC feasibility, histograms.
+- :mod:`~tf_crnn.datasets.cli`: the ``tf-crnn`` subcommands for all of the above.
+"""
