@@ -1,0 +1,182 @@
+"""Alphabet: the lookup table ``{symbol: code}`` and the CTC blank.
+
+The one convention used everywhere in tf-crnn: **class index = alphabet code,
+and index 0 is the CTC blank** (:data:`BLANK`). A lookup table therefore holds
+codes 1..N and the model emits ``N + 1`` logits per time step (more precisely
+``max(code) + 1``, so gaps in a hand-made table are allowed).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
+
+from .annotations import Sample
+
+#: Class index of the CTC blank label (Graves et al. 2006). Codes start at 1.
+BLANK = 0
+
+
+class AlphabetError(ValueError):
+    """A malformed lookup table, or a label symbol missing from the alphabet."""
+
+
+@dataclass(frozen=True)
+class UnknownSymbol:
+    """A label symbol that is not in the alphabet, with where it occurs."""
+
+    symbol: str
+    csv_file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.csv_file}:{self.line}: symbol {self.symbol!r} (U+{' U+'.join(f'{ord(c):04X}' for c in self.symbol)}) is not in the alphabet"
+
+
+class Alphabet:
+    """A lookup table mapping symbols to integer codes 1..N (0 is the blank).
+
+    Args:
+        lookup: ``{symbol: code}``; codes are distinct integers >= 1.
+
+    Raises:
+        AlphabetError: a code is not a positive integer, codes repeat, or a
+            symbol is empty.
+    """
+
+    def __init__(self, lookup: Mapping[str, int]):
+        if not lookup:
+            raise AlphabetError("the alphabet lookup table is empty")
+        seen: dict[int, str] = {}
+        for symbol, code in lookup.items():
+            if not isinstance(symbol, str) or symbol == "":
+                raise AlphabetError(f"invalid symbol {symbol!r} in the lookup table")
+            if isinstance(code, bool) or not isinstance(code, int) or code <= BLANK:
+                raise AlphabetError(
+                    f"symbol {symbol!r} has code {code!r}; codes must be integers >= 1 ({BLANK} is the CTC blank)"
+                )
+            if code in seen:
+                raise AlphabetError(f"symbols {seen[code]!r} and {symbol!r} share code {code}")
+            seen[code] = symbol
+        self.lookup: dict[str, int] = dict(lookup)
+        self._symbols_by_code = seen
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> "Alphabet":
+        """Load a JSON lookup table ``{"symbol": code}``.
+
+        Raises:
+            FileNotFoundError: no such file.
+            AlphabetError: not valid JSON or not a valid table (names the file).
+        """
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"alphabet lookup table not found: {path}")
+        try:
+            with open(path, encoding="utf-8") as f:
+                table = json.load(f)
+        except json.JSONDecodeError as e:
+            raise AlphabetError(f"{path}: not valid JSON ({e})") from e
+        if not isinstance(table, dict):
+            raise AlphabetError(f"{path}: expected a JSON object {{\"symbol\": code}}")
+        try:
+            return cls(table)
+        except AlphabetError as e:
+            raise AlphabetError(f"{path}: {e}") from e
+
+    @classmethod
+    def from_symbols(cls, symbols: Iterable[str]) -> "Alphabet":
+        """Number distinct symbols 1..N in order of first appearance."""
+        return cls({s: i for i, s in enumerate(dict.fromkeys(symbols), start=1)})
+
+    @classmethod
+    def build(cls, samples: Iterable[Sample], min_count: int = 1) -> tuple["Alphabet", Counter]:
+        """Build a table from labelled samples.
+
+        Symbols are sorted by code point so the same data always gives the
+        same table.
+
+        Args:
+            samples: annotated samples (see :mod:`tf_crnn.annotations`).
+            min_count: drop symbols seen fewer times than this.
+
+        Returns:
+            The alphabet and the count of every symbol seen (before filtering).
+        """
+        counts = Counter(s for sample in samples for s in sample.symbols)
+        kept = sorted(s for s, n in counts.items() if n >= min_count)
+        return cls.from_symbols(kept), counts
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the table as JSON (UTF-8, codes in order), atomically."""
+        path = os.path.abspath(os.fspath(path))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        ordered = dict(sorted(self.lookup.items(), key=lambda kv: kv[1]))
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(ordered, f, ensure_ascii=False, indent=1)
+        os.replace(tmp, path)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of model outputs per time step: the largest code + 1 (for the blank)."""
+        return max(self._symbols_by_code) + 1
+
+    @property
+    def symbols_by_code(self) -> list[str]:
+        """``list[code] -> symbol``, with ``""`` for the blank and unused codes."""
+        table = [""] * self.num_classes
+        for code, symbol in self._symbols_by_code.items():
+            table[code] = symbol
+        return table
+
+    def __len__(self) -> int:
+        return len(self.lookup)
+
+    def __contains__(self, symbol: str) -> bool:
+        return symbol in self.lookup
+
+    def unknown_symbols(self, samples: Iterable[Sample]) -> list[UnknownSymbol]:
+        """Every label symbol that is not in the alphabet, with file and line."""
+        return [
+            UnknownSymbol(s, sample.csv_file, sample.line)
+            for sample in samples
+            for s in sample.symbols
+            if s not in self.lookup
+        ]
+
+    def check(self, samples: Sequence[Sample], max_listed: int = 20) -> None:
+        """Raise if any label uses a symbol outside the alphabet.
+
+        Raises:
+            AlphabetError: lists the first ``max_listed`` offending file:line
+                and symbol, and the total.
+        """
+        unknown = self.unknown_symbols(samples)
+        if unknown:
+            listed = "\n  ".join(str(u) for u in unknown[:max_listed])
+            more = f"\n  ... and {len(unknown) - max_listed} more" if len(unknown) > max_listed else ""
+            distinct = sorted({u.symbol for u in unknown})
+            raise AlphabetError(
+                f"{len(unknown)} label symbol(s) not in the alphabet (distinct: {distinct}):\n  {listed}{more}\n"
+                "Add them to the lookup table (tf-crnn alphabet build CSV... -o table.json) or fix the labels."
+            )
+
+    def encode(self, symbols: Sequence[str]) -> list[int]:
+        """Symbols to codes.
+
+        Raises:
+            AlphabetError: a symbol is not in the alphabet.
+        """
+        try:
+            return [self.lookup[s] for s in symbols]
+        except KeyError as e:
+            raise AlphabetError(f"symbol {e.args[0]!r} is not in the alphabet") from None
+
+    def decode(self, codes: Iterable[int]) -> str:
+        """Codes to text; the blank and unused codes are dropped."""
+        table = self.symbols_by_code
+        return "".join(table[c] for c in codes if 0 <= c < len(table))

@@ -1,0 +1,213 @@
+"""The tf-crnn annotation CSV format: read, split into symbols, write.
+
+One row per image::
+
+    path/to/image.png;|s|y|m|b|o|l|s|
+
+``;`` (``csv_delimiter``) separates the image path from the label and ``|``
+(``string_split_delimiter``) separates the label's symbols, so one symbol can
+be several code points (``aͤ``, ``special_char``). This is the format of the
+original tf-crnn (``003`` in the seeds). Relative image paths resolve against
+the folder of the CSV file. No header row.
+
+This module has no TensorFlow dependency so converters and tools can use it.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import pandas as pd
+import regex
+
+
+class AnnotationError(ValueError):
+    """A CSV row or label that cannot be used; the message names file and line."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One annotated image.
+
+    Attributes:
+        image_path: absolute path of the image file.
+        symbols: the label as a tuple of symbols (each one or more code points).
+        csv_file: the CSV file the row came from.
+        line: 1-based line number of the row in ``csv_file``.
+    """
+
+    image_path: str
+    symbols: tuple[str, ...]
+    csv_file: str
+    line: int
+
+    @property
+    def text(self) -> str:
+        """The label as plain text (symbols joined without separator)."""
+        return "".join(self.symbols)
+
+    def where(self) -> str:
+        """``file:line`` for error messages."""
+        return f"{self.csv_file}:{self.line}"
+
+
+def split_label(label: str, string_split_delimiter: str = "|") -> tuple[str, ...]:
+    """Split a ``|a|b|c|`` label into its symbols.
+
+    Leading and trailing delimiters are optional; empty fields are dropped.
+
+    Args:
+        label: the label field of a CSV row.
+        string_split_delimiter: the symbol separator (``|`` by default).
+
+    Returns:
+        The symbols, in order.
+    """
+    return tuple(s for s in label.split(string_split_delimiter) if s != "")
+
+
+def graphemes(text: str) -> list[str]:
+    """Split text into Unicode extended grapheme clusters (UAX #29).
+
+    ``"aͤb"`` gives ``["aͤ", "b"]``: a base letter and its combining marks form
+    one symbol, as OCR ground truth expects.
+    """
+    return regex.findall(r"\X", text)
+
+
+def normalize(text: str, form: str | None = "NFC") -> str:
+    """Unicode-normalize ``text`` (``NFC``, ``NFD``, ``NFKC``, ``NFKD`` or None)."""
+    return unicodedata.normalize(form, text) if form else text
+
+
+def format_label(symbols: Sequence[str], string_split_delimiter: str = "|") -> str:
+    """Join symbols into the ``|a|b|c|`` label field.
+
+    Raises:
+        AnnotationError: a symbol contains the delimiter or is empty, so the
+            row could not be read back.
+    """
+    for s in symbols:
+        if s == "" or string_split_delimiter in s:
+            raise AnnotationError(
+                f"symbol {s!r} cannot be written with string_split_delimiter "
+                f"{string_split_delimiter!r}; choose another delimiter"
+            )
+    return string_split_delimiter + string_split_delimiter.join(symbols) + string_split_delimiter
+
+
+def read_csv(
+    csv_file: str | os.PathLike,
+    csv_delimiter: str = ";",
+    string_split_delimiter: str = "|",
+) -> list[Sample]:
+    """Read one annotation CSV with pandas.
+
+    Args:
+        csv_file: path of the CSV (UTF-8, optional BOM, no header).
+        csv_delimiter: separator between path and label.
+        string_split_delimiter: separator between symbols of the label.
+
+    Returns:
+        The samples in file order; image paths made absolute against the CSV's
+        folder.
+
+    Raises:
+        FileNotFoundError: the CSV does not exist.
+        AnnotationError: a row does not have exactly two fields, or has an
+            empty path or label (message names file and line).
+    """
+    csv_file = os.path.abspath(os.fspath(csv_file))
+    if not os.path.isfile(csv_file):
+        raise FileNotFoundError(f"annotation CSV not found: {csv_file}")
+    base = os.path.dirname(csv_file)
+    # dtype=str and no quoting: labels may contain quotes, spaces and '#'.
+    frame = pd.read_csv(
+        csv_file, sep=csv_delimiter, header=None, dtype=str, quoting=csv.QUOTE_NONE,
+        keep_default_na=False, encoding="utf-8-sig", engine="python",
+        skip_blank_lines=False, on_bad_lines=lambda bad: _bad_row(csv_file, bad, csv_delimiter),
+    )
+    if frame.shape[1] != 2:
+        raise AnnotationError(
+            f"{csv_file}: expected 2 fields per row (path{csv_delimiter}label), found {frame.shape[1]}; "
+            f"check csv_delimiter (now {csv_delimiter!r})"
+        )
+    samples = []
+    for line, (path, label) in enumerate(zip(frame[0], frame[1]), start=1):
+        if path == "" and label == "":
+            continue  # blank line
+        if path == "":
+            raise AnnotationError(f"{csv_file}:{line}: empty image path")
+        symbols = split_label(label, string_split_delimiter)
+        if not symbols:
+            raise AnnotationError(f"{csv_file}:{line}: empty label for {path}")
+        samples.append(Sample(os.path.normpath(os.path.join(base, path)), symbols, csv_file, line))
+    return samples
+
+
+def _bad_row(csv_file: str, fields: list[str], csv_delimiter: str):
+    raise AnnotationError(
+        f"{csv_file}: row {csv_delimiter.join(fields)!r} has {len(fields)} fields, expected 2 "
+        f"(path{csv_delimiter}label)"
+    )
+
+
+def read_csvs(
+    csv_files: Iterable[str | os.PathLike], csv_delimiter: str = ";", string_split_delimiter: str = "|"
+) -> list[Sample]:
+    """Read and concatenate several annotation CSVs (see :func:`read_csv`)."""
+    samples: list[Sample] = []
+    for f in csv_files:
+        samples.extend(read_csv(f, csv_delimiter, string_split_delimiter))
+    return samples
+
+
+def write_csv(
+    rows: Iterable[tuple[str, Sequence[str]]],
+    csv_file: str | os.PathLike,
+    csv_delimiter: str = ";",
+    string_split_delimiter: str = "|",
+    relative: bool = True,
+) -> int:
+    """Write ``(image_path, symbols)`` rows atomically (temporary file, then rename).
+
+    Args:
+        rows: image paths and their symbol sequences.
+        csv_file: destination; its folder is created.
+        csv_delimiter: separator between path and label.
+        string_split_delimiter: separator between symbols.
+        relative: write image paths relative to the CSV's folder (portable),
+            else absolute.
+
+    Returns:
+        The number of rows written.
+
+    Raises:
+        AnnotationError: a path contains ``csv_delimiter`` or a symbol cannot be
+            represented; nothing is written then.
+    """
+    csv_file = os.path.abspath(os.fspath(csv_file))
+    base = os.path.dirname(csv_file)
+    os.makedirs(base, exist_ok=True)
+    lines = []
+    for path, symbols in rows:
+        path = os.path.abspath(path)
+        if relative:
+            path = os.path.relpath(path, base)
+        if csv_delimiter in path or "\n" in path:
+            raise AnnotationError(f"image path {path!r} contains the csv_delimiter {csv_delimiter!r}")
+        lines.append(f"{path}{csv_delimiter}{format_label(symbols, string_split_delimiter)}\n")
+    fd, tmp = tempfile.mkstemp(dir=base, prefix=".tmp-", suffix=".csv")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+            out.writelines(lines)
+        os.replace(tmp, csv_file)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return len(lines)

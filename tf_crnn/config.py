@@ -1,0 +1,233 @@
+"""Params: every setting of a training, typed and validated, to/from dict and JSON.
+
+The key names are those of the original tf-crnn (``csv_files_train``,
+``output_model_dir``, ``lookup_alphabet_file``, ...) so existing config files
+keep working. ``train.py`` registers :func:`Params.defaults` as the Sacred
+config, so ``with config.json`` and ``with key=value`` override these.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """An invalid or unknown setting; the message names the key and what to do."""
+
+
+# Shi, Bai & Yao 2015 (arXiv 1507.05717), Table 1: seven 3x3 convolutions
+# (64, 128, 256, 256, 512, 512, 512), 2x2 pools after the first two, 2x1 pools
+# (height only) after the 4th and 6th, batch norm after the 5th and 6th.
+# The paper's last conv is 2x2 'valid'; we use 3x3 'same' plus a height
+# collapse so any input height works.
+SHI_FEATURES = [64, 128, 256, 256, 512, 512, 512]
+SHI_POOLS = [[2, 2], [2, 2], [1, 1], [2, 1], [1, 1], [2, 1], [1, 1]]
+SHI_BATCH_NORM = [False, False, False, False, True, True, False]
+
+
+@dataclass
+class Params:
+    """All settings of a training run. Units: pixels, symbols, epochs, steps.
+
+    Data
+        csv_files_train, csv_files_eval: annotation CSVs (see
+            :mod:`tf_crnn.annotations`); relative image paths resolve against
+            each CSV's folder.
+        lookup_alphabet_file: JSON lookup table ``{symbol: code}``.
+        csv_delimiter, string_split_delimiter: the CSV's separators.
+        input_shape: ``[height, min_width]``: images are resized to ``height``
+            keeping their aspect ratio and padded to at least ``min_width``.
+        max_width: wider images are squeezed to this width.
+        input_channels: 1 (grey) or 3 (RGB) after decoding.
+        data_augmentation: random affine / brightness / noise on training
+            images only.
+        on_bad_sample: ``"error"`` stops before training on a missing or
+            undecodable image or a label too long for its image's CTC sequence
+            length; ``"skip"`` reports and leaves such rows out.
+
+    Model (CRNN, Shi et al. 2015 by default)
+        cnn_features_list, cnn_kernel_size, cnn_pool_size, cnn_batch_norm: one
+            entry per conv block (filters, square kernel, ``[pool_h, pool_w]``,
+            batch norm after the conv).
+        rnn_units: units of each bidirectional LSTM layer (per direction).
+        dropout: dropout rate before each BiLSTM and before the classifier.
+
+    Training
+        n_epochs, train_batch_size, eval_batch_size, steps_per_epoch (None:
+        one pass over the training CSVs).
+        optimizer: ``adam``, ``adamw``, ``rmsprop`` or ``sgd``.
+        learning_rate, learning_decay_rate, learning_decay_steps: exponential
+            decay ``lr * rate ** (step / decay_steps)``; warmup_steps: linear
+            warm-up from 0 (helps leave the all-blank CTC plateau).
+        gradient_clip_norm: global norm clipping (0 disables).
+        strategy: ``auto`` (default on CPU, OneDevice on 1 GPU, Mirrored on
+            several, MultiWorkerMirrored when ``TF_CONFIG`` names several
+            workers), or ``default``, ``one_device``, ``mirrored``,
+            ``multi_worker``.
+        restore_model: continue from the last checkpoint in
+            ``output_model_dir`` (weights, optimizer state, epoch).
+        keep_checkpoints: how many epoch checkpoints to keep.
+
+    Decoding
+        decoding: ``greedy`` or ``beam_search``; beam_width and
+        num_beam_paths for beam search.
+
+    Runs
+        mongo_url: MongoDB URL; None uses ``TF_CRNN_MONGO_URL`` or the
+            embedded SecantusDB server. mongo_db_name: database name.
+        experiment_name: Sacred experiment name recorded in the run.
+    """
+
+    csv_files_train: list[str] = field(default_factory=list)
+    csv_files_eval: list[str] = field(default_factory=list)
+    lookup_alphabet_file: str = ""
+    output_model_dir: str = "output"
+    csv_delimiter: str = ";"
+    string_split_delimiter: str = "|"
+    input_shape: list[int] = field(default_factory=lambda: [32, 100])
+    max_width: int = 2048
+    input_channels: int = 1
+    data_augmentation: bool = True
+    on_bad_sample: str = "error"
+
+    cnn_features_list: list[int] = field(default_factory=lambda: list(SHI_FEATURES))
+    cnn_kernel_size: list[int] = field(default_factory=lambda: [3] * 7)
+    cnn_pool_size: list[list[int]] = field(default_factory=lambda: [list(p) for p in SHI_POOLS])
+    cnn_batch_norm: list[bool] = field(default_factory=lambda: list(SHI_BATCH_NORM))
+    rnn_units: list[int] = field(default_factory=lambda: [256, 256])
+    dropout: float = 0.0
+
+    n_epochs: int = 10
+    train_batch_size: int = 64
+    eval_batch_size: int = 64
+    steps_per_epoch: int | None = None
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    learning_decay_rate: float = 0.96
+    learning_decay_steps: int = 1000
+    warmup_steps: int = 0
+    gradient_clip_norm: float = 5.0
+    strategy: str = "auto"
+    restore_model: bool = False
+    keep_checkpoints: int = 3
+
+    decoding: str = "greedy"
+    beam_width: int = 10
+    num_beam_paths: int = 1
+
+    mongo_url: str | None = None
+    mongo_db_name: str = "tf_crnn"
+
+    def __post_init__(self):
+        self.validate()
+
+    # ---- derived quantities -------------------------------------------------
+    @property
+    def height(self) -> int:
+        return int(self.input_shape[0])
+
+    @property
+    def min_width(self) -> int:
+        return int(self.input_shape[1])
+
+    @property
+    def width_downsampling(self) -> list[int]:
+        """The pool widths, in order (each pool shrinks the time axis, rounding up)."""
+        return [int(p[1]) for p in self.cnn_pool_size]
+
+    def sequence_length(self, width: int) -> int:
+        """CTC time steps the CRNN produces for an input of ``width`` pixels."""
+        t = int(width)
+        for pw in self.width_downsampling:
+            t = math.ceil(t / pw)
+        return t
+
+    def resized_width(self, width: int, height: int) -> int:
+        """Width of an image of ``width x height`` after resizing to ``self.height``.
+
+        Aspect ratio is kept, then the width is clipped to ``[min_width, max_width]``.
+        """
+        w = max(1, round(width * self.height / max(1, height)))
+        return int(min(max(w, self.min_width), self.max_width))
+
+    # ---- (de)serialisation --------------------------------------------------
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """The default settings as a plain dict (what Sacred registers)."""
+        return cls().to_dict()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], ignore: tuple[str, ...] = ("seed",)) -> "Params":
+        """Build from a dict, rejecting unknown keys with a suggestion.
+
+        Raises:
+            ConfigError: unknown key (with the closest known key) or invalid value.
+        """
+        known = set(cls.field_names())
+        unknown = [k for k in values if k not in known and k not in ignore]
+        if unknown:
+            hints = []
+            for k in unknown:
+                close = difflib.get_close_matches(k, known, n=1)
+                hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise ConfigError(f"unknown config key(s): {', '.join(hints)}")
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> "Params":
+        """Load a JSON config file (Sacred's ``with file.json`` format)."""
+        with open(path, encoding="utf-8") as f:
+            return cls.from_dict(json.load(f))
+
+    # ---- validation ---------------------------------------------------------
+    def validate(self) -> None:
+        """Check types, ranges and consistency; raise :class:`ConfigError`."""
+        def need(cond: bool, msg: str):
+            if not cond:
+                raise ConfigError(msg)
+
+        for key in ("csv_files_train", "csv_files_eval"):
+            value = getattr(self, key)
+            if isinstance(value, str):  # a single file is a common slip
+                setattr(self, key, [value])
+            need(all(isinstance(v, str) for v in getattr(self, key)), f"{key} must be a list of CSV paths")
+        need(len(self.input_shape) == 2 and all(int(v) > 0 for v in self.input_shape),
+             f"input_shape must be [height, min_width] in pixels, got {self.input_shape}")
+        need(self.max_width >= self.min_width, f"max_width ({self.max_width}) must be >= input_shape[1] ({self.min_width})")
+        need(self.input_channels in (1, 3), f"input_channels must be 1 or 3, got {self.input_channels}")
+        need(self.on_bad_sample in ("error", "skip"), f"on_bad_sample must be 'error' or 'skip', got {self.on_bad_sample!r}")
+        n = len(self.cnn_features_list)
+        need(n > 0, "cnn_features_list must name at least one conv block")
+        for key in ("cnn_kernel_size", "cnn_pool_size", "cnn_batch_norm"):
+            need(len(getattr(self, key)) == n,
+                 f"{key} has {len(getattr(self, key))} entries but cnn_features_list has {n}: give one per conv block")
+        need(all(len(p) == 2 and p[0] >= 1 and p[1] >= 1 for p in self.cnn_pool_size),
+             "cnn_pool_size entries must be [pool_height, pool_width] >= 1")
+        height_pool = math.prod(p[0] for p in self.cnn_pool_size)
+        need(self.height >= height_pool,
+             f"input height {self.height} is smaller than the total height pooling {height_pool}")
+        need(len(self.rnn_units) >= 1 and all(u > 0 for u in self.rnn_units), "rnn_units must be positive")
+        need(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
+        need(self.n_epochs >= 1 and self.train_batch_size >= 1 and self.eval_batch_size >= 1,
+             "n_epochs and batch sizes must be >= 1")
+        need(self.optimizer in ("adam", "adamw", "rmsprop", "sgd"), f"unknown optimizer {self.optimizer!r}")
+        need(self.learning_rate > 0 and self.learning_decay_steps > 0 and 0 < self.learning_decay_rate <= 1,
+             "learning_rate > 0, learning_decay_steps > 0 and 0 < learning_decay_rate <= 1 required")
+        need(self.strategy in ("auto", "default", "one_device", "mirrored", "multi_worker"),
+             f"unknown strategy {self.strategy!r}")
+        need(self.decoding in ("greedy", "beam_search"), f"decoding must be 'greedy' or 'beam_search', got {self.decoding!r}")
+        need(self.beam_width >= 1 and 1 <= self.num_beam_paths <= self.beam_width,
+             "need beam_width >= 1 and 1 <= num_beam_paths <= beam_width")
+        need(self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1")

@@ -1,0 +1,153 @@
+"""The Sacred experiment ``crnn``: config in, a trained and exported CRNN out, everything logged to the run.
+
+``train.py`` only calls :data:`ex`'s command line. Per epoch the run gets the
+scalars ``train.loss``, ``eval.loss``, ``eval.char_accuracy``,
+``eval.sequence_accuracy`` and ``eval.cer``; at the end the artifacts
+``alphabet.json``, ``config.json`` and ``export.zip`` (the SavedModel). The
+run's result is the final eval metrics dict.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+
+from sacred import Experiment
+from sacred.utils import apply_backspaces_and_linefeeds
+
+from . import tracking
+from .alphabet import Alphabet
+from .config import Params
+
+EXPERIMENT_NAME = "crnn"
+METRIC_NAMES = ("train.loss", "eval.loss", "eval.char_accuracy", "eval.sequence_accuracy", "eval.cer")
+
+ex = Experiment(EXPERIMENT_NAME, save_git_info=False)
+ex.add_config(Params.defaults())
+ex.add_config({"generate_data": None})
+# tqdm redraws lines with \r: keep only the final state of each line in captured_out.
+ex.captured_out_filter = apply_backspaces_and_linefeeds
+ex.logger = logging.getLogger(EXPERIMENT_NAME)
+
+# Set by the config hook for the run being created; the URL itself may hold a password.
+_active = {"url": None}
+
+
+@ex.config_hook
+def attach_observer(config, command_name, logger):
+    """Attach a MongoObserver for the resolved database before the run starts.
+
+    Runs after the config is resolved and before Sacred copies the observers
+    into the run, so ``mongo_url`` can come from the config. The stored config
+    gets the URL with its password replaced by ``***``.
+    """
+    ex.observers[:] = [o for o in ex.observers if not getattr(o, "_tf_crnn", False)]
+    if command_name != "main" or not tracking.is_chief() or os.environ.get("TF_CRNN_NO_OBSERVER"):
+        return {"mongo_url": tracking.redact_url(config.get("mongo_url"))}
+    url = tracking.resolve_url(config.get("mongo_url"))
+    failure_dir = os.path.join(config["output_model_dir"], "sacred_failed_runs")
+    observer = tracking.mongo_observer(url, config.get("mongo_db_name") or tracking.DEFAULT_DB_NAME, failure_dir)
+    observer._tf_crnn = True
+    ex.observers.append(observer)
+    _active["url"] = url
+    return {"mongo_url": tracking.redact_url(config.get("mongo_url"))}
+
+
+@ex.main
+def main(_config, _run, _seed):
+    """Train, evaluate each epoch, export, attach artifacts; return the final eval metrics."""
+    from . import data, training  # TensorFlow loads only for real runs, not print_config
+
+    config = dict(_config)
+    generate_spec = config.pop("generate_data", None)
+    params = Params.from_dict(config)
+    if generate_spec:
+        ensure_generated_data(params, generate_spec, _seed)
+    if not params.csv_files_train or not params.csv_files_eval or not params.lookup_alphabet_file:
+        raise ValueError("set csv_files_train, csv_files_eval and lookup_alphabet_file (see config_template.json)")
+    os.makedirs(params.output_model_dir, exist_ok=True)
+    alphabet = Alphabet.from_file(params.lookup_alphabet_file)
+    train_entries = data.load_split(params.csv_files_train, params, alphabet, "train")
+    eval_entries = data.load_split(params.csv_files_eval, params, alphabet, "eval")
+    print(f"run {_run._id}: {len(train_entries)} training and {len(eval_entries)} eval images, "
+          f"alphabet of {len(alphabet)} symbols")
+
+    trainer = training.Trainer(params, alphabet)
+    if params.restore_model:
+        epoch = trainer.restore()
+        _run.info["resumed_from_epoch"] = epoch
+
+    def log_epoch(result: training.EpochResult):
+        for name in METRIC_NAMES:
+            _run.log_scalar(name, result.metrics[name], result.epoch)
+        _run.log_scalar("train.images_per_second", result.images_per_second, result.epoch)
+        _run.info.setdefault("epochs", []).append(
+            {"epoch": result.epoch, "seconds": round(result.seconds, 2),
+             "images_per_second": round(result.images_per_second, 2)})
+
+    trainer.fit(train_entries, eval_entries, on_epoch_end=log_epoch, seed=_seed)
+    final, _ = trainer.evaluate(eval_entries)
+    export_dir = trainer.export(os.path.join(params.output_model_dir, training.EXPORT_DIR))
+    attach_artifacts(_run, params, alphabet, export_dir)
+    report_location(_run, params)
+    return {k: float(v) for k, v in final.items()}
+
+
+def ensure_generated_data(params: Params, spec: dict, seed: int) -> None:
+    """Generate the synthetic train / eval sets the config names if their CSVs do not exist yet.
+
+    ``spec``: ``{"generator": "numbers", "train_size": N, "eval_size": M}``; the
+    CSVs are written at ``csv_files_train[0]`` and ``csv_files_eval[0]``, which
+    must be ``<folder>/labels.csv``.
+    """
+    from .datasets import synthetic
+
+    generators = {"numbers": synthetic.generate_numbers}
+    name = spec.get("generator", "numbers")
+    if name not in generators:
+        raise ValueError(f"generate_data.generator must be one of {sorted(generators)}, got {name!r}")
+    for csv_file, size, offset in ((params.csv_files_train[0], spec["train_size"], 0),
+                                   (params.csv_files_eval[0], spec["eval_size"], 10_000_000)):
+        if os.path.exists(csv_file):
+            continue
+        if os.path.basename(csv_file) != "labels.csv":
+            raise ValueError(f"generate_data writes <folder>/labels.csv; {csv_file} is not such a path")
+        print(f"generating {size} synthetic '{name}' images for {csv_file} (first use only)")
+        # Different seeds for the two splits so no eval image repeats a training one.
+        generators[name](os.path.dirname(csv_file), size, seed=seed + offset)
+
+
+def attach_artifacts(run, params: Params, alphabet: Alphabet, export_dir: str) -> None:
+    """Attach ``alphabet.json``, ``config.json`` and ``export.zip`` to the run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        alphabet_file = os.path.join(tmp, "alphabet.json")
+        alphabet.save(alphabet_file)
+        run.add_artifact(alphabet_file, "alphabet.json", content_type="application/json")
+        config_file = os.path.join(tmp, "config.json")
+        with open(config_file, "w", encoding="utf-8") as f:
+            json.dump(public_config(params), f, indent=1, ensure_ascii=False)
+        run.add_artifact(config_file, "config.json", content_type="application/json")
+        archive = shutil.make_archive(os.path.join(tmp, "export"), "zip", export_dir)
+        run.add_artifact(archive, "export.zip", content_type="application/zip")
+
+
+def public_config(params: Params) -> dict:
+    """The settings with any password in ``mongo_url`` replaced by ``***``."""
+    config = params.to_dict()
+    config["mongo_url"] = tracking.redact_url(config["mongo_url"])
+    return config
+
+
+def report_location(run, params: Params) -> None:
+    """Tell the user where the run and the model are and how to look at them."""
+    url = _active["url"]
+    print(f"\nexported model: {os.path.abspath(os.path.join(params.output_model_dir, 'export'))}")
+    if url is None or run._id is None:
+        print("no MongoDB observer was attached: the run was not stored")
+        return
+    db = params.mongo_db_name
+    print(f"run {run._id} stored in {tracking.redact_url(url)} database '{db}' (collection 'runs')\n"
+          f"  browse:  npx omniboard -m {tracking.host_port(url)}:{db}\n"
+          f"  predict: tf-crnn predict --model {os.path.join(params.output_model_dir, 'export')} IMAGE...")

@@ -1,0 +1,111 @@
+"""The CRNN: convolutional blocks, a stack of bidirectional LSTMs, per-time-step logits; and the CTC loss.
+
+Architecture after Shi, Bai & Yao, "An End-to-End Trainable Neural Network for
+Image-based Sequence Recognition" (2015, arXiv 1507.05717). The conv feature
+map of height H' is flattened per column, so each image column group becomes
+one time step; padded columns are masked out of the LSTMs and the CTC loss.
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from .alphabet import BLANK
+from .config import Params
+
+
+def sequence_lengths(widths: tf.Tensor, pool_widths: list[int]) -> tf.Tensor:
+    """CTC time steps per image: ``width`` divided by each pool width, rounding up.
+
+    Args:
+        widths: int32 ``[batch]``, image widths in pixels before padding.
+        pool_widths: the pool widths of the conv blocks, in order.
+
+    Returns:
+        int32 ``[batch]``; matches :meth:`Params.sequence_length`.
+    """
+    t = tf.cast(widths, tf.int32)
+    for pw in pool_widths:
+        if pw > 1:
+            t = (t + pw - 1) // pw
+    return t
+
+
+class CRNN(keras.Model):
+    """CRNN text recognizer.
+
+    Call with ``(images, widths)``:
+        images: float32 ``[batch, height, width, channels]``, values in [-1, 1],
+            right-padded to the widest image of the batch.
+        widths: int32 ``[batch]``, each image's width before padding.
+
+    Returns:
+        logits: float32 ``[batch, time, num_classes]`` (unnormalized; class 0 is
+        the CTC blank), with ``time = ceil(width / prod(pool widths))``.
+    """
+
+    def __init__(self, params: Params, num_classes: int, **kwargs):
+        super().__init__(**kwargs)
+        self.pool_widths = params.width_downsampling
+        self.num_classes = num_classes
+        self.conv_blocks = []
+        for i, (filters, kernel, pool, bn) in enumerate(zip(
+                params.cnn_features_list, params.cnn_kernel_size, params.cnn_pool_size, params.cnn_batch_norm)):
+            block = [keras.layers.Conv2D(filters, kernel, padding="same", use_bias=not bn, name=f"conv{i + 1}")]
+            if bn:
+                block.append(keras.layers.BatchNormalization(name=f"bn{i + 1}"))
+            block.append(keras.layers.ReLU(name=f"relu{i + 1}"))
+            if tuple(pool) != (1, 1):
+                block.append(keras.layers.MaxPooling2D(tuple(pool), strides=tuple(pool), padding="same", name=f"pool{i + 1}"))
+            self.conv_blocks.append(block)
+        self.rnns = [
+            keras.layers.Bidirectional(keras.layers.LSTM(u, return_sequences=True), name=f"bilstm{i + 1}")
+            for i, u in enumerate(params.rnn_units)
+        ]
+        self.dropouts = [keras.layers.Dropout(params.dropout) for _ in range(len(params.rnn_units) + 1)]
+        self.classifier = keras.layers.Dense(num_classes, name="logits")
+
+    def call(self, images, widths, training=False):
+        x = images
+        for block in self.conv_blocks:
+            for layer in block:
+                x = layer(x, training=training) if isinstance(layer, keras.layers.BatchNormalization) else layer(x)
+        # [B, H', T, C] -> [B, T, H' * C]: every column of the feature map is one time step.
+        shape = tf.shape(x)
+        x = tf.transpose(x, [0, 2, 1, 3])
+        x = tf.reshape(x, [shape[0], shape[2], x.shape[2] * x.shape[3]])
+        mask = tf.sequence_mask(sequence_lengths(widths, self.pool_widths), shape[2])
+        for dropout, rnn in zip(self.dropouts, self.rnns):
+            x = rnn(dropout(x, training=training), mask=mask, training=training)
+        return self.classifier(self.dropouts[-1](x, training=training))
+
+
+def build_crnn(params: Params, num_classes: int) -> CRNN:
+    """Create a CRNN and build its weights on a dummy batch (so checkpoints can restore)."""
+    model = CRNN(params, num_classes, name="crnn")
+    model(tf.zeros([1, params.height, params.min_width, params.input_channels]),
+          tf.constant([params.min_width], tf.int32))
+    return model
+
+
+def ctc_loss(labels: tf.Tensor, label_lengths: tf.Tensor, logits: tf.Tensor, logit_lengths: tf.Tensor) -> tf.Tensor:
+    """Per-sample CTC negative log-likelihood (Graves et al. 2006), blank = class 0.
+
+    Args:
+        labels: int32 ``[batch, max_label_length]``, alphabet codes, right-padded.
+        label_lengths: int32 ``[batch]``.
+        logits: float32 ``[batch, time, num_classes]``.
+        logit_lengths: int32 ``[batch]`` valid time steps per sample.
+
+    Returns:
+        float32 ``[batch]``. A sample whose label cannot be aligned (longer than
+        its time steps) would give ``inf``; the data pipeline rejects those
+        before training, and any non-finite value left is replaced by 0 so one
+        bad sample cannot poison the weights.
+    """
+    loss = tf.nn.ctc_loss(
+        labels=tf.cast(labels, tf.int32), logits=tf.cast(logits, tf.float32),
+        label_length=tf.cast(label_lengths, tf.int32), logit_length=tf.cast(logit_lengths, tf.int32),
+        logits_time_major=False, blank_index=BLANK,
+    )
+    return tf.where(tf.math.is_finite(loss), loss, tf.zeros_like(loss))

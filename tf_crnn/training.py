@@ -1,0 +1,309 @@
+"""Fit a CRNN under a tf.distribute strategy: steps, per-epoch evaluation, checkpoints, resume, export.
+
+Training knows nothing about Sacred or MongoDB: it reports each epoch's
+metrics to an ``on_epoch_end(epoch, metrics)`` callback (``train.py`` logs them
+to the run).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from . import data, metrics
+from .alphabet import Alphabet
+from .config import Params
+from .decoding import codes_to_strings, codes_to_symbols, ctc_decode
+from .model import build_crnn, ctc_loss, sequence_lengths
+
+log = logging.getLogger(__name__)
+
+EXPORT_DIR = "export"
+BEST_EXPORT_DIR = "export_best"
+CHECKPOINT_DIR = "checkpoints"
+
+
+# ---- strategy and optimizer -------------------------------------------------
+
+def pick_strategy(name: str = "auto") -> tf.distribute.Strategy:
+    """The tf.distribute strategy for ``name`` (see :class:`Params`).
+
+    ``auto``: MultiWorkerMirrored when ``TF_CONFIG`` lists several workers,
+    Mirrored on several GPUs, OneDevice on one GPU, else the default strategy.
+    """
+    if name == "auto":
+        cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+        gpus = tf.config.list_logical_devices("GPU")
+        if sum(len(v) for k, v in cluster.items() if k in ("worker", "chief")) > 1:
+            name = "multi_worker"
+        elif len(gpus) > 1:
+            name = "mirrored"
+        elif len(gpus) == 1:
+            name = "one_device"
+        else:
+            name = "default"
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "one_device":
+        gpus = tf.config.list_logical_devices("GPU")
+        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+    return tf.distribute.get_strategy()
+
+
+class WarmupExponentialDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """``lr * min(1, step / warmup_steps) * decay_rate ** (step / decay_steps)``."""
+
+    def __init__(self, learning_rate: float, decay_steps: int, decay_rate: float, warmup_steps: int = 0):
+        self.learning_rate, self.decay_steps = learning_rate, decay_steps
+        self.decay_rate, self.warmup_steps = decay_rate, warmup_steps
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        lr = self.learning_rate * tf.pow(self.decay_rate, step / self.decay_steps)
+        if self.warmup_steps > 0:
+            lr *= tf.minimum(1.0, (step + 1.0) / self.warmup_steps)
+        return lr
+
+    def get_config(self):
+        return dict(learning_rate=self.learning_rate, decay_steps=self.decay_steps,
+                    decay_rate=self.decay_rate, warmup_steps=self.warmup_steps)
+
+
+def make_optimizer(params: Params) -> keras.optimizers.Optimizer:
+    """Optimizer with the warm-up + exponential-decay schedule and global-norm clipping."""
+    schedule = WarmupExponentialDecay(params.learning_rate, params.learning_decay_steps,
+                                      params.learning_decay_rate, params.warmup_steps)
+    clip = {"global_clipnorm": params.gradient_clip_norm} if params.gradient_clip_norm > 0 else {}
+    cls = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
+           "rmsprop": keras.optimizers.RMSprop, "sgd": keras.optimizers.SGD}[params.optimizer]
+    return cls(learning_rate=schedule, **clip)
+
+
+# ---- the training loop --------------------------------------------------------
+
+@dataclass
+class EpochResult:
+    epoch: int
+    metrics: dict[str, float]
+    images_per_second: float
+    seconds: float
+
+
+class Trainer:
+    """Owns the model, optimizer, checkpoints and compiled steps of one training.
+
+    Args:
+        params: the run's settings.
+        alphabet: the lookup table (fixes the number of classes).
+        strategy: a tf.distribute strategy; :func:`pick_strategy` when None.
+    """
+
+    def __init__(self, params: Params, alphabet: Alphabet, strategy: tf.distribute.Strategy | None = None):
+        self.params, self.alphabet = params, alphabet
+        self.strategy = strategy or pick_strategy(params.strategy)
+        self.symbols_by_code = alphabet.symbols_by_code
+        with self.strategy.scope():
+            self.model = build_crnn(params, alphabet.num_classes)
+            self.optimizer = make_optimizer(params)
+            self.optimizer.build(self.model.trainable_variables)
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+            self.best_cer = tf.Variable(math.inf, dtype=tf.float32, trainable=False, name="best_cer")
+        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
+                                              epoch=self.epoch, best_cer=self.best_cer)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, os.path.join(params.output_model_dir, CHECKPOINT_DIR), max_to_keep=params.keep_checkpoints)
+        self._train_step = self._eval_step = None  # compiled for the dataset's element spec on first use
+
+    # -- checkpoints --
+    def restore(self) -> int:
+        """Restore the latest checkpoint (weights, optimizer state, epoch); return the epoch reached (0 if none)."""
+        latest = self.manager.latest_checkpoint
+        if latest is None:
+            log.warning("restore_model=True but no checkpoint in %s: starting from scratch", self.manager.directory)
+            return 0
+        self.checkpoint.restore(latest).assert_existing_objects_matched()
+        log.info("restored %s (epoch %d)", latest, int(self.epoch.numpy()))
+        return int(self.epoch.numpy())
+
+    # -- steps --
+    def _replica_train_step(self, batch, global_batch_size):
+        with tf.GradientTape() as tape:
+            logits = self.model(batch["images"], batch["widths"], training=True)
+            lengths = sequence_lengths(batch["widths"], self.model.pool_widths)
+            per_sample = ctc_loss(batch["labels"], batch["label_lengths"], logits, lengths)
+            loss = tf.reduce_sum(per_sample) / tf.cast(global_batch_size, tf.float32)
+        grads = tape.gradient(loss, self.model.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+        return tf.reduce_sum(per_sample)
+
+    def _distributed_train_step(self, batch, global_batch_size):
+        per_replica = self.strategy.run(self._replica_train_step, args=(batch, global_batch_size))
+        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+    def _replica_eval_step(self, batch):
+        logits = self.model(batch["images"], batch["widths"], training=False)
+        lengths = sequence_lengths(batch["widths"], self.model.pool_widths)
+        per_sample = ctc_loss(batch["labels"], batch["label_lengths"], logits, lengths)
+        codes, scores = ctc_decode(logits, lengths, self.params.decoding, self.params.beam_width, 1)
+        return tf.reduce_sum(per_sample), codes[:, 0], batch["index"]
+
+    def _distributed_eval_step(self, batch):
+        return self.strategy.run(self._replica_eval_step, args=(batch,))
+
+    # -- epochs --
+    def train_epoch(self, dataset: tf.data.Dataset, num_samples: int, steps: int | None = None) -> tuple[float, int]:
+        """One pass (or ``steps`` batches); returns mean per-sample CTC loss and images seen."""
+        total_loss, seen = 0.0, 0
+        dist = self.strategy.experimental_distribute_dataset(dataset)
+        if self._train_step is None:
+            # A fixed signature with unknown width: one trace for every batch shape.
+            self._train_step = tf.function(self._distributed_train_step, input_signature=[
+                dist.element_spec, tf.TensorSpec([], tf.int32)])
+        bar = tqdm(total=steps or math.ceil(num_samples / self.params.train_batch_size),
+                   desc=f"epoch {int(self.epoch.numpy()) + 1}/{self.params.n_epochs}", unit="batch", mininterval=2.0)
+        for i, batch in enumerate(dist):
+            if steps is not None and i >= steps:
+                break
+            n = self._local_batch_size(batch)
+            loss_sum = self._train_step(batch, tf.constant(n, tf.int32))
+            total_loss += float(loss_sum)
+            seen += n
+            bar.update(1)
+            bar.set_postfix(loss=f"{total_loss / max(1, seen):.3f}", refresh=False)
+        bar.close()
+        return total_loss / max(1, seen), seen
+
+    def _local_batch_size(self, batch) -> int:
+        widths = batch["widths"]
+        parts = self.strategy.experimental_local_results(widths)
+        return int(sum(int(tf.shape(p)[0]) for p in parts))
+
+    def evaluate(self, entries: list[data.Entry], dataset: tf.data.Dataset | None = None) -> tuple[dict[str, float], list]:
+        """Loss and recognition metrics on ``entries``.
+
+        Returns:
+            metrics: ``loss``, ``char_accuracy``, ``sequence_accuracy``, ``cer``, ``wer``.
+            predictions: ``list[tuple[str, ...]]`` aligned with ``entries``.
+        """
+        dataset = dataset or data.make_dataset(entries, self.params, self.params.eval_batch_size, training=False)
+        predictions: list = [()] * len(entries)
+        total_loss = 0.0
+        dist = self.strategy.experimental_distribute_dataset(dataset)
+        if self._eval_step is None:
+            self._eval_step = tf.function(self._distributed_eval_step, input_signature=[dist.element_spec])
+        for batch in tqdm(dist, desc="evaluating", unit="batch",
+                          total=math.ceil(len(entries) / self.params.eval_batch_size), mininterval=2.0, leave=False):
+            loss_sum, codes, index = self._eval_step(batch)
+            total_loss += float(self.strategy.reduce(tf.distribute.ReduceOp.SUM, loss_sum, axis=None))
+            for c, idx in zip(self.strategy.experimental_local_results(codes),
+                              self.strategy.experimental_local_results(index)):
+                for i, symbols in zip(idx.numpy(), codes_to_symbols(c.numpy(), self.symbols_by_code)):
+                    predictions[i] = symbols
+        labels = [e.sample.symbols for e in entries]
+        result = {"loss": total_loss / len(entries), **metrics.all_metrics(labels, predictions)}
+        return result, predictions
+
+    def fit(self, train_entries: list[data.Entry], eval_entries: list[data.Entry],
+            on_epoch_end: Callable[[EpochResult], None] | None = None, seed: int | None = None) -> list[EpochResult]:
+        """Train from the current epoch to ``params.n_epochs``, evaluating and checkpointing every epoch.
+
+        The best epoch by eval CER is exported to ``output_model_dir/export_best``.
+        """
+        p = self.params
+        train_ds = data.make_dataset(train_entries, p, p.train_batch_size, training=True, seed=seed)
+        eval_ds = data.make_dataset(eval_entries, p, p.eval_batch_size, training=False)
+        results = []
+        while int(self.epoch.numpy()) < p.n_epochs:
+            start = time.perf_counter()
+            train_loss, seen = self.train_epoch(train_ds, len(train_entries), p.steps_per_epoch)
+            train_time = time.perf_counter() - start
+            eval_metrics, _ = self.evaluate(eval_entries, eval_ds)
+            self.epoch.assign_add(1)
+            epoch = int(self.epoch.numpy())
+            scalars = {"train.loss": train_loss, **{f"eval.{k}": v for k, v in eval_metrics.items()}}
+            result = EpochResult(epoch, scalars, seen / max(train_time, 1e-9), time.perf_counter() - start)
+            improved = eval_metrics["cer"] < float(self.best_cer.numpy())
+            if improved:
+                self.best_cer.assign(eval_metrics["cer"])
+                self.export(os.path.join(p.output_model_dir, BEST_EXPORT_DIR))
+            self.manager.save(checkpoint_number=epoch)
+            log.info("epoch %d: %s, %.1f images/s%s", epoch,
+                     ", ".join(f"{k}={v:.4f}" for k, v in scalars.items()), result.images_per_second,
+                     " (best so far, exported)" if improved else "")
+            results.append(result)
+            if on_epoch_end:
+                on_epoch_end(result)
+        return results
+
+    def export(self, export_dir: str) -> str:
+        """Write the SavedModel of :func:`export_saved_model` for the current weights."""
+        return export_saved_model(self.model, self.params, self.alphabet, export_dir)
+
+
+# ---- export -------------------------------------------------------------------
+
+def _serving_fn(model, params: Params, alphabet: Alphabet):
+    """The exported function: decodes image bytes, runs the CRNN, decodes CTC to text."""
+    symbols = alphabet.symbols_by_code
+    p = params
+
+    def one(encoded):
+        image, width = data.preprocess_image(encoded, p)
+        # Pad to max_width so tf.map_fn stacks; cropped to the batch's widest image below.
+        return tf.pad(image, [[0, 0], [0, p.max_width - width], [0, 0]]), width
+
+    def serve(images):
+        padded, widths = tf.map_fn(one, images, fn_output_signature=(
+            tf.TensorSpec([p.height, p.max_width, p.input_channels], tf.float32), tf.TensorSpec([], tf.int32)))
+        batch = padded[:, :, :tf.reduce_max(widths), :]
+        logits = model(batch, widths, training=False)
+        lengths = sequence_lengths(widths, model.pool_widths)
+        codes, scores = ctc_decode(logits, lengths, p.decoding, p.beam_width, p.num_beam_paths)
+        return {"text": codes_to_strings(codes, symbols), "score": scores}
+
+    return serve
+
+
+def export_saved_model(model, params: Params, alphabet: Alphabet, export_dir: str) -> str:
+    """Export a SavedModel whose ``serving_default`` signature maps image bytes to text.
+
+    Signature ``serving_default``:
+        inputs: ``images``: tf.string ``[batch]``, encoded PNG / JPEG / BMP / GIF of any size.
+        outputs: ``text``: tf.string ``[batch, num_beam_paths]`` (UTF-8);
+                 ``score``: float32 ``[batch, num_beam_paths]``, hypothesis probability in [0, 1].
+
+    The folder also gets ``alphabet.json`` and ``params.json`` (the training
+    settings) so a user can see what the model expects.
+
+    Returns:
+        ``export_dir``.
+    """
+    tmp = export_dir.rstrip("/") + ".tmp"
+    if tf.io.gfile.exists(tmp):
+        tf.io.gfile.rmtree(tmp)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", _serving_fn(model, params, alphabet),
+                         input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+    archive.write_out(tmp, verbose=False)
+    alphabet.save(os.path.join(tmp, "alphabet.json"))
+    with open(os.path.join(tmp, "params.json"), "w", encoding="utf-8") as f:
+        # Where runs are stored (and any credentials) is no business of the model.
+        json.dump({k: v for k, v in params.to_dict().items() if not k.startswith("mongo_")}, f,
+                  indent=1, ensure_ascii=False)
+    # Replace the previous export only once the new one is complete.
+    if tf.io.gfile.exists(export_dir):
+        tf.io.gfile.rmtree(export_dir)
+    os.replace(tmp, export_dir)
+    return export_dir
