@@ -115,7 +115,7 @@ class CheckReport:
                  f"{len(self.occurrences)} symbol(s) not in the alphabet ({self.rows} rows):"]
         for symbol, where in sorted(self.occurrences.items(), key=lambda kv: (-len(kv[1]), kv[0])):
             lines.append(f"  {describe_symbol(symbol)}: {len(where)} time(s)")
-            lines += [f"    {w}" for w in where]
+            lines += [f"    {w}" + (f" ({n} times)" if n > 1 else "") for w, n in Counter(where).items()]
         return "\n".join(lines)
 
 

@@ -1,0 +1,240 @@
+"""The data set subcommands of ``tf-crnn``: prepare, alphabet, generate, validate.
+
+:func:`register` adds them to the top-level parser's subparsers; each sets
+``func=handler`` where ``handler(args) -> int`` is the exit code:
+0 success, 1 the data has problems (unknown symbols, unconvertible rows,
+undecodable images...), 2 bad usage or unreadable input.
+
+Examples::
+
+    tf-crnn generate numbers data/generated/digits -n 5000 --seed 0
+    tf-crnn generate text data/generated/words -n 2000 --max-words 3 --fonts system
+    tf-crnn prepare gt-pairs ../shared/data/archiscribe data/prepared/fraktur.csv \\
+        --group-by parent --split-by-group "train=0,1 eval=2 mod=5"
+    tf-crnn prepare iiit5k ../shared/data/iiit5k data/prepared/iiit5k.csv --group-by source --split-by-group each
+    tf-crnn prepare filename ../shared/data/plates data/prepared/plates.csv --eval-ratio 0.1
+    tf-crnn alphabet build data/prepared/fraktur.train.csv -o fraktur.json --min-count 2
+    tf-crnn alphabet check fraktur.json data/prepared/fraktur.eval.csv
+    tf-crnn validate data/prepared/fraktur.train.csv --alphabet fraktur.json --config experiments/fraktur.json
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from typing import Callable
+
+FORMATS = ("gt-pairs", "iiit5k", "icdar", "mjsynth", "tsv", "filename", "lmdb")
+
+
+def _handler(command: str) -> Callable:
+    """Turn expected failures into a one-line message and exit code (1 data problem, 2 usage/input)."""
+    def wrap(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        @functools.wraps(func)
+        def run(args: argparse.Namespace) -> int:
+            from .converters import ConversionError
+
+            try:
+                return func(args)
+            except ConversionError as e:
+                print(f"tf-crnn {command}: {e}", file=sys.stderr)
+                return 1
+            except (ImportError, OSError, ValueError) as e:
+                print(f"tf-crnn {command}: error: {e}", file=sys.stderr)
+                return 2
+        return run
+    return wrap
+
+
+# --------------------------------------------------------------------------- prepare
+
+@_handler("prepare")
+def _prepare(args: argparse.Namespace) -> int:
+    from .converters import prepare, write_summary
+
+    summary = prepare(
+        args.format, args.source, args.out_csv, split=args.split,
+        normalization=None if args.normalization == "none" else args.normalization,
+        casefold=args.casefold, eval_ratio=args.eval_ratio, group_by=args.group_by,
+        split_by_group=args.split_by_group, seed=args.seed, relative=not args.absolute,
+        on_error="skip" if args.skip_errors else "raise", label_regex=args.label_regex,
+        csv_delimiter=args.csv_delimiter, string_split_delimiter=args.string_split_delimiter,
+        progress=not args.no_progress,
+    )
+    print(summary)
+    if args.summary_json:
+        write_summary(summary, args.summary_json)
+    return 0
+
+
+def _add_prepare(sub) -> None:
+    p = sub.add_parser(
+        "prepare", help="convert an annotated data set to tf-crnn CSV(s) and an alphabet",
+        description="Convert a data set to CSV(s) + <stem>.alphabet.json + <stem>.alphabet.counts.json. "
+                    "With a split, writes <stem>.<part>.csv per part instead of OUT_CSV. "
+                    "Formats: gt-pairs (<id>.png + <id>.gt.txt/.txt), iiit5k (.mat), icdar (word_1.png, \"label\"), "
+                    "mjsynth (label in file name), tsv (path<TAB>label or path label), filename (stem = label), "
+                    "lmdb (num-samples/image-%%09d/label-%%09d, images extracted to <stem>_images/).",
+    )
+    p.add_argument("format", choices=FORMATS)
+    p.add_argument("source", help="data set folder or annotation file")
+    p.add_argument("out_csv", help="CSV to write (with a split: the stem of <stem>.<part>.csv)")
+    p.add_argument("--split", choices=("grapheme", "codepoint"), default="grapheme",
+                   help="label symbols: grapheme clusters (default; 'aͤ' is one symbol) or code points")
+    p.add_argument("--normalization", choices=("NFC", "NFD", "NFKC", "NFKD", "none"), default="NFC")
+    p.add_argument("--casefold", action="store_true", help="casefold labels (ß becomes ss)")
+    p.add_argument("--eval-ratio", type=float, help="random train/eval split; whole groups with --group-by")
+    p.add_argument("--group-by", choices=("parent", "top", "source"),
+                   help="group rows by the image's folder name (parent), first folder under SOURCE (top) "
+                        "or the format's own split (source: IIIT5K train/test)")
+    p.add_argument("--split-by-group", metavar="SPEC",
+                   help="'train=0,1 eval=2 mod=5' (group %% 5), 'train=1800-1850 eval=1851-1900', "
+                        "'train=train eval=test' or 'each' (one CSV per group); groups in no part are left out")
+    p.add_argument("--seed", type=int, default=0, help="seed of --eval-ratio")
+    p.add_argument("--absolute", action="store_true", help="absolute image paths (default: relative to the CSV)")
+    p.add_argument("--skip-errors", action="store_true",
+                   help="leave out rows with empty labels, missing images, bad encoding (listed) instead of failing")
+    p.add_argument("--label-regex", help="filename format: regex on the stem whose first group is the label")
+    p.add_argument("--csv-delimiter", default=";")
+    p.add_argument("--string-split-delimiter", default="|")
+    p.add_argument("--summary-json", help="also save the summary as JSON")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_prepare)
+
+
+# --------------------------------------------------------------------------- alphabet
+
+@_handler("alphabet build")
+def _alphabet_build(args: argparse.Namespace) -> int:
+    from .alphabet_tools import build_table, counts_path_for, format_counts
+
+    alphabet, counts = build_table(args.csv, args.output, args.min_count, args.csv_delimiter,
+                                   args.string_split_delimiter)
+    print(format_counts(counts))
+    dropped = sorted(s for s, n in counts.items() if n < args.min_count)
+    if dropped:
+        print(f"dropped {len(dropped)} symbol(s) seen fewer than {args.min_count} times: {dropped}")
+    print(f"{len(alphabet)} symbols -> {args.output} (counts: {counts_path_for(args.output)})")
+    return 0
+
+
+@_handler("alphabet check")
+def _alphabet_check(args: argparse.Namespace) -> int:
+    from .alphabet_tools import check_table
+
+    report = check_table(args.table, args.csv, args.csv_delimiter, args.string_split_delimiter)
+    print(report)
+    return 0 if report.ok else 1
+
+
+def _add_alphabet(sub) -> None:
+    p = sub.add_parser("alphabet", help="build or check an alphabet lookup table")
+    actions = p.add_subparsers(dest="alphabet_command", required=True)
+    b = actions.add_parser("build", help="build table.json (+ table.counts.json) from CSVs")
+    b.add_argument("csv", nargs="+", help="annotation CSVs")
+    b.add_argument("-o", "--output", required=True, help="lookup table JSON to write")
+    b.add_argument("--min-count", type=int, default=1, help="drop symbols seen fewer times")
+    c = actions.add_parser("check", help="list label symbols missing from a table (exit 1 if any)")
+    c.add_argument("table", help="lookup table JSON")
+    c.add_argument("csv", nargs="+", help="annotation CSVs")
+    for q in (b, c):
+        q.add_argument("--csv-delimiter", default=";")
+        q.add_argument("--string-split-delimiter", default="|")
+    b.set_defaults(func=_alphabet_build)
+    c.set_defaults(func=_alphabet_check)
+
+
+# --------------------------------------------------------------------------- generate
+
+@_handler("generate numbers")
+def _generate_numbers(args: argparse.Namespace) -> int:
+    from .synthetic import generate_numbers
+
+    csv_path = generate_numbers(args.out_dir, args.n, seed=args.seed, min_length=args.min_length,
+                                max_length=args.max_length, height=args.height, workers=args.workers,
+                                progress=not args.no_progress, style=args.style, fonts=args.fonts)
+    print(f"{args.n} images -> {csv_path}")
+    return 0
+
+
+@_handler("generate text")
+def _generate_text(args: argparse.Namespace) -> int:
+    from .synthetic import generate_text
+
+    csv_path = generate_text(args.out_dir, args.n, words=args.words, fonts=args.fonts, seed=args.seed,
+                             height=args.height, max_words=args.max_words, color=args.color,
+                             elastic=args.elastic, workers=args.workers, progress=not args.no_progress)
+    print(f"{args.n} images -> {csv_path}")
+    return 0
+
+
+def _add_generate(sub) -> None:
+    p = sub.add_parser("generate", help="render synthetic training data (images + labels.csv + alphabet.json)")
+    kinds = p.add_subparsers(dest="generate_command", required=True)
+    n = kinds.add_parser("numbers", help="digit strings, printed (DejaVu fonts) or handwritten (scikit-learn digits)")
+    n.add_argument("--min-length", type=int, default=3)
+    n.add_argument("--max-length", type=int, default=8)
+    n.add_argument("--style", choices=("printed", "handwritten"), default="printed")
+    t = kinds.add_parser("text", help="words or short lines in several fonts")
+    t.add_argument("--words", help="word list or text corpus (UTF-8; default: built-in English words)")
+    t.add_argument("--max-words", type=int, default=1, help="words per image, 1..N")
+    t.add_argument("--color", action="store_true", help="RGB images (default greyscale)")
+    t.add_argument("--elastic", type=float, default=0.02, help="elastic distortion, fraction of height (0 = off)")
+    for q in (n, t):
+        q.add_argument("out_dir", help="output folder")
+        q.add_argument("-n", type=int, required=True, help="number of images")
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--height", type=int, default=32, help="minimum height; each image is 1-1.5x this")
+        q.add_argument("--workers", type=int, help="processes (default: CPU count)")
+        q.add_argument("--no-progress", action="store_true")
+    n.add_argument("--fonts", help="font folder for printed style (default: matplotlib's DejaVu)")
+    t.add_argument("--fonts", help="font folder, or 'system' for /usr/share/fonts (default: matplotlib's DejaVu)")
+    n.set_defaults(func=_generate_numbers)
+    t.set_defaults(func=_generate_text)
+
+
+# --------------------------------------------------------------------------- validate
+
+@_handler("validate")
+def _validate(args: argparse.Namespace) -> int:
+    from .validate import validate
+
+    report = validate(args.csv, args.alphabet, params=args.config, report_dir=args.report_dir,
+                      progress=not args.no_progress)
+    print(report.format(max_listed=args.max_listed))
+    return 0 if report.ok else 1
+
+
+def _add_validate(sub) -> None:
+    p = sub.add_parser("validate", help="decode every image, check labels vs alphabet and CTC length, histograms")
+    p.add_argument("csv", nargs="+", help="annotation CSVs")
+    p.add_argument("--alphabet", required=True, help="lookup table JSON")
+    p.add_argument("--config", help="training config JSON (height, width bounds, pooling; default: defaults)")
+    p.add_argument("--report-dir", help="where widths.png / label_lengths.png go (default: <first csv>.validate/)")
+    p.add_argument("--max-listed", type=int, default=50, help="lines listed per problem kind")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_validate)
+
+
+def register(subparsers) -> None:
+    """Add ``prepare``, ``alphabet`` (build/check), ``generate`` (numbers/text) and ``validate``.
+
+    Args:
+        subparsers: the object returned by ``ArgumentParser.add_subparsers()``.
+    """
+    _add_prepare(subparsers)
+    _add_alphabet(subparsers)
+    _add_generate(subparsers)
+    _add_validate(subparsers)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one of these subcommands without the top-level CLI (``python -m tf_crnn.datasets.cli``)."""
+    parser = argparse.ArgumentParser(prog="tf-crnn")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""``tf-crnn validate``: check annotation CSVs before a training run.
+
+Checks, in order:
+
+1. every label symbol is in the alphabet (file, line, symbol);
+2. every image decodes fully, and every label fits the CTC sequence length
+   its image allows: :func:`tf_crnn.data.scan_samples`, the very check the
+   trainer runs (image resized to the model height keeping the aspect ratio,
+   width clipped to ``[min_width, max_width]``; a label of L symbols with R
+   adjacent repeats needs ``L + R`` time steps);
+3. duplicates: an image path listed twice, or identical image bytes under
+   different paths (same or conflicting labels), a common train/eval leak.
+
+It also reports symbol frequencies and saves two histograms (PNG, matplotlib
+Agg backend) into the report folder: resized image widths and label lengths.
+Problems of kind 1 and 2 are errors (non-zero exit); duplicates are warnings.
+
+``tf_crnn.data`` imports TensorFlow, so this module pays its import time (a
+few seconds) on first use.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from ..alphabet import Alphabet
+from ..annotations import Sample, read_csvs
+from .alphabet_tools import describe_symbol, format_counts
+
+
+@dataclass
+class ValidationReport:
+    """Findings of :func:`validate`.
+
+    Attributes:
+        rows: rows read.
+        unknown: unknown symbol -> ``file:line`` list.
+        bad_images: ``file:line: path: reason`` for images that do not decode.
+        too_long: ``file:line`` lines for labels too long for their image.
+        duplicate_paths: image path -> ``file:line`` list (listed more than once).
+        duplicate_images: groups of ``file:line: path (label)`` with identical bytes.
+        symbol_counts: frequency of every label symbol.
+        widths: resized widths of the usable images.
+        label_lengths: label lengths (symbols) of all rows.
+        plots: paths of the saved histograms.
+    """
+
+    rows: int = 0
+    unknown: dict[str, list[str]] = field(default_factory=dict)
+    bad_images: list[str] = field(default_factory=list)
+    too_long: list[str] = field(default_factory=list)
+    duplicate_paths: dict[str, list[str]] = field(default_factory=dict)
+    duplicate_images: list[list[str]] = field(default_factory=list)
+    symbol_counts: Counter = field(default_factory=Counter)
+    widths: list[int] = field(default_factory=list)
+    label_lengths: list[int] = field(default_factory=list)
+    plots: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> int:
+        """Number of rows that would stop (or be skipped by) a training run."""
+        return sum(map(len, self.unknown.values())) + len(self.bad_images) + len(self.too_long)
+
+    @property
+    def ok(self) -> bool:
+        """True when there are rows and no error (duplicates are only warnings)."""
+        return self.rows > 0 and self.errors == 0
+
+    def format(self, max_listed: int = 50, top_symbols: int = 30) -> str:
+        """Human-readable report; lists are cut at ``max_listed`` lines."""
+        out = [f"rows: {self.rows}, distinct symbols: {len(self.symbol_counts)}"]
+        if self.widths:
+            out.append(f"resized width: min {min(self.widths)}, median {sorted(self.widths)[len(self.widths) // 2]}, "
+                       f"max {max(self.widths)} px")
+        if self.label_lengths:
+            out.append(f"label length: min {min(self.label_lengths)}, max {max(self.label_lengths)} symbols")
+        out.append(f"most frequent symbols:\n{format_counts(self.symbol_counts, top_symbols)}")
+        for symbol, where in sorted(self.unknown.items(), key=lambda kv: -len(kv[1])):
+            out.append(f"ERROR symbol {describe_symbol(symbol)} not in the alphabet, {len(where)} time(s):")
+            out += _cut([f"  {w}" + (f" ({n} times)" if n > 1 else "") for w, n in Counter(where).items()], max_listed)
+        if self.bad_images:
+            out.append(f"ERROR {len(self.bad_images)} image(s) missing or not decodable:")
+            out += _cut([f"  {b}" for b in self.bad_images], max_listed)
+        if self.too_long:
+            out.append(f"ERROR {len(self.too_long)} label(s) too long for the CTC sequence of their image:")
+            out += _cut([f"  {t}" for t in self.too_long], max_listed)
+        if self.duplicate_paths:
+            out.append(f"WARNING {len(self.duplicate_paths)} image path(s) listed more than once:")
+            out += _cut([f"  {p}: {', '.join(w)}" for p, w in self.duplicate_paths.items()], max_listed)
+        if self.duplicate_images:
+            out.append(f"WARNING {len(self.duplicate_images)} group(s) of identical images under different paths:")
+            out += _cut(["  " + " == ".join(g) for g in self.duplicate_images], max_listed)
+        out += [f"histogram: {p}" for p in self.plots]
+        out.append("OK" if self.ok else f"FAILED: {self.errors} error(s)" if self.rows else "FAILED: no rows")
+        return "\n".join(out)
+
+
+def _cut(lines: list[str], limit: int) -> list[str]:
+    return lines if len(lines) <= limit else lines[:limit] + [f"  ... and {len(lines) - limit} more"]
+
+
+def _digest(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.blake2b(f.read(), digest_size=16).hexdigest()
+    except OSError:
+        return None
+
+
+def find_duplicates(samples: Sequence[Sample], progress: bool = False):
+    """Image paths listed twice, and identical image bytes under different paths.
+
+    Returns:
+        ``(duplicate_paths, duplicate_images)`` as in :class:`ValidationReport`.
+    """
+    from tqdm import tqdm
+
+    by_path: dict[str, list[Sample]] = defaultdict(list)
+    for s in samples:
+        by_path[s.image_path].append(s)
+    duplicate_paths = {p: [s.where() for s in group] for p, group in by_path.items() if len(group) > 1}
+    paths = list(by_path)
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+        digests = list(tqdm(pool.map(_digest, paths), total=len(paths), desc="hashing images", unit="img",
+                            disable=not progress, mininterval=1.0))
+    by_digest: dict[str, list[str]] = defaultdict(list)
+    for path, digest in zip(paths, digests):
+        if digest is not None:
+            by_digest[digest].append(path)
+    duplicate_images = [
+        [f"{by_path[p][0].where()}: {p} ({by_path[p][0].text!r})" for p in group]
+        for group in by_digest.values() if len(group) > 1
+    ]
+    return duplicate_paths, duplicate_images
+
+
+def save_histograms(report: ValidationReport, folder: str | os.PathLike) -> list[str]:
+    """Save ``widths.png`` and ``label_lengths.png`` histograms into ``folder``; returns their paths."""
+    from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    plots = []
+    for name, values, xlabel in (("widths", report.widths, "resized image width (px)"),
+                                 ("label_lengths", report.label_lengths, "label length (symbols)")):
+        if not values:
+            continue
+        figure = Figure(figsize=(6, 3.5), dpi=100)
+        axes = figure.add_subplot()
+        axes.hist(values, bins=min(50, max(1, len(set(values)))), color="#4477aa")
+        axes.set_xlabel(xlabel)
+        axes.set_ylabel("rows")
+        axes.set_title(f"{name.replace('_', ' ')} (n={len(values)})")
+        figure.tight_layout()
+        path = folder / f"{name}.png"
+        figure.savefig(path)
+        plots.append(str(path))
+    return plots
+
+
+def default_report_dir(csv_files: Sequence[str | os.PathLike]) -> str:
+    """``data/x.csv`` -> ``data/x.validate`` (beside the first CSV)."""
+    first = Path(csv_files[0])
+    return str(first.with_name(f"{first.stem}.validate"))
+
+
+def validate(csv_files: Sequence[str | os.PathLike], alphabet: str | os.PathLike | Alphabet,
+             params=None, report_dir: str | os.PathLike | None = None, progress: bool = True) -> ValidationReport:
+    """Validate annotation CSVs against an alphabet and a model configuration.
+
+    Args:
+        csv_files: annotation CSVs.
+        alphabet: lookup table path or :class:`Alphabet`.
+        params: a :class:`tf_crnn.config.Params`, a config JSON path, or None
+            for the defaults (height, width bounds, pooling, delimiters).
+        report_dir: where the histograms go (default :func:`default_report_dir`).
+        progress: tqdm progress bars.
+
+    Returns:
+        A :class:`ValidationReport`.
+
+    Raises:
+        FileNotFoundError, AnnotationError, AlphabetError, ConfigError:
+            unreadable CSV, table or config.
+    """
+    from ..config import Params
+    from ..data import scan_samples  # imports TensorFlow
+
+    if params is None:
+        params = Params()
+    elif not isinstance(params, Params):
+        params = Params.from_file(params)
+    table = alphabet if isinstance(alphabet, Alphabet) else Alphabet.from_file(alphabet)
+    samples = read_csvs(csv_files, params.csv_delimiter, params.string_split_delimiter)
+    report = ValidationReport(rows=len(samples))
+    report.symbol_counts = Counter(s for sample in samples for s in sample.symbols)
+    report.label_lengths = [len(s.symbols) for s in samples]
+    unknown: dict[str, list[str]] = defaultdict(list)
+    for u in table.unknown_symbols(samples):
+        unknown[u.symbol].append(f"{u.csv_file}:{u.line}")
+    report.unknown = dict(unknown)
+    # scan_samples encodes labels, so rows with unknown symbols are left to check 1.
+    known = [s for s in samples if all(sym in table for sym in s.symbols)]
+    scan = scan_samples(known, params, table, progress=progress)
+    report.bad_images = [f"{s.where()}: {s.image_path}: {reason}" for s, reason in scan.bad_images]
+    report.too_long = [
+        f"{s.where()}: {len(s.symbols)} symbols need more than the {steps} time steps of {s.image_path} "
+        f"(resized width >= {need} px needed)" for s, steps, need in scan.too_long
+    ]
+    report.widths = [e.width for e in scan.entries]
+    report.duplicate_paths, report.duplicate_images = find_duplicates(samples, progress)
+    if samples:
+        report.plots = save_histograms(report, report_dir or default_report_dir(csv_files))
+    return report
