@@ -120,3 +120,11 @@ def test_handwritten_numbers(tmp_path):
 def test_handwritten_without_sklearn_says_what_to_install(tmp_path):
     with pytest.raises(ImportError, match="pip install scikit-learn"):
         synthetic.generate_numbers(tmp_path, 2, style="handwritten", progress=False)
+
+
+def test_text_words_no_font_can_draw_are_left_out_with_warning(tmp_path):
+    # DejaVu has no U+0364 (combining small e): rendering it would draw a box under a wrong label.
+    with pytest.warns(UserWarning, match="1 of 2 words left out"):
+        csv_path = synthetic.generate_text(tmp_path, 4, words=["gut", "Ba\u0364der"], workers=1, progress=False)
+    assert {s.text.lower() for s in read_csv(csv_path)} == {"gut"}
+    assert "\u0364" not in "".join(Alphabet.from_file(tmp_path / "alphabet.json").lookup)

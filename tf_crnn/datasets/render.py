@@ -72,22 +72,22 @@ def load_font(path: str, size: int) -> ImageFont.FreeTypeFont:
 
 
 def missing_symbols(font_path: str, symbols: Sequence[str]) -> list[str]:
-    """The symbols that ``font_path`` cannot draw (they render as its .notdef box).
+    """The symbols that ``font_path`` cannot draw (a code point renders as its .notdef box).
 
-    Whitespace and lone combining marks are not checked.
+    Every code point of a symbol is checked (a base letter and its combining
+    marks); whitespace is not.
     """
-    font = load_font(font_path, 24)
+    # BASIC layout maps one code point to one glyph; raqm would add a dotted
+    # circle under a lone combining mark and hide that the mark is missing.
+    font = ImageFont.truetype(font_path, 24, layout_engine=ImageFont.Layout.BASIC)
     notdef = font.getmask(_MISSING)
     notdef_key = (notdef.size, bytes(notdef))
-    missing = []
-    for symbol in symbols:
-        base = symbol[0]
-        if base.isspace():
-            continue
-        mask = font.getmask(base)
-        if mask.size == (0, 0) or (mask.size, bytes(mask)) == notdef_key:
-            missing.append(symbol)
-    return missing
+
+    def lacks(char: str) -> bool:
+        mask = font.getmask(char)
+        return mask.size == (0, 0) or (mask.size, bytes(mask)) == notdef_key
+
+    return [s for s in symbols if any(lacks(c) for c in s if not c.isspace())]
 
 
 def text_mask(text: str, font: ImageFont.FreeTypeFont, spacing: float, rng: np.random.Generator,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -64,6 +65,7 @@ class _Spec:
     min_length: int = 3
     max_length: int = 8
     fonts: tuple[str, ...] = ()
+    font_missing: tuple[frozenset, ...] = ()  # per font: symbols it cannot draw
     words: tuple[str, ...] = ()
     max_words: int = 1
     color: bool = False
@@ -94,16 +96,28 @@ def _word_text(spec: _Spec, rng: np.random.Generator) -> str:
     words = [spec.words[int(rng.integers(len(spec.words)))] for _ in range(count)]
     case = rng.random()
     text = " ".join(words)
-    # Vary case only when the vocabulary has letters to vary.
     if case < 0.15:
-        text = text.upper()
+        cased = text.upper()
     elif case < 0.3:
-        text = text.capitalize()
-    return text
+        cased = text.capitalize()
+    else:
+        cased = text
+    # Keep the variant only if some font draws it all (else fall back, deterministically).
+    for candidate in (cased, text, words[0]):
+        if _fonts_for(spec, candidate):
+            return candidate
+    return words[0]  # unreachable: every vocabulary word has a font (see _font_coverage)
+
+
+def _fonts_for(spec: _Spec, text: str) -> list[int]:
+    """Indices of the fonts that can draw every grapheme of ``text``."""
+    needed = set(graphemes(text))
+    return [i for i, missing in enumerate(spec.font_missing) if not needed & missing]
 
 
 def _printed(text: str, spec: _Spec, rng: np.random.Generator):
-    font_path = spec.fonts[int(rng.integers(len(spec.fonts)))]
+    choices = _fonts_for(spec, text)
+    font_path = spec.fonts[choices[int(rng.integers(len(choices)))]]
     font = render.load_font(font_path, int(rng.integers(24, 49)))
     spacing = rng.uniform(-0.04, 0.25) * font.size
     mask = render.text_mask(text, font, spacing, rng, baseline_jitter=rng.uniform(0, 0.04) * font.size)
@@ -242,7 +256,8 @@ def generate_numbers(out_dir: str | os.PathLike, n: int, seed: int = 0, min_leng
     if style == "handwritten":
         spec = _Spec(kind="handwritten", digit_bitmaps=_load_sklearn_digits(), **common)
     else:
-        spec = _Spec(kind="digits", fonts=tuple(_usable_fonts(fonts, DIGITS)), **common)
+        usable = _usable_fonts(fonts, DIGITS)
+        spec = _Spec(kind="digits", fonts=tuple(usable), font_missing=(frozenset(),) * len(usable), **common)
     return _run(spec, n, workers, progress, DIGITS)
 
 
@@ -272,6 +287,21 @@ def _usable_fonts(fonts, symbols: Iterable[str]) -> list[str]:
             f"none of the {len(candidates)} font(s) can draw all symbols {''.join(symbols)!r}"
         )
     return usable
+
+
+def _font_coverage(fonts, symbols: Iterable[str]) -> tuple[list[str], list[frozenset]]:
+    """Readable fonts and, for each, the symbols it lacks (checked once, used per sample)."""
+    symbols = sorted(set(symbols))
+    paths, missing = [], []
+    for path in _font_list(fonts):
+        try:
+            lacking = frozenset(render.missing_symbols(path, symbols))
+        except OSError:
+            continue  # unreadable or unsupported font file
+        if len(lacking) < len(symbols):
+            paths.append(path)
+            missing.append(lacking)
+    return paths, missing
 
 
 def read_words(source: str | os.PathLike | Sequence[str] | None) -> list[str]:
@@ -323,7 +353,8 @@ def generate_text(out_dir: str | os.PathLike, n: int, words=None, fonts=None, se
             word list / text corpus (see :func:`read_words`).
         fonts: None (matplotlib's DejaVu fonts), ``"system"``
             (``/usr/share/fonts``), a font folder, or a list of font files.
-            Fonts lacking a glyph of the vocabulary are left out.
+            Each image uses a font that draws all its symbols; words that
+            no font draws are left out (with a warning).
         seed: base seed; image ``i`` depends only on ``(seed, i)``.
         height: minimum image height in pixels (up to 1.5x).
         max_words: longest line, in words.
@@ -344,14 +375,26 @@ def generate_text(out_dir: str | os.PathLike, n: int, words=None, fonts=None, se
     if max_words < 1:
         raise ValueError(f"max_words must be >= 1, got {max_words}")
     vocabulary = read_words(words)
-    symbols = set()
-    for w in vocabulary:
-        symbols.update(graphemes(w))
-        symbols.update(graphemes(w.upper()))
-    if max_words > 1:
-        symbols.add(" ")
+    all_symbols = {g for w in vocabulary for g in graphemes(w) + graphemes(w.upper())}
+    font_paths, font_missing = _font_coverage(fonts, all_symbols)
+    drawable = [w for w in vocabulary if any(not set(graphemes(w)) & m for m in font_missing)]
+    if not drawable:
+        raise FileNotFoundError(f"none of the fonts ({fonts or 'matplotlib DejaVu'}) can draw any word of the vocabulary")
+    if len(drawable) < len(vocabulary):
+        kept = set(drawable)
+        dropped = [w for w in vocabulary if w not in kept]
+        warnings.warn(f"{len(dropped)} of {len(vocabulary)} words left out: no font draws all their symbols "
+                      f"(e.g. {dropped[:5]}); give more fonts (--fonts) to keep them", stacklevel=2)
     spec = _Spec(out_dir=os.path.abspath(os.fspath(out_dir)), kind="text", seed=seed, height=height,
-                 fonts=tuple(_usable_fonts(fonts, symbols)), words=tuple(vocabulary),
+                 fonts=tuple(font_paths), font_missing=tuple(font_missing), words=tuple(drawable),
                  max_words=max_words, color=color, elastic=elastic,
                  name_width=max(6, len(str(n - 1))))
+    # The table covers every symbol the kept words can produce (as written or upper-cased).
+    symbols = set()
+    for w in drawable:
+        symbols.update(graphemes(w))
+        if any(not set(graphemes(w.upper())) & m for m in font_missing):
+            symbols.update(graphemes(w.upper()))
+    if max_words > 1:
+        symbols.add(" ")
     return _run(spec, n, workers, progress, symbols)
