@@ -14,7 +14,6 @@ This module has no TensorFlow dependency so converters and tools can use it.
 """
 from __future__ import annotations
 
-import csv
 import os
 import tempfile
 import unicodedata
@@ -117,30 +116,36 @@ def read_csv(
         The samples in file order; image paths made absolute against the CSV's
         folder.
 
+    The row is split at the first ``csv_delimiter``, so labels may contain it
+    (a ``;`` symbol); image paths may not.
+
     Raises:
         FileNotFoundError: the CSV does not exist.
-        AnnotationError: a row does not have exactly two fields, or has an
-            empty path or label (message names file and line).
+        AnnotationError: not UTF-8, a row without delimiter, or an empty path
+            or label (message names file and line).
     """
     csv_file = os.path.abspath(os.fspath(csv_file))
     if not os.path.isfile(csv_file):
         raise FileNotFoundError(f"annotation CSV not found: {csv_file}")
     base = os.path.dirname(csv_file)
-    # dtype=str and no quoting: labels may contain quotes, spaces and '#'.
-    frame = pd.read_csv(
-        csv_file, sep=csv_delimiter, header=None, dtype=str, quoting=csv.QUOTE_NONE,
-        keep_default_na=False, encoding="utf-8-sig", engine="python",
-        skip_blank_lines=False, on_bad_lines=lambda bad: _bad_row(csv_file, bad, csv_delimiter),
-    )
-    if frame.shape[1] != 2:
-        raise AnnotationError(
-            f"{csv_file}: expected 2 fields per row (path{csv_delimiter}label), found {frame.shape[1]}; "
-            f"check csv_delimiter (now {csv_delimiter!r})"
-        )
+    try:
+        with open(csv_file, encoding="utf-8-sig") as f:
+            lines = pd.Series(f.read().splitlines(), dtype=object)
+    except UnicodeDecodeError as e:
+        raise AnnotationError(f"{csv_file}: not UTF-8 text ({e}); re-save it as UTF-8") from None
+    # Split at the FIRST delimiter only: the label may itself contain it (a ';' symbol).
+    fields = lines.str.split(csv_delimiter, n=1, expand=True)
+    if fields.shape[1] == 1:
+        fields[1] = None
     samples = []
-    for line, (path, label) in enumerate(zip(frame[0], frame[1]), start=1):
-        if path == "" and label == "":
-            continue  # blank line
+    for line, (path, label) in enumerate(zip(fields[0], fields[1]), start=1):
+        if label is None:
+            if path.strip() == "":
+                continue  # blank line
+            raise AnnotationError(
+                f"{csv_file}:{line}: no {csv_delimiter!r} between image path and label; "
+                f"check csv_delimiter (now {csv_delimiter!r})"
+            )
         if path == "":
             raise AnnotationError(f"{csv_file}:{line}: empty image path")
         symbols = split_label(label, string_split_delimiter)
@@ -148,13 +153,6 @@ def read_csv(
             raise AnnotationError(f"{csv_file}:{line}: empty label for {path}")
         samples.append(Sample(os.path.normpath(os.path.join(base, path)), symbols, csv_file, line))
     return samples
-
-
-def _bad_row(csv_file: str, fields: list[str], csv_delimiter: str):
-    raise AnnotationError(
-        f"{csv_file}: row {csv_delimiter.join(fields)!r} has {len(fields)} fields, expected 2 "
-        f"(path{csv_delimiter}label)"
-    )
 
 
 def read_csvs(

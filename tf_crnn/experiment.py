@@ -8,6 +8,7 @@ run's result is the final eval metrics dict.
 """
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import logging
 import os
@@ -30,6 +31,12 @@ ex.add_config({"generate_data": None})
 # tqdm redraws lines with \r: keep only the final state of each line in captured_out.
 ex.captured_out_filter = apply_backspaces_and_linefeeds
 ex.logger = logging.getLogger(EXPERIMENT_NAME)
+# Sacred only sees what this module imports; TensorFlow is imported lazily, so name it.
+for _dist in ("tensorflow", "tensorflow-cpu", "keras", "tf-crnn"):
+    try:
+        ex.add_package_dependency(_dist, importlib.metadata.version(_dist))
+    except importlib.metadata.PackageNotFoundError:
+        pass
 
 # Set by the config hook for the run being created; the URL itself may hold a password.
 _active = {"url": None}

@@ -1,0 +1,58 @@
+"""Shared fixtures: tiny configs, generated data, a real SecantusDB server."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def tiny_params(tmp_path: Path, **overrides):
+    """A CRNN small enough to train in seconds on 2 CPU cores."""
+    from tf_crnn.config import Params
+
+    values = dict(
+        csv_files_train=[str(tmp_path / "data" / "train" / "labels.csv")],
+        csv_files_eval=[str(tmp_path / "data" / "eval" / "labels.csv")],
+        lookup_alphabet_file=str(ROOT / "data" / "alphabets" / "digits.json"),
+        output_model_dir=str(tmp_path / "output"),
+        input_shape=[32, 32], max_width=256,
+        cnn_features_list=[8, 16], cnn_kernel_size=[3, 3], cnn_pool_size=[[2, 2], [2, 2]],
+        cnn_batch_norm=[False, True], rnn_units=[16], n_epochs=2,
+        train_batch_size=16, eval_batch_size=16, learning_rate=3e-3, learning_decay_steps=100,
+    )
+    values.update(overrides)
+    return Params(**values)
+
+
+@pytest.fixture(scope="session")
+def digits_data(tmp_path_factory) -> Path:
+    """64 training and 16 eval images of rendered digit strings (tf_crnn.datasets.synthetic)."""
+    from tf_crnn.datasets.synthetic import generate_numbers
+
+    root = tmp_path_factory.mktemp("digits")
+    generate_numbers(root / "data" / "train", 64, seed=1, min_length=2, max_length=5, workers=1, progress=False)
+    generate_numbers(root / "data" / "eval", 16, seed=2, min_length=2, max_length=5, workers=1, progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def mongo_server(tmp_path_factory):
+    """A real SecantusDB server (MongoDB wire protocol) on 127.0.0.1, for the whole session."""
+    from secantus import SecantusDBServer
+
+    server = SecantusDBServer(host="127.0.0.1", port=0,
+                              storage_path=str(tmp_path_factory.mktemp("secantus")), replica_set_name=None)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mongo_url(mongo_server) -> str:
+    return mongo_server.uri

@@ -1,0 +1,117 @@
+"""Training for real: a tiny CRNN as a Sacred run in a real SecantusDB, export, PredictionModel, resume."""
+import io
+import json
+import zipfile
+
+import gridfs
+import numpy as np
+import pymongo
+import pytest
+import tensorflow as tf
+
+from tf_crnn import tracking
+from tf_crnn.alphabet import Alphabet
+from tf_crnn.data import load_split, make_dataset
+from tf_crnn.experiment import METRIC_NAMES, ex
+from tf_crnn.loader import PredictionModel
+from tf_crnn.model import sequence_lengths
+from tf_crnn.decoding import codes_to_symbols, ctc_decode
+from tf_crnn.training import Trainer
+
+from conftest import tiny_params
+
+pytestmark = pytest.mark.slow
+
+
+def test_run_is_stored_with_metrics_and_artifacts(digits_data, mongo_url, tmp_path):
+    params = tiny_params(digits_data, output_model_dir=str(tmp_path / "out"), n_epochs=2)
+    run = ex.run(config_updates={**params.to_dict(), "mongo_url": mongo_url, "mongo_db_name": "tf_crnn_test"},
+                 options={"--capture": "sys"})  # pytest owns the file descriptors
+    assert run.status == "COMPLETED" and run._id is not None
+
+    db = pymongo.MongoClient(mongo_url)["tf_crnn_test"]
+    doc = db.runs.find_one({"_id": run._id})
+    assert doc["experiment"]["name"] == "crnn" and doc["status"] == "COMPLETED"
+    assert doc["config"]["n_epochs"] == 2 and doc["config"]["rnn_units"] == [16]
+    assert doc["host"]["hostname"] and any(d.startswith("tensorflow") for d in doc["experiment"]["dependencies"])
+    assert set(doc["result"]) >= {"loss", "char_accuracy", "sequence_accuracy", "cer", "wer"}
+    assert 0.0 <= doc["result"]["cer"] and 0.0 <= doc["result"]["char_accuracy"] <= 1.0
+    assert "run" in doc["captured_out"] and "\r" not in doc["captured_out"]
+
+    series = {m["name"]: m for m in db.metrics.find({"run_id": run._id})}
+    assert set(METRIC_NAMES) <= set(series)
+    for name in METRIC_NAMES:
+        assert series[name]["steps"] == [1, 2]
+        assert all(np.isfinite(series[name]["values"]))
+    # The result is the final evaluation of the last epoch's weights.
+    assert doc["result"]["cer"] == pytest.approx(series["eval.cer"]["values"][-1])
+    assert doc["result"]["loss"] == pytest.approx(series["eval.loss"]["values"][-1], rel=1e-4)
+
+    fs = gridfs.GridFS(db)
+    artifacts = {a["name"]: a["file_id"] for a in doc["artifacts"]}
+    assert set(artifacts) == {"alphabet.json", "config.json", "export.zip"}
+    assert json.loads(fs.get(artifacts["alphabet.json"]).read()) == Alphabet.from_file(params.lookup_alphabet_file).lookup
+    assert json.loads(fs.get(artifacts["config.json"]).read())["rnn_units"] == [16]
+    with zipfile.ZipFile(io.BytesIO(fs.get(artifacts["export.zip"]).read())) as archive:
+        names = archive.namelist()
+    assert "saved_model.pb" in names and "alphabet.json" in names
+
+
+def test_password_in_url_never_stored(mongo_url):
+    url = "mongodb://trainer:s3cr3t@127.0.0.1:27017/?authSource=admin"
+    assert tracking.redact_url(url) == "mongodb://trainer:***@127.0.0.1:27017/?authSource=admin"
+    assert tracking.host_port(url) == "127.0.0.1:27017"
+    assert tracking.redact_url(mongo_url) == mongo_url
+
+
+def test_unreachable_database_is_a_clear_error():
+    with pytest.raises(tracking.TrackingError, match=r"cannot reach MongoDB at mongodb://u:\*\*\*@127.0.0.1:9/"):
+        tracking.ping("mongodb://u:pw@127.0.0.1:9/", timeout_s=0.5)
+
+
+def test_export_predicts_like_the_trained_model_and_resume_continues(digits_data, tmp_path):
+    params = tiny_params(digits_data, output_model_dir=str(tmp_path / "out"), n_epochs=2)
+    alphabet = Alphabet.from_file(params.lookup_alphabet_file)
+    train = load_split(params.csv_files_train, params, alphabet, "train", progress=False)
+    evaluation = load_split(params.csv_files_eval, params, alphabet, "eval", progress=False)
+    trainer = Trainer(params, alphabet)
+    results = trainer.fit(train, evaluation, seed=0)
+    assert [r.epoch for r in results] == [1, 2]
+    assert results[-1].metrics["train.loss"] < results[0].metrics["train.loss"] * 1.5
+    export_dir = trainer.export(str(tmp_path / "export"))
+
+    # The in-memory model's greedy transcription of the eval images ...
+    expected = {}
+    for batch in make_dataset(evaluation, params, 16, training=False):
+        logits = trainer.model(batch["images"], batch["widths"], training=False)
+        codes, _ = ctc_decode(logits, sequence_lengths(batch["widths"], params.width_downsampling))
+        for i, symbols in zip(batch["index"].numpy(), codes_to_symbols(codes.numpy()[:, 0], alphabet.symbols_by_code)):
+            expected[evaluation[i].sample.image_path] = "".join(symbols)
+    # ... is what the SavedModel returns from the encoded files.
+    paths = [e.sample.image_path for e in evaluation]
+    predictions = PredictionModel(export_dir).predict(paths)
+    assert [p.text for p in predictions] == [expected[p] for p in paths]
+    assert all(0.0 <= p.score <= 1.0 and set(p.text) <= set("0123456789") for p in predictions)
+
+    # Resume: a new Trainer picks up weights, optimizer state and epoch count.
+    step_before = int(trainer.optimizer.iterations.numpy())
+    resumed = Trainer(tiny_params(digits_data, output_model_dir=str(tmp_path / "out"), n_epochs=3), alphabet)
+    assert resumed.restore() == 2
+    assert int(resumed.optimizer.iterations.numpy()) == step_before
+    np.testing.assert_allclose(resumed.model.classifier.kernel.numpy(), trainer.model.classifier.kernel.numpy())
+    assert [r.epoch for r in resumed.fit(train, evaluation, seed=0)] == [3]
+
+
+def test_prediction_model_names_bad_images(digits_data, tmp_path):
+    params = tiny_params(digits_data, output_model_dir=str(tmp_path / "out"), n_epochs=1)
+    alphabet = Alphabet.from_file(params.lookup_alphabet_file)
+    export_dir = Trainer(params, alphabet).export(str(tmp_path / "export"))
+    model = PredictionModel(export_dir)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="cannot decode image .*bad.png"):
+        model.predict([bad])
+    with pytest.raises(FileNotFoundError, match="nope.png"):
+        model.predict([tmp_path / "nope.png"])
+    with pytest.raises(FileNotFoundError, match="no SavedModel"):
+        PredictionModel(tmp_path)
