@@ -96,13 +96,18 @@ def _read_text(path: Path) -> str | Problem:
         return Problem(f"{path}:{line}", f"not valid UTF-8 at byte {e.start} ({e.reason}); re-encode the file as UTF-8")
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str] | Problem]:
+def _annotation_items(path: Path, parse: Callable[[str, str], Item]) -> Iterator[Item]:
+    """Parse a line-per-sample annotation file: blank lines skipped, ``parse(where, line)`` for the rest.
+
+    An undecodable file yields one Problem (naming the line of the first bad byte).
+    """
     text = _read_text(path)
     if isinstance(text, Problem):
         yield text
         return
     for number, line in enumerate(text.splitlines(), start=1):
-        yield number, line
+        if line.strip():
+            yield parse(f"{path}:{number}", line)
 
 
 # --------------------------------------------------------------------------- gt-pairs
@@ -228,19 +233,15 @@ def _icdar_file(source: Path) -> Path:
 def read_icdar(source: str | os.PathLike, **_) -> Iterator[Item]:
     """ICDAR 2013/2015 word recognition gt: ``word_1.png, "Tiredness"`` lines."""
     gt = _icdar_file(Path(source))
-    for item in _lines(gt):
-        if isinstance(item, Problem):
-            yield item
-            continue
-        number, line = item
-        if not line.strip():
-            continue
+
+    def parse(where: str, line: str) -> Item:
         match = _ICDAR_LINE.match(line)
         if match is None:
-            yield Problem(f"{gt}:{number}", f'expected `image, "label"`, got {line!r}')
-            continue
+            return Problem(where, f'expected `image, "label"`, got {line!r}')
         label = re.sub(r"\\(.)", r"\1", match["label"])  # \" -> ", \\ -> \
-        yield Record(str((gt.parent / match["image"]).resolve()), label, f"{gt}:{number}")
+        return Record(str((gt.parent / match["image"]).resolve()), label, where)
+
+    return _annotation_items(gt, parse)
 
 
 # --------------------------------------------------------------------------- mjsynth
@@ -250,19 +251,15 @@ def read_mjsynth(source: str | os.PathLike, **_) -> Iterator[Item]:
     annotation = Path(source)
     if not annotation.is_file():
         raise FileNotFoundError(f"MJSynth annotation file not found: {annotation}")
-    for item in _lines(annotation):
-        if isinstance(item, Problem):
-            yield item
-            continue
-        number, line = item
-        if not line.strip():
-            continue
+
+    def parse(where: str, line: str) -> Item:
         relative = line.strip().split(" ")[0]
         parts = Path(relative).stem.split("_")
         if len(parts) < 3:
-            yield Problem(f"{annotation}:{number}", f"file name {relative!r} is not <index>_<label>_<lexicon index>")
-            continue
-        yield Record(str((annotation.parent / relative).resolve()), "_".join(parts[1:-1]), f"{annotation}:{number}")
+            return Problem(where, f"file name {relative!r} is not <index>_<label>_<lexicon index>")
+        return Record(str((annotation.parent / relative).resolve()), "_".join(parts[1:-1]), where)
+
+    return _annotation_items(annotation, parse)
 
 
 # --------------------------------------------------------------------------- tsv
@@ -272,19 +269,15 @@ def read_tsv(source: str | os.PathLike, **_) -> Iterator[Item]:
     annotation = Path(source)
     if not annotation.is_file():
         raise FileNotFoundError(f"annotation file not found: {annotation}")
-    for item in _lines(annotation):
-        if isinstance(item, Problem):
-            yield item
-            continue
-        number, line = item
-        if not line.strip():
-            continue
+
+    def parse(where: str, line: str) -> Item:
         separator = "\t" if "\t" in line else " "
         path, _, label = line.partition(separator)
         if not path:
-            yield Problem(f"{annotation}:{number}", f"empty image path in {line!r}")
-            continue
-        yield Record(str((annotation.parent / path).resolve()), label, f"{annotation}:{number}")
+            return Problem(where, f"empty image path in {line!r}")
+        return Record(str((annotation.parent / path).resolve()), label, where)
+
+    return _annotation_items(annotation, parse)
 
 
 # --------------------------------------------------------------------------- filename
