@@ -57,11 +57,32 @@ def test_run_is_stored_with_metrics_and_artifacts(digits_data, mongo_url, tmp_pa
     assert "saved_model.pb" in names and "alphabet.json" in names
 
 
-def test_password_in_url_never_stored(mongo_url):
+def test_password_in_url_never_stored(digits_data, mongo_url, tmp_path):
+    from bson import json_util
+
+    password = "pw-7f3a-never-stored"
+    client = pymongo.MongoClient(mongo_url)
+    client.admin.command("createUser", "trainer", pwd=password, roles=["root"])
+    secret_url = mongo_url.replace("mongodb://", f"mongodb://trainer:{password}@")
+    params = tiny_params(digits_data, output_model_dir=str(tmp_path / "out"), n_epochs=1)
+    run = ex.run(config_updates={**params.to_dict(), "mongo_url": secret_url, "mongo_db_name": "tf_crnn_auth"},
+                 options={"--capture": "sys"})
+    db = client["tf_crnn_auth"]
+    doc = db.runs.find_one({"_id": run._id})
+    assert doc["config"]["mongo_url"] == secret_url.replace(password, "***")
+    stored = json_util.dumps(list(db.runs.find()) + list(db.metrics.find()))
+    fs = gridfs.GridFS(db)
+    config_artifact = next(a["file_id"] for a in doc["artifacts"] if a["name"] == "config.json")
+    stored += fs.get(config_artifact).read().decode("utf-8")
+    stored += (tmp_path / "out" / "export" / "params.json").read_text()
+    assert "trainer:***@" in stored and password not in stored
+
+
+def test_redact_url():
     url = "mongodb://trainer:s3cr3t@127.0.0.1:27017/?authSource=admin"
     assert tracking.redact_url(url) == "mongodb://trainer:***@127.0.0.1:27017/?authSource=admin"
     assert tracking.host_port(url) == "127.0.0.1:27017"
-    assert tracking.redact_url(mongo_url) == mongo_url
+    assert tracking.redact_url("mongodb://127.0.0.1:27017/") == "mongodb://127.0.0.1:27017/"
 
 
 def test_unreachable_database_is_a_clear_error():

@@ -47,19 +47,19 @@ def attach_observer(config, command_name, logger):
     """Attach a MongoObserver for the resolved database before the run starts.
 
     Runs after the config is resolved and before Sacred copies the observers
-    into the run, so ``mongo_url`` can come from the config. The stored config
-    gets the URL with its password replaced by ``***``.
+    into the run, so ``mongo_url`` can come from the config. The observer
+    stores the password of the URL as ``***`` (:func:`tracking.mongo_observer`).
     """
     ex.observers[:] = [o for o in ex.observers if not getattr(o, "_tf_crnn", False)]
     if command_name != "main" or not tracking.is_chief() or os.environ.get("TF_CRNN_NO_OBSERVER"):
-        return {"mongo_url": tracking.redact_url(config.get("mongo_url"))}
+        return {}
     url = tracking.resolve_url(config.get("mongo_url"))
     failure_dir = os.path.join(config["output_model_dir"], "sacred_failed_runs")
     observer = tracking.mongo_observer(url, config.get("mongo_db_name") or tracking.DEFAULT_DB_NAME, failure_dir)
     observer._tf_crnn = True
     ex.observers.append(observer)
     _active["url"] = url
-    return {"mongo_url": tracking.redact_url(config.get("mongo_url"))}
+    return {}
 
 
 @ex.main
@@ -90,6 +90,9 @@ def main(_config, _run, _seed):
         for name in METRIC_NAMES:
             _run.log_scalar(name, result.metrics[name], result.epoch)
         _run.log_scalar("train.images_per_second", result.images_per_second, result.epoch)
+        print(f"epoch {result.epoch}/{params.n_epochs}: "
+              + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
+              + f", {result.images_per_second:.1f} training images/s, {result.seconds:.0f} s")
         _run.info.setdefault("epochs", []).append(
             {"epoch": result.epoch, "seconds": round(result.seconds, 2),
              "images_per_second": round(result.images_per_second, 2)})

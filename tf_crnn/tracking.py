@@ -217,8 +217,51 @@ def is_chief() -> bool:
     return task.get("type") == "worker" and int(task.get("index", 0)) == 0
 
 
+def scrub(value, secrets: tuple[str, ...]):
+    """``value`` (nested dicts / lists / strings) with every secret replaced by ``***``."""
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, "***")
+        return value
+    if isinstance(value, dict):
+        return {k: scrub(v, secrets) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(scrub(v, secrets) for v in value)
+    return value
+
+
+def url_secrets(url: str | None) -> tuple[str, ...]:
+    """The password of a URL, raw and percent-encoded (empty when there is none)."""
+    password = urlsplit(url).password if url else None
+    if not password:
+        return ()
+    return tuple({unquote(password), password, quote(unquote(password), safe="")})
+
+
 def mongo_observer(url: str, db_name: str = DEFAULT_DB_NAME, failure_dir: str | None = None):
-    """A Sacred MongoObserver writing to ``db_name`` (runs, metrics, GridFS artifacts)."""
+    """A Sacred MongoObserver writing to ``db_name`` (runs, metrics, GridFS artifacts).
+
+    The password of ``url`` is replaced by ``***`` in everything the observer
+    stores: the config, Sacred's meta info (which repeats the config updates
+    and command line), the info dict and ``captured_out``.
+    """
     from sacred.observers import MongoObserver
 
-    return MongoObserver(url=url, db_name=db_name, failure_dir=failure_dir)
+    secrets = url_secrets(url)
+
+    class RedactingMongoObserver(MongoObserver):
+        def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
+            return super().started_event(ex_info, command, host_info, start_time,
+                                         scrub(config, secrets), scrub(meta_info, secrets), _id)
+
+        def queued_event(self, ex_info, command, host_info, queue_time, config, meta_info, _id):
+            return super().queued_event(ex_info, command, host_info, queue_time,
+                                        scrub(config, secrets), scrub(meta_info, secrets), _id)
+
+        def heartbeat_event(self, info, captured_out, beat_time, result):
+            return super().heartbeat_event(scrub(info, secrets), scrub(captured_out, secrets), beat_time, result)
+
+        def failed_event(self, fail_time, fail_trace):
+            return super().failed_event(fail_time, scrub(fail_trace, secrets))
+
+    return RedactingMongoObserver(url=url, db_name=db_name, failure_dir=failure_dir)
