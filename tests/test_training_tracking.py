@@ -49,7 +49,12 @@ def test_run_is_stored_with_metrics_and_artifacts(digits_data, mongo_url, tmp_pa
 
     fs = gridfs.GridFS(db)
     artifacts = {a["name"]: a["file_id"] for a in doc["artifacts"]}
-    assert set(artifacts) == {"alphabet.json", "config.json", "export.zip"}
+    assert set(artifacts) == {"alphabet.json", "config.json", "export.zip", "learning_curves.png",
+                              "predictions.png", "confusions.png", "confusions.csv"}
+    assert fs.get(artifacts["predictions.png"]).read()[:8] == b"\x89PNG\r\n\x1a\n"
+    files = {f["filename"].rsplit("/", 1)[-1]: f for f in db["fs.files"].find({"_id": {"$in": list(artifacts.values())}})}
+    assert files["learning_curves.png"]["contentType"] == "image/png"
+    assert files["confusions.csv"]["contentType"] == "text/csv"
     assert json.loads(fs.get(artifacts["alphabet.json"]).read()) == Alphabet.from_file(params.lookup_alphabet_file).lookup
     assert json.loads(fs.get(artifacts["config.json"]).read())["rnn_units"] == [16]
     with zipfile.ZipFile(io.BytesIO(fs.get(artifacts["export.zip"]).read())) as archive:

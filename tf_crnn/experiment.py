@@ -18,18 +18,30 @@ import tempfile
 from sacred import Experiment
 from sacred.utils import apply_backspaces_and_linefeeds
 
-from . import tracking
+from . import reports, tracking
 from .alphabet import Alphabet
 from .config import Params
 
 EXPERIMENT_NAME = "crnn"
+TENSORBOARD_SAMPLES = 6
 METRIC_NAMES = ("train.loss", "eval.loss", "eval.char_accuracy", "eval.sequence_accuracy", "eval.cer")
 
 ex = Experiment(EXPERIMENT_NAME, save_git_info=False)
 ex.add_config(Params.defaults())
 ex.add_config({"generate_data": None})
-# tqdm redraws lines with \r: keep only the final state of each line in captured_out.
-ex.captured_out_filter = apply_backspaces_and_linefeeds
+CAPTURED_OUT_HEAD, CAPTURED_OUT_TAIL = 20_000, 200_000  # characters; keeps the run document far under 16 MB
+
+
+def bounded_captured_out(text: str) -> str:
+    """The final state of each line (tqdm redraws lines with \\r), cut in the middle past about 220k characters."""
+    text = apply_backspaces_and_linefeeds(text)
+    if len(text) <= CAPTURED_OUT_HEAD + CAPTURED_OUT_TAIL:
+        return text
+    cut = len(text) - CAPTURED_OUT_HEAD - CAPTURED_OUT_TAIL
+    return f"{text[:CAPTURED_OUT_HEAD]}\n[... {cut} characters cut ...]\n{text[-CAPTURED_OUT_TAIL:]}"
+
+
+ex.captured_out_filter = bounded_captured_out
 ex.logger = logging.getLogger(EXPERIMENT_NAME)
 # Sacred only sees what this module imports; TensorFlow is imported lazily, so name it.
 for _dist in ("tensorflow", "tensorflow-cpu", "keras", "tf-crnn"):
@@ -51,11 +63,20 @@ def attach_observer(config, command_name, logger):
     stores the password of the URL as ``***`` (:func:`tracking.mongo_observer`).
     """
     ex.observers[:] = [o for o in ex.observers if not getattr(o, "_tf_crnn", False)]
-    if command_name != "main" or not tracking.is_chief() or os.environ.get("TF_CRNN_NO_OBSERVER"):
+    _active["url"] = None
+    if command_name != "main":
+        return {}
+    if tracking.is_chief():
+        # A read-only or too full output folder stops here: before any data is read or any run recorded.
+        tracking.check_output_dir(config["output_model_dir"], tracking.estimate_output_bytes(config))
+    if not tracking.is_chief() or os.environ.get("TF_CRNN_NO_OBSERVER"):
         return {}
     url = tracking.resolve_url(config.get("mongo_url"))
-    failure_dir = os.path.join(config["output_model_dir"], "sacred_failed_runs")
-    observer = tracking.mongo_observer(url, config.get("mongo_db_name") or tracking.DEFAULT_DB_NAME, failure_dir)
+    out = config["output_model_dir"]
+    # A database outage during the run is buffered; the run is also written to out/sacred_runs from then on.
+    observer = tracking.mongo_observer(url, config.get("mongo_db_name") or tracking.DEFAULT_DB_NAME,
+                                       failure_dir=os.path.join(out, tracking.FAILURE_DIR),
+                                       fallback_dir=os.path.join(out, tracking.FALLBACK_DIR))
     observer._tf_crnn = True
     ex.observers.append(observer)
     _active["url"] = url
@@ -82,14 +103,27 @@ def main(_config, _run, _seed):
           f"alphabet of {len(alphabet)} symbols")
 
     trainer = training.Trainer(params, alphabet)
+    restored = None
     if params.restore_model:
-        epoch = trainer.restore()
-        _run.info["resumed_from_epoch"] = epoch
+        restored = trainer.restore()
+        _run.info["resumed_from_epoch"] = restored
+        _run.info["resumed_from_step"] = int(trainer.optimizer.iterations.numpy())
+    # output_model_dir/run.json names the run writing the folder; a resumed run records the one it continues.
+    resumed = tracking.record_run(_run, params.output_model_dir, _active["url"], params.mongo_db_name, restored)
+    if resumed is not None:
+        print(f"run {_run._id} resumes run {resumed} from its epoch {restored} checkpoint")
+
+    history: dict[str, list] = {name: [] for name in METRIC_NAMES}
+    samples = eval_entries[:TENSORBOARD_SAMPLES]
+    board = reports.TensorBoardLog(os.path.join(params.output_model_dir, "tensorboard"),
+                                   [e.sample.image_path for e in samples], [e.sample.text for e in samples])
 
     def log_epoch(result: training.EpochResult):
         for name in METRIC_NAMES:
             _run.log_scalar(name, result.metrics[name], result.epoch)
+            history[name].append((result.epoch, result.metrics[name]))
         _run.log_scalar("train.images_per_second", result.images_per_second, result.epoch)
+        board.log_epoch(result.epoch, result.metrics, ["".join(p) for p in result.predictions[:len(samples)]])
         print(f"epoch {result.epoch}/{params.n_epochs}: "
               + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
               + f", {result.images_per_second:.1f} training images/s, {result.seconds:.0f} s")
@@ -97,10 +131,15 @@ def main(_config, _run, _seed):
             {"epoch": result.epoch, "seconds": round(result.seconds, 2),
              "images_per_second": round(result.images_per_second, 2)})
 
-    trainer.fit(train_entries, eval_entries, on_epoch_end=log_epoch, seed=_seed)
-    final, _ = trainer.evaluate(eval_entries)
+    results = trainer.fit(train_entries, eval_entries, on_epoch_end=log_epoch, seed=_seed)
+    if results:  # the last epoch's evaluation is the final model's: no second pass
+        final = {k.removeprefix("eval."): v for k, v in results[-1].metrics.items() if k.startswith("eval.")}
+        predictions = results[-1].predictions
+    else:  # restored a training that had already reached n_epochs
+        final, predictions = trainer.evaluate(eval_entries)
     export_dir = trainer.export(os.path.join(params.output_model_dir, training.EXPORT_DIR))
-    attach_artifacts(_run, params, alphabet, export_dir)
+    report_dir = write_reports(params, history, eval_entries, predictions)
+    attach_artifacts(_run, params, alphabet, export_dir, report_dir)
     report_location(_run, params)
     return {k: float(v) for k, v in final.items()}
 
@@ -129,8 +168,29 @@ def ensure_generated_data(params: Params, spec: dict, seed: int) -> None:
         generators[name](os.path.dirname(csv_file), size, seed=seed + offset)
 
 
-def attach_artifacts(run, params: Params, alphabet: Alphabet, export_dir: str) -> None:
-    """Attach ``alphabet.json``, ``config.json`` and ``export.zip`` to the run."""
+def write_reports(params: Params, history: dict, eval_entries: list, predictions: list) -> str:
+    """Learning curves, prediction gallery and confusions of the final model, in ``output_model_dir/reports``."""
+    report_dir = os.path.join(params.output_model_dir, "reports")
+    os.makedirs(report_dir, exist_ok=True)
+    labels = [e.sample.symbols for e in eval_entries]
+    reports.learning_curves(history, os.path.join(report_dir, "learning_curves.png"))
+    reports.prediction_gallery([e.sample.image_path for e in eval_entries], labels, predictions,
+                               os.path.join(report_dir, "predictions.png"))
+    counts = reports.confusions(labels, predictions)
+    reports.confusions_table(counts, os.path.join(report_dir, "confusions.csv"))
+    reports.confusions_chart(counts, os.path.join(report_dir, "confusions.png"))
+    return report_dir
+
+
+# Artifact name -> content type (Omniboard previews images, text and JSON by type).
+REPORT_ARTIFACTS = {"learning_curves.png": "image/png", "predictions.png": "image/png",
+                    "confusions.png": "image/png", "confusions.csv": "text/csv"}
+
+
+def attach_artifacts(run, params: Params, alphabet: Alphabet, export_dir: str, report_dir: str) -> None:
+    """Attach ``alphabet.json``, ``config.json``, ``export.zip`` and the reports to the run."""
+    for name, content_type in REPORT_ARTIFACTS.items():
+        run.add_artifact(os.path.join(report_dir, name), name, content_type=content_type)
     with tempfile.TemporaryDirectory() as tmp:
         alphabet_file = os.path.join(tmp, "alphabet.json")
         alphabet.save(alphabet_file)

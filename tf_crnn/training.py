@@ -11,7 +11,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import keras
@@ -94,10 +94,13 @@ def make_optimizer(params: Params) -> keras.optimizers.Optimizer:
 
 @dataclass
 class EpochResult:
+    """One epoch: scalars (``train.loss``, ``eval.*``), speed, and the eval predictions (aligned with the eval entries)."""
+
     epoch: int
     metrics: dict[str, float]
     images_per_second: float
     seconds: float
+    predictions: list = field(default_factory=list, repr=False)
 
 
 class Trainer:
@@ -228,11 +231,11 @@ class Trainer:
             start = time.perf_counter()
             train_loss, seen = self.train_epoch(train_ds, len(train_entries), p.steps_per_epoch)
             train_time = time.perf_counter() - start
-            eval_metrics, _ = self.evaluate(eval_entries, eval_ds)
+            eval_metrics, predictions = self.evaluate(eval_entries, eval_ds)
             self.epoch.assign_add(1)
             epoch = int(self.epoch.numpy())
             scalars = {"train.loss": train_loss, **{f"eval.{k}": v for k, v in eval_metrics.items()}}
-            result = EpochResult(epoch, scalars, seen / max(train_time, 1e-9), time.perf_counter() - start)
+            result = EpochResult(epoch, scalars, seen / max(train_time, 1e-9), time.perf_counter() - start, predictions)
             improved = eval_metrics["cer"] < float(self.best_cer.numpy())
             if improved:
                 self.best_cer.assign(eval_metrics["cer"])
@@ -275,6 +278,23 @@ def _serving_fn(model, params: Params, alphabet: Alphabet):
     return serve
 
 
+def _logits_fn(model, params: Params):
+    """The exported ``logits`` endpoint: image bytes -> CTC logits and valid time steps (decode elsewhere)."""
+    p = params
+
+    def one(encoded):
+        image, width = data.preprocess_image(encoded, p)
+        return tf.pad(image, [[0, 0], [0, p.max_width - width], [0, 0]]), width
+
+    def logits(images):
+        padded, widths = tf.map_fn(one, images, fn_output_signature=(
+            tf.TensorSpec([p.height, p.max_width, p.input_channels], tf.float32), tf.TensorSpec([], tf.int32)))
+        out = model(padded[:, :, :tf.reduce_max(widths), :], widths, training=False)
+        return {"logits": tf.cast(out, tf.float32), "lengths": sequence_lengths(widths, model.pool_widths)}
+
+    return logits
+
+
 def export_saved_model(model, params: Params, alphabet: Alphabet, export_dir: str) -> str:
     """Export a SavedModel whose ``serving_default`` signature maps image bytes to text.
 
@@ -282,6 +302,10 @@ def export_saved_model(model, params: Params, alphabet: Alphabet, export_dir: st
         inputs: ``images``: tf.string ``[batch]``, encoded PNG / JPEG / BMP / GIF of any size.
         outputs: ``text``: tf.string ``[batch, num_beam_paths]`` (UTF-8);
                  ``score``: float32 ``[batch, num_beam_paths]``, hypothesis probability in [0, 1].
+
+    Signature ``logits`` (same input), for decoding outside the graph (``tf-crnn evaluate``):
+        outputs: ``logits``: float32 ``[batch, time, num_classes]`` (class 0 = blank);
+                 ``lengths``: int32 ``[batch]``, valid time steps per image.
 
     The folder also gets ``alphabet.json`` and ``params.json`` (the training
     settings) so a user can see what the model expects.
@@ -295,6 +319,9 @@ def export_saved_model(model, params: Params, alphabet: Alphabet, export_dir: st
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint("serving_default", _serving_fn(model, params, alphabet),
+                         input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+    # For decoding at evaluation time (tf_crnn.loader / tf-crnn evaluate): logits [batch, time, classes], lengths.
+    archive.add_endpoint("logits", _logits_fn(model, params),
                          input_signature=[tf.TensorSpec([None], tf.string, name="images")])
     archive.write_out(tmp, verbose=False)
     alphabet.save(os.path.join(tmp, "alphabet.json"))

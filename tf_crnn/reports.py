@@ -1,0 +1,191 @@
+"""What a run leaves to look at: learning curves, a prediction gallery, character confusions.
+
+All figures are PNG files (matplotlib with the Agg backend, or Pillow for the
+gallery, which needs per-character colours); tables are CSV (pandas). The
+confusions come from the Levenshtein alignment of each prediction with its
+label (rapidfuzz ``editops``): a substitution ``a -> b`` counts as the pair
+``(a, b)``, a deletion as ``(a, "")``, an insertion as ``("", b)``.
+"""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+import pandas as pd  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont  # noqa: E402
+from rapidfuzz.distance import Levenshtein  # noqa: E402
+
+Seq = Sequence[str]
+OK_COLOUR, ERROR_COLOUR, MUTED_COLOUR = (20, 20, 20), (200, 30, 30), (110, 110, 110)
+
+
+def learning_curves(history: Mapping[str, Sequence[tuple[int, float]]], path: str) -> str:
+    """Plot each metric's ``(epoch, value)`` series; losses on the left, rates on the right.
+
+    Args:
+        history: metric name -> ``[(epoch, value), ...]``, e.g. ``{"eval.cer": [(1, 0.9), (2, 0.5)]}``.
+        path: PNG file to write.
+
+    Returns:
+        ``path``.
+    """
+    fig, (ax_loss, ax_rate) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, series in sorted(history.items()):
+        if not series:
+            continue
+        epochs, values = zip(*series)
+        ax = ax_loss if name.endswith("loss") else ax_rate
+        ax.plot(epochs, values, marker="o", label=name)
+    ax_loss.set(title="CTC loss (per sample)", xlabel="epoch", ylabel="loss")
+    ax_rate.set(title="eval metrics", xlabel="epoch", ylabel="rate", ylim=(0, 1.02))
+    for ax in (ax_loss, ax_rate):
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def confusions(labels: Sequence[Seq], predictions: Sequence[Seq]) -> Counter:
+    """Count ``(label symbol, predicted symbol)`` pairs of every edit in the alignments.
+
+    ``""`` stands for a missing symbol: ``(a, "")`` is a deletion of ``a``,
+    ``("", b)`` an insertion of ``b``.
+    """
+    counts: Counter = Counter()
+    for gt, pred in zip(labels, predictions):
+        gt, pred = list(gt), list(pred)
+        for op in Levenshtein.editops(gt, pred):
+            if op.tag == "replace":
+                counts[(gt[op.src_pos], pred[op.dest_pos])] += 1
+            elif op.tag == "delete":
+                counts[(gt[op.src_pos], "")] += 1
+            else:
+                counts[("", pred[op.dest_pos])] += 1
+    return counts
+
+
+def confusions_table(counts: Counter, path: str) -> pd.DataFrame:
+    """Write the confusions, most frequent first, as CSV (``label,prediction,count``)."""
+    frame = pd.DataFrame([(a, b, n) for (a, b), n in counts.most_common()],
+                         columns=["label", "prediction", "count"])
+    frame.to_csv(path, index=False)
+    return frame
+
+
+def confusions_chart(counts: Counter, path: str, top: int = 25) -> str:
+    """Horizontal bar chart of the ``top`` most frequent confusions."""
+    common = counts.most_common(top)[::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.3 * max(4, len(common)) + 1))
+    names = [f"{_show(a)} → {_show(b)}" for (a, b), _ in common]
+    ax.barh(range(len(common)), [n for _, n in common], color="#c0392b")
+    ax.set_yticks(range(len(common)), names, fontsize=9)
+    ax.set(title=f"most frequent confusions (label → prediction), top {len(common)}", xlabel="count")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _show(symbol: str) -> str:
+    return {"": "∅", " ": "␣"}.get(symbol, symbol)
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont:
+    fonts = os.path.join(os.path.dirname(matplotlib.__file__), "mpl-data", "fonts", "ttf", "DejaVuSans.ttf")
+    return ImageFont.truetype(fonts, size)
+
+
+def _draw_marked(draw: ImageDraw.ImageDraw, xy, gt: Seq, pred: Seq, font) -> None:
+    """Write ``pred`` with symbols that differ from ``gt`` in red; deleted symbols as a red ``·``."""
+    x, y = xy
+    gt, pred = list(gt), list(pred)
+    for tag, g0, g1, p0, p1 in Levenshtein.opcodes(gt, pred).as_list():
+        text = "".join(pred[p0:p1]) if tag != "delete" else "·" * (g1 - g0)
+        colour = OK_COLOUR if tag == "equal" else ERROR_COLOUR
+        draw.text((x, y), text, fill=colour, font=font)
+        x += draw.textlength(text, font=font)
+
+
+def prediction_gallery(image_paths: Sequence[str], labels: Sequence[Seq], predictions: Sequence[Seq],
+                       path: str, max_samples: int = 20, image_height: int = 40, width: int = 1000) -> str:
+    """A PNG of eval samples, worst first: image, ground truth, prediction with differences in red.
+
+    Args:
+        image_paths: the samples' image files.
+        labels, predictions: symbol sequences aligned with ``image_paths``.
+        path: PNG file to write.
+        max_samples: rows shown (the ones with the largest edit distance; ties by order).
+        image_height: height of each thumbnail in pixels.
+        width: width of the gallery in pixels (long lines are scaled down).
+
+    Returns:
+        ``path``.
+    """
+    distances = [Levenshtein.distance(list(g), list(p)) for g, p in zip(labels, predictions)]
+    order = sorted(range(len(labels)), key=lambda i: (-distances[i], i))[:max_samples]
+    font, small = _font(16), _font(12)
+    row_height = image_height + 52
+    canvas = Image.new("RGB", (width, 8 + row_height * len(order)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for row, i in enumerate(order):
+        top = 8 + row * row_height
+        with Image.open(image_paths[i]) as im:
+            im = im.convert("RGB")
+            scale = min(image_height / im.height, (width - 16) / im.width)
+            canvas.paste(im.resize((max(1, int(im.width * scale)), max(1, int(im.height * scale)))), (8, top))
+        y = top + image_height + 2
+        draw.text((8, y), "GT", fill=MUTED_COLOUR, font=small)
+        draw.text((48, y), "".join(labels[i]), fill=OK_COLOUR, font=font)
+        draw.text((8, y + 20), "OCR", fill=MUTED_COLOUR, font=small)
+        _draw_marked(draw, (48, y + 20), labels[i], predictions[i], font)
+        cer = distances[i] / max(1, len(labels[i]))
+        draw.text((width - 110, y), f"CER {cer:.2f}", fill=MUTED_COLOUR, font=small)
+    canvas.save(path)
+    return path
+
+
+class TensorBoardLog:
+    """TensorBoard event files in ``log_dir``: per-epoch scalars and a few eval images with their predictions.
+
+    Args:
+        log_dir: folder for the event files (``output_model_dir/tensorboard``).
+        sample_paths: eval images to show (a handful).
+        sample_labels: their labels as text.
+    """
+
+    def __init__(self, log_dir: str, sample_paths: Sequence[str], sample_labels: Sequence[str]):
+        import numpy as np
+        import tensorflow as tf
+
+        self._tf = tf
+        self.writer = tf.summary.create_file_writer(log_dir)
+        self.labels = list(sample_labels)
+        thumbs = []
+        for p in sample_paths:
+            with Image.open(p) as im:
+                im = im.convert("L")
+                thumbs.append(np.asarray(im.resize((max(1, im.width * 48 // im.height), 48))))
+        width = max((t.shape[1] for t in thumbs), default=1)
+        self.images = np.stack([np.pad(t, [(0, 0), (0, width - t.shape[1])], constant_values=255)
+                                for t in thumbs])[..., None] if thumbs else None
+
+    def log_epoch(self, epoch: int, scalars: Mapping[str, float], sample_predictions: Sequence[str]) -> None:
+        """Write the epoch's scalars and a Markdown table of the sample predictions."""
+        tf = self._tf
+        with self.writer.as_default(step=epoch):
+            for name, value in scalars.items():
+                tf.summary.scalar(name, value)
+            if self.images is not None:
+                tf.summary.image("eval_samples", self.images, max_outputs=len(self.images))
+                rows = "\n".join(f"| {i} | {gt} | {pred} |" for i, (gt, pred)
+                                 in enumerate(zip(self.labels, sample_predictions)))
+                tf.summary.text("eval_predictions", f"| sample | ground truth | prediction |\n|---|---|---|\n{rows}")
+        self.writer.flush()
