@@ -53,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="image files")
     p.set_defaults(func=_predict)
 
+    from . import evaluation  # no TensorFlow import until it runs
+
+    p = sub.add_parser("evaluate", help="score an export on annotated CSVs: metrics, per-sample CSV, Sacred run",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    evaluation.register_arguments(p)
+
     p = sub.add_parser("db", help="the MongoDB runs go to (embedded SecantusDB unless configured)")
     p.add_argument("action", choices=["uri", "start", "stop", "status"])
     p.set_defaults(func=_db)

@@ -7,6 +7,8 @@ the classes for it and maps the indices back.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import tensorflow as tf
 
@@ -79,3 +81,169 @@ def codes_to_strings(codes: tf.Tensor, symbols_by_code: list[str]) -> tf.Tensor:
 def codes_to_symbols(codes: np.ndarray, symbols_by_code: list[str]) -> list[tuple[str, ...]]:
     """Decoded codes ``[batch, max_len]`` (numpy) to symbol tuples, dropping the blank padding."""
     return [tuple(symbols_by_code[c] for c in row if c != BLANK) for row in np.asarray(codes)]
+
+
+# ---- decoding to symbols, CTC likelihood of given labels, lexicon search -------------------
+
+def decode_to_symbols(logits, lengths, symbols_by_code: list[str], method: str = GREEDY, beam_width: int = 10,
+                      top_paths: int = 1) -> list[list[tuple[tuple[str, ...], float]]]:
+    """Decode a batch of logits to symbol tuples with scores (eager; numpy or tensors in).
+
+    Args:
+        logits: ``[batch, time, num_classes]``, class 0 = blank.
+        lengths: ``[batch]`` valid time steps.
+        symbols_by_code: from :attr:`Alphabet.symbols_by_code`.
+        method, beam_width, top_paths: as :func:`ctc_decode` (greedy always gives one path).
+
+    Returns:
+        per sample, its hypotheses ``(symbols, probability)``, best first.
+    """
+    top_paths = 1 if method == GREEDY else max(1, min(top_paths, beam_width))
+    codes, scores = ctc_decode(tf.convert_to_tensor(logits), tf.convert_to_tensor(lengths), method,
+                               beam_width, top_paths)
+    codes, scores = codes.numpy(), scores.numpy()
+    out = []
+    for sample_codes, sample_scores in zip(codes, scores):
+        out.append(list(zip(codes_to_symbols(sample_codes, symbols_by_code), (float(s) for s in sample_scores))))
+    return out
+
+
+def ctc_log_likelihood(logits, lengths, labels: list[list[int]]) -> np.ndarray:
+    """``log p(label | logits)`` under CTC (sum over all alignments, Graves et al. 2006).
+
+    Args:
+        logits: float ``[n, time, num_classes]`` (class 0 = blank), one row per label.
+        lengths: int ``[n]`` valid time steps.
+        labels: ``n`` code sequences (codes >= 1). An empty label is allowed (all blanks).
+
+    Returns:
+        float64 ``[n]``; ``-inf`` where the label cannot be aligned in ``lengths`` steps.
+    """
+    n = len(labels)
+    if n == 0:
+        return np.zeros([0])
+    max_len = max(1, max(len(label) for label in labels))
+    dense = np.zeros([n, max_len], np.int32)
+    for i, label in enumerate(labels):
+        dense[i, :len(label)] = label
+    loss = tf.nn.ctc_loss(labels=tf.constant(dense), logits=tf.cast(tf.convert_to_tensor(logits), tf.float32),
+                          label_length=tf.constant([len(label) for label in labels], tf.int32),
+                          logit_length=tf.cast(tf.convert_to_tensor(lengths), tf.int32),
+                          logits_time_major=False, blank_index=BLANK).numpy().astype(np.float64)
+    # TF reports an unalignable label as a large finite loss: mark it -inf from the CTC length rule
+    # (one step per symbol plus a blank between equal neighbours).
+    needed = np.array([len(label) + sum(a == b for a, b in zip(label, label[1:])) for label in labels])
+    feasible = np.isfinite(loss) & (needed <= np.asarray(lengths).reshape(-1))
+    return np.where(feasible, -loss, -np.inf)
+
+
+class Lexicon:
+    """A word list for lexicon-constrained decoding (Shi et al. 2015, section 2.3.2).
+
+    CRNN's lexicon-based transcription picks, among the lexicon words within
+    edit distance ``max_distance`` of the lexicon-free prediction (their
+    BK-tree search with delta = 3), the word of highest CTC probability
+    ``p(word | logits)``. Here the neighbourhood is taken around each of the
+    top-k beam hypotheses (rapidfuzz Levenshtein on symbol sequences); when no
+    word is that close, the word nearest to the hypotheses wins (ties broken by
+    CTC probability). Words with a symbol outside the alphabet cannot be
+    emitted by the model and are left out.
+
+    Args:
+        words: the words, each a sequence of symbols.
+        lookup: the alphabet's ``{symbol: code}``.
+    """
+
+    def __init__(self, words, lookup: dict[str, int]):
+        words = [tuple(w) for w in dict.fromkeys(tuple(w) for w in words) if len(w)]
+        self.words = [w for w in words if all(s in lookup for s in w)]
+        self.skipped = len(words) - len(self.words)
+        if not self.words:
+            raise ValueError("the lexicon has no word made only of alphabet symbols")
+        self.codes = [[lookup[s] for s in w] for w in self.words]
+        self._lists = [list(w) for w in self.words]
+
+    @classmethod
+    def from_file(cls, path: str, lookup: dict[str, int], string_split_delimiter: str = "|") -> "Lexicon":
+        """Read one word per line (UTF-8). A line like ``|a|ͤ|b|`` is split at the delimiter,
+        any other line into grapheme clusters (UAX #29), so ``aͤ`` is one symbol.
+
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: no usable word in it.
+        """
+        from .annotations import graphemes, split_label
+
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"lexicon not found: {path}")
+        words = []
+        with open(path, encoding="utf-8-sig") as f:
+            for line in f:
+                line = line.rstrip("\r\n")
+                if not line.strip():
+                    continue
+                d = string_split_delimiter
+                words.append(split_label(line, d) if len(line) > 1 and line.startswith(d) and line.endswith(d)
+                             else tuple(graphemes(line.strip())))
+        try:
+            return cls(words, lookup)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def candidates(self, hypotheses, max_distance: int = 3) -> dict[int, int]:
+        """The words within ``max_distance`` of any hypothesis, else the ones nearest to a hypothesis.
+
+        Returns:
+            ``{word index: smallest distance to a hypothesis}``.
+        """
+        from rapidfuzz import process
+        from rapidfuzz.distance import Levenshtein
+
+        queries = [list(h) for h in hypotheses]
+        found: dict[int, int] = {}
+
+        def collect(cutoff: int) -> None:
+            for query in queries:
+                for _, dist, index in process.extract(query, self._lists, scorer=Levenshtein.distance,
+                                                      score_cutoff=cutoff, limit=None):
+                    found[index] = min(dist, found.get(index, dist))
+
+        collect(max_distance)
+        if not found:
+            collect(min(process.extractOne(q, self._lists, scorer=Levenshtein.distance)[1] for q in queries))
+        return found
+
+
+def lexicon_decode(logits, lengths, hypotheses: list[list[tuple[str, ...]]], lexicon: Lexicon,
+                   max_distance: int = 3) -> list[tuple[tuple[str, ...], float]]:
+    """Lexicon-constrained transcription of a batch (see :class:`Lexicon`).
+
+    Args:
+        logits: ``[batch, time, num_classes]``; lengths: ``[batch]``.
+        hypotheses: per sample, its lexicon-free hypotheses (e.g. the top-k beams), best first.
+        lexicon: the word list.
+        max_distance: the neighbourhood radius delta (CRNN uses 3).
+
+    Returns:
+        per sample, the chosen word and its CTC probability ``p(word | logits)`` in [0, 1].
+    """
+    logits = np.asarray(logits)
+    lengths = np.asarray(lengths)
+    owners, words, distances = [], [], []
+    for i, hyps in enumerate(hypotheses):
+        found = lexicon.candidates(hyps, max_distance)
+        owners += [i] * len(found)
+        words += list(found)
+        distances += list(found.values())
+    owners_arr = np.array(owners, np.int64)
+    log_p = ctc_log_likelihood(logits[owners_arr], lengths[owners_arr], [lexicon.codes[j] for j in words])
+    out = []
+    for i in range(len(hypotheses)):
+        mine = np.flatnonzero(owners_arr == i)
+        # highest CTC probability; among equals (e.g. all unalignable) the nearest, then lexicon order
+        best = min(mine, key=lambda k: (-log_p[k], distances[k], words[k]))
+        out.append((lexicon.words[words[best]], float(np.exp(log_p[best]))))
+    return out

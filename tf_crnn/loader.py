@@ -3,15 +3,24 @@
 The export (``output_model_dir/export``, or ``export.zip`` from a run's
 artifacts, unzipped) has a ``serving_default`` signature taking encoded image
 bytes; see :func:`tf_crnn.training.export_saved_model`.
+
+:meth:`PredictionModel.iter_logits` gives the CTC logits instead, for decoding
+outside the graph (greedy, beam search, lexicon; see ``tf-crnn evaluate``):
+from the export's ``logits`` signature, or, for exports written before it
+existed, from a CRNN rebuilt from the export's ``params.json`` and given the
+export's weights.
 """
 from __future__ import annotations
 
 import json
 import os
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
+import numpy as np
 import tensorflow as tf
+
+from .alphabet import Alphabet
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,93 @@ class PredictionModel:
         self._serve = self._model.signatures["serving_default"]
         params_file = os.path.join(export_dir, "params.json")
         self.params = json.load(open(params_file, encoding="utf-8")) if os.path.isfile(params_file) else {}
+        alphabet_file = os.path.join(export_dir, "alphabet.json")
+        #: The lookup table the model was trained with (None if the export lacks ``alphabet.json``).
+        self.alphabet: Alphabet | None = Alphabet.from_file(alphabet_file) if os.path.isfile(alphabet_file) else None
+        self._logits = None
+
+    @property
+    def train_run(self):
+        """The ``_id`` of the Sacred run that trained this export, if the export records one, else None.
+
+        Looked up in ``run.json`` (``{"_id": ...}`` or ``{"run_id": ...}``) and
+        ``params.json`` (``run_id``) of the export folder.
+        """
+        run_file = os.path.join(self.export_dir, "run.json")
+        if os.path.isfile(run_file):
+            with open(run_file, encoding="utf-8") as f:
+                info = json.load(f)
+            for key in ("_id", "run_id"):
+                if info.get(key) is not None:
+                    return info[key]
+        return self.params.get("run_id")
+
+    @property
+    def has_logits_signature(self) -> bool:
+        """Whether the export has the ``logits`` signature (exports from this version on)."""
+        return "logits" in self._model.signatures
+
+    def _logits_function(self):
+        if self._logits is None:
+            if self.has_logits_signature:
+                self._logits = self._model.signatures["logits"]
+            else:
+                self._logits = self._rebuilt_logits_function()
+        return self._logits
+
+    def _rebuilt_logits_function(self):
+        """For an export without ``logits`` signature: the CRNN of its params.json with its weights."""
+        from .config import Params
+        from .model import build_crnn
+        from .training import _logits_fn
+
+        problem = None
+        if not self.params or self.alphabet is None:
+            problem = "no params.json / alphabet.json"
+        else:
+            params = Params.from_dict({k: v for k, v in self.params.items() if k in Params.field_names()})
+            model = build_crnn(params, self.alphabet.num_classes)
+            saved = list(self._model.variables)
+            if len(saved) != len(model.variables) or any(
+                    tuple(a.shape) != tuple(b.shape) for a, b in zip(model.variables, saved)):
+                problem = "its weights do not match the CRNN its params.json describes"
+        if problem:
+            raise ValueError(f"{self.export_dir} has no 'logits' signature and cannot be rebuilt ({problem}); "
+                             "re-export it with this version of tf-crnn")
+        for variable, value in zip(model.variables, saved):
+            variable.assign(value)
+        fn = tf.function(_logits_fn(model, params), input_signature=[tf.TensorSpec([None], tf.string)])
+        self._rebuilt_model = model  # keep the variables alive
+        return lambda images: fn(images)
+
+    def iter_logits(self, images: Sequence[str | os.PathLike | bytes],
+                    batch_size: int = 32) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """CTC logits of images (paths or encoded bytes), batch by batch.
+
+        Yields:
+            ``(start, logits, lengths)``: the batch covers ``images[start:start + len(lengths)]``;
+            ``logits`` float32 ``[batch, time, num_classes]`` (class 0 = blank, time padded
+            to the batch's widest image), ``lengths`` int32 ``[batch]`` valid time steps.
+
+        Raises:
+            FileNotFoundError / ValueError: as :meth:`predict`, naming the image.
+            ValueError: the export has neither the ``logits`` signature nor what is needed to rebuild it.
+        """
+        fn = self._logits_function()
+        for start in range(0, len(images), batch_size):
+            items = list(images[start:start + batch_size])
+            encoded = [item if isinstance(item, bytes) else _read(item) for item in items]
+            try:
+                out = fn(images=tf.constant(encoded, dtype=tf.string))
+            except tf.errors.InvalidArgumentError:
+                for item in items:
+                    if not isinstance(item, bytes):
+                        try:
+                            fn(images=tf.constant([_read(item)], dtype=tf.string))
+                        except tf.errors.InvalidArgumentError as e:
+                            raise ValueError(f"cannot decode image {item}: {e.message.splitlines()[0]}") from None
+                raise
+            yield start, out["logits"].numpy(), out["lengths"].numpy()
 
     def predict_bytes(self, images: Sequence[bytes], batch_size: int = 32) -> list[Prediction]:
         """Transcribe encoded images (PNG / JPEG / BMP / GIF bytes)."""

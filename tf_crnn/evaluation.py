@@ -1,0 +1,491 @@
+"""``tf-crnn evaluate``: score an exported model on annotated CSVs.
+
+    tf-crnn evaluate --model output/fraktur/export --csv data/prepared/fraktur.eval.csv \\
+        [--alphabet data/alphabets/fraktur.json] [--out DIR] [--decoding greedy|beam_search] \\
+        [--beam-width N] [--top-paths K] [--lexicon words.txt] [--log [--train-run ID]]
+
+1. :func:`prepare` loads the export, reads the CSVs, checks every label against
+   the alphabet and opens every image once; any problem is an error naming
+   ``file:line``, before anything is computed.
+2. :func:`evaluate` gets the CTC logits from the export
+   (:meth:`PredictionModel.iter_logits`) and decodes them here, so the decoding
+   need not be the one the model was trained with: greedy, beam search (top-k
+   hypotheses) or lexicon-constrained (:func:`tf_crnn.decoding.lexicon_decode`).
+   It scores the predictions with :func:`tf_crnn.metrics.normalized_metrics`
+   (exact, case-insensitive and alphanumeric-only).
+3. :func:`write_outputs` writes the per-sample CSV and the JSON summary;
+   :func:`format_table` is the printed table.
+4. With ``--log``, :func:`run_logged` records all this as a Sacred run of the
+   experiment ``crnn-evaluate`` (config, result, scalars, artifacts), with the
+   training run's id in its config and info.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from . import metrics
+from .alphabet import Alphabet
+from .annotations import Sample, read_csvs
+
+EXPERIMENT_NAME = "crnn-evaluate"
+
+CLI_DESCRIPTION = """\
+Score an exported model on annotated CSVs (path;|l|a|b|e|l| rows).
+
+Prints per-character accuracy, full-sequence accuracy, CER, WER and 1 - NED,
+each exact, case-insensitive and alphanumeric-only (the IIIT5K / SVT / IC13
+protocol), and writes <csv>.<decoding>.predictions.csv (one row per image:
+ground truth, prediction, score, edit distances) and <csv>.<decoding>.summary.json
+into --out. The decoding defaults to the export's training-time setting;
+--decoding, --beam-width, --top-paths and --lexicon change it (the export's
+logits are decoded outside the model). --log records the evaluation as a Sacred
+run of the experiment 'crnn-evaluate' with the training run's id.
+
+example:
+  tf-crnn evaluate --model output/fraktur/export --csv data/prepared/fraktur.eval.csv
+  tf-crnn evaluate --model output/iiit5k/export --csv data/prepared/iiit5k.test.csv \\
+      --decoding beam_search --beam-width 10 --lexicon words.txt --log
+"""
+
+#: What each metric of the summary means (written into it).
+METRIC_DEFINITIONS = {
+    "char_accuracy": "mean over samples of (positions i with prediction[i] == label[i]) / len(label) "
+                     "(CRNN_Tensorflow)",
+    "sequence_accuracy": "fraction of predictions equal to their label",
+    "cer": "sum of Levenshtein distances / sum of label lengths, in symbols",
+    "wer": "the same on whitespace-separated words",
+    "one_minus_ned": "mean over samples of 1 - distance / max(len(label), len(prediction)) "
+                     "(PaddleOCR norm_edit_dis, MMOCR 1-N.E.D)",
+}
+
+
+class EvaluationError(ValueError):
+    """Input that cannot be evaluated: the message names the file (and line) and what to do."""
+
+
+@dataclass
+class Prepared:
+    """Checked inputs of an evaluation."""
+
+    model: Any  # tf_crnn.loader.PredictionModel
+    alphabet: Alphabet
+    alphabet_file: str
+    samples: list[Sample]
+    sizes: list[tuple[int, int]]  # (width, height) of each image
+    csv_files: list[str]
+
+
+@dataclass
+class Decoding:
+    """How logits become text at evaluation time."""
+
+    method: str = "greedy"
+    beam_width: int = 10
+    top_paths: int = 1
+    lexicon: str | None = None
+    lexicon_max_distance: int = 3
+
+    def as_dict(self) -> dict:
+        return {"method": self.method, "beam_width": self.beam_width, "top_paths": self.top_paths,
+                "lexicon": self.lexicon, "lexicon_max_distance": self.lexicon_max_distance}
+
+
+@dataclass
+class Evaluation:
+    """Outcome of :func:`evaluate`."""
+
+    rows: pd.DataFrame
+    metrics: dict[str, dict[str, float]]
+    per_csv: dict[str, dict] = field(default_factory=dict)
+    seconds: float = 0.0
+    lexicon_words: int | None = None
+
+
+# ---- 1. inputs -------------------------------------------------------------------
+
+def prepare(model_dir: str, csv_files: list[str], alphabet_file: str | None = None,
+            progress: bool = True) -> Prepared:
+    """Load the export and check the data completely before any prediction.
+
+    The model decodes with the alphabet it was trained with (``alphabet.json``
+    in the export); ``alphabet_file``, if given, must be that same table (it is
+    required for an export without ``alphabet.json``). Labels are checked
+    against it with :meth:`Alphabet.check`.
+
+    Raises:
+        FileNotFoundError: no SavedModel at ``model_dir``, a CSV or the alphabet file missing.
+        AnnotationError / AlphabetError: unreadable CSV rows, label symbols outside the alphabet (file:line).
+        EvaluationError: missing or undecodable images (file:line), alphabet mismatch, no rows.
+    """
+    from .loader import PredictionModel
+
+    model_dir = os.path.abspath(model_dir)
+    if not os.path.isfile(os.path.join(model_dir, "saved_model.pb")):
+        hint = ""
+        if os.path.isfile(os.path.join(model_dir, "export", "saved_model.pb")):
+            hint = f" (did you mean {os.path.join(model_dir, 'export')}?)"
+        what = "folder" if os.path.isdir(model_dir) else "no such folder"
+        raise FileNotFoundError(f"no exported model at {model_dir} ({what} without saved_model.pb){hint}")
+    model = PredictionModel(model_dir)
+    if alphabet_file:
+        alphabet = Alphabet.from_file(alphabet_file)
+        if model.alphabet is not None and model.alphabet.lookup != alphabet.lookup:
+            raise EvaluationError(
+                f"the alphabet {alphabet_file} is not the one {model_dir} was trained with "
+                f"({os.path.join(model_dir, 'alphabet.json')}): {_alphabet_difference(model.alphabet, alphabet)}. "
+                "Leave out --alphabet to use the model's.")
+    elif model.alphabet is not None:
+        alphabet, alphabet_file = model.alphabet, os.path.join(model_dir, "alphabet.json")
+    else:
+        raise EvaluationError(f"{model_dir} has no alphabet.json: give the lookup table with --alphabet")
+    model.alphabet = alphabet
+
+    csv_files = list(dict.fromkeys(os.path.abspath(f) for f in csv_files))
+    samples = read_csvs(csv_files, model.params.get("csv_delimiter", ";"),
+                        model.params.get("string_split_delimiter", "|"))
+    if not samples:
+        raise EvaluationError(f"no rows in {', '.join(csv_files)}")
+    alphabet.check(samples)
+    sizes = _check_images(samples, progress)
+    return Prepared(model, alphabet, os.path.abspath(alphabet_file), samples, sizes, csv_files)
+
+
+def _alphabet_difference(a: Alphabet, b: Alphabet) -> str:
+    only_a = sorted(set(a.lookup) - set(b.lookup))
+    only_b = sorted(set(b.lookup) - set(a.lookup))
+    recoded = sorted(s for s in set(a.lookup) & set(b.lookup) if a.lookup[s] != b.lookup[s])
+    parts = [f"{len(x)} {what} {x[:10]}" for x, what in ((only_a, "symbols only in the model's"),
+                                                          (only_b, "symbols only in the given"),
+                                                          (recoded, "symbols with other codes")) if x]
+    return "; ".join(parts)
+
+
+def _check_images(samples: list[Sample], progress: bool) -> list[tuple[int, int]]:
+    """Open every image once (threads); raise one error listing every missing or undecodable one."""
+    from tqdm import tqdm
+
+    from .data import _image_size
+
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+        sizes = list(tqdm(pool.map(_image_size, [s.image_path for s in samples]), total=len(samples),
+                          desc="checking images", unit="img", disable=not progress, mininterval=1.0))
+    bad = [f"{s.where()}: {s.image_path}: {size}" for s, size in zip(samples, sizes) if isinstance(size, str)]
+    if bad:
+        listed = "\n  ".join(bad[:20]) + (f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else "")
+        raise EvaluationError(f"{len(bad)} unusable image(s):\n  {listed}\nFix the paths or remove the rows.")
+    return sizes
+
+
+def default_decoding(params: dict, method: str | None = None, beam_width: int | None = None,
+                     top_paths: int | None = None, lexicon: str | None = None,
+                     lexicon_max_distance: int = 3) -> Decoding:
+    """The decoding to use: what is asked, else the training-time setting of the export's params.json.
+
+    With a lexicon and beam search, 5 hypotheses (at most ``beam_width``) seed the
+    lexicon search unless ``top_paths`` says otherwise.
+    """
+    from .decoding import BEAM_SEARCH, GREEDY
+
+    method = method or params.get("decoding") or GREEDY
+    if method not in (GREEDY, BEAM_SEARCH):
+        raise EvaluationError(f"unknown decoding {method!r}; use {GREEDY!r} or {BEAM_SEARCH!r}")
+    beam_width = int(beam_width or params.get("beam_width") or 10)
+    if beam_width < 1:
+        raise EvaluationError(f"--beam-width must be >= 1, got {beam_width}")
+    if method == GREEDY:
+        top_paths = 1
+    elif top_paths is None:
+        top_paths = 5 if lexicon else int(params.get("num_beam_paths") or 1)
+    top_paths = max(1, min(int(top_paths), beam_width))
+    return Decoding(method, beam_width, top_paths, os.path.abspath(lexicon) if lexicon else None,
+                    lexicon_max_distance)
+
+
+# ---- 2. predictions and metrics ------------------------------------------------
+
+def evaluate(prepared: Prepared, decoding: Decoding, batch_size: int = 32, progress: bool = True) -> Evaluation:
+    """Predict every sample with ``decoding`` and score the predictions.
+
+    Images are batched by similar aspect ratio (as the training's width
+    buckets), so little padding is computed.
+    """
+    from tqdm import tqdm
+
+    from .decoding import Lexicon, decode_to_symbols, lexicon_decode
+
+    samples, alphabet = prepared.samples, prepared.alphabet
+    delimiter = prepared.model.params.get("string_split_delimiter", "|")
+    lexicon = Lexicon.from_file(decoding.lexicon, alphabet.lookup, delimiter) if decoding.lexicon else None
+    order = sorted(range(len(samples)), key=lambda i: prepared.sizes[i][0] / max(1, prepared.sizes[i][1]))
+    paths = [samples[i].image_path for i in order]
+    symbols_by_code = alphabet.symbols_by_code
+    best: list = [None] * len(samples)
+    hypotheses: list = [None] * len(samples)
+    start_time = time.perf_counter()
+    batches = prepared.model.iter_logits(paths, batch_size)
+    for start, logits, lengths in tqdm(batches, total=math.ceil(len(paths) / batch_size), desc="evaluating",
+                                       unit="batch", disable=not progress, mininterval=2.0):
+        decoded = decode_to_symbols(logits, lengths, symbols_by_code, decoding.method, decoding.beam_width,
+                                    decoding.top_paths)
+        chosen = (lexicon_decode(logits, lengths, [[h for h, _ in hyps] for hyps in decoded], lexicon,
+                                 decoding.lexicon_max_distance) if lexicon else [hyps[0] for hyps in decoded])
+        for k, (hyps, pick) in enumerate(zip(decoded, chosen)):
+            best[order[start + k]] = pick
+            hypotheses[order[start + k]] = hyps
+    seconds = time.perf_counter() - start_time
+
+    labels = [s.symbols for s in samples]
+    predictions = [symbols for symbols, _ in best]
+    rows = {
+        "csv_file": [s.csv_file for s in samples],
+        "line": [s.line for s in samples],
+        "path": [s.image_path for s in samples],
+        "ground_truth": [s.text for s in samples],
+        "prediction": ["".join(p) for p in predictions],
+        "score": [score for _, score in best],
+        "edit_distance": metrics.edit_distances(labels, predictions),
+        "gt_length": [len(gt) for gt in labels],
+        "pred_length": [len(p) for p in predictions],
+    }
+    for name in metrics.NORMALIZATIONS:
+        if name == "exact":
+            continue
+        norm_labels = [metrics.normalize(gt, name) for gt in labels]
+        rows[f"edit_distance_{name}"] = metrics.edit_distances(
+            norm_labels, [metrics.normalize(p, name) for p in predictions])
+        rows[f"gt_length_{name}"] = [len(gt) for gt in norm_labels]
+    if lexicon:
+        rows["lexicon_free_prediction"] = ["".join(h[0][0]) for h in hypotheses]
+    if decoding.top_paths > 1:
+        rows["hypotheses"] = [json.dumps([["".join(s), round(p, 6)] for s, p in h], ensure_ascii=False)
+                              for h in hypotheses]
+    frame = pd.DataFrame(rows)
+
+    per_csv = {}
+    if len(prepared.csv_files) > 1:
+        for csv_file in prepared.csv_files:
+            mine = [i for i, s in enumerate(samples) if s.csv_file == csv_file]
+            per_csv[csv_file] = {"num_samples": len(mine), "metrics": metrics.normalized_metrics(
+                [labels[i] for i in mine], [predictions[i] for i in mine])}
+    return Evaluation(frame, metrics.normalized_metrics(labels, predictions), per_csv, seconds,
+                      len(lexicon) if lexicon else None)
+
+
+# ---- 3. outputs -------------------------------------------------------------------
+
+def output_tag(csv_files: list[str], decoding: Decoding) -> str:
+    """File name stem: the CSV names, the decoding, ``-lexicon`` if one is used."""
+    stems = [os.path.splitext(os.path.basename(f))[0] for f in csv_files]
+    name = "+".join(stems[:3]) + (f"+{len(stems) - 3}more" if len(stems) > 3 else "")
+    return f"{name}.{decoding.method}" + ("-lexicon" if decoding.lexicon else "")
+
+
+def summary_dict(prepared: Prepared, decoding: Decoding, result: Evaluation, train_run=None,
+                 evaluation_run=None, predictions_csv: str | None = None) -> dict:
+    """Everything about one evaluation except the per-sample rows (the JSON summary)."""
+    model = prepared.model
+    return {
+        "model": model.export_dir,
+        "csv_files": prepared.csv_files,
+        "alphabet": prepared.alphabet_file,
+        "num_samples": len(prepared.samples),
+        "decoding": {**decoding.as_dict(), "lexicon_words": result.lexicon_words},
+        "training_decoding": {k: model.params.get(k) for k in ("decoding", "beam_width", "num_beam_paths")},
+        "logits_from": "logits signature" if model.has_logits_signature else "CRNN rebuilt from params.json",
+        "metrics": result.metrics,
+        "per_csv": result.per_csv,
+        "normalizations": metrics.NORMALIZATIONS,
+        "metric_definitions": METRIC_DEFINITIONS,
+        "train_run": train_run,
+        "evaluation_run": evaluation_run,
+        "predictions_csv": predictions_csv,
+        "seconds": round(result.seconds, 3),
+        "images_per_second": round(len(prepared.samples) / max(result.seconds, 1e-9), 2),
+    }
+
+
+def write_outputs(summary: dict, rows: pd.DataFrame, out_dir: str, tag: str) -> tuple[str, str]:
+    """Write ``<tag>.predictions.csv`` (UTF-8, comma-separated, header) and ``<tag>.summary.json``.
+
+    Returns:
+        the two paths.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    csv_path = os.path.join(out_dir, f"{tag}.predictions.csv")
+    json_path = os.path.join(out_dir, f"{tag}.summary.json")
+    summary["predictions_csv"] = csv_path
+    rows.to_csv(csv_path, index=False, encoding="utf-8")
+    with open(json_path, "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=1, ensure_ascii=False)
+    return csv_path, json_path
+
+
+def format_table(summary: dict) -> str:
+    """The metrics as a plain-text table (normalizations x metrics), with what was evaluated."""
+    def table(values: dict) -> str:
+        frame = pd.DataFrame(values).T[list(METRIC_DEFINITIONS)]
+        frame.index.name = "normalization"
+        return frame.to_string(float_format=lambda v: f"{v:.4f}")
+
+    d = summary["decoding"]
+    how = d["method"] + (f" (beam width {d['beam_width']}, {d['top_paths']} hypotheses)"
+                         if d["method"] == "beam_search" else "")
+    if d["lexicon"]:
+        how += f", lexicon {d['lexicon']} ({d['lexicon_words']} words, max distance {d['lexicon_max_distance']})"
+    lines = [f"model:    {summary['model']}",
+             f"data:     {', '.join(summary['csv_files'])} ({summary['num_samples']} samples)",
+             f"decoding: {how}; {summary['images_per_second']:.1f} images/s",
+             "", table(summary["metrics"])]
+    for csv_file, part in summary.get("per_csv", {}).items():
+        lines += ["", f"{csv_file} ({part['num_samples']} samples)", table(part["metrics"])]
+    lines += ["", "normalizations:"] + [f"  {k}: {v}" for k, v in summary["normalizations"].items()]
+    lines += ["one_minus_ned: " + METRIC_DEFINITIONS["one_minus_ned"]]
+    return "\n".join(lines)
+
+
+# ---- 4. the whole command, optionally as a Sacred run ---------------------------
+
+def run_evaluation(model_dir: str, csv_files: list[str], alphabet_file: str | None = None,
+                   out_dir: str | None = None, decoding: str | None = None, beam_width: int | None = None,
+                   top_paths: int | None = None, lexicon: str | None = None, lexicon_max_distance: int = 3,
+                   batch_size: int = 32, log: bool = False, train_run=None, mongo_url: str | None = None,
+                   mongo_db_name: str | None = None, progress: bool = True) -> dict:
+    """Check, evaluate, write the outputs, print the table; with ``log``, as a Sacred run.
+
+    Returns:
+        the summary (as written to JSON), with ``summary_json`` added.
+    """
+    prepared = prepare(model_dir, csv_files, alphabet_file, progress)
+    settings = default_decoding(prepared.model.params, decoding, beam_width, top_paths, lexicon,
+                                lexicon_max_distance)
+    out_dir = os.path.abspath(out_dir or os.path.join(os.path.dirname(prepared.model.export_dir), "evaluation"))
+    tag = output_tag(prepared.csv_files, settings)
+    if train_run is None:
+        train_run = prepared.model.train_run
+
+    def body(evaluation_run=None) -> tuple[dict, str, str]:
+        result = evaluate(prepared, settings, batch_size, progress)
+        summary = summary_dict(prepared, settings, result, train_run, evaluation_run)
+        csv_path, json_path = write_outputs(summary, result.rows, out_dir, tag)
+        print(format_table(summary))
+        print(f"\nper-sample predictions: {csv_path}\nsummary: {json_path}")
+        return summary, csv_path, json_path
+
+    if not log:
+        summary, _, json_path = body()
+    else:
+        summary, json_path = run_logged(prepared, settings, body, train_run, out_dir, mongo_url, mongo_db_name)
+    summary["summary_json"] = json_path
+    return summary
+
+
+def run_logged(prepared: Prepared, settings: Decoding, body, train_run, out_dir: str,
+               mongo_url: str | None = None, mongo_db_name: str | None = None) -> tuple[dict, str]:
+    """Run ``body`` as a run of the Sacred experiment ``crnn-evaluate`` stored in MongoDB.
+
+    The run gets: config (model, CSVs, alphabet, decoding, ``train_run``), ``info.train_run``,
+    the metrics as result (``{normalization: {metric: value}}``) and as scalars
+    ``<normalization>.<metric>`` (step 0), and the per-sample CSV and summary JSON as artifacts.
+    """
+    import importlib.metadata
+
+    from sacred import Experiment
+    from sacred.utils import apply_backspaces_and_linefeeds
+
+    from . import tracking
+
+    url = tracking.resolve_url(mongo_url)
+    db_name = mongo_db_name or tracking.DEFAULT_DB_NAME
+    ex = Experiment(EXPERIMENT_NAME, save_git_info=False)
+    ex.captured_out_filter = apply_backspaces_and_linefeeds
+    for dist in ("tensorflow", "tensorflow-cpu", "keras", "tf-crnn"):
+        try:
+            ex.add_package_dependency(dist, importlib.metadata.version(dist))
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    ex.observers.append(tracking.mongo_observer(url, db_name, os.path.join(out_dir, "sacred_failed_runs")))
+    ex.add_config({
+        "model": prepared.model.export_dir,
+        "csv_files": prepared.csv_files,
+        "alphabet": prepared.alphabet_file,
+        "decoding": settings.as_dict(),
+        "train_run": train_run,
+        "num_samples": len(prepared.samples),
+    })
+    outcome: dict = {}
+
+    @ex.main
+    def main(_run):
+        _run.info["train_run"] = train_run
+        _run.info["model"] = prepared.model.export_dir
+        summary, csv_path, json_path = body(_run._id)
+        for normalization, values in summary["metrics"].items():
+            for name, value in values.items():
+                _run.log_scalar(f"{normalization}.{name}", value, 0)
+        _run.add_artifact(csv_path, os.path.basename(csv_path), content_type="text/csv")
+        _run.add_artifact(json_path, os.path.basename(json_path), content_type="application/json")
+        outcome.update(summary=summary, json_path=json_path)
+        print(f"evaluation run {_run._id} stored in {tracking.redact_url(url)} database '{db_name}'"
+              + (f" (training run {train_run})" if train_run is not None else ""))
+        return summary["metrics"]
+
+    run = ex.run(options={"--capture": "sys", "--loglevel": "WARNING"})
+    outcome["summary"]["evaluation_run"] = run._id
+    return outcome["summary"], outcome["json_path"]
+
+
+def parse_run_id(value: str | None):
+    """A run id from the command line: an integer if it looks like one (Sacred's ids are), else the string."""
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return value
+
+
+def cli_main(args) -> int:
+    """Handler of ``tf-crnn evaluate`` (see :func:`register_arguments`)."""
+    run_evaluation(args.model, args.csv, args.alphabet, args.out, args.decoding, args.beam_width,
+                   args.top_paths, args.lexicon, args.lexicon_max_distance, args.batch_size,
+                   args.log, parse_run_id(args.train_run), args.mongo_url, args.mongo_db_name,
+                   progress=not args.quiet)
+    return 0
+
+
+def register_arguments(p) -> None:
+    """Add the options of ``tf-crnn evaluate`` to an argparse (sub)parser and set its handler."""
+    p.description = CLI_DESCRIPTION
+    p.add_argument("--model", required=True, help="export folder (output_model_dir/export)")
+    p.add_argument("--csv", required=True, action="append", metavar="CSV",
+                   help="annotated images (path;|l|a|b|e|l|), repeat for several files")
+    p.add_argument("--alphabet", help="lookup table to check labels with; must be the model's "
+                                      "(default: the export's alphabet.json)")
+    p.add_argument("--out", help="folder for <csv>.<decoding>.predictions.csv and .summary.json "
+                                 "(default: <model>/../evaluation)")
+    p.add_argument("--decoding", choices=["greedy", "beam_search"],
+                   help="default: the training-time setting in the export's params.json")
+    p.add_argument("--beam-width", type=int, help="beams kept by beam search (default: params.json's)")
+    p.add_argument("--top-paths", type=int,
+                   help="beam-search hypotheses kept per image (default: params.json's num_beam_paths, "
+                        "5 with --lexicon)")
+    p.add_argument("--lexicon", help="word list (one per line): output the lexicon word of highest CTC "
+                                     "probability among those near the hypotheses (CRNN, Shi et al. 2015)")
+    p.add_argument("--lexicon-max-distance", type=int, default=3,
+                   help="edit-distance radius of the lexicon search (CRNN's delta; default 3)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--log", action="store_true", help="record the evaluation as a Sacred run (crnn-evaluate)")
+    p.add_argument("--train-run", help="_id of the training run, stored with the evaluation run "
+                                       "(default: the one the export records, if any)")
+    p.add_argument("--mongo-url", help="MongoDB for --log (default: $TF_CRNN_MONGO_URL, else the embedded server)")
+    p.add_argument("--mongo-db-name", help="database for --log (default: tf_crnn)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cli_main)
