@@ -256,34 +256,13 @@ class Trainer:
 
 # ---- export -------------------------------------------------------------------
 
-def _serving_fn(model, params: Params, alphabet: Alphabet):
-    """The exported function: decodes image bytes, runs the CRNN, decodes CTC to text."""
-    symbols = alphabet.symbols_by_code
+def _logits_fn(model, params: Params):
+    """Image bytes ``[batch]`` -> ``{"logits": [batch, time, classes], "lengths": [batch]}``."""
     p = params
 
     def one(encoded):
         image, width = data.preprocess_image(encoded, p)
         # Pad to max_width so tf.map_fn stacks; cropped to the batch's widest image below.
-        return tf.pad(image, [[0, 0], [0, p.max_width - width], [0, 0]]), width
-
-    def serve(images):
-        padded, widths = tf.map_fn(one, images, fn_output_signature=(
-            tf.TensorSpec([p.height, p.max_width, p.input_channels], tf.float32), tf.TensorSpec([], tf.int32)))
-        batch = padded[:, :, :tf.reduce_max(widths), :]
-        logits = model(batch, widths, training=False)
-        lengths = sequence_lengths(widths, model.pool_widths)
-        codes, scores = ctc_decode(logits, lengths, p.decoding, p.beam_width, p.num_beam_paths)
-        return {"text": codes_to_strings(codes, symbols), "score": scores}
-
-    return serve
-
-
-def _logits_fn(model, params: Params):
-    """The exported ``logits`` endpoint: image bytes -> CTC logits and valid time steps (decode elsewhere)."""
-    p = params
-
-    def one(encoded):
-        image, width = data.preprocess_image(encoded, p)
         return tf.pad(image, [[0, 0], [0, p.max_width - width], [0, 0]]), width
 
     def logits(images):
@@ -293,6 +272,20 @@ def _logits_fn(model, params: Params):
         return {"logits": tf.cast(out, tf.float32), "lengths": sequence_lengths(widths, model.pool_widths)}
 
     return logits
+
+
+def _serving_fn(model, params: Params, alphabet: Alphabet):
+    """Image bytes ``[batch]`` -> ``{"text", "score"}``: the CRNN's logits decoded with the configured CTC decoder."""
+    symbols = alphabet.symbols_by_code
+    logits_fn = _logits_fn(model, params)
+
+    def serve(images):
+        out = logits_fn(images)
+        codes, scores = ctc_decode(out["logits"], out["lengths"], params.decoding, params.beam_width,
+                                   params.num_beam_paths)
+        return {"text": codes_to_strings(codes, symbols), "score": scores}
+
+    return serve
 
 
 def export_saved_model(model, params: Params, alphabet: Alphabet, export_dir: str) -> str:
