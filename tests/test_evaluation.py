@@ -216,11 +216,20 @@ def test_evaluate_errors_name_the_problem(trained_export, tmp_path, capsys):
 def test_evaluate_log_stores_a_sacred_run(trained_export, mongo_url, tmp_path):
     export_dir, eval_csv = trained_export
     out = tmp_path / "out"
-    assert cli_main(["evaluate", "--model", export_dir, "--csv", eval_csv, "--out", str(out), "--quiet",
-                     "--log", "--train-run", "42", "--mongo-url", mongo_url, "--mongo-db-name", "tf_crnn_eval"]) == 0
+    run_file = Path(export_dir).parent / "run.json"  # what training leaves in output_model_dir
+    run_file.write_text(json.dumps({"run_id": 7}))
+    try:
+        args = ["evaluate", "--model", export_dir, "--csv", eval_csv, "--out", str(out), "--quiet",
+                "--log", "--mongo-url", mongo_url, "--mongo-db-name", "tf_crnn_eval"]
+        assert cli_main(args) == 0
+        assert json.loads((out / "labels.greedy.summary.json").read_text())["train_run"] == 7
+        assert cli_main(args + ["--train-run", "42"]) == 0  # the option wins over run.json
+    finally:
+        run_file.unlink()
     summary, rows = _outputs(out, "labels.greedy")
     db = pymongo.MongoClient(mongo_url)["tf_crnn_eval"]
     doc = db.runs.find_one({"_id": summary["evaluation_run"]})
+    assert db.runs.find_one({"_id": summary["evaluation_run"] - 1})["config"]["train_run"] == 7
     assert doc["experiment"]["name"] == "crnn-evaluate" and doc["status"] == "COMPLETED"
     assert doc["config"]["train_run"] == 42 and doc["info"]["train_run"] == 42 and summary["train_run"] == 42
     assert doc["config"]["model"] == export_dir and doc["config"]["csv_files"] == [eval_csv]

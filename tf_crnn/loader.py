@@ -64,18 +64,20 @@ class PredictionModel:
 
     @property
     def train_run(self):
-        """The ``_id`` of the Sacred run that trained this export, if the export records one, else None.
+        """The ``_id`` of the Sacred run that trained this export, if recorded, else None.
 
-        Looked up in ``run.json`` (``{"_id": ...}`` or ``{"run_id": ...}``) and
-        ``params.json`` (``run_id``) of the export folder.
+        Looked up in ``run.json`` (``{"run_id": ...}``, as :func:`tf_crnn.tracking.write_run_file`
+        leaves in ``output_model_dir``) in the export folder, then in its parent
+        (``output_model_dir`` for ``output_model_dir/export``), then ``run_id`` in ``params.json``.
         """
-        run_file = os.path.join(self.export_dir, "run.json")
-        if os.path.isfile(run_file):
-            with open(run_file, encoding="utf-8") as f:
-                info = json.load(f)
-            for key in ("_id", "run_id"):
-                if info.get(key) is not None:
-                    return info[key]
+        for folder in (self.export_dir, os.path.dirname(os.path.abspath(self.export_dir))):
+            try:
+                with open(os.path.join(folder, "run.json"), encoding="utf-8") as f:
+                    record = json.load(f)
+            except (OSError, ValueError):
+                continue
+            if isinstance(record, dict) and record.get("run_id", record.get("_id")) is not None:
+                return record.get("run_id", record.get("_id"))
         return self.params.get("run_id")
 
     @property
