@@ -6,10 +6,13 @@ to the run).
 """
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import math
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -124,35 +127,60 @@ class Trainer:
             self.best_cer = tf.Variable(math.inf, dtype=tf.float32, trainable=False, name="best_cer")
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
                                               epoch=self.epoch, best_cer=self.best_cer)
+        # Several workers: all of them save (saving reads mirrored variables collectively), only the chief
+        # into output_model_dir; the others into a scratch folder removed at the end (TF's convention).
+        self.is_chief = is_chief(self.strategy)
+        self.scratch_dir = None if self.is_chief else tempfile.mkdtemp(prefix="tf_crnn_worker_")
+        if self.scratch_dir is not None:
+            atexit.register(self.close)
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(params.output_model_dir, CHECKPOINT_DIR), max_to_keep=params.keep_checkpoints)
+            self.checkpoint, os.path.join(self.output_dir, CHECKPOINT_DIR), max_to_keep=params.keep_checkpoints)
         self._train_step = self._eval_step = None  # compiled for the dataset's element spec on first use
+
+    @property
+    def output_dir(self) -> str:
+        """Where this process writes: ``output_model_dir`` on the chief, a scratch folder on other workers."""
+        return self.params.output_model_dir if self.scratch_dir is None else self.scratch_dir
+
+    def close(self) -> None:
+        """Remove a non-chief worker's scratch folder."""
+        if self.scratch_dir is not None:
+            shutil.rmtree(self.scratch_dir, ignore_errors=True)
 
     # -- checkpoints --
     def restore(self) -> int:
-        """Restore the latest checkpoint (weights, optimizer state, epoch); return the epoch reached (0 if none)."""
-        latest = self.manager.latest_checkpoint
+        """Restore the latest checkpoint (weights, optimizer state, epoch); return the epoch reached (0 if none).
+
+        Every worker reads the chief's checkpoints (``output_model_dir/checkpoints``): with several
+        machines that folder must be on storage they all read (NFS, GCS, ...).
+        """
+        directory = os.path.join(self.params.output_model_dir, CHECKPOINT_DIR)
+        latest = tf.train.latest_checkpoint(directory)
         if latest is None:
-            log.warning("restore_model=True but no checkpoint in %s: starting from scratch", self.manager.directory)
+            log.warning("restore_model=True but no checkpoint in %s: starting from scratch", directory)
             return 0
         self.checkpoint.restore(latest).assert_existing_objects_matched()
         log.info("restored %s (epoch %d)", latest, int(self.epoch.numpy()))
         return int(self.epoch.numpy())
 
     # -- steps --
-    def _replica_train_step(self, batch, global_batch_size):
+    def _replica_train_step(self, batch):
+        # The batch of this step over all replicas of all workers (the last one may be partial).
+        count = tf.cast(tf.shape(batch["widths"])[0], tf.float32)
+        global_count = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, count)
         with tf.GradientTape() as tape:
             logits = self.model(batch["images"], batch["widths"], training=True)
             lengths = sequence_lengths(batch["widths"], self.model.pool_widths)
             per_sample = ctc_loss(batch["labels"], batch["label_lengths"], logits, lengths)
-            loss = tf.reduce_sum(per_sample) / tf.cast(global_batch_size, tf.float32)
+            loss = tf.reduce_sum(per_sample) / tf.maximum(global_count, 1.0)
         grads = tape.gradient(loss, self.model.trainable_variables)
         self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
-        return tf.reduce_sum(per_sample)
+        return tf.reduce_sum(per_sample), count
 
-    def _distributed_train_step(self, batch, global_batch_size):
-        per_replica = self.strategy.run(self._replica_train_step, args=(batch, global_batch_size))
-        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+    def _distributed_train_step(self, batch):
+        loss_sum, count = self.strategy.run(self._replica_train_step, args=(batch,))
+        return (self.strategy.reduce(tf.distribute.ReduceOp.SUM, loss_sum, axis=None),
+                self.strategy.reduce(tf.distribute.ReduceOp.SUM, count, axis=None))
 
     def _replica_eval_step(self, batch):
         logits = self.model(batch["images"], batch["widths"], training=False)
@@ -164,6 +192,25 @@ class Trainer:
     def _distributed_eval_step(self, batch):
         return self.strategy.run(self._replica_eval_step, args=(batch,))
 
+    def average_replica_state(self) -> None:
+        """Average the non-trainable model variables (batch-norm moving statistics) over all replicas.
+
+        Gradients are all-reduced, so trainable weights agree everywhere, but each replica
+        updates the moving statistics from its own batches. Averaged after each epoch, every
+        worker evaluates, checkpoints and exports the same model.
+        """
+        variables = list(self.model.non_trainable_variables)
+        if self.strategy.num_replicas_in_sync <= 1 or not variables:
+            return
+
+        def replica_fn():
+            context = tf.distribute.get_replica_context()
+            return [context.all_reduce(tf.distribute.ReduceOp.MEAN, tf.identity(v.value)) for v in variables]
+
+        # Eagerly: once per epoch, and a traced all-reduce of variable reads has no device to reduce to.
+        for variable, value in zip(variables, self.strategy.run(replica_fn)):
+            variable.assign(self.strategy.experimental_local_results(value)[0])
+
     # -- epochs --
     def train_epoch(self, dataset: tf.data.Dataset, num_samples: int, steps: int | None = None) -> tuple[float, int]:
         """One pass (or ``steps`` batches); returns mean per-sample CTC loss and images seen."""
@@ -171,26 +218,19 @@ class Trainer:
         dist = self.strategy.experimental_distribute_dataset(dataset)
         if self._train_step is None:
             # A fixed signature with unknown width: one trace for every batch shape.
-            self._train_step = tf.function(self._distributed_train_step, input_signature=[
-                dist.element_spec, tf.TensorSpec([], tf.int32)])
+            self._train_step = tf.function(self._distributed_train_step, input_signature=[dist.element_spec])
         bar = tqdm(total=steps or math.ceil(num_samples / self.params.train_batch_size),
                    desc=f"epoch {int(self.epoch.numpy()) + 1}/{self.params.n_epochs}", unit="batch", mininterval=2.0)
         for i, batch in enumerate(dist):
             if steps is not None and i >= steps:
                 break
-            n = self._local_batch_size(batch)
-            loss_sum = self._train_step(batch, tf.constant(n, tf.int32))
+            loss_sum, n = self._train_step(batch)  # sums over all workers
             total_loss += float(loss_sum)
-            seen += n
+            seen += int(n)
             bar.update(1)
             bar.set_postfix(loss=f"{total_loss / max(1, seen):.3f}", refresh=False)
         bar.close()
         return total_loss / max(1, seen), seen
-
-    def _local_batch_size(self, batch) -> int:
-        widths = batch["widths"]
-        parts = self.strategy.experimental_local_results(widths)
-        return int(sum(int(tf.shape(p)[0]) for p in parts))
 
     def evaluate(self, entries: list[data.Entry], dataset: tf.data.Dataset | None = None) -> tuple[dict[str, float], list]:
         """Loss and recognition metrics on ``entries``.
@@ -202,13 +242,18 @@ class Trainer:
         dataset = dataset or data.make_dataset(entries, self.params, self.params.eval_batch_size, training=False)
         predictions: list = [()] * len(entries)
         total_loss = 0.0
+        if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            # Each worker evaluates every entry (no sharding, no collective): identical metrics everywhere.
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+            dataset = dataset.with_options(options)
         dist = self.strategy.experimental_distribute_dataset(dataset)
         if self._eval_step is None:
             self._eval_step = tf.function(self._distributed_eval_step, input_signature=[dist.element_spec])
         for batch in tqdm(dist, desc="evaluating", unit="batch",
                           total=math.ceil(len(entries) / self.params.eval_batch_size), mininterval=2.0, leave=False):
             loss_sum, codes, index = self._eval_step(batch)
-            total_loss += float(self.strategy.reduce(tf.distribute.ReduceOp.SUM, loss_sum, axis=None))
+            total_loss += sum(float(x) for x in self.strategy.experimental_local_results(loss_sum))
             for c, idx in zip(self.strategy.experimental_local_results(codes),
                               self.strategy.experimental_local_results(index)):
                 for i, symbols in zip(idx.numpy(), codes_to_symbols(c.numpy(), self.symbols_by_code)):
@@ -231,6 +276,7 @@ class Trainer:
             start = time.perf_counter()
             train_loss, seen = self.train_epoch(train_ds, len(train_entries), p.steps_per_epoch)
             train_time = time.perf_counter() - start
+            self.average_replica_state()
             eval_metrics, predictions = self.evaluate(eval_entries, eval_ds)
             self.epoch.assign_add(1)
             epoch = int(self.epoch.numpy())
@@ -239,7 +285,7 @@ class Trainer:
             improved = eval_metrics["cer"] < float(self.best_cer.numpy())
             if improved:
                 self.best_cer.assign(eval_metrics["cer"])
-                self.export(os.path.join(p.output_model_dir, BEST_EXPORT_DIR))
+                self.export(os.path.join(self.output_dir, BEST_EXPORT_DIR))
             self.manager.save(checkpoint_number=epoch)
             log.info("epoch %d: %s, %.1f images/s%s", epoch,
                      ", ".join(f"{k}={v:.4f}" for k, v in scalars.items()), result.images_per_second,
@@ -250,8 +296,27 @@ class Trainer:
         return results
 
     def export(self, export_dir: str) -> str:
-        """Write the SavedModel of :func:`export_saved_model` for the current weights."""
+        """Write the SavedModel of :func:`export_saved_model` for the current weights.
+
+        On a non-chief worker, a path inside ``output_model_dir`` is redirected into its scratch
+        folder (every worker must write the SavedModel, only the chief's is kept).
+        """
+        if self.scratch_dir is not None:
+            relative = os.path.relpath(os.path.abspath(export_dir), os.path.abspath(self.params.output_model_dir))
+            export_dir = os.path.join(self.scratch_dir, relative if not relative.startswith("..")
+                                      else os.path.basename(export_dir.rstrip("/")))
         return export_saved_model(self.model, self.params, self.alphabet, export_dir)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process is the chief of ``strategy``'s cluster (always, without a cluster)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return not has_chief and resolver.task_type == "worker" and resolver.task_id == 0
 
 
 # ---- export -------------------------------------------------------------------
