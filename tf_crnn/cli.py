@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["uri", "start", "stop", "status"])
     p.set_defaults(func=_db)
 
+    from . import board  # starts nothing until it runs
+
+    board.add_parser(sub)
+
     try:
         from .datasets import cli as datasets_cli
     except ImportError:  # datasets tools are optional extras of the CLI

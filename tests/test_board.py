@@ -1,0 +1,254 @@
+"""``tf-crnn board``: Omniboard on the runs, looked at in a real browser.
+
+The browser test trains a tiny run into a real SecantusDB server, starts
+Omniboard (npm package, installed by :func:`tf_crnn.board.install`) on it and
+drives Debian's headless Chromium with Playwright: the runs table lists the run
+with its metric columns, the run's metric plot draws every metric and the
+artifact previews show ``config.json`` and a PNG report. It skips, saying why,
+where Chromium, Playwright, Node.js or Omniboard is missing; ``.ci/run``
+installs them. Screenshots: the test's tmp folder and
+``/tmp/tf_crnn_board_screenshot.png``.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tf_crnn import board, tracking
+
+from conftest import ROOT, tiny_params
+
+CHROMIUM = os.environ.get("TF_CRNN_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCREENSHOT = Path("/tmp/tf_crnn_board_screenshot.png")
+DB_NAME = "tf_crnn_board"
+
+
+# ---- without Node.js: the command line Omniboard gets, the errors ------------------------
+
+def test_plain_url_becomes_omniboard_m_argument():
+    assert board.omniboard_args("mongodb://127.0.0.1:27117/", "tf_crnn") == (["-m", "127.0.0.1:27117:tf_crnn"], {})
+    assert board.omniboard_args("mongodb://db.example", "runs") == (["-m", "db.example:27017:runs"], {})
+
+
+def test_url_with_password_goes_through_the_environment_not_the_arguments():
+    args, env = board.omniboard_args("mongodb://trainer:pw%2F7@10.0.0.5:27017/?tls=true", "tf_crnn")
+    assert args == [] and "pw" not in " ".join(args)
+    # The database is the path; the user still authenticates against admin, as in the original URL.
+    assert env == {"MONGO_URI": "mongodb://trainer:pw%2F7@10.0.0.5:27017/tf_crnn?tls=true&authSource=admin"}
+    _, env = board.omniboard_args("mongodb://u:p@h1:1,h2:2/users?replicaSet=rs", "tf_crnn")
+    assert env["MONGO_URI"] == "mongodb://u:p@h1:1,h2:2/tf_crnn?replicaSet=rs&authSource=users"
+    board_ = board.Board("mongodb://trainer:pw@127.0.0.1:9/", "tf_crnn")
+    assert board_.describe() == "runs of database 'tf_crnn' at mongodb://trainer:***@127.0.0.1:9/"
+
+
+def test_missing_node_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(board.BoardError, match=r"Omniboard needs Node.js .*apt-get install nodejs npm"):
+        board.install(tmp_path / "omniboard")
+    assert not (tmp_path / "omniboard").exists()
+
+
+def test_unreachable_database_is_reported_before_installing(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(tracking.TrackingError, match=r"cannot reach MongoDB at mongodb://u:\*\*\*@127.0.0.1:9/"):
+        board.Board("mongodb://u:pw@127.0.0.1:9/", root=tmp_path / "omniboard").start()
+
+
+# ---- with Omniboard -----------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def omniboard_root() -> Path:
+    """Where Omniboard is installed (``$TF_CRNN_HOME/omniboard``); installed now if missing (minutes)."""
+    root = board.install_dir()
+    if board.find_omniboard(root):
+        return root
+    if not (shutil.which("node") and shutil.which("npm")):
+        pytest.skip("Omniboard needs Node.js and npm, which are not installed (apt-get install nodejs npm)")
+    try:
+        board.install(root)
+    except board.BoardError as e:
+        pytest.skip(f"cannot install Omniboard with npm: {e}")
+    return root
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    pytest.importorskip("playwright.sync_api", reason="the Python package playwright is not installed "
+                                                      "(pip install -e '.[test]')")
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium; .ci/run installs it)")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def trained_run(digits_data, mongo_server, tmp_path_factory):
+    """A tiny CRNN trained as a Sacred run into database ``tf_crnn_board``: (run id, pymongo database)."""
+    import pymongo
+    from tf_crnn.experiment import ex
+
+    params = tiny_params(digits_data, output_model_dir=str(tmp_path_factory.mktemp("board_run") / "out"), n_epochs=2)
+    run = ex.run(config_updates={**params.to_dict(), "mongo_url": mongo_server.uri, "mongo_db_name": DB_NAME},
+                 options={"--capture": "sys"})  # pytest owns the file descriptors
+    assert run.status == "COMPLETED"
+    return run._id, pymongo.MongoClient(mongo_server.uri)[DB_NAME]
+
+
+@pytest.mark.slow
+def test_cli_serves_runs_in_the_foreground_until_ctrl_c(trained_run, mongo_url, omniboard_root):
+    """``tf-crnn board`` with a password in the URL: prints the address (never the password), serves, stops on ^C."""
+    import pymongo
+
+    run_id, _ = trained_run
+    password = "board-pw-5e1c"
+    client = pymongo.MongoClient(mongo_url)
+    if "board_viewer" not in {u["user"] for u in client.admin.command("usersInfo")["users"]}:
+        client.admin.command("createUser", "board_viewer", pwd=password, roles=["root"])
+    secret_url = mongo_url.replace("mongodb://", f"mongodb://board_viewer:{password}@")
+    proc = subprocess.Popen([sys.executable, "-m", "tf_crnn.cli", "board", "--url", secret_url, "--db", DB_NAME,
+                             "--port", str(board._free_port())], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("Omniboard: http://127.0.0.1:"), first + proc.stdout.read()
+        address = first.split()[1]
+        with urllib.request.urlopen(f"{address}/api/v1/Runs?select=_id,status", timeout=10) as response:
+            assert {"_id": run_id, "status": "COMPLETED"} in json.loads(response.read())
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        out = first + proc.stdout.read()  # (communicate() would skip what readline() buffered)
+    print(out)
+    assert proc.returncode == 0 and "Omniboard stopped" in out
+    assert "board_viewer:***@" in out and password not in out
+
+
+def _scroll_to_header(page, name: str):
+    """Scroll the runs table (it draws only the columns in view) until column ``name`` is on screen; its box."""
+    header = page.locator(".public_fixedDataTable_header .public_fixedDataTableCell_main", has_text=name).first
+    previous = None
+    for _ in range(60):
+        box = header.bounding_box() if header.count() else None
+        if box and 200 < box["x"] < page.viewport_size["width"] - 500:
+            if box == previous:  # settled
+                return box
+            previous = box
+        else:
+            page.mouse.move(800, 400)
+            page.mouse.wheel(250, 0)
+        page.wait_for_timeout(200)
+    raise AssertionError(f"no column {name!r} in the runs table")
+
+
+def _cell(page, row, header_box) -> str:
+    """Text of the cell of ``row`` under the header cell at ``header_box`` (the table redraws as it scrolls)."""
+    for _ in range(25):
+        for cell in row.locator(".public_fixedDataTableCell_main").all():
+            box = cell.bounding_box()
+            if box and abs(box["x"] - header_box["x"]) < 2 and abs(box["width"] - header_box["width"]) < 2:
+                return cell.inner_text().strip()
+        page.wait_for_timeout(200)
+    raise AssertionError(f"no cell under the header at x={header_box['x']}")
+
+
+@pytest.mark.slow
+def test_omniboard_shows_run_metrics_plot_and_artifact_previews(trained_run, mongo_url, omniboard_root,
+                                                                  chromium, tmp_path):
+    import gridfs
+    from PIL import Image
+    from playwright.sync_api import expect, sync_playwright
+    from tf_crnn.experiment import METRIC_NAMES
+
+    run_id, db = trained_run
+    doc = db.runs.find_one({"_id": run_id})
+    series = {m["name"]: m["values"] for m in db.metrics.find({"run_id": run_id})}
+    fs = gridfs.GridFS(db)
+    artifacts = {a["name"]: a["file_id"] for a in doc["artifacts"]}
+    pngs = [name for name in artifacts if name.endswith(".png")]
+    shots: list[Path] = []
+    started = time.monotonic()
+
+    with board.Board(mongo_url, DB_NAME, port=0, root=omniboard_root) as omniboard, sync_playwright() as pw:
+        print(f"Omniboard at {omniboard.address} (started in {time.monotonic() - started:.1f} s)")
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=chromium, headless=True, args=CHROMIUM_FLAGS,
+            viewport={"width": 1600, "height": 1000})
+        try:
+            page = context.pages[0] if context.pages else context.new_page()
+            page.set_default_timeout(30_000)
+            page.goto(omniboard.address)
+
+            # The runs table: our run, COMPLETED, with the board's metric columns filled from the metrics.
+            expect(page.get_by_text("1 experiments")).to_be_visible()
+            row = page.locator(".public_fixedDataTable_bodyRow").filter(
+                has=page.locator("[test-attr='cell-row_expander-0']"))  # the first row, whatever is in view
+            expect(row).to_contain_text("COMPLETED")
+            id_box = page.locator(".public_fixedDataTable_header .public_fixedDataTableCell_main",
+                                  has_text=re.compile(r"^\s*Id\s*$")).first.bounding_box()
+            assert _cell(page, row, id_box) == str(run_id)
+            for column, metric, pick in [("Eval CER (best)", "eval.cer", min), ("Eval CER (last)", "eval.cer", None),
+                                         ("Sequence accuracy (best)", "eval.sequence_accuracy", max),
+                                         ("Train loss (last)", "train.loss", None)]:
+                expected = pick(series[metric]) if pick else series[metric][-1]
+                shown = _cell(page, row, _scroll_to_header(page, column))
+                assert float(shown) == pytest.approx(expected, rel=1e-9), (column, shown)
+
+            # The run's metric plot: one line per metric, in the legend.
+            row.get_by_text("►").click()
+            details = page.locator(".drilldown-view")
+            expect(details.get_by_text("Metrics Plot").first).to_be_visible()
+            legend = details.locator(".legendtext")
+            expect(legend.first).to_be_attached()
+            names = [t.strip() for t in legend.all_text_contents()]
+            assert set(METRIC_NAMES) <= set(names), names
+            assert details.locator(".scatterlayer .trace").count() >= len(METRIC_NAMES)
+            page.wait_for_timeout(500)
+            shots.append(tmp_path / "board_runs_and_metrics.png")
+            page.screenshot(path=str(shots[-1]), animations="disabled")
+
+            # The run in its own window: the artifact config.json shows as highlighted JSON, as stored.
+            details.locator(".glyphicon-resize-full").click()
+            modal = page.locator(".modal-dialog")
+            modal.get_by_role("button", name="Artifacts", exact=True).click()
+            modal.locator(".accordion__title", has_text="config.json").click()
+            preview = modal.locator("pre").first
+            expect(preview).to_contain_text('"rnn_units"')
+            assert json.loads(preview.inner_text()) == json.loads(fs.get(artifacts["config.json"]).read())
+            shots.append(tmp_path / "board_artifact_config.png")
+            page.screenshot(path=str(shots[-1]), animations="disabled")
+
+            # A PNG report artifact shows as the image itself.
+            if pngs:
+                modal.locator(".accordion__title", has_text=pngs[0]).click()
+                image = modal.locator(f"img[src*='{pngs[0]}']")
+                expect(image).to_be_visible()
+                page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+                size = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+                assert tuple(size) == Image.open(io.BytesIO(fs.get(artifacts[pngs[0]]).read())).size
+                shots.append(tmp_path / "board_artifact_png.png")
+                page.screenshot(path=str(shots[-1]), animations="disabled")
+        finally:
+            context.close()
+
+    # One picture of it all: the parts stacked.
+    parts = [Image.open(p).convert("RGB") for p in shots]
+    sheet = Image.new("RGB", (max(p.width for p in parts), sum(p.height for p in parts)), "white")
+    y = 0
+    for part in parts:
+        sheet.paste(part, (0, y))
+        y += part.height
+    sheet.save(tmp_path / "board.png")
+    shutil.copyfile(tmp_path / "board.png", SCREENSHOT)
+    print(f"screenshots: {', '.join(map(str, shots))}; all of them: {tmp_path / 'board.png'} = {SCREENSHOT}")
