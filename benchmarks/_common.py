@@ -1,0 +1,76 @@
+"""Shared by the benchmarks: the two setups, synthetic data, and the header every benchmark prints."""
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bars between the figures
+
+# name -> (input_shape [height, min_width], label length of the synthetic batches, digits per generated image)
+SETUPS = {
+    "word": ([32, 100], 8, (3, 10)),    # cropped words: the CRNN paper's 32 x 100
+    "line": ([48, 800], 48, (25, 60)),  # text lines: 48 px high, at least 800 px wide
+}
+
+
+def setup_params(setup: str, batch: int, **overrides):
+    """The default CRNN (Params() defaults: Shi et al.'s 7 conv blocks + 2 x 256 BiLSTM) for a setup."""
+    from tf_crnn.config import Params
+
+    shape, _, _ = SETUPS[setup]
+    values = dict(input_shape=list(shape), max_width=max(2048, shape[1]), train_batch_size=batch,
+                  eval_batch_size=batch, lookup_alphabet_file=str(ROOT / "data" / "alphabets" / "digits.json"))
+    values.update(overrides)
+    return Params(**values)
+
+
+def header(title: str) -> float:
+    """Print what ran where; returns the 1-minute load average at the start."""
+    import tensorflow as tf
+
+    load = os.getloadavg()[0]
+    cores = os.cpu_count()
+    gpus = tf.config.list_physical_devices("GPU")
+    print(f"== {title}")
+    print(f"command: {shlex.join([sys.executable.rsplit('/', 1)[-1], *sys.argv])}")
+    print(f"machine: {platform.processor() or platform.machine()}, {cores} CPU cores, "
+          f"{len(gpus)} GPU(s){' ' + ', '.join(g.name for g in gpus) if gpus else ''}; "
+          f"TensorFlow {tf.__version__}, Python {platform.python_version()}")
+    if not gpus:
+        print(f"note: CPU only; load average {load:.1f} on {cores} cores at start"
+              + (" -- the CPU is shared with other jobs: figures are lower bounds and noisy"
+                 if load > 0.5 * cores else ""))
+    return load
+
+
+def generate_digits(folder: Path, n: int, setup: str, seed: int = 0) -> Path:
+    """``n`` rendered digit strings for ``setup`` (cached in ``folder``); returns the labels.csv."""
+    from tf_crnn.datasets.synthetic import generate_numbers
+
+    _, _, (lo, hi) = SETUPS[setup]
+    csv = folder / "labels.csv"
+    if not csv.exists() or sum(1 for _ in open(csv, encoding="utf-8")) != n:
+        generate_numbers(folder, n, seed=seed, min_length=lo, max_length=hi, workers=None, progress=False)
+    return csv
+
+
+def steady(times: list[float], warmup: int) -> tuple[float, float]:
+    """Mean and median of the step times after the first ``warmup`` (tracing, caches)."""
+    kept = sorted(times[warmup:]) or sorted(times)
+    return sum(kept) / len(kept), kept[len(kept) // 2]
+
+
+class Timer:
+    def __enter__(self):
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.start

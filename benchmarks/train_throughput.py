@@ -1,0 +1,137 @@
+"""Steady-state training throughput of the default CRNN, with and without the MongoDB observer.
+
+    python benchmarks/train_throughput.py                                   # batch 64, word and line setups
+    python benchmarks/train_throughput.py --setups word --batch 16 --steps 6  # a small CPU run
+
+Setups: ``word`` (32 x 100, the CRNN paper's input) and ``line`` (48 x 800). The model is
+``Params()``'s default CRNN (Shi et al.: 7 conv blocks, 2 x 256 BiLSTM). Batches are synthetic
+(random pixels and labels, built once) so only the training step is measured: forward, CTC
+loss, backward and the Adam update, through ``tf_crnn.training.Trainer``'s compiled step.
+The first ``--warmup`` steps (tracing, memory allocation) are left out of every figure.
+
+Observer overhead: the same steps run inside Sacred runs, alternately unobserved and observed
+by tf-crnn's MongoDB observer (``tracking.mongo_observer``) writing to a SecantusDB server in its
+own process (or ``--mongo-url``), with ``train.loss`` logged at every step and a heartbeat every
+``--beat-interval`` seconds (Sacred's default is 10 s; the default here, 1 s, is a stress test).
+"""
+from __future__ import annotations
+
+import argparse
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+from _common import SETUPS, header, setup_params, steady
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--setups", nargs="+", default=list(SETUPS), choices=list(SETUPS))
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=10, help="measured steps per mode and round")
+    parser.add_argument("--warmup", type=int, default=3, help="steps left out (tracing)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternations unobserved / observed")
+    parser.add_argument("--beat-interval", type=float, default=1.0)
+    parser.add_argument("--mongo-url", help="default: a SecantusDB server started for the benchmark")
+    parser.add_argument("--no-observer", action="store_true", help="skip the observer comparison")
+    args = parser.parse_args()
+
+    header(f"training throughput: default CRNN, batch {args.batch}")
+    server = None
+    url = args.mongo_url
+    if not args.no_observer and not url:
+        from tf_crnn import tracking
+
+        server = tracking.EmbeddedServer(Path(tempfile.mkdtemp(prefix="tf_crnn_bench_db_")))
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        url = server.start(port=port)
+        print(f"observer database: SecantusDB in its own process at {url}")
+    try:
+        for setup in args.setups:
+            bench_setup(setup, args, url)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def bench_setup(setup: str, args, url: str | None) -> None:
+    import numpy as np
+    import tensorflow as tf
+    from sacred import Experiment
+
+    from tf_crnn import tracking
+    from tf_crnn.alphabet import Alphabet
+    from tf_crnn.training import Trainer
+
+    params = setup_params(setup, args.batch)
+    alphabet = Alphabet.from_file(params.lookup_alphabet_file)
+    trainer = Trainer(params, alphabet)
+    (height, width), label_length, _ = SETUPS[setup]
+    rng = np.random.default_rng(0)
+    batch = {
+        "images": rng.uniform(-1, 1, [args.batch, height, width, 1]).astype(np.float32),
+        "widths": np.full([args.batch], width, np.int32),
+        "labels": rng.integers(1, alphabet.num_classes, [args.batch, label_length]).astype(np.int32),
+        "label_lengths": np.full([args.batch], label_length, np.int32),
+        "index": np.arange(args.batch, dtype=np.int32),
+    }
+    dist = trainer.strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch).repeat())
+    step = tf.function(trainer._distributed_train_step, input_signature=[dist.element_spec])
+    batches = iter(dist)
+    weights = trainer.model.count_params()
+    print(f"\n-- {setup}: {height} x {width}, labels of {label_length} symbols, batch {args.batch}, "
+          f"{weights / 1e6:.1f} M weights, {trainer.strategy.num_replicas_in_sync} replica(s)")
+
+    counter = {"step": 0}
+
+    def run_steps(n: int, run=None) -> list[float]:
+        times = []
+        for _ in range(n):
+            start = time.perf_counter()
+            loss, _ = step(next(batches))
+            loss = float(loss)  # waits for the step
+            times.append(time.perf_counter() - start)
+            counter["step"] += 1
+            if run is not None:
+                run.log_scalar("train.loss", loss / args.batch, counter["step"])
+        return times
+
+    warm = run_steps(args.warmup)
+    print(f"warm-up: {len(warm)} steps, first {warm[0]:.2f} s (tracing), left out")
+    if args.no_observer or not url:
+        times = run_steps(args.steps * args.rounds)
+        mean, median = steady(times, 0)
+        print(f"steady state: {args.batch / mean:.1f} images/s ({mean:.3f} s/step mean, {median:.3f} median, "
+              f"{len(times)} steps)")
+        return
+
+    bench = Experiment(f"crnn-benchmark-{setup}", save_git_info=False)
+
+    @bench.main
+    def steps_in_a_run(_run):
+        return run_steps(args.steps, _run)
+
+    timings = {"unobserved": [], "observed": []}
+    for _ in range(args.rounds):
+        for mode in ("unobserved", "observed"):
+            bench.observers[:] = [tracking.mongo_observer(url, "tf_crnn_benchmark")] if mode == "observed" else []
+            run = bench.run(options={"--beat-interval": args.beat_interval, "--capture": "sys",
+                                     "--loglevel": "ERROR"})
+            timings[mode] += run.result
+    plain, plain_median = steady(timings["unobserved"], 0)
+    observed, observed_median = steady(timings["observed"], 0)
+    print(f"steady state: {args.batch / plain:.1f} training images/s ({plain:.3f} s/step mean, "
+          f"{plain_median:.3f} median over {len(timings['unobserved'])} steps)")
+    print(f"with the MongoDB observer: {args.batch / observed:.1f} images/s ({observed:.3f} s/step mean, "
+          f"{observed_median:.3f} median over {len(timings['observed'])} steps; heartbeat every "
+          f"{args.beat_interval:g} s, a metric logged every step)")
+    print(f"observer overhead: {100 * (observed_median - plain_median) / plain_median:+.1f} % of the median step "
+          f"time, {100 * (observed - plain) / plain:+.1f} % of the mean (runs alternating {args.rounds} x "
+          f"{args.steps} steps each)")
+
+
+if __name__ == "__main__":
+    main()
