@@ -206,6 +206,7 @@ class Board:
         port = self.requested_port or _free_port()
         env = {**os.environ, **extra_env, "PORT": str(port)}
         env.pop("OMNIBOARD_CONFIG", None)  # would replace the database given here
+        self.port = None
         self._listening.clear()
         self.output.clear()
         self._proc = subprocess.Popen([_node(), str(script), *args], cwd=script.parent, env=env,
