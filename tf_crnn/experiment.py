@@ -182,7 +182,7 @@ def write_reports(params: Params, history: dict, eval_entries: list, predictions
     return report_dir
 
 
-# Artifact name -> content type (Omniboard previews images, text and JSON by type).
+# Artifact name -> content type (stored in GridFS; Omniboard 2.16 picks its preview by file extension).
 REPORT_ARTIFACTS = {"learning_curves.png": "image/png", "predictions.png": "image/png",
                     "confusions.png": "image/png", "confusions.csv": "text/csv"}
 
@@ -219,5 +219,5 @@ def report_location(run, params: Params) -> None:
         return
     db = params.mongo_db_name
     print(f"run {run._id} stored in {tracking.redact_url(url)} database '{db}' (collection 'runs')\n"
-          f"  browse:  npx omniboard -m {tracking.host_port(url)}:{db}\n"
+          f"  browse:  tf-crnn board --db {db}   (Omniboard; or npx omniboard -m {tracking.host_port(url)}:{db})\n"
           f"  predict: tf-crnn predict --model {os.path.join(params.output_model_dir, 'export')} IMAGE...")
