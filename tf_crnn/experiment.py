@@ -115,7 +115,8 @@ def main(_config, _run, _seed):
 
     history: dict[str, list] = {name: [] for name in METRIC_NAMES}
     samples = eval_entries[:TENSORBOARD_SAMPLES]
-    board = reports.TensorBoardLog(os.path.join(params.output_model_dir, "tensorboard"),
+    # trainer.output_dir is output_model_dir on the chief, a scratch folder on other workers.
+    board = reports.TensorBoardLog(os.path.join(trainer.output_dir, "tensorboard"),
                                    [e.sample.image_path for e in samples], [e.sample.text for e in samples])
 
     def log_epoch(result: training.EpochResult):
@@ -138,7 +139,7 @@ def main(_config, _run, _seed):
     else:  # restored a training that had already reached n_epochs
         final, predictions = trainer.evaluate(eval_entries)
     export_dir = trainer.export(os.path.join(params.output_model_dir, training.EXPORT_DIR))
-    report_dir = write_reports(params, history, eval_entries, predictions)
+    report_dir = write_reports(trainer.output_dir, history, eval_entries, predictions)
     attach_artifacts(_run, params, alphabet, export_dir, report_dir)
     report_location(_run, params)
     return {k: float(v) for k, v in final.items()}
@@ -168,9 +169,9 @@ def ensure_generated_data(params: Params, spec: dict, seed: int) -> None:
         generators[name](os.path.dirname(csv_file), size, seed=seed + offset)
 
 
-def write_reports(params: Params, history: dict, eval_entries: list, predictions: list) -> str:
-    """Learning curves, prediction gallery and confusions of the final model, in ``output_model_dir/reports``."""
-    report_dir = os.path.join(params.output_model_dir, "reports")
+def write_reports(output_dir: str, history: dict, eval_entries: list, predictions: list) -> str:
+    """Learning curves, prediction gallery and confusions of the final model, in ``output_dir/reports``."""
+    report_dir = os.path.join(output_dir, "reports")
     os.makedirs(report_dir, exist_ok=True)
     labels = [e.sample.symbols for e in eval_entries]
     reports.learning_curves(history, os.path.join(report_dir, "learning_curves.png"))
