@@ -122,7 +122,7 @@ def prediction_gallery(image_paths: Sequence[str], labels: Sequence[Seq], predic
         image_paths: the samples' image files.
         labels, predictions: symbol sequences aligned with ``image_paths``.
         path: PNG file to write.
-        max_samples: rows shown (the ones with the largest edit distance; ties by order).
+        max_samples: rows shown: the highest CER first, then the largest edit distance, then file order.
         image_height: height of each thumbnail in pixels.
         width: width of the gallery in pixels (long lines are scaled down).
 
@@ -130,7 +130,8 @@ def prediction_gallery(image_paths: Sequence[str], labels: Sequence[Seq], predic
         ``path``.
     """
     distances = [Levenshtein.distance(list(g), list(p)) for g, p in zip(labels, predictions)]
-    order = sorted(range(len(labels)), key=lambda i: (-distances[i], i))[:max_samples]
+    rates = [d / max(1, len(g)) for d, g in zip(distances, labels)]
+    order = sorted(range(len(labels)), key=lambda i: (-rates[i], -distances[i], i))[:max_samples]
     font, small = _font(16), _font(12)
     row_height = image_height + 52
     canvas = Image.new("RGB", (width, 8 + row_height * len(order)), "white")
