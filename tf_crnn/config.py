@@ -152,7 +152,8 @@ class Params:
 
         Aspect ratio is kept, then the width is clipped to ``[min_width, max_width]``.
         """
-        w = max(1, round(width * self.height / max(1, height)))
+        # floor(x + 0.5), as data.preprocess_image computes it in-graph for the export (not banker's rounding).
+        w = max(1, math.floor(width * self.height / max(1, height) + 0.5))
         return int(min(max(w, self.min_width), self.max_width))
 
     # ---- (de)serialisation --------------------------------------------------
