@@ -141,3 +141,14 @@ def test_prediction_model_names_bad_images(digits_data, tmp_path):
         model.predict([tmp_path / "nope.png"])
     with pytest.raises(FileNotFoundError, match="no SavedModel"):
         PredictionModel(tmp_path)
+
+
+def test_xla_compiled_training_step_trains(digits_data, tmp_path):
+    params = tiny_params(digits_data, output_model_dir=str(tmp_path / "out"), n_epochs=1, jit_compile=True)
+    alphabet = Alphabet.from_file(params.lookup_alphabet_file)
+    train = load_split(params.csv_files_train, params, alphabet, "train", progress=False)
+    trainer = Trainer(params, alphabet)
+    before = trainer.model.classifier.kernel.numpy().copy()
+    loss, seen = trainer.train_epoch(make_dataset(train, params, 16, training=True, seed=0), len(train))
+    assert seen == len(train) and np.isfinite(loss) and loss > 0
+    assert not np.allclose(before, trainer.model.classifier.kernel.numpy())

@@ -136,6 +136,9 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(self.output_dir, CHECKPOINT_DIR), max_to_keep=params.keep_checkpoints)
         self._train_step = self._eval_step = None  # compiled for the dataset's element spec on first use
+        # XLA compiles the per-replica computation only: collectives and the optimizer update stay outside.
+        self._gradient_fn = (tf.function(self._loss_and_gradients, jit_compile=True) if params.jit_compile
+                             else self._loss_and_gradients)
 
     @property
     def output_dir(self) -> str:
@@ -164,18 +167,22 @@ class Trainer:
         return int(self.epoch.numpy())
 
     # -- steps --
-    def _replica_train_step(self, batch):
-        # The batch of this step over all replicas of all workers (the last one may be partial).
-        count = tf.cast(tf.shape(batch["widths"])[0], tf.float32)
-        global_count = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, count)
+    def _loss_and_gradients(self, batch, global_count):
+        """Forward pass, CTC loss and gradients: the part XLA may compile (``jit_compile``)."""
         with tf.GradientTape() as tape:
             logits = self.model(batch["images"], batch["widths"], training=True)
             lengths = sequence_lengths(batch["widths"], self.model.pool_widths)
             per_sample = ctc_loss(batch["labels"], batch["label_lengths"], logits, lengths)
             loss = tf.reduce_sum(per_sample) / tf.maximum(global_count, 1.0)
-        grads = tape.gradient(loss, self.model.trainable_variables)
+        return tf.reduce_sum(per_sample), tape.gradient(loss, self.model.trainable_variables)
+
+    def _replica_train_step(self, batch):
+        # The batch of this step over all replicas of all workers (the last one may be partial).
+        count = tf.cast(tf.shape(batch["widths"])[0], tf.float32)
+        global_count = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, count)
+        loss_sum, grads = self._gradient_fn(batch, global_count)
         self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
-        return tf.reduce_sum(per_sample), count
+        return loss_sum, count
 
     def _distributed_train_step(self, batch):
         loss_sum, count = self.strategy.run(self._replica_train_step, args=(batch,))
