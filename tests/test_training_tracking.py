@@ -143,8 +143,9 @@ def test_prediction_model_names_bad_images(digits_data, tmp_path):
         PredictionModel(tmp_path)
 
 
-def test_xla_compiled_training_step_trains(digits_data, tmp_path):
-    params = tiny_params(digits_data, output_model_dir=str(tmp_path / "out"), n_epochs=1, jit_compile=True)
+@pytest.mark.parametrize("option", [{"jit_compile": True}, {"mixed_precision": "on"}])
+def test_xla_and_mixed_precision_training_steps_train(digits_data, tmp_path, option):
+    params = tiny_params(digits_data, output_model_dir=str(tmp_path / "out"), n_epochs=1, **option)
     alphabet = Alphabet.from_file(params.lookup_alphabet_file)
     train = load_split(params.csv_files_train, params, alphabet, "train", progress=False)
     trainer = Trainer(params, alphabet)
@@ -152,3 +153,8 @@ def test_xla_compiled_training_step_trains(digits_data, tmp_path):
     loss, seen = trainer.train_epoch(make_dataset(train, params, 16, training=True, seed=0), len(train))
     assert seen == len(train) and np.isfinite(loss) and loss > 0
     assert not np.allclose(before, trainer.model.classifier.kernel.numpy())
+    if "mixed_precision" in option:
+        assert trainer.model.conv_blocks[0][0].compute_dtype == "float16"
+        assert trainer.model.classifier.kernel.dtype == "float32"
+        prediction = PredictionModel(trainer.export(str(tmp_path / "export"))).predict([train[0].sample.image_path])
+        assert 0.0 <= prediction[0].score <= 1.0

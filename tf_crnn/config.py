@@ -69,6 +69,8 @@ class Params:
             default: XLA recompiles for every new batch width (width bucketing
             makes several), and on a 2-core CPU even a fixed-shape step was slower
             (1.60 vs 1.11 s/step, default CRNN, batch 32, 32 x 100).
+        mixed_precision: ``auto`` (float16 compute when a GPU is visible), ``on``
+            or ``off``; with loss scaling. Not measured on a GPU yet.
         strategy: ``auto`` (default on CPU, OneDevice on 1 GPU, Mirrored on
             several, MultiWorkerMirrored when ``TF_CONFIG`` names several
             workers), or ``default``, ``one_device``, ``mirrored``,
@@ -117,6 +119,7 @@ class Params:
     warmup_steps: int = 0
     gradient_clip_norm: float = 5.0
     jit_compile: bool = False
+    mixed_precision: str = "auto"
     strategy: str = "auto"
     restore_model: bool = False
     keep_checkpoints: int = 3
@@ -237,3 +240,5 @@ class Params:
         need(self.beam_width >= 1 and 1 <= self.num_beam_paths <= self.beam_width,
              "need beam_width >= 1 and 1 <= num_beam_paths <= beam_width")
         need(self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1")
+        need(self.mixed_precision in ("auto", "on", "off"),
+             f"mixed_precision must be 'auto', 'on' or 'off', got {self.mixed_precision!r}")

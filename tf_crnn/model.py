@@ -44,26 +44,29 @@ class CRNN(keras.Model):
         the CTC blank), with ``time = ceil(width / prod(pool widths))``.
     """
 
-    def __init__(self, params: Params, num_classes: int, **kwargs):
+    def __init__(self, params: Params, num_classes: int, mixed_precision: bool = False, **kwargs):
         super().__init__(**kwargs)
+        # mixed_float16: float16 compute, float32 weights; the logits stay float32 for a stable CTC loss.
+        dt = {"dtype": "mixed_float16"} if mixed_precision else {}
         self.pool_widths = params.width_downsampling
         self.num_classes = num_classes
         self.conv_blocks = []
         for i, (filters, kernel, pool, bn) in enumerate(zip(
                 params.cnn_features_list, params.cnn_kernel_size, params.cnn_pool_size, params.cnn_batch_norm)):
-            block = [keras.layers.Conv2D(filters, kernel, padding="same", use_bias=not bn, name=f"conv{i + 1}")]
+            block = [keras.layers.Conv2D(filters, kernel, padding="same", use_bias=not bn, name=f"conv{i + 1}", **dt)]
             if bn:
-                block.append(keras.layers.BatchNormalization(name=f"bn{i + 1}"))
-            block.append(keras.layers.ReLU(name=f"relu{i + 1}"))
+                block.append(keras.layers.BatchNormalization(name=f"bn{i + 1}", **dt))
+            block.append(keras.layers.ReLU(name=f"relu{i + 1}", **dt))
             if tuple(pool) != (1, 1):
-                block.append(keras.layers.MaxPooling2D(tuple(pool), strides=tuple(pool), padding="same", name=f"pool{i + 1}"))
+                block.append(keras.layers.MaxPooling2D(tuple(pool), strides=tuple(pool), padding="same",
+                                                        name=f"pool{i + 1}", **dt))
             self.conv_blocks.append(block)
         self.rnns = [
-            keras.layers.Bidirectional(keras.layers.LSTM(u, return_sequences=True), name=f"bilstm{i + 1}")
+            keras.layers.Bidirectional(keras.layers.LSTM(u, return_sequences=True, **dt), name=f"bilstm{i + 1}", **dt)
             for i, u in enumerate(params.rnn_units)
         ]
-        self.dropouts = [keras.layers.Dropout(params.dropout) for _ in range(len(params.rnn_units) + 1)]
-        self.classifier = keras.layers.Dense(num_classes, name="logits")
+        self.dropouts = [keras.layers.Dropout(params.dropout, **dt) for _ in range(len(params.rnn_units) + 1)]
+        self.classifier = keras.layers.Dense(num_classes, name="logits", dtype="float32")
 
     def call(self, images, widths, training=False):
         x = images
@@ -80,9 +83,13 @@ class CRNN(keras.Model):
         return self.classifier(self.dropouts[-1](x, training=training))
 
 
-def build_crnn(params: Params, num_classes: int) -> CRNN:
-    """Create a CRNN and build its weights on a dummy batch (so checkpoints can restore)."""
-    model = CRNN(params, num_classes, name="crnn")
+def build_crnn(params: Params, num_classes: int, mixed_precision: bool = False) -> CRNN:
+    """Create a CRNN and build its weights on a dummy batch (so checkpoints can restore).
+
+    ``mixed_precision``: compute in float16 with float32 weights and float32 logits
+    (Micikevicius et al. 2018); worth it on GPUs with tensor cores only.
+    """
+    model = CRNN(params, num_classes, mixed_precision=mixed_precision, name="crnn")
     model(tf.zeros([1, params.height, params.min_width, params.input_channels]),
           tf.constant([params.min_width], tf.int32))
     return model

@@ -83,6 +83,13 @@ class WarmupExponentialDecay(keras.optimizers.schedules.LearningRateSchedule):
                     decay_rate=self.decay_rate, warmup_steps=self.warmup_steps)
 
 
+def use_mixed_precision(params: Params) -> bool:
+    """``mixed_precision``: ``on``, ``off``, or ``auto`` = on when TensorFlow sees a GPU."""
+    if params.mixed_precision == "auto":
+        return bool(tf.config.list_logical_devices("GPU"))
+    return params.mixed_precision == "on"
+
+
 def make_optimizer(params: Params) -> keras.optimizers.Optimizer:
     """Optimizer with the warm-up + exponential-decay schedule and global-norm clipping."""
     schedule = WarmupExponentialDecay(params.learning_rate, params.learning_decay_steps,
@@ -120,8 +127,12 @@ class Trainer:
         self.strategy = strategy or pick_strategy(params.strategy)
         self.symbols_by_code = alphabet.symbols_by_code
         with self.strategy.scope():
-            self.model = build_crnn(params, alphabet.num_classes)
+            self.mixed_precision = use_mixed_precision(params)
+            self.model = build_crnn(params, alphabet.num_classes, self.mixed_precision)
             self.optimizer = make_optimizer(params)
+            if self.mixed_precision:
+                # Dynamic loss scaling keeps small float16 gradients from flushing to zero.
+                self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
             self.optimizer.build(self.model.trainable_variables)
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.best_cer = tf.Variable(math.inf, dtype=tf.float32, trainable=False, name="best_cer")
@@ -174,7 +185,10 @@ class Trainer:
             lengths = sequence_lengths(batch["widths"], self.model.pool_widths)
             per_sample = ctc_loss(batch["labels"], batch["label_lengths"], logits, lengths)
             loss = tf.reduce_sum(per_sample) / tf.maximum(global_count, 1.0)
-        return tf.reduce_sum(per_sample), tape.gradient(loss, self.model.trainable_variables)
+            # The identity unless the optimizer is a LossScaleOptimizer (mixed precision); inside the tape.
+            loss = self.optimizer.scale_loss(loss)
+        grads = tape.gradient(loss, self.model.trainable_variables)
+        return tf.reduce_sum(per_sample), grads
 
     def _replica_train_step(self, batch):
         # The batch of this step over all replicas of all workers (the last one may be partial).
