@@ -35,6 +35,8 @@ def main() -> None:
     parser.add_argument("--beat-interval", type=float, default=1.0)
     parser.add_argument("--mongo-url", help="default: a SecantusDB server started for the benchmark")
     parser.add_argument("--no-observer", action="store_true", help="skip the observer comparison")
+    parser.add_argument("--jit-compile", action="store_true", help="XLA-compile the loss and gradients")
+    parser.add_argument("--mixed-precision", choices=("auto", "on", "off"), default="auto")
     args = parser.parse_args()
 
     header(f"training throughput: default CRNN, batch {args.batch}")
@@ -66,7 +68,7 @@ def bench_setup(setup: str, args, url: str | None) -> None:
     from tf_crnn.alphabet import Alphabet
     from tf_crnn.training import Trainer
 
-    params = setup_params(setup, args.batch)
+    params = setup_params(setup, args.batch, jit_compile=args.jit_compile, mixed_precision=args.mixed_precision)
     alphabet = Alphabet.from_file(params.lookup_alphabet_file)
     trainer = Trainer(params, alphabet)
     (height, width), label_length, _ = SETUPS[setup]

@@ -67,8 +67,9 @@ class Params:
         gradient_clip_norm: global norm clipping (0 disables).
         jit_compile: compile forward pass, CTC loss and gradients with XLA. Off by
             default: XLA recompiles for every new batch width (width bucketing
-            makes several), and on a 2-core CPU even a fixed-shape step was slower
-            (1.60 vs 1.11 s/step, default CRNN, batch 32, 32 x 100).
+            makes several), and on a 2-core CPU even fixed-shape steps were slower
+            (35.5 vs 49.6 images/s, default CRNN, batch 32, 32 x 100:
+            ``benchmarks/train_throughput.py --setups word --batch 32 --no-observer [--jit-compile]``).
         mixed_precision: ``auto`` (float16 compute when a GPU is visible), ``on``
             or ``off``; with loss scaling. Not measured on a GPU yet.
         strategy: ``auto`` (default on CPU, OneDevice on 1 GPU, Mirrored on
