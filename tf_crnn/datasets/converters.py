@@ -35,7 +35,6 @@ line), a Python-free string of ``part=values`` items and an optional ``mod=M``:
 """
 from __future__ import annotations
 
-import functools
 import json
 import os
 import random
@@ -49,7 +48,7 @@ from typing import Callable, Iterable
 from tqdm import tqdm
 
 from ..alphabet import Alphabet
-from ..annotations import AnnotationError, Sample, graphemes, normalize, read_csv, write_csv
+from ..annotations import AnnotationError, Sample, graphemes, normalize, write_csv
 from .alphabet_tools import save_counts
 from .formats import READERS, Problem, Record
 
@@ -214,32 +213,13 @@ def clean_label(text: str, split: str = "grapheme", normalization: str | None = 
     return tuple(graphemes(text)) if split == "grapheme" else tuple(text)
 
 
-@functools.lru_cache(maxsize=8)
-def csv_reader_accepts_in_label(csv_delimiter: str, string_split_delimiter: str) -> bool:
-    """Whether :func:`~tf_crnn.annotations.read_csv` reads back a label holding ``csv_delimiter``.
-
-    Probed with a one-row round trip rather than assumed, so that ``prepare``
-    keeps such rows as soon as the reader splits only at the first delimiter.
-    """
-    with tempfile.TemporaryDirectory() as folder:
-        probe = os.path.join(folder, "probe.csv")
-        symbols = ("a", csv_delimiter, "b")
-        try:
-            write_csv([(os.path.join(folder, "x.png"), symbols)], probe, csv_delimiter, string_split_delimiter)
-            return read_csv(probe, csv_delimiter, string_split_delimiter)[0].symbols == symbols
-        except (AnnotationError, ValueError):
-            return False
-
-
 def _unwritable(symbols: Iterable[str], delimiters: tuple[str, str]) -> str | None:
-    csv_delimiter, split_delimiter = delimiters
+    # A csv_delimiter inside a label is fine: read_csv splits each row at the first one only.
+    _, split_delimiter = delimiters
     for s in symbols:
         if split_delimiter in s:
             return (f"label symbol {s!r} contains the symbol delimiter {split_delimiter!r}, "
                     "which the CSV format cannot hold")
-        if csv_delimiter in s and not csv_reader_accepts_in_label(csv_delimiter, split_delimiter):
-            return (f"label symbol {s!r} contains the CSV delimiter {csv_delimiter!r}, which "
-                    "tf_crnn.annotations.read_csv cannot read back (choose another csv_delimiter)")
     return None
 
 
