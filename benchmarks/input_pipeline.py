@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 from _common import SETUPS, Timer, generate_digits, header, setup_params

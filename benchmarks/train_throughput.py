@@ -10,7 +10,7 @@ loss, backward and the Adam update, through ``tf_crnn.training.Trainer``'s compi
 The first ``--warmup`` steps (tracing, memory allocation) are left out of every figure.
 
 Observer overhead: the same steps run inside Sacred runs, alternately unobserved and observed
-by tf-crnn's MongoDB observer (``tracking.mongo_observer``) writing to a SecantusDB server in its
+by tf-crnn's MongoDB observer (``observers.mongo_observer``) writing to a SecantusDB server in its
 own process (or ``--mongo-url``), with ``train.loss`` logged at every step and a heartbeat every
 ``--beat-interval`` seconds (Sacred's default is 10 s; the default here, 1 s, is a stress test).
 """
@@ -64,7 +64,7 @@ def bench_setup(setup: str, args, url: str | None) -> None:
     import tensorflow as tf
     from sacred import Experiment
 
-    from tf_crnn import tracking
+    from tf_crnn import observers
     from tf_crnn.alphabet import Alphabet
     from tf_crnn.training import Trainer
 
@@ -120,7 +120,7 @@ def bench_setup(setup: str, args, url: str | None) -> None:
     for round_ in range(args.rounds):
         # ABBA order: a drift of the machine's speed over the benchmark does not favour either mode.
         for mode in ("unobserved", "observed")[::1 if round_ % 2 == 0 else -1]:
-            bench.observers[:] = [tracking.mongo_observer(url, "tf_crnn_benchmark")] if mode == "observed" else []
+            bench.observers[:] = [observers.mongo_observer(url, "tf_crnn_benchmark")] if mode == "observed" else []
             run = bench.run(options={"--beat-interval": args.beat_interval, "--capture": "sys",
                                      "--loglevel": "ERROR"})
             timings[mode] += run.result

@@ -43,7 +43,7 @@ def test_numbers_deterministic_across_worker_counts(tmp_path):
     b = synthetic.generate_numbers(tmp_path / "b", 10, seed=7, workers=2, progress=False)
     assert Path(a).read_bytes() == Path(b).read_bytes()
     assert _files(tmp_path / "a") == _files(tmp_path / "b")
-    c = synthetic.generate_numbers(tmp_path / "c", 10, seed=8, workers=2, progress=False)
+    synthetic.generate_numbers(tmp_path / "c", 10, seed=8, workers=2, progress=False)
     assert _files(tmp_path / "a") != _files(tmp_path / "c")
 
 
@@ -108,7 +108,7 @@ def test_text_font_folder(tmp_path):
 @pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, reason="scikit-learn not installed (optional)")
 def test_handwritten_numbers(tmp_path):
     a = synthetic.generate_numbers(tmp_path / "a", 6, style="handwritten", seed=4, workers=2, progress=False)
-    b = synthetic.generate_numbers(tmp_path / "b", 6, style="handwritten", seed=4, workers=1, progress=False)
+    synthetic.generate_numbers(tmp_path / "b", 6, style="handwritten", seed=4, workers=1, progress=False)
     assert _files(tmp_path / "a") == _files(tmp_path / "b")
     for s in read_csv(a):
         with Image.open(s.image_path) as im:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pymongo
 import pytest
 
-from tf_crnn import tracking
+from tf_crnn import observers, run_records
 from tf_crnn.experiment import METRIC_NAMES, ex
 
 from conftest import ROOT, tiny_params
@@ -120,17 +120,17 @@ def test_close_dead_run_follows_the_heartbeat_rule(mongo_url):
     ])
     other_host = {"host": "elsewhere", "pid": 1}
     # Stale heartbeat (> 60 s): dead, whatever the host.
-    assert tracking.close_dead_run(mongo_url, "tf_crnn_close", 1, 9, other_host) == "INTERRUPTED"
+    assert run_records.close_dead_run(mongo_url, "tf_crnn_close", 1, 9, other_host) == "INTERRUPTED"
     doc = db.runs.find_one({"_id": 1})
     assert doc["info"]["resumed_by"] == 9 and doc["stop_time"] == doc["heartbeat"]
     # Fresh heartbeat on another machine: may be alive, left alone.
-    assert tracking.close_dead_run(mongo_url, "tf_crnn_close", 2, 9, other_host) == "RUNNING"
+    assert run_records.close_dead_run(mongo_url, "tf_crnn_close", 2, 9, other_host) == "RUNNING"
     assert db.runs.find_one({"_id": 2})["status"] == "RUNNING"
     # Finished runs keep their status.
-    assert tracking.close_dead_run(mongo_url, "tf_crnn_close", 3, 9, other_host) == "COMPLETED"
+    assert run_records.close_dead_run(mongo_url, "tf_crnn_close", 3, 9, other_host) == "COMPLETED"
     # Fresh, but its process on this host is gone (a pid that cannot exist).
     gone = {"host": socket.gethostname(), "pid": 2**22 + 12345}
-    assert tracking.close_dead_run(mongo_url, "tf_crnn_close", 4, None, gone) == "INTERRUPTED"
+    assert run_records.close_dead_run(mongo_url, "tf_crnn_close", 4, None, gone) == "INTERRUPTED"
     assert "resumed_by" not in db.runs.find_one({"_id": 4}).get("info", {})
 
 
@@ -171,8 +171,8 @@ def _our_observer():
 @pytest.fixture
 def fast_failing_db(monkeypatch):
     # A down database is noticed after 1 s instead of 5 s; the end of the run waits at most 30 s for it.
-    monkeypatch.setattr(tracking, "OBSERVER_TIMEOUT_S", 1.0)
-    monkeypatch.setattr(tracking, "FINAL_WAIT_S", 30.0)
+    monkeypatch.setattr(observers, "OBSERVER_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(observers, "FINAL_WAIT_S", 30.0)
 
 
 @pytest.mark.slow
@@ -219,7 +219,7 @@ def test_database_gone_mid_run_loses_no_metric_nor_artifact(digits_data, tmp_pat
 
         # From the outage on, the run was also written by Sacred's FileStorageObserver.
         local = Path(observer.fallback.dir)
-        assert local.parent == out / tracking.FALLBACK_DIR and local.name == str(run._id)
+        assert local.parent == out / observers.FALLBACK_DIR and local.name == str(run._id)
         metrics = json.loads((local / "metrics.json").read_text())
         assert all(metrics[name]["steps"] == [1, 2, 3, 4] for name in METRIC_NAMES)
         assert json.loads((local / "run.json").read_text())["status"] == "COMPLETED"
@@ -233,7 +233,7 @@ def test_database_gone_mid_run_loses_no_metric_nor_artifact(digits_data, tmp_pat
 @pytest.mark.slow
 def test_database_gone_until_the_end_leaves_a_complete_local_record(digits_data, tmp_path, fast_failing_db,
                                                                       monkeypatch, capsys):
-    monkeypatch.setattr(tracking, "FINAL_WAIT_S", 2.0)
+    monkeypatch.setattr(observers, "FINAL_WAIT_S", 2.0)
     database = _Database(tmp_path / "db")
     out = tmp_path / "out"
 
@@ -248,7 +248,7 @@ def test_database_gone_until_the_end_leaves_a_complete_local_record(digits_data,
         run = ex.run(config_updates={**params.to_dict(), "mongo_url": database.url, "mongo_db_name": "gone"},
                      options={"--capture": "sys", "--beat-interval": 1.0})
         assert run.status == "COMPLETED"  # the training itself never noticed
-        local = out / tracking.FALLBACK_DIR / str(run._id)
+        local = out / observers.FALLBACK_DIR / str(run._id)
         metrics = json.loads((local / "metrics.json").read_text())
         assert all(metrics[name]["steps"] == [1, 2] for name in METRIC_NAMES)
         stored = json.loads((local / "run.json").read_text())
@@ -258,7 +258,7 @@ def test_database_gone_until_the_end_leaves_a_complete_local_record(digits_data,
         err = capsys.readouterr().err
         assert err.count(f"Its complete record is in {local}") == 1 and "writing the local copy" not in err
         # Sacred's own last resort as well: the run document, pickled.
-        pickled = list((out / tracking.FAILURE_DIR).glob("sacred_mongo_fail_*.pickle"))
+        pickled = list((out / observers.FAILURE_DIR).glob("sacred_mongo_fail_*.pickle"))
         assert len(pickled) == 1 and pickle.loads(pickled[0].read_bytes())["status"] == "COMPLETED"
     finally:
         watcher.join(5)
@@ -296,7 +296,7 @@ def test_read_only_output_folder_is_a_clear_error_before_training(digits_data, m
 
 def test_full_disk_is_a_clear_error_before_training(digits_data, mongo_url, tmp_path, monkeypatch):
     real = shutil.disk_usage
-    monkeypatch.setattr(tracking.shutil, "disk_usage",
+    monkeypatch.setattr(run_records.shutil, "disk_usage",
                         lambda path: real(path)._replace(free=10 * 2**20))  # 10 MB left
     params = tiny_params(digits_data, output_model_dir=str(tmp_path / "out"),
                          cnn_features_list=[64, 128], rnn_units=[256])  # about 1.3 M weights: > 10 MB to write
@@ -309,7 +309,7 @@ def test_full_disk_is_a_clear_error_before_training(digits_data, mongo_url, tmp_
 def test_output_estimate_covers_checkpoints_and_exports():
     from tf_crnn.config import Params
 
-    default = tracking.estimate_output_bytes(Params(lookup_alphabet_file=str(ROOT / "data/alphabets/digits.json"))
+    default = run_records.estimate_output_bytes(Params(lookup_alphabet_file=str(ROOT / "data/alphabets/digits.json"))
                                              .to_dict())
     # Shi et al.'s CRNN has about 8.7 M weights: 4 checkpoints with Adam state + 3 exports is > 500 MB.
     assert 450 * 2**20 < default < 900 * 2**20

@@ -7,7 +7,6 @@ import gridfs
 import numpy as np
 import pymongo
 import pytest
-import tensorflow as tf
 
 from tf_crnn import tracking
 from tf_crnn.alphabet import Alphabet

@@ -29,7 +29,7 @@ def _db(args) -> int:
     if args.action == "uri":
         configured = os.environ.get(tracking.ENV_URL)
         url = tracking.redact_url(configured) if configured else server.url()
-        print(url or f"none: the embedded server is not running (`tf-crnn db start`; any training starts it)")
+        print(url or "none: the embedded server is not running (`tf-crnn db start`; any training starts it)")
         return 0 if url else 1
     if args.action == "start":
         print(server.start())

@@ -400,7 +400,7 @@ def run_logged(prepared: Prepared, settings: Decoding, body, train_run, out_dir:
     from sacred import Experiment
     from sacred.utils import apply_backspaces_and_linefeeds
 
-    from . import tracking
+    from . import observers, tracking
 
     url = tracking.resolve_url(mongo_url)
     db_name = mongo_db_name or tracking.DEFAULT_DB_NAME
@@ -411,7 +411,7 @@ def run_logged(prepared: Prepared, settings: Decoding, body, train_run, out_dir:
             ex.add_package_dependency(dist, importlib.metadata.version(dist))
         except importlib.metadata.PackageNotFoundError:
             pass
-    ex.observers.append(tracking.mongo_observer(url, db_name, os.path.join(out_dir, "sacred_failed_runs")))
+    ex.observers.append(observers.mongo_observer(url, db_name, os.path.join(out_dir, "sacred_failed_runs")))
     ex.add_config({
         "model": prepared.model.export_dir,
         "csv_files": prepared.csv_files,

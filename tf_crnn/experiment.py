@@ -18,7 +18,7 @@ import tempfile
 from sacred import Experiment
 from sacred.utils import apply_backspaces_and_linefeeds
 
-from . import reports, tracking
+from . import observers, reports, run_records, tracking
 from .alphabet import Alphabet
 from .config import Params
 
@@ -60,7 +60,7 @@ def attach_observer(config, command_name, logger):
 
     Runs after the config is resolved and before Sacred copies the observers
     into the run, so ``mongo_url`` can come from the config. The observer
-    stores the password of the URL as ``***`` (:func:`tracking.mongo_observer`).
+    stores the password of the URL as ``***`` (:func:`observers.mongo_observer`).
     """
     ex.observers[:] = [o for o in ex.observers if not getattr(o, "_tf_crnn", False)]
     _active["url"] = None
@@ -68,15 +68,15 @@ def attach_observer(config, command_name, logger):
         return {}
     if tracking.is_chief():
         # A read-only or too full output folder stops here: before any data is read or any run recorded.
-        tracking.check_output_dir(config["output_model_dir"], tracking.estimate_output_bytes(config))
+        run_records.check_output_dir(config["output_model_dir"], run_records.estimate_output_bytes(config))
     if not tracking.is_chief() or os.environ.get("TF_CRNN_NO_OBSERVER"):
         return {}
     url = tracking.resolve_url(config.get("mongo_url"))
     out = config["output_model_dir"]
     # A database outage during the run is buffered; the run is also written to out/sacred_runs from then on.
-    observer = tracking.mongo_observer(url, config.get("mongo_db_name") or tracking.DEFAULT_DB_NAME,
-                                       failure_dir=os.path.join(out, tracking.FAILURE_DIR),
-                                       fallback_dir=os.path.join(out, tracking.FALLBACK_DIR))
+    observer = observers.mongo_observer(url, config.get("mongo_db_name") or tracking.DEFAULT_DB_NAME,
+                                       failure_dir=os.path.join(out, observers.FAILURE_DIR),
+                                       fallback_dir=os.path.join(out, observers.FALLBACK_DIR))
     observer._tf_crnn = True
     ex.observers.append(observer)
     _active["url"] = url
@@ -109,7 +109,7 @@ def main(_config, _run, _seed):
         _run.info["resumed_from_epoch"] = restored
         _run.info["resumed_from_step"] = int(trainer.optimizer.iterations.numpy())
     # output_model_dir/run.json names the run writing the folder; a resumed run records the one it continues.
-    resumed = tracking.record_run(_run, params.output_model_dir, _active["url"], params.mongo_db_name, restored)
+    resumed = run_records.record_run(_run, params.output_model_dir, _active["url"], params.mongo_db_name, restored)
     if resumed is not None:
         print(f"run {_run._id} resumes run {resumed} from its epoch {restored} checkpoint")
 

@@ -66,7 +66,7 @@ class PredictionModel:
     def train_run(self):
         """The ``_id`` of the Sacred run that trained this export, if recorded, else None.
 
-        Looked up in ``run.json`` (``{"run_id": ...}``, as :func:`tf_crnn.tracking.write_run_file`
+        Looked up in ``run.json`` (``{"run_id": ...}``, as :func:`tf_crnn.run_records.write_run_file`
         leaves in ``output_model_dir``) in the export folder, then in its parent
         (``output_model_dir`` for ``output_model_dir/export``), then ``run_id`` in ``params.json``.
         """

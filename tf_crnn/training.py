@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import keras
-import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
