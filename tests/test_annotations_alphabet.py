@@ -89,3 +89,10 @@ def test_shipped_alphabets_are_valid():
     for f in files:
         assert len(Alphabet.from_file(f)) >= 10
     assert "a\u0364" in Alphabet.from_file("data/alphabets/fraktur.json")
+
+
+def test_listing_cuts_long_problem_lists():
+    from tf_crnn.annotations import listing
+
+    assert listing(["a.csv:1: x", "a.csv:2: y"]) == "  a.csv:1: x\n  a.csv:2: y"
+    assert listing([f"row {i}" for i in range(25)], limit=3) == "  row 0\n  row 1\n  row 2\n  ... and 22 more"

@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
-from .annotations import Sample
+from .annotations import Sample, listing
 
 #: Class index of the CTC blank label (Graves et al. 2006). Codes start at 1.
 BLANK = 0
@@ -157,11 +157,10 @@ class Alphabet:
         """
         unknown = self.unknown_symbols(samples)
         if unknown:
-            listed = "\n  ".join(str(u) for u in unknown[:max_listed])
-            more = f"\n  ... and {len(unknown) - max_listed} more" if len(unknown) > max_listed else ""
             distinct = sorted({u.symbol for u in unknown})
             raise AlphabetError(
-                f"{len(unknown)} label symbol(s) not in the alphabet (distinct: {distinct}):\n  {listed}{more}\n"
+                f"{len(unknown)} label symbol(s) not in the alphabet (distinct: {distinct}):\n"
+                f"{listing(unknown, max_listed)}\n"
                 "Add them to the lookup table (tf-crnn alphabet build CSV... -o table.json) or fix the labels."
             )
 

@@ -55,6 +55,16 @@ class Sample:
         return f"{self.csv_file}:{self.line}"
 
 
+def listing(problems, limit: int = 20) -> str:
+    """The first ``limit`` problems, one per line indented by two spaces, then ``... and K more``.
+
+    For error messages that name many rows (file:line) without flooding the terminal.
+    """
+    lines = [str(p) for p in problems]
+    more = [f"... and {len(lines) - limit} more"] if len(lines) > limit else []
+    return "  " + "\n  ".join(lines[:limit] + more)
+
+
 def split_label(label: str, string_split_delimiter: str = "|") -> tuple[str, ...]:
     """Split a ``|a|b|c|`` label into its symbols.
 

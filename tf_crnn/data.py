@@ -23,7 +23,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .alphabet import Alphabet
-from .annotations import Sample, read_csvs
+from .annotations import Sample, listing, read_csvs
 from .config import Params
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,13 @@ def _image_size(path: str) -> tuple[int, int] | str:
         return f"cannot decode image ({type(e).__name__}: {e})"
 
 
+def image_sizes(paths: list[str], progress: bool = True, desc: str = "checking images") -> list:
+    """Decode every image once (threads, tqdm): ``(width, height)`` or the reason it cannot be used."""
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+        return list(tqdm(pool.map(_image_size, paths), total=len(paths), desc=desc, disable=not progress,
+                         unit="img", mininterval=1.0))
+
+
 def scan_samples(samples: list[Sample], params: Params, alphabet: Alphabet,
                  progress: bool = True, desc: str = "checking images") -> ScanReport:
     """Decode every image once and check CTC feasibility of every label.
@@ -97,20 +104,17 @@ def scan_samples(samples: list[Sample], params: Params, alphabet: Alphabet,
         A :class:`ScanReport`: usable entries and rejected samples with reasons.
     """
     report = ScanReport()
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-        sizes = pool.map(_image_size, [s.image_path for s in samples])
-        for sample, size in tqdm(zip(samples, sizes), total=len(samples), desc=desc, disable=not progress,
-                                 unit="img", mininterval=1.0):
-            if isinstance(size, str):
-                report.bad_images.append((sample, size))
-                continue
-            width = params.resized_width(*size)
-            steps = params.sequence_length(width)
-            needed = ctc_steps_needed(sample.symbols)
-            if needed > steps:
-                report.too_long.append((sample, steps, needed * math.prod(params.width_downsampling)))
-                continue
-            report.entries.append(Entry(sample, tuple(alphabet.encode(sample.symbols)), width))
+    for sample, size in zip(samples, image_sizes([s.image_path for s in samples], progress, desc)):
+        if isinstance(size, str):
+            report.bad_images.append((sample, size))
+            continue
+        width = params.resized_width(*size)
+        steps = params.sequence_length(width)
+        needed = ctc_steps_needed(sample.symbols)
+        if needed > steps:
+            report.too_long.append((sample, steps, needed * math.prod(params.width_downsampling)))
+            continue
+        report.entries.append(Entry(sample, tuple(alphabet.encode(sample.symbols)), width))
     return report
 
 
@@ -131,11 +135,11 @@ def load_split(csv_files: list[str], params: Params, alphabet: Alphabet, name: s
     report = scan_samples(samples, params, alphabet, progress, desc=f"checking {name} images")
     problems = report.problems
     if problems:
-        listed = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
+        listed = listing(problems)
         if params.on_bad_sample == "error":
-            raise DataError(f"{name} split: {len(problems)} unusable row(s):\n  {listed}\n"
+            raise DataError(f"{name} split: {len(problems)} unusable row(s):\n{listed}\n"
                             "Fix or remove them, or set on_bad_sample=skip to leave them out.")
-        log.warning("%s split: skipping %d unusable row(s) (on_bad_sample=skip):\n  %s", name, len(problems), listed)
+        log.warning("%s split: skipping %d unusable row(s) (on_bad_sample=skip):\n%s", name, len(problems), listed)
     if not report.entries:
         raise DataError(f"{name} split: no usable sample left in {csv_files}")
     return report.entries

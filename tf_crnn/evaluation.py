@@ -25,7 +25,6 @@ import json
 import math
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +32,7 @@ import pandas as pd
 
 from . import metrics
 from .alphabet import Alphabet
-from .annotations import Sample, read_csvs
+from .annotations import Sample, listing, read_csvs
 
 EXPERIMENT_NAME = "crnn-evaluate"
 
@@ -170,17 +169,12 @@ def _alphabet_difference(a: Alphabet, b: Alphabet) -> str:
 
 def _check_images(samples: list[Sample], progress: bool) -> list[tuple[int, int]]:
     """Open every image once (threads); raise one error listing every missing or undecodable one."""
-    from tqdm import tqdm
+    from .data import image_sizes
 
-    from .data import _image_size
-
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-        sizes = list(tqdm(pool.map(_image_size, [s.image_path for s in samples]), total=len(samples),
-                          desc="checking images", unit="img", disable=not progress, mininterval=1.0))
+    sizes = image_sizes([s.image_path for s in samples], progress)
     bad = [f"{s.where()}: {s.image_path}: {size}" for s, size in zip(samples, sizes) if isinstance(size, str)]
     if bad:
-        listed = "\n  ".join(bad[:20]) + (f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else "")
-        raise EvaluationError(f"{len(bad)} unusable image(s):\n  {listed}\nFix the paths or remove the rows.")
+        raise EvaluationError(f"{len(bad)} unusable image(s):\n{listing(bad)}\nFix the paths or remove the rows.")
     return sizes
 
 

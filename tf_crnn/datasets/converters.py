@@ -48,7 +48,7 @@ from typing import Callable, Iterable
 from tqdm import tqdm
 
 from ..alphabet import Alphabet
-from ..annotations import AnnotationError, Sample, graphemes, normalize, write_csv
+from ..annotations import AnnotationError, Sample, graphemes, listing, normalize, write_csv
 from .alphabet_tools import save_counts
 from .formats import READERS, Problem, Record
 
@@ -376,10 +376,8 @@ def _collect(reader, root, staging, label_regex, group_by, cleaning, delimiters,
 
 
 def _problem_message(problems: list[Problem], fmt: str, root: Path, limit: int = 30) -> str:
-    listed = "\n  ".join(str(p) for p in problems[:limit])
-    more = f"\n  ... and {len(problems) - limit} more" if len(problems) > limit else ""
     return (f"{len(problems)} row(s) of {root} (format {fmt}) cannot be converted; nothing was written:\n"
-            f"  {listed}{more}\nFix them, or pass on_error='skip' (--skip-errors) to leave them out.")
+            f"{listing(problems, limit)}\nFix them, or pass on_error='skip' (--skip-errors) to leave them out.")
 
 
 def _assign_parts(rows, groups, eval_ratio, group_split, seed, summary) -> list[str | None]:
