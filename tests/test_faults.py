@@ -175,6 +175,13 @@ def fast_failing_db(monkeypatch):
     monkeypatch.setattr(observers, "FINAL_WAIT_S", 30.0)
 
 
+def _train_logging_to(database, digits_data, out, n_epochs):
+    """A tiny training logging to ``database`` with 1 s heartbeats (so outages meet a heartbeat)."""
+    params = tiny_params(digits_data, output_model_dir=str(out), n_epochs=n_epochs)
+    return ex.run(config_updates={**params.to_dict(), "mongo_url": database.url, "mongo_db_name": "gone"},
+                  options={"--capture": "sys", "--beat-interval": 1.0})
+
+
 @pytest.mark.slow
 def test_database_gone_mid_run_loses_no_metric_nor_artifact(digits_data, tmp_path, fast_failing_db, capsys):
     database = _Database(tmp_path / "db")
@@ -200,9 +207,7 @@ def test_database_gone_mid_run_loses_no_metric_nor_artifact(digits_data, tmp_pat
     watcher = threading.Thread(target=outage, daemon=True)
     watcher.start()
     try:
-        params = tiny_params(digits_data, output_model_dir=str(out), n_epochs=4)
-        run = ex.run(config_updates={**params.to_dict(), "mongo_url": database.url, "mongo_db_name": "gone"},
-                     options={"--capture": "sys", "--beat-interval": 1.0})
+        run = _train_logging_to(database, digits_data, out, n_epochs=4)
         watcher.join(60)
         observer = _our_observer()
         assert "error" not in timeline, timeline
@@ -244,9 +249,7 @@ def test_database_gone_until_the_end_leaves_a_complete_local_record(digits_data,
     watcher = threading.Thread(target=outage, daemon=True)
     watcher.start()
     try:
-        params = tiny_params(digits_data, output_model_dir=str(out), n_epochs=2)
-        run = ex.run(config_updates={**params.to_dict(), "mongo_url": database.url, "mongo_db_name": "gone"},
-                     options={"--capture": "sys", "--beat-interval": 1.0})
+        run = _train_logging_to(database, digits_data, out, n_epochs=2)
         assert run.status == "COMPLETED"  # the training itself never noticed
         local = out / observers.FALLBACK_DIR / str(run._id)
         metrics = json.loads((local / "metrics.json").read_text())
