@@ -66,14 +66,14 @@ def main() -> None:
 
     trainer = Trainer(params, alphabet)
     dataset = data.make_dataset(entries, params, args.batch, training=True, seed=0)
-    trainer.train_epoch(dataset, len(entries), steps=1)  # tracing
+    trainer.train_epoch(dataset, data.batch_count(entries, args.batch), steps=1)  # tracing
     with Timer() as t:
-        _, seen = trainer.train_epoch(dataset, len(entries), steps=args.model_steps)
+        _, seen = trainer.train_epoch(dataset, data.batch_count(entries, args.batch), steps=args.model_steps)
     fed = seen / t.seconds
     cached = dataset.take(args.model_steps).cache()
-    trainer.train_epoch(cached, len(entries), steps=args.model_steps)  # fills the cache
+    trainer.train_epoch(cached, data.batch_count(entries, args.batch), steps=args.model_steps)  # fills the cache
     with Timer() as t:
-        _, seen_cached = trainer.train_epoch(cached, len(entries), steps=args.model_steps)
+        _, seen_cached = trainer.train_epoch(cached, data.batch_count(entries, args.batch), steps=args.model_steps)
     alone = seen_cached / t.seconds
     print(f"model fed by the pipeline: {fed:.1f} training images/s ({args.model_steps} steps, default CRNN)")
     print(f"model on cached batches:   {alone:.1f} training images/s")

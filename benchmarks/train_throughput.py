@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--no-observer", action="store_true", help="skip the observer comparison")
     parser.add_argument("--jit-compile", action="store_true", help="XLA-compile the loss and gradients")
     parser.add_argument("--mixed-precision", choices=("auto", "on", "off"), default="auto")
+    parser.add_argument("--gradient-clip-norm", type=float, default=5.0, help="global-norm clipping (0: none)")
     args = parser.parse_args()
 
     header(f"training throughput: default CRNN, batch {args.batch}")
@@ -68,7 +69,8 @@ def bench_setup(setup: str, args, url: str | None) -> None:
     from tf_crnn.alphabet import Alphabet
     from tf_crnn.training import Trainer
 
-    params = setup_params(setup, args.batch, jit_compile=args.jit_compile, mixed_precision=args.mixed_precision)
+    params = setup_params(setup, args.batch, jit_compile=args.jit_compile, mixed_precision=args.mixed_precision,
+                          gradient_clip_norm=args.gradient_clip_norm)
     alphabet = Alphabet.from_file(params.lookup_alphabet_file)
     trainer = Trainer(params, alphabet)
     (height, width), label_length, _ = SETUPS[setup]
@@ -85,7 +87,9 @@ def bench_setup(setup: str, args, url: str | None) -> None:
     batches = iter(dist)
     weights = trainer.model.count_params()
     print(f"\n-- {setup}: {height} x {width}, labels of {label_length} symbols, batch {args.batch}, "
-          f"{weights / 1e6:.1f} M weights, {trainer.strategy.num_replicas_in_sync} replica(s)")
+          f"{weights / 1e6:.1f} M weights, {trainer.strategy.num_replicas_in_sync} replica(s); "
+          f"jit_compile {params.jit_compile}, mixed precision {trainer.mixed_precision}, "
+          f"gradient_clip_norm {params.gradient_clip_norm or 'none'}")
 
     counter = {"step": 0}
 

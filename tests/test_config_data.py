@@ -7,7 +7,7 @@ from PIL import Image
 
 from tf_crnn.alphabet import Alphabet, AlphabetError
 from tf_crnn.config import ConfigError, Params
-from tf_crnn.data import DataError, load_split, make_dataset, padding_fraction
+from tf_crnn.data import DataError, batch_count, load_split, make_dataset, padding_fraction
 
 from conftest import ROOT, tiny_params
 
@@ -88,3 +88,15 @@ def test_pipeline_batches_shapes_and_padding(digits_data):
             seen.add(int(i))
     assert seen == set(range(len(entries)))
     assert 0.0 <= padding_fraction(entries, params, 8) < 0.5
+
+
+@pytest.mark.parametrize("batch_size", [5, 8, 16, 64])
+def test_batch_count_is_the_number_of_batches_the_pipeline_makes(digits_data, batch_size):
+    params = tiny_params(digits_data)
+    alphabet = Alphabet.from_file(params.lookup_alphabet_file)
+    entries = load_split(params.csv_files_train, params, alphabet, "train", progress=False)
+    for training in (True, False):
+        made = sum(1 for _ in make_dataset(entries, params, batch_size, training=training, seed=0))
+        assert batch_count(entries, batch_size) == made
+    if batch_size == 5:  # width buckets each end with a partial batch: more than len / batch_size
+        assert batch_count(entries, batch_size) > -(-len(entries) // batch_size)

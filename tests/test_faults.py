@@ -22,7 +22,6 @@ from tf_crnn.experiment import METRIC_NAMES, ex
 
 from conftest import ROOT, tiny_params
 
-CHECKPOINT_STATE = Path("checkpoints") / "checkpoint"  # written by tf.train.CheckpointManager after each save
 
 
 def _config_file(tmp_path: Path, digits_data: Path, **overrides) -> Path:
@@ -68,7 +67,9 @@ def test_killed_training_resumes_from_its_checkpoint_and_names_the_run_it_contin
     log = open(tmp_path / "first.log", "wb")
     first = subprocess.Popen(_train_cmd(config), cwd=ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT)
     try:
-        _wait_for(lambda: (out / CHECKPOINT_STATE).exists() or first.poll() is not None, 240, "epoch 1's checkpoint")
+        # history.json is written after epoch 1's checkpoint and Sacred metrics.
+        _wait_for(lambda: (out / "reports" / "history.json").exists() or first.poll() is not None, 240,
+                  "epoch 1's checkpoint and history")
         os.kill(first.pid, signal.SIGKILL)  # mid-epoch 2: no clean shutdown, no final Sacred event
     finally:
         if first.poll() is None:
@@ -100,6 +101,11 @@ def test_killed_training_resumes_from_its_checkpoint_and_names_the_run_it_contin
         assert _series(db, new_id)[name]["steps"] == [2, 3]
     for name, series in _series(db, old_id).items():  # whatever the killed run managed to store
         assert set(series["steps"]) <= {1}
+    # The learning curves of the resumed training span both runs.
+    history = json.loads((out / "reports" / "history.json").read_text())
+    for name in METRIC_NAMES:
+        assert [epoch for epoch, _ in history[name]] == [1, 2, 3]
+        assert [v for epoch, v in history[name] if epoch > 1] == pytest.approx(_series(db, new_id)[name]["values"])
 
     # Same host and its process is gone: the killed run is closed at once, linked to its successor.
     old = db.runs.find_one({"_id": old_id})

@@ -10,7 +10,7 @@ import pytest
 
 from tf_crnn import tracking
 from tf_crnn.alphabet import Alphabet
-from tf_crnn.data import load_split, make_dataset
+from tf_crnn.data import batch_count, load_split, make_dataset
 from tf_crnn.experiment import METRIC_NAMES, ex
 from tf_crnn.loader import PredictionModel
 from tf_crnn.model import sequence_lengths
@@ -82,6 +82,25 @@ def test_password_in_url_never_stored(digits_data, mongo_url, tmp_path):
     assert "trainer:***@" in stored and password not in stored
 
 
+def test_sacred_mongo_option_selects_our_observer(digits_data, mongo_server, tmp_path, capsys):
+    """``-m HOST:PORT:DB`` (Sacred's flag) gives one run, written by tf-crnn's observer, not two."""
+    params = tiny_params(digits_data, output_model_dir=str(tmp_path / "out"), n_epochs=1)
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(params.to_dict()))
+    address = "{}:{}".format(*mongo_server.address)
+    run = ex.run_commandline(["train.py", "with", str(config_file), "-m", f"{address}:tf_crnn_dash_m",
+                              "--capture=sys"])
+    assert run.status == "COMPLETED"
+    runs = list(pymongo.MongoClient(f"mongodb://{address}/")["tf_crnn_dash_m"].runs.find())
+    assert [r["_id"] for r in runs] == [run._id]
+    assert runs[0]["config"]["mongo_url"] == f"mongodb://{address}/"
+    assert runs[0]["config"]["mongo_db_name"] == "tf_crnn_dash_m"
+    assert len(run.observers) == 1 and getattr(run.observers[0], "_tf_crnn", False)
+    with pytest.raises(SystemExit):  # Sacred's command line prints the error and exits 1
+        ex.run_commandline(["train.py", "with", str(config_file), "-m", f"{address}:tf_crnn_dash_m.my_runs"])
+    assert "tf-crnn takes -m [HOST:PORT:]DB_NAME only" in capsys.readouterr().err
+
+
 def test_redact_url():
     url = "mongodb://trainer:s3cr3t@127.0.0.1:27017/?authSource=admin"
     assert tracking.redact_url(url) == "mongodb://trainer:***@127.0.0.1:27017/?authSource=admin"
@@ -149,7 +168,7 @@ def test_xla_and_mixed_precision_training_steps_train(digits_data, tmp_path, opt
     train = load_split(params.csv_files_train, params, alphabet, "train", progress=False)
     trainer = Trainer(params, alphabet)
     before = trainer.model.classifier.kernel.numpy().copy()
-    loss, seen = trainer.train_epoch(make_dataset(train, params, 16, training=True, seed=0), len(train))
+    loss, seen = trainer.train_epoch(make_dataset(train, params, 16, training=True, seed=0), batch_count(train, 16))
     assert seen == len(train) and np.isfinite(loss) and loss > 0
     assert not np.allclose(before, trainer.model.classifier.kernel.numpy())
     if "mixed_precision" in option:

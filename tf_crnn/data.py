@@ -194,6 +194,19 @@ def width_buckets(widths: list[int], batch_size: int, max_buckets: int = 8) -> l
     return sorted({int(q) + 1 for q in qs})
 
 
+def batch_count(entries: list[Entry], batch_size: int) -> int:
+    """Number of batches in one pass of :func:`make_dataset` over ``entries`` (one worker).
+
+    Each width bucket ends the pass with its own partial batch, so this is the sum over
+    buckets of ``ceil(bucket size / batch_size)``, not ``ceil(len(entries) / batch_size)``.
+    """
+    widths = [e.width for e in entries]
+    boundaries = width_buckets(widths, batch_size)
+    # tf.data's bucket_by_sequence_length puts width w in bucket i when boundaries[i-1] <= w < boundaries[i].
+    sizes = np.bincount(np.searchsorted(boundaries, widths, side="right"), minlength=len(boundaries) + 1)
+    return int(sum(math.ceil(n / batch_size) for n in sizes))
+
+
 def make_dataset(entries: list[Entry], params: Params, batch_size: int, training: bool,
                  seed: int | None = None) -> tf.data.Dataset:
     """The tf.data pipeline for checked entries.

@@ -16,6 +16,7 @@ import shutil
 import tempfile
 
 from sacred import Experiment
+from sacred.observers.mongo import parse_mongo_db_arg
 from sacred.utils import apply_backspaces_and_linefeeds
 
 from . import observers, reports, run_records, tracking
@@ -24,9 +25,47 @@ from .config import Params
 
 EXPERIMENT_NAME = "crnn"
 TENSORBOARD_SAMPLES = 6
+REPORT_DIR = "reports"  # inside output_model_dir
 METRIC_NAMES = ("train.loss", "eval.loss", "eval.char_accuracy", "eval.sequence_accuracy", "eval.cer")
 
-ex = Experiment(EXPERIMENT_NAME, save_git_info=False)
+
+def mongo_option_updates(spec: str) -> dict:
+    """Config updates for Sacred's ``-m [HOST:PORT:]DB``: ``mongo_url`` and ``mongo_db_name``.
+
+    Sacred's defaults apply: ``localhost:27017`` without HOST:PORT.
+
+    Raises:
+        ValueError: ``spec`` names a collection, run id or priority (tf-crnn writes Sacred's
+            standard ``runs`` collection only).
+    """
+    parts = parse_mongo_db_arg(spec)
+    if any(parts.get(k) is not None for k in ("collection", "overwrite", "priority")):
+        raise ValueError(f"-m {spec}: tf-crnn takes -m [HOST:PORT:]DB_NAME only (no collection, run id or "
+                         f"priority); for credentials or TLS set mongo_url or TF_CRNN_MONGO_URL instead")
+    return {"mongo_url": f"mongodb://{parts.get('url', 'localhost:27017')}/",
+            "mongo_db_name": parts.get("db_name") or tracking.DEFAULT_DB_NAME}
+
+
+class CRNNExperiment(Experiment):
+    """Sacred's Experiment, with ``-m`` turned into ``mongo_url`` / ``mongo_db_name`` config updates.
+
+    Sacred's own ``-m`` would append a plain ``MongoObserver`` (no buffering, fallback folder or
+    password redaction) beside the one :func:`attach_observer` adds: two records of one run.
+    """
+
+    def run(self, command_name=None, config_updates=None, named_configs=(), info=None, meta_info=None,
+            options=None):
+        spec = (options or {}).get("--mongo_db")
+        if spec:
+            updates = mongo_option_updates(spec)
+            if (config_updates or {}).get("mongo_url") not in (None, updates["mongo_url"]):
+                raise ValueError("the database is given twice, by -m and by mongo_url: keep one")
+            config_updates = {**(config_updates or {}), **updates}
+            options = {**options, "--mongo_db": None}  # Sacred then adds no observer of its own
+        return super().run(command_name, config_updates, named_configs, info, meta_info, options)
+
+
+ex = CRNNExperiment(EXPERIMENT_NAME, save_git_info=False)
 ex.add_config(Params.defaults())
 ex.add_config({"generate_data": None})
 CAPTURED_OUT_HEAD, CAPTURED_OUT_TAIL = 20_000, 200_000  # characters; keeps the run document far under 16 MB
@@ -50,7 +89,7 @@ for _dist in ("tensorflow", "tensorflow-cpu", "keras", "tf-crnn"):
     except importlib.metadata.PackageNotFoundError:
         pass
 
-# Set by the config hook for the run being created; the URL itself may hold a password.
+# Set by the hooks for the run being created; the URL itself may hold a password.
 _active = {"url": None}
 
 
@@ -113,7 +152,9 @@ def main(_config, _run, _seed):
     if resumed is not None:
         print(f"run {_run._id} resumes run {resumed} from its epoch {restored} checkpoint")
 
-    history: dict[str, list] = {name: [] for name in METRIC_NAMES}
+    # A resumed training's learning curves start with the epochs of the checkpoint it continues.
+    report_dir = os.path.join(trainer.output_dir, REPORT_DIR)
+    history = reports.load_history(report_dir, METRIC_NAMES, restored or 0)
     samples = eval_entries[:TENSORBOARD_SAMPLES]
     # trainer.output_dir is output_model_dir on the chief, a scratch folder on other workers.
     board = reports.TensorBoardLog(os.path.join(trainer.output_dir, "tensorboard"),
@@ -123,6 +164,7 @@ def main(_config, _run, _seed):
         for name in METRIC_NAMES:
             _run.log_scalar(name, result.metrics[name], result.epoch)
             history[name].append((result.epoch, result.metrics[name]))
+        reports.save_history(report_dir, history)
         _run.log_scalar("train.images_per_second", result.images_per_second, result.epoch)
         board.log_epoch(result.epoch, result.metrics, ["".join(p) for p in result.predictions[:len(samples)]])
         print(f"epoch {result.epoch}/{params.n_epochs}: "
@@ -139,7 +181,7 @@ def main(_config, _run, _seed):
     else:  # restored a training that had already reached n_epochs
         final, predictions = trainer.evaluate(eval_entries)
     export_dir = trainer.export(os.path.join(params.output_model_dir, training.EXPORT_DIR))
-    report_dir = write_reports(trainer.output_dir, history, eval_entries, predictions)
+    write_reports(report_dir, history, eval_entries, predictions)
     attach_artifacts(_run, params, alphabet, export_dir, report_dir)
     report_location(_run, params)
     return {k: float(v) for k, v in final.items()}
@@ -169,9 +211,8 @@ def ensure_generated_data(params: Params, spec: dict, seed: int) -> None:
         generators[name](os.path.dirname(csv_file), size, seed=seed + offset)
 
 
-def write_reports(output_dir: str, history: dict, eval_entries: list, predictions: list) -> str:
-    """Learning curves, prediction gallery and confusions of the final model, in ``output_dir/reports``."""
-    report_dir = os.path.join(output_dir, "reports")
+def write_reports(report_dir: str, history: dict, eval_entries: list, predictions: list) -> str:
+    """Learning curves, prediction gallery and confusions of the final model, in ``report_dir``."""
     os.makedirs(report_dir, exist_ok=True)
     labels = [e.sample.symbols for e in eval_entries]
     reports.learning_curves(history, os.path.join(report_dir, "learning_curves.png"))

@@ -59,13 +59,13 @@ def wer(labels: Sequence[str], predictions: Sequence[str]) -> float:
 
 
 def all_metrics(labels: Sequence[Seq], predictions: Sequence[Seq]) -> dict[str, float]:
-    """``char_accuracy``, ``sequence_accuracy``, ``cer`` and ``wer`` of a set of predictions."""
-    return {
-        "char_accuracy": per_char_accuracy(labels, predictions),
-        "sequence_accuracy": sequence_accuracy(labels, predictions),
-        "cer": cer(labels, predictions),
-        "wer": wer(["".join(gt) for gt in labels], ["".join(p) for p in predictions]),
-    }
+    """``char_accuracy``, ``sequence_accuracy``, ``cer`` and ``wer`` of a set of predictions (no normalization).
+
+    The metrics logged each epoch: :func:`recognition_metrics` with ``exact`` less ``one_minus_ned``.
+    """
+    result = recognition_metrics(labels, predictions, "exact")
+    del result["one_minus_ned"]
+    return result
 
 
 def one_minus_ned(labels: Sequence[Seq], predictions: Sequence[Seq]) -> float:

@@ -8,6 +8,7 @@ label (rapidfuzz ``editops``): a substitution ``a -> b`` counts as the pair
 """
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from typing import Mapping, Sequence
@@ -22,6 +23,37 @@ from rapidfuzz.distance import Levenshtein  # noqa: E402
 
 Seq = Sequence[str]
 OK_COLOUR, ERROR_COLOUR, MUTED_COLOUR = (20, 20, 20), (200, 30, 30), (110, 110, 110)
+
+
+HISTORY_FILE = "history.json"
+
+
+def load_history(report_dir: str, names: Sequence[str], up_to_epoch: int) -> dict[str, list[tuple[int, float]]]:
+    """The per-epoch metrics an earlier run left in ``report_dir/history.json``, epochs 1..``up_to_epoch``.
+
+    A resumed training continues the curves of the run it resumes (the checkpoint's epoch is
+    ``up_to_epoch``; later epochs of that run were not checkpointed and are dropped). Without the
+    file (a new training, or an output folder from before tf-crnn wrote it) every series is empty.
+
+    Returns:
+        metric name -> ``[(epoch, value), ...]`` for each of ``names``.
+    """
+    path = os.path.join(report_dir, HISTORY_FILE)
+    stored = {}
+    if up_to_epoch > 0 and os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            stored = json.load(f)
+    return {name: [(int(e), float(v)) for e, v in stored.get(name, []) if int(e) <= up_to_epoch] for name in names}
+
+
+def save_history(report_dir: str, history: Mapping[str, Sequence[tuple[int, float]]]) -> str:
+    """Write ``history`` (metric name -> ``[(epoch, value), ...]``) to ``report_dir/history.json`` atomically."""
+    os.makedirs(report_dir, exist_ok=True)
+    path = os.path.join(report_dir, HISTORY_FILE)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump({name: [list(point) for point in series] for name, series in history.items()}, f)
+    os.replace(path + ".tmp", path)
+    return path
 
 
 def learning_curves(history: Mapping[str, Sequence[tuple[int, float]]], path: str) -> str:

@@ -232,14 +232,17 @@ class Trainer:
             variable.assign(self.strategy.experimental_local_results(value)[0])
 
     # -- epochs --
-    def train_epoch(self, dataset: tf.data.Dataset, num_samples: int, steps: int | None = None) -> tuple[float, int]:
-        """One pass (or ``steps`` batches); returns mean per-sample CTC loss and images seen."""
+    def train_epoch(self, dataset: tf.data.Dataset, num_batches: int, steps: int | None = None) -> tuple[float, int]:
+        """One pass (or ``steps`` batches); returns mean per-sample CTC loss and images seen.
+
+        ``num_batches`` (:func:`data.batch_count`) is the progress bar's total only.
+        """
         total_loss, seen = 0.0, 0
         dist = self.strategy.experimental_distribute_dataset(dataset)
         if self._train_step is None:
             # A fixed signature with unknown width: one trace for every batch shape.
             self._train_step = tf.function(self._distributed_train_step, input_signature=[dist.element_spec])
-        bar = tqdm(total=steps or math.ceil(num_samples / self.params.train_batch_size),
+        bar = tqdm(total=min(steps or num_batches, num_batches),
                    desc=f"epoch {int(self.epoch.numpy()) + 1}/{self.params.n_epochs}", unit="batch", mininterval=2.0)
         for i, batch in enumerate(dist):
             if steps is not None and i >= steps:
@@ -271,7 +274,7 @@ class Trainer:
         if self._eval_step is None:
             self._eval_step = tf.function(self._distributed_eval_step, input_signature=[dist.element_spec])
         for batch in tqdm(dist, desc="evaluating", unit="batch",
-                          total=math.ceil(len(entries) / self.params.eval_batch_size), mininterval=2.0, leave=False):
+                          total=data.batch_count(entries, self.params.eval_batch_size), mininterval=2.0, leave=False):
             loss_sum, codes, index = self._eval_step(batch)
             total_loss += sum(float(x) for x in self.strategy.experimental_local_results(loss_sum))
             for c, idx in zip(self.strategy.experimental_local_results(codes),
@@ -291,10 +294,11 @@ class Trainer:
         p = self.params
         train_ds = data.make_dataset(train_entries, p, p.train_batch_size, training=True, seed=seed)
         eval_ds = data.make_dataset(eval_entries, p, p.eval_batch_size, training=False)
+        train_batches = data.batch_count(train_entries, p.train_batch_size)
         results = []
         while int(self.epoch.numpy()) < p.n_epochs:
             start = time.perf_counter()
-            train_loss, seen = self.train_epoch(train_ds, len(train_entries), p.steps_per_epoch)
+            train_loss, seen = self.train_epoch(train_ds, train_batches, p.steps_per_epoch)
             train_time = time.perf_counter() - start
             self.average_replica_state()
             eval_metrics, predictions = self.evaluate(eval_entries, eval_ds)

@@ -1,0 +1,129 @@
+"""Gradient clipping: does ``gradient_clip_norm`` change how the default job trains, and what does it cost?
+
+    python benchmarks/gradient_clipping.py                                   # clip 5 vs none, 2 seeds, 4 epochs
+    python benchmarks/gradient_clipping.py --norms 0 1 5 --learning-rates 1e-3 3e-3 --seeds 0 1 2
+
+Each combination of ``--norms`` (``gradient_clip_norm``; 0 = no clipping), ``--learning-rates`` and
+``--seeds`` trains the default job of ``config_template.json`` (rendered digit strings, compact
+CRNN) for ``--epochs`` epochs from scratch through ``tf_crnn.training.Trainer.fit``, the loop
+``train.py`` runs. Printed per run and epoch: training CTC loss, eval CER, and the global L2 norm
+of the gradients before clipping (median, maximum, share of steps above the clip norm, which is
+the share of steps clipping changed). Clipping follows Pascanu et al. 2013 (rescale the whole
+gradient when its global norm exceeds the threshold), as ``keras`` ``global_clipnorm`` does.
+Step time with and without clipping: ``benchmarks/train_throughput.py --gradient-clip-norm 0``.
+Mixed precision is off here so the norms are those of the unscaled gradients.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+from _common import ROOT, Timer, header
+
+import keras
+import tensorflow as tf
+
+from tf_crnn import data
+from tf_crnn.alphabet import Alphabet
+from tf_crnn.config import Params
+from tf_crnn.experiment import ensure_generated_data
+from tf_crnn.training import Trainer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--norms", type=float, nargs="+", default=[0.0, 5.0], help="gradient_clip_norm values")
+    parser.add_argument("--learning-rates", type=float, nargs="+", default=[1e-3])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--config", type=Path, default=ROOT / "config_template.json")
+    parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "tf_crnn_bench_clip_data")
+    args = parser.parse_args()
+
+    header(f"gradient clipping: {args.config.name}, {args.epochs} epochs per run")
+    config = json.loads(args.config.read_text(encoding="utf-8"))
+    rows = []
+    for norm, rate, seed in itertools.product(args.norms, args.learning_rates, args.seeds):
+        rows.append(train_once(config, args, norm, rate, seed))
+    print("\nsummary (eval CER and train loss of the last epoch, training images/s after the first epoch, "
+          "share of steps clipped over all epochs; means over seeds):")
+    print(f"{'clip norm':>9} {'learning rate':>13} {'eval CER':>9} {'train loss':>10} {'images/s':>8} "
+          f"{'steps clipped':>13} {'max grad norm':>13}")
+    for (norm, rate), group in itertools.groupby(rows, key=lambda r: (r["norm"], r["rate"])):
+        group = list(group)
+        mean = lambda key: statistics.fmean(r[key] for r in group)  # noqa: E731
+        print(f"{norm or 'none':>9} {rate:>13g} {mean('cer'):>9.4f} {mean('loss'):>10.3f} {mean('speed'):>8.1f} "
+              f"{mean('clipped'):>12.0%} {max(r['max_norm'] for r in group):>13.1f}"
+              f"   (CER per seed: {', '.join(format(r['cer'], '.4f') for r in group)})")
+
+
+def train_once(config: dict, args, norm: float, rate: float, seed: int) -> dict:
+    """One training from scratch; prints its epochs and returns its final figures."""
+    values = {k: v for k, v in config.items() if k != "generate_data"}
+    values.update(csv_files_train=[str(args.data / "train" / "labels.csv")],
+                  csv_files_eval=[str(args.data / "eval" / "labels.csv")],
+                  lookup_alphabet_file=str(ROOT / values["lookup_alphabet_file"]),
+                  output_model_dir=tempfile.mkdtemp(prefix="tf_crnn_bench_clip_"),
+                  gradient_clip_norm=norm, learning_rate=rate, n_epochs=args.epochs, mixed_precision="off")
+    params = Params.from_dict(values)
+    ensure_generated_data(params, config["generate_data"], seed=0)  # the same images for every run
+    alphabet = Alphabet.from_file(params.lookup_alphabet_file)
+    train = data.load_split(params.csv_files_train, params, alphabet, "train", progress=False)
+    evaluation = data.load_split(params.csv_files_eval, params, alphabet, "eval", progress=False)
+
+    keras.utils.set_random_seed(seed)
+    trainer = NormRecordingTrainer(params, alphabet)
+    print(f"\n-- gradient_clip_norm {norm or 'none'}, learning rate {rate:g}, seed {seed}: "
+          f"{len(train)} training / {len(evaluation)} eval images")
+    epochs = []
+
+    def on_epoch_end(result):
+        norms = trainer.take_norms()
+        clipped = sum(n > norm for n in norms) / len(norms) if norm > 0 else 0.0
+        epochs.append({"cer": result.metrics["eval.cer"], "loss": result.metrics["train.loss"],
+                       "speed": result.images_per_second, "clipped": clipped, "max_norm": max(norms)})
+        print(f"epoch {result.epoch}: train loss {result.metrics['train.loss']:8.3f}, eval CER "
+              f"{result.metrics['eval.cer']:.4f}; gradient norm median {statistics.median(norms):7.2f}, "
+              f"max {max(norms):8.2f}" + (f", {clipped:.0%} of {len(norms)} steps clipped" if norm > 0 else "")
+              + f"; {result.images_per_second:.1f} images/s")
+
+    with Timer() as t:
+        trainer.fit(train, evaluation, on_epoch_end=on_epoch_end, seed=seed)
+    print(f"{t.seconds:.0f} s")
+    last = epochs[-1]
+    return {"norm": norm, "rate": rate, "seed": seed, "cer": last["cer"], "loss": last["loss"],
+            # Training images/s after the first epoch (which includes tracing).
+            "speed": statistics.fmean(e["speed"] for e in epochs[1:] or epochs),
+            "clipped": statistics.fmean(e["clipped"] for e in epochs), "max_norm": max(e["max_norm"] for e in epochs)}
+
+
+class NormRecordingTrainer(Trainer):
+    """A Trainer that keeps the global gradient norm of every step (before the optimizer clips it)."""
+
+    CAPACITY = 100_000
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # One replica (the benchmark runs on one device): a plain buffer and cursor are enough.
+        self.norms = tf.Variable(tf.zeros([self.CAPACITY]), trainable=False)
+        self.cursor = tf.Variable(0, trainable=False)
+
+    def _loss_and_gradients(self, batch, global_count):
+        loss_sum, grads = super()._loss_and_gradients(batch, global_count)
+        self.norms[self.cursor % self.CAPACITY].assign(tf.linalg.global_norm(grads))
+        self.cursor.assign_add(1)
+        return loss_sum, grads
+
+    def take_norms(self) -> list[float]:
+        """The norms recorded since the last call."""
+        n = int(self.cursor.numpy())
+        self.cursor.assign(0)
+        return self.norms.numpy()[:min(n, self.CAPACITY)].tolist()
+
+
+if __name__ == "__main__":
+    main()
