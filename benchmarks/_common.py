@@ -36,6 +36,7 @@ def header(title: str) -> float:
     import tensorflow as tf
 
     load = os.getloadavg()[0]
+    busy = cpu_busy_share()
     cores = os.cpu_count()
     gpus = tf.config.list_physical_devices("GPU")
     print(f"== {title}")
@@ -44,10 +45,28 @@ def header(title: str) -> float:
           f"{len(gpus)} GPU(s){' ' + ', '.join(g.name for g in gpus) if gpus else ''}; "
           f"TensorFlow {tf.__version__}, Python {platform.python_version()}")
     if not gpus:
-        print(f"note: CPU only; load average {load:.1f} on {cores} cores at start"
-              + (" -- the CPU is shared with other jobs: figures are lower bounds and noisy"
-                 if load > 0.5 * cores else ""))
+        # The load average trails by a minute (a benchmark just ended still shows); the busy share is now.
+        shared = busy is not None and busy > 0.25
+        print(f"note: CPU only; load average {load:.1f} on {cores} cores"
+              + (f", {100 * busy:.0f} % of the CPU busy with other work over the last second" if busy is not None
+                 else "")
+              + (" -- the CPU is shared with other jobs: figures are lower bounds and noisy" if shared else ""))
     return load
+
+
+def cpu_busy_share(seconds: float = 1.0) -> float | None:
+    """Share of all cores busy over the next ``seconds`` (Linux ``/proc/stat``); None elsewhere."""
+    def sample():
+        values = [int(v) for v in open("/proc/stat").readline().split()[1:]]
+        return values[3] + values[4], sum(values)  # idle + iowait, total
+
+    try:
+        idle0, total0 = sample()
+        time.sleep(seconds)
+        idle1, total1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
 
 
 def generate_digits(folder: Path, n: int, setup: str, seed: int = 0) -> Path:

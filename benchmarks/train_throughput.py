@@ -13,10 +13,15 @@ Observer overhead: the same steps run inside Sacred runs, alternately unobserved
 by tf-crnn's MongoDB observer (``observers.mongo_observer``) writing to a SecantusDB server in its
 own process (or ``--mongo-url``), with ``train.loss`` logged at every step and a heartbeat every
 ``--beat-interval`` seconds (Sacred's default is 10 s; the default here, 1 s, is a stress test).
+Two figures: the change of the step time (noisy on a shared machine), and the direct cost, the
+CPU time spent in the observer's event handlers plus the CPU time of the database server
+(``/proc``, Linux, when the benchmark started the server), against the observed runs' wall time.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import socket
 import tempfile
 import time
@@ -41,7 +46,7 @@ def main() -> None:
     args = parser.parse_args()
 
     header(f"training throughput: default CRNN, batch {args.batch}")
-    server = None
+    server = server_pid = None
     url = args.mongo_url
     if not args.no_observer and not url:
         from tf_crnn import tracking
@@ -51,16 +56,17 @@ def main() -> None:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         url = server.start(port=port)
+        server_pid = json.loads(server.state_file.read_text())["pid"]
         print(f"observer database: SecantusDB in its own process at {url}")
     try:
         for setup in args.setups:
-            bench_setup(setup, args, url)
+            bench_setup(setup, args, url, server_pid)
     finally:
         if server is not None:
             server.stop()
 
 
-def bench_setup(setup: str, args, url: str | None) -> None:
+def bench_setup(setup: str, args, url: str | None, server_pid: int | None = None) -> None:
     import numpy as np
     import tensorflow as tf
     from sacred import Experiment
@@ -121,13 +127,20 @@ def bench_setup(setup: str, args, url: str | None) -> None:
         return run_steps(args.steps, _run)
 
     timings = {"unobserved": [], "observed": []}
+    handler_cpu, observed_wall = [0.0], 0.0
+    server_cpu_start = process_cpu_seconds(server_pid)
     for round_ in range(args.rounds):
         # ABBA order: a drift of the machine's speed over the benchmark does not favour either mode.
         for mode in ("unobserved", "observed")[::1 if round_ % 2 == 0 else -1]:
-            bench.observers[:] = [observers.mongo_observer(url, "tf_crnn_benchmark")] if mode == "observed" else []
+            bench.observers[:] = ([timed(observers.mongo_observer(url, "tf_crnn_benchmark"), handler_cpu)]
+                                  if mode == "observed" else [])
+            start = time.perf_counter()
             run = bench.run(options={"--beat-interval": args.beat_interval, "--capture": "sys",
                                      "--loglevel": "ERROR"})
+            if mode == "observed":
+                observed_wall += time.perf_counter() - start
             timings[mode] += run.result
+    server_cpu = process_cpu_seconds(server_pid)
     plain, plain_median = steady(timings["unobserved"], 0)
     observed, observed_median = steady(timings["observed"], 0)
     print(f"steady state: {args.batch / plain:.1f} training images/s ({plain:.3f} s/step mean, "
@@ -138,6 +151,40 @@ def bench_setup(setup: str, args, url: str | None) -> None:
     print(f"observer overhead: {100 * (observed_median - plain_median) / plain_median:+.1f} % of the median step "
           f"time, {100 * (observed - plain) / plain:+.1f} % of the mean (runs alternating {args.rounds} x "
           f"{args.steps} steps each)")
+    # The direct cost, free of the step-time noise: CPU time the observer's event handlers used
+    # (in the training process) and the database server used (a process of its own, same cores).
+    cpu = handler_cpu[0]
+    direct = f"observer event handlers: {handler_cpu[0]:.3f} s CPU"
+    if server_cpu is not None and server_cpu_start is not None:
+        cpu += server_cpu - server_cpu_start
+        direct += f" + database server: {server_cpu - server_cpu_start:.3f} s CPU (all rounds)"
+    print(f"{direct} over {observed_wall:.1f} s of observed runs: {100 * cpu / observed_wall:.2f} % of their wall "
+          f"time (the training used {os.cpu_count()} cores)")
+
+
+def timed(observer, total: list[float]):
+    """Wrap ``observer``'s event handlers so the CPU time of each call is added to ``total[0]``."""
+    for name in ("started_event", "heartbeat_event", "log_metrics", "completed_event", "artifact_event"):
+        handler = getattr(observer, name)
+
+        def wrapper(*args, _handler=handler, **kwargs):
+            start = time.thread_time()
+            try:
+                return _handler(*args, **kwargs)
+            finally:
+                total[0] += time.thread_time() - start
+
+        setattr(observer, name, wrapper)
+    return observer
+
+
+def process_cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds of process ``pid`` (Linux ``/proc``); None when unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, TypeError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":
