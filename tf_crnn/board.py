@@ -312,7 +312,9 @@ def serve(url: str | None = None, db: str = tracking.DEFAULT_DB_NAME, port: int 
     def terminate(signum, frame):
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, terminate)
+    # SIGINT too: a process started from a background job of a non-interactive shell (CI scripts,
+    # nohup ... &) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
+    previous = {sig: signal.signal(sig, terminate) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         address = board.start()
         print(f"Omniboard: {address}\n  {board.describe()}\n"
@@ -328,7 +330,8 @@ def serve(url: str | None = None, db: str = tracking.DEFAULT_DB_NAME, port: int 
         return 0
     finally:
         board.stop()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def add_parser(sub) -> None:
