@@ -89,7 +89,7 @@ for _dist in ("tensorflow", "tensorflow-cpu", "keras", "tf-crnn"):
     except importlib.metadata.PackageNotFoundError:
         pass
 
-# Set by the hooks for the run being created; the URL itself may hold a password.
+# Set by the config hook for the run being created; the URL itself may hold a password.
 _active = {"url": None}
 
 
