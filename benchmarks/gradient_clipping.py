@@ -16,6 +16,7 @@ Mixed precision is off here so the norms are those of the unscaled gradients.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import statistics
@@ -46,9 +47,22 @@ def main() -> None:
 
     header(f"gradient clipping: {args.config.name}, {args.epochs} epochs per run")
     config = json.loads(args.config.read_text(encoding="utf-8"))
+    values = {k: v for k, v in config.items() if k != "generate_data"}
+    values.update(csv_files_train=[str(args.data / "train" / "labels.csv")],
+                  csv_files_eval=[str(args.data / "eval" / "labels.csv")],
+                  lookup_alphabet_file=str(ROOT / values["lookup_alphabet_file"]),
+                  n_epochs=args.epochs, mixed_precision="off")
+    base = Params.from_dict(values)
+    # The same images for every run, generated and checked once.
+    ensure_generated_data(base, config["generate_data"], seed=0)
+    alphabet = Alphabet.from_file(base.lookup_alphabet_file)
+    train = data.load_split(base.csv_files_train, base, alphabet, "train", progress=False)
+    evaluation = data.load_split(base.csv_files_eval, base, alphabet, "eval", progress=False)
     rows = []
     for norm, rate, seed in itertools.product(args.norms, args.learning_rates, args.seeds):
-        rows.append(train_once(config, args, norm, rate, seed))
+        params = dataclasses.replace(base, gradient_clip_norm=norm, learning_rate=rate,
+                                     output_model_dir=tempfile.mkdtemp(prefix="tf_crnn_bench_clip_"))
+        rows.append(train_once(params, alphabet, train, evaluation, seed))
     print("\nsummary (eval CER and train loss of the last epoch, training images/s after the first epoch, "
           "share of steps clipped over all epochs; means over seeds):")
     print(f"{'clip norm':>9} {'learning rate':>13} {'eval CER':>9} {'train loss':>10} {'images/s':>8} "
@@ -61,20 +75,9 @@ def main() -> None:
               f"   (CER per seed: {', '.join(format(r['cer'], '.4f') for r in group)})")
 
 
-def train_once(config: dict, args, norm: float, rate: float, seed: int) -> dict:
+def train_once(params: Params, alphabet: Alphabet, train: list, evaluation: list, seed: int) -> dict:
     """One training from scratch; prints its epochs and returns its final figures."""
-    values = {k: v for k, v in config.items() if k != "generate_data"}
-    values.update(csv_files_train=[str(args.data / "train" / "labels.csv")],
-                  csv_files_eval=[str(args.data / "eval" / "labels.csv")],
-                  lookup_alphabet_file=str(ROOT / values["lookup_alphabet_file"]),
-                  output_model_dir=tempfile.mkdtemp(prefix="tf_crnn_bench_clip_"),
-                  gradient_clip_norm=norm, learning_rate=rate, n_epochs=args.epochs, mixed_precision="off")
-    params = Params.from_dict(values)
-    ensure_generated_data(params, config["generate_data"], seed=0)  # the same images for every run
-    alphabet = Alphabet.from_file(params.lookup_alphabet_file)
-    train = data.load_split(params.csv_files_train, params, alphabet, "train", progress=False)
-    evaluation = data.load_split(params.csv_files_eval, params, alphabet, "eval", progress=False)
-
+    norm, rate = params.gradient_clip_norm, params.learning_rate
     keras.utils.set_random_seed(seed)
     trainer = NormRecordingTrainer(params, alphabet)
     print(f"\n-- gradient_clip_norm {norm or 'none'}, learning rate {rate:g}, seed {seed}: "
