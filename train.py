@@ -1,8 +1,14 @@
 """Train a CRNN as a Sacred experiment: ``python train.py with config_template.json [key=value ...]``.
 
-Thin entry point; the experiment is :data:`tf_crnn.experiment.ex`.
+Thin entry point (``tf-crnn train with ...`` is the same); the experiment is
+:data:`tf_crnn.tracking.experiments.ex`.
 """
-from tf_crnn.experiment import ex
+import sys
+
+from tf_crnn._util import quiet_tensorflow
 
 if __name__ == "__main__":
+    quiet_tensorflow(sys.argv)  # before TensorFlow loads
+    from tf_crnn.tracking.experiments import ex
+
     ex.run_commandline()

@@ -5,7 +5,7 @@
 
 Each combination of ``--norms`` (``gradient_clip_norm``; 0 = no clipping), ``--learning-rates`` and
 ``--seeds`` trains the default job of ``config_template.json`` (rendered digit strings, compact
-CRNN) for ``--epochs`` epochs from scratch through ``tf_crnn.training.Trainer.fit``, the loop
+CRNN) for ``--epochs`` epochs from scratch through ``tf_crnn.trainer.Trainer.fit``, the loop
 ``train.py`` runs. Printed per run and epoch: training CTC loss, eval CER, and the global L2 norm
 of the gradients before clipping (median, maximum, share of steps above the clip norm, which is
 the share of steps clipping changed). Clipping follows Pascanu et al. 2013 (rescale the whole
@@ -31,8 +31,9 @@ import tensorflow as tf
 from tf_crnn import data
 from tf_crnn.alphabet import Alphabet
 from tf_crnn.config import Params
-from tf_crnn.experiment import ensure_generated_data
-from tf_crnn.training import Trainer
+from tf_crnn.tracking.experiments import ensure_generated_data
+from tf_crnn.trainer import Trainer
+from tf_crnn.callbacks import OnEpochEnd
 
 
 def main() -> None:
@@ -95,7 +96,7 @@ def train_once(params: Params, alphabet: Alphabet, train: list, evaluation: list
               + f"; {result.images_per_second:.1f} images/s")
 
     with Timer() as t:
-        trainer.fit(train, evaluation, on_epoch_end=on_epoch_end, seed=seed)
+        trainer.fit(train, evaluation, seed=seed, callbacks=[OnEpochEnd(on_epoch_end)])
     print(f"{t.seconds:.0f} s")
     last = epochs[-1]
     return {"norm": norm, "rate": rate, "seed": seed, "cer": last["cer"], "loss": last["loss"],

@@ -5,7 +5,7 @@
     python benchmarks/inference.py --setup line --images 64 --batches 1 16
 
 Without ``--export`` the default CRNN (``Params()``, untrained: the speed is the same) is
-exported with ``tf_crnn.training.Trainer.export``. Input: encoded PNGs of rendered digit strings,
+exported with ``tf_crnn.trainer.Trainer.export``. Input: encoded PNGs of rendered digit strings,
 so the figures include decoding and resizing inside the SavedModel, the CRNN and CTC decoding,
 exactly what ``tf_crnn.loader.PredictionModel.predict_bytes`` does. The first call for each
 batch size is left out (tracing).
@@ -32,7 +32,7 @@ def main() -> None:
     header(f"inference: PredictionModel, {args.setup} setup")
     from tf_crnn.alphabet import Alphabet
     from tf_crnn.loader import PredictionModel
-    from tf_crnn.training import Trainer
+    from tf_crnn.trainer import Trainer
 
     export = args.export
     if export is None:

@@ -36,7 +36,7 @@ def main() -> None:
 
     from tf_crnn import data
     from tf_crnn.alphabet import Alphabet
-    from tf_crnn.training import Trainer
+    from tf_crnn.trainer import Trainer
 
     folder = args.data / f"{args.setup}_{args.images}"
     with Timer() as t:

@@ -6,11 +6,11 @@
 Setups: ``word`` (32 x 100, the CRNN paper's input) and ``line`` (48 x 800). The model is
 ``Params()``'s default CRNN (Shi et al.: 7 conv blocks, 2 x 256 BiLSTM). Batches are synthetic
 (random pixels and labels, built once) so only the training step is measured: forward, CTC
-loss, backward and the Adam update, through ``tf_crnn.training.Trainer``'s compiled step.
+loss, backward and the Adam update, through ``tf_crnn.trainer.Trainer``'s compiled step.
 The first ``--warmup`` steps (tracing, memory allocation) are left out of every figure.
 
 Observer overhead: the same steps run inside Sacred runs, alternately unobserved and observed
-by tf-crnn's MongoDB observer (``observers.mongo_observer``) writing to a SecantusDB server in its
+by tf-crnn's MongoDB observer (``tf_crnn.tracking.observer.mongo_observer``) writing to a SecantusDB server in its
 own process (or ``--mongo-url``), with ``train.loss`` logged at every step and a heartbeat every
 ``--beat-interval`` seconds (Sacred's default is 10 s; the default here, 1 s, is a stress test).
 Two figures: the change of the step time (noisy on a shared machine), and the direct cost, the
@@ -49,9 +49,9 @@ def main() -> None:
     server = server_pid = None
     url = args.mongo_url
     if not args.no_observer and not url:
-        from tf_crnn import tracking
+        from tf_crnn.tracking.server import EmbeddedServer
 
-        server = tracking.EmbeddedServer(Path(tempfile.mkdtemp(prefix="tf_crnn_bench_db_")))
+        server = EmbeddedServer(Path(tempfile.mkdtemp(prefix="tf_crnn_bench_db_")))
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
@@ -71,9 +71,9 @@ def bench_setup(setup: str, args, url: str | None, server_pid: int | None = None
     import tensorflow as tf
     from sacred import Experiment
 
-    from tf_crnn import observers
+    from tf_crnn.tracking import observer as observers
     from tf_crnn.alphabet import Alphabet
-    from tf_crnn.training import Trainer
+    from tf_crnn.trainer import Trainer
 
     params = setup_params(setup, args.batch, jit_compile=args.jit_compile, mixed_precision=args.mixed_precision,
                           gradient_clip_norm=args.gradient_clip_norm)
@@ -89,7 +89,7 @@ def bench_setup(setup: str, args, url: str | None, server_pid: int | None = None
         "index": np.arange(args.batch, dtype=np.int32),
     }
     dist = trainer.strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch).repeat())
-    step = tf.function(trainer._distributed_train_step, input_signature=[dist.element_spec])
+    step = tf.function(trainer.distributed_train_step, input_signature=[dist.element_spec])
     batches = iter(dist)
     weights = trainer.model.count_params()
     print(f"\n-- {setup}: {height} x {width}, labels of {label_length} symbols, batch {args.batch}, "

@@ -1,7 +1,7 @@
 """``tf-crnn board``: Omniboard on the runs, looked at in a real browser.
 
 The browser test trains a tiny run into a real SecantusDB server, starts
-Omniboard (npm package, installed by :func:`tf_crnn.board.install`) on it and
+Omniboard (npm package, installed by :func:`tf_crnn.tracking.board.install`) on it and
 drives Debian's headless Chromium with Playwright: the runs table lists the run
 with its metric columns, the run's metric plot draws every metric and the
 artifact previews show ``config.json`` and a PNG report. It skips, saying why,
@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from tf_crnn import board, tracking
+from tf_crnn._util import free_port
+from tf_crnn.tracking import board, urls as tracking
 
 from conftest import ROOT, tiny_params
 
@@ -97,7 +98,7 @@ def chromium() -> str:
 def trained_run(digits_data, mongo_server, tmp_path_factory):
     """A tiny CRNN trained as a Sacred run into database ``tf_crnn_board``: (run id, pymongo database)."""
     import pymongo
-    from tf_crnn.experiment import ex
+    from tf_crnn.tracking.experiments import ex
 
     params = tiny_params(digits_data, output_model_dir=str(tmp_path_factory.mktemp("board_run") / "out"), n_epochs=2)
     run = ex.run(config_updates={**params.to_dict(), "mongo_url": mongo_server.uri, "mongo_db_name": DB_NAME},
@@ -118,7 +119,7 @@ def test_cli_serves_runs_in_the_foreground_until_ctrl_c(trained_run, mongo_url, 
         client.admin.command("createUser", "board_viewer", pwd=password, roles=["root"])
     secret_url = mongo_url.replace("mongodb://", f"mongodb://board_viewer:{password}@")
     proc = subprocess.Popen([sys.executable, "-m", "tf_crnn.cli", "board", "--url", secret_url, "--db", DB_NAME,
-                             "--port", str(board._free_port())], cwd=ROOT, stdout=subprocess.PIPE,
+                             "--port", str(free_port())], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         first = proc.stdout.readline()
@@ -173,7 +174,7 @@ def test_omniboard_shows_run_metrics_plot_and_artifact_previews(trained_run, mon
     import gridfs
     from PIL import Image
     from playwright.sync_api import expect, sync_playwright
-    from tf_crnn.experiment import METRIC_NAMES
+    from tf_crnn.tracking.experiments import METRIC_NAMES
 
     run_id, db = trained_run
     doc = db.runs.find_one({"_id": run_id})

@@ -9,7 +9,7 @@ from PIL import Image
 
 from tf_crnn.alphabet import Alphabet
 from tf_crnn.annotations import read_csv, write_csv
-from tf_crnn.datasets import cli
+from tf_crnn.cli import datasets as cli
 
 
 def run(argv: list[str]) -> int:

@@ -68,7 +68,7 @@ def test_validate_finds_every_problem(tmp_path):
 
 
 def test_validate_cli_exit_codes_and_config(tmp_path, capsys):
-    from tf_crnn.datasets import cli
+    from tf_crnn.cli import datasets as cli
 
     def run(argv):
         parser = argparse.ArgumentParser()

@@ -129,7 +129,7 @@ def trained_export(digits_data, tmp_path_factory):
     """A tiny CRNN trained one epoch on the digits and exported."""
     from tf_crnn.alphabet import Alphabet
     from tf_crnn.data import load_split
-    from tf_crnn.training import Trainer
+    from tf_crnn.trainer import Trainer
 
     out = tmp_path_factory.mktemp("evaluation")
     params = tiny_params(digits_data, output_model_dir=str(out / "model"), n_epochs=1)

@@ -17,8 +17,9 @@ from pathlib import Path
 import pymongo
 import pytest
 
-from tf_crnn import observers, run_records
-from tf_crnn.experiment import METRIC_NAMES, ex
+from tf_crnn.tracking import observer as observers, run_records
+from tf_crnn.tracking.observer import ResilientMongoObserver
+from tf_crnn.tracking.experiments import METRIC_NAMES, ex
 
 from conftest import ROOT, tiny_params
 
@@ -171,7 +172,7 @@ class _Database:
 
 
 def _our_observer():
-    return next(o for o in ex.observers if getattr(o, "_tf_crnn", False))
+    return next(o for o in ex.observers if isinstance(o, ResilientMongoObserver))
 
 
 @pytest.fixture
@@ -317,8 +318,9 @@ def test_full_disk_is_a_clear_error_before_training(digits_data, mongo_url, tmp_
 
 def test_output_estimate_covers_checkpoints_and_exports():
     from tf_crnn.config import Params
+    from tf_crnn.tracking.experiments import output_bytes_estimate
 
-    default = run_records.estimate_output_bytes(Params(lookup_alphabet_file=str(ROOT / "data/alphabets/digits.json"))
+    default = output_bytes_estimate(Params(lookup_alphabet_file=str(ROOT / "data/alphabets/digits.json"))
                                              .to_dict())
     # Shi et al.'s CRNN has about 8.7 M weights: 4 checkpoints with Adam state + 3 exports is > 500 MB.
     assert 450 * 2**20 < default < 900 * 2**20

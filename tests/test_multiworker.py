@@ -21,9 +21,9 @@ pytestmark = pytest.mark.slow
 WORKER = textwrap.dedent("""
     import hashlib, json, os, sys
     import numpy as np
-    from tf_crnn import training
+    from tf_crnn import trainer
 
-    fit = training.Trainer.fit
+    fit = trainer.Trainer.fit
 
     def fit_and_report(self, *args, **kwargs):
         results = fit(self, *args, **kwargs)
@@ -40,8 +40,8 @@ WORKER = textwrap.dedent("""
                                 for w in self.model.weights}}, f)
         return results
 
-    training.Trainer.fit = fit_and_report
-    from tf_crnn.experiment import ex
+    trainer.Trainer.fit = fit_and_report
+    from tf_crnn.tracking.experiments import ex
     ex.run_commandline(["train.py", *sys.argv[1:]])
 """)
 

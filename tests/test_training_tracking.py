@@ -8,14 +8,15 @@ import numpy as np
 import pymongo
 import pytest
 
-from tf_crnn import tracking
+from tf_crnn.tracking import urls as tracking
 from tf_crnn.alphabet import Alphabet
 from tf_crnn.data import batch_count, load_split, make_dataset
-from tf_crnn.experiment import METRIC_NAMES, ex
+from tf_crnn.tracking.experiments import METRIC_NAMES, ex
+from tf_crnn.tracking.observer import ResilientMongoObserver
 from tf_crnn.loader import PredictionModel
 from tf_crnn.model import sequence_lengths
 from tf_crnn.decoding import codes_to_symbols, ctc_decode
-from tf_crnn.training import Trainer
+from tf_crnn.trainer import Trainer
 
 from conftest import tiny_params
 
@@ -95,7 +96,7 @@ def test_sacred_mongo_option_selects_our_observer(digits_data, mongo_server, tmp
     assert [r["_id"] for r in runs] == [run._id]
     assert runs[0]["config"]["mongo_url"] == f"mongodb://{address}/"
     assert runs[0]["config"]["mongo_db_name"] == "tf_crnn_dash_m"
-    assert len(run.observers) == 1 and getattr(run.observers[0], "_tf_crnn", False)
+    assert len(run.observers) == 1 and isinstance(run.observers[0], ResilientMongoObserver)
     with pytest.raises(SystemExit):  # Sacred's command line prints the error and exits 1
         ex.run_commandline(["train.py", "with", str(config_file), "-m", f"{address}:tf_crnn_dash_m.my_runs"])
     assert "tf-crnn takes -m [HOST:PORT:]DB_NAME only" in capsys.readouterr().err

@@ -1,9 +1,14 @@
-"""Params: every setting of a training, typed and validated, to/from dict and JSON.
+"""Params: every setting of a training, typed and validated, to/from dict and JSON; every choice list.
 
 The key names are those of the original tf-crnn (``csv_files_train``,
 ``output_model_dir``, ``lookup_alphabet_file``, ...) so existing config files
-keep working. ``train.py`` registers :func:`Params.defaults` as the Sacred
-config, so ``with config.json`` and ``with key=value`` override these.
+keep working. The Sacred experiment ``crnn`` (:mod:`tf_crnn.tracking.experiments`)
+registers :func:`Params.defaults` as its config, so ``with config.json`` and
+``with key=value`` override these.
+
+Each choice a setting or a command-line option offers is a ``Literal`` type
+here, and its values (``get_args``) are what :meth:`Params.validate` accepts
+and what the ``tf-crnn`` commands offer as ``choices``.
 """
 from __future__ import annotations
 
@@ -13,7 +18,29 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
+
+
+Optimizer = Literal["adam", "adamw", "rmsprop", "sgd"]
+Strategy = Literal["auto", "default", "one_device", "mirrored", "multi_worker"]
+Decoding = Literal["greedy", "beam_search"]
+MixedPrecision = Literal["auto", "on", "off"]
+OnBadSample = Literal["error", "skip"]
+#: ``tf-crnn prepare`` input formats (readers in :mod:`tf_crnn.datasets.formats`).
+PrepareFormat = Literal["gt-pairs", "iiit5k", "icdar", "mjsynth", "tsv", "filename", "lmdb"]
+
+OPTIMIZER_NAMES: tuple[str, ...] = get_args(Optimizer)
+STRATEGY_NAMES: tuple[str, ...] = get_args(Strategy)
+DECODING_NAMES: tuple[str, ...] = get_args(Decoding)
+MIXED_PRECISION_NAMES: tuple[str, ...] = get_args(MixedPrecision)
+ON_BAD_SAMPLE_NAMES: tuple[str, ...] = get_args(OnBadSample)
+PREPARE_FORMAT_NAMES: tuple[str, ...] = get_args(PrepareFormat)
+
+
+def one_of(names: tuple[str, ...]) -> str:
+    """``'a', 'b' or 'c'`` for a message."""
+    quoted = [repr(n) for n in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + f" or {quoted[-1]}"
 
 
 class ConfigError(ValueError):
@@ -60,7 +87,7 @@ class Params:
     Training
         n_epochs, train_batch_size, eval_batch_size, steps_per_epoch (None:
         one pass over the training CSVs).
-        optimizer: ``adam``, ``adamw``, ``rmsprop`` or ``sgd``.
+        optimizer: ``adam``, ``adamw``, ``rmsprop`` or ``sgd`` (:data:`Optimizer`).
         learning_rate, learning_decay_rate, learning_decay_steps: exponential
             decay ``lr * rate ** (step / decay_steps)``; warmup_steps: linear
             warm-up from 0 (helps leave the all-blank CTC plateau).
@@ -76,6 +103,11 @@ class Params:
             several, MultiWorkerMirrored when ``TF_CONFIG`` names several
             workers), or ``default``, ``one_device``, ``mirrored``,
             ``multi_worker``.
+        early_stopping_patience: stop after this many epochs without an eval
+            CER improvement larger than early_stopping_min_delta (0: off).
+        lr_plateau_patience: multiply the learning rate by lr_plateau_factor
+            after this many epochs without an eval CER improvement larger than
+            lr_plateau_min_delta, never below lr_plateau_min_lr (0: off).
         restore_model: continue from the last checkpoint in
             ``output_model_dir`` (weights, optimizer state, epoch).
         keep_checkpoints: how many epoch checkpoints to keep.
@@ -87,7 +119,6 @@ class Params:
     Runs
         mongo_url: MongoDB URL; None uses ``TF_CRNN_MONGO_URL`` or the
             embedded SecantusDB server. mongo_db_name: database name.
-        experiment_name: Sacred experiment name recorded in the run.
     """
 
     csv_files_train: list[str] = field(default_factory=list)
@@ -100,7 +131,7 @@ class Params:
     max_width: int = 2048
     input_channels: int = 1
     data_augmentation: bool = True
-    on_bad_sample: str = "error"
+    on_bad_sample: OnBadSample = "error"
 
     cnn_features_list: list[int] = field(default_factory=lambda: list(SHI_FEATURES))
     cnn_kernel_size: list[int] = field(default_factory=lambda: [3] * 7)
@@ -113,19 +144,25 @@ class Params:
     train_batch_size: int = 64
     eval_batch_size: int = 64
     steps_per_epoch: int | None = None
-    optimizer: str = "adam"
+    optimizer: Optimizer = "adam"
     learning_rate: float = 1e-3
     learning_decay_rate: float = 0.96
     learning_decay_steps: int = 1000
     warmup_steps: int = 0
     gradient_clip_norm: float = 5.0
     jit_compile: bool = False
-    mixed_precision: str = "auto"
-    strategy: str = "auto"
+    mixed_precision: MixedPrecision = "auto"
+    strategy: Strategy = "auto"
+    early_stopping_patience: int = 0
+    early_stopping_min_delta: float = 0.0
+    lr_plateau_patience: int = 0
+    lr_plateau_factor: float = 0.5
+    lr_plateau_min_delta: float = 0.0
+    lr_plateau_min_lr: float = 0.0
     restore_model: bool = False
     keep_checkpoints: int = 3
 
-    decoding: str = "greedy"
+    decoding: Decoding = "greedy"
     beam_width: int = 10
     num_beam_paths: int = 1
 
@@ -217,7 +254,8 @@ class Params:
              f"input_shape must be [height, min_width] in pixels, got {self.input_shape}")
         need(self.max_width >= self.min_width, f"max_width ({self.max_width}) must be >= input_shape[1] ({self.min_width})")
         need(self.input_channels in (1, 3), f"input_channels must be 1 or 3, got {self.input_channels}")
-        need(self.on_bad_sample in ("error", "skip"), f"on_bad_sample must be 'error' or 'skip', got {self.on_bad_sample!r}")
+        need(self.on_bad_sample in ON_BAD_SAMPLE_NAMES,
+             f"on_bad_sample must be {one_of(ON_BAD_SAMPLE_NAMES)}, got {self.on_bad_sample!r}")
         n = len(self.cnn_features_list)
         need(n > 0, "cnn_features_list must name at least one conv block")
         for key in ("cnn_kernel_size", "cnn_pool_size", "cnn_batch_norm"):
@@ -232,14 +270,20 @@ class Params:
         need(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
         need(self.n_epochs >= 1 and self.train_batch_size >= 1 and self.eval_batch_size >= 1,
              "n_epochs and batch sizes must be >= 1")
-        need(self.optimizer in ("adam", "adamw", "rmsprop", "sgd"), f"unknown optimizer {self.optimizer!r}")
+        need(self.optimizer in OPTIMIZER_NAMES,
+             f"unknown optimizer {self.optimizer!r}: use {one_of(OPTIMIZER_NAMES)}")
         need(self.learning_rate > 0 and self.learning_decay_steps > 0 and 0 < self.learning_decay_rate <= 1,
              "learning_rate > 0, learning_decay_steps > 0 and 0 < learning_decay_rate <= 1 required")
-        need(self.strategy in ("auto", "default", "one_device", "mirrored", "multi_worker"),
-             f"unknown strategy {self.strategy!r}")
-        need(self.decoding in ("greedy", "beam_search"), f"decoding must be 'greedy' or 'beam_search', got {self.decoding!r}")
+        need(self.strategy in STRATEGY_NAMES, f"unknown strategy {self.strategy!r}: use {one_of(STRATEGY_NAMES)}")
+        need(self.decoding in DECODING_NAMES,
+             f"decoding must be {one_of(DECODING_NAMES)}, got {self.decoding!r}")
         need(self.beam_width >= 1 and 1 <= self.num_beam_paths <= self.beam_width,
              "need beam_width >= 1 and 1 <= num_beam_paths <= beam_width")
         need(self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1")
-        need(self.mixed_precision in ("auto", "on", "off"),
-             f"mixed_precision must be 'auto', 'on' or 'off', got {self.mixed_precision!r}")
+        need(self.mixed_precision in MIXED_PRECISION_NAMES,
+             f"mixed_precision must be {one_of(MIXED_PRECISION_NAMES)}, got {self.mixed_precision!r}")
+        need(self.early_stopping_patience >= 0 and self.lr_plateau_patience >= 0,
+             "early_stopping_patience and lr_plateau_patience must be >= 0 (0 turns them off)")
+        need(self.early_stopping_min_delta >= 0 and self.lr_plateau_min_delta >= 0 and self.lr_plateau_min_lr >= 0,
+             "early_stopping_min_delta, lr_plateau_min_delta and lr_plateau_min_lr must be >= 0")
+        need(0.0 < self.lr_plateau_factor < 1.0, f"lr_plateau_factor must be in (0, 1), got {self.lr_plateau_factor}")

@@ -1,9 +1,9 @@
 """From annotated samples to batches: checks before training, then the tf.data pipeline.
 
 1. :func:`load_split` reads the CSVs, checks every label against the alphabet
-   and :func:`scan_samples` opens every image once (PIL, threads, tqdm) to
+   and :func:`scan_samples` opens every image once (:mod:`tf_crnn.images`) to
    find missing / undecodable images and labels too long for the CTC sequence
-   length their image width allows.
+   length their image width allows (:func:`tf_crnn.decoding.ctc_steps_needed`).
 2. :func:`make_dataset` decodes with TensorFlow, resizes to the fixed height
    keeping the aspect ratio (:func:`preprocess_image`, shared with the
    exported model), augments (training only) and batches by width buckets so
@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image
-from tqdm import tqdm
 
 from .alphabet import Alphabet
 from .annotations import Sample, listing, read_csvs
 from .config import Params
+from .decoding import ctc_steps_needed
+from .images import image_sizes
 
 log = logging.getLogger(__name__)
 
@@ -61,30 +59,6 @@ class ScanReport:
             for s, steps, need in self.too_long
         ]
         return lines
-
-
-def ctc_steps_needed(symbols) -> int:
-    """Minimum CTC time steps to emit ``symbols``: one per symbol plus a blank between repeats."""
-    return len(symbols) + sum(a == b for a, b in zip(symbols, symbols[1:]))
-
-
-def _image_size(path: str) -> tuple[int, int] | str:
-    """(width, height) of a fully decoded image, or the reason it cannot be used."""
-    if not os.path.isfile(path):
-        return "missing image file"
-    try:
-        with Image.open(path) as im:
-            im.load()  # full decode: truncated / corrupt data fails here, not mid-training
-            return im.size
-    except Exception as e:  # PIL raises many types for corrupt files
-        return f"cannot decode image ({type(e).__name__}: {e})"
-
-
-def image_sizes(paths: list[str], progress: bool = True, desc: str = "checking images") -> list:
-    """Decode every image once (threads, tqdm): ``(width, height)`` or the reason it cannot be used."""
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-        return list(tqdm(pool.map(_image_size, paths), total=len(paths), desc=desc, disable=not progress,
-                         unit="img", mininterval=1.0))
 
 
 def scan_samples(samples: list[Sample], params: Params, alphabet: Alphabet,

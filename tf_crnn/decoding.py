@@ -1,4 +1,4 @@
-"""CTC decoding: greedy (best path) and beam search, from logits to codes and strings.
+"""CTC decoding: greedy (best path), beam search and lexicon search; the CTC feasibility rule.
 
 Class 0 is the CTC blank (see :mod:`tf_crnn.alphabet`). Both decoders collapse
 repeated labels and then drop blanks (Graves et al. 2006). TensorFlow's beam
@@ -13,9 +13,19 @@ import numpy as np
 import tensorflow as tf
 
 from .alphabet import BLANK
+from .config import DECODING_NAMES, one_of
 
-GREEDY = "greedy"
-BEAM_SEARCH = "beam_search"
+GREEDY, BEAM_SEARCH = DECODING_NAMES
+
+
+def ctc_steps_needed(symbols) -> int:
+    """Minimum CTC time steps to emit ``symbols``: one per symbol plus a blank between equal neighbours.
+
+    The rule of Graves et al. 2006: a label of L symbols with R adjacent repeats
+    can only be aligned to at least ``L + R`` time steps. Used by the data checks
+    before training and by :func:`ctc_log_likelihood`.
+    """
+    return len(symbols) + sum(a == b for a, b in zip(symbols, symbols[1:]))
 
 
 def ctc_decode(logits: tf.Tensor, lengths: tf.Tensor, method: str = GREEDY,
@@ -51,7 +61,7 @@ def ctc_decode(logits: tf.Tensor, lengths: tf.Tensor, method: str = GREEDY,
         decoded, log_p = tf.nn.ctc_beam_search_decoder(rotated, lengths, beam_width=beam_width, top_paths=top_paths)
         offset = 1  # rotated index j is code j + 1
     else:
-        raise ValueError(f"unknown decoding method {method!r}; use 'greedy' or 'beam_search'")
+        raise ValueError(f"unknown decoding method {method!r}; use {one_of(DECODING_NAMES)}")
     batch = tf.shape(logits)[0]
     paths = []
     for sparse in decoded:
@@ -130,9 +140,8 @@ def ctc_log_likelihood(logits, lengths, labels: list[list[int]]) -> np.ndarray:
                           label_length=tf.constant([len(label) for label in labels], tf.int32),
                           logit_length=tf.cast(tf.convert_to_tensor(lengths), tf.int32),
                           logits_time_major=False, blank_index=BLANK).numpy().astype(np.float64)
-    # TF reports an unalignable label as a large finite loss: mark it -inf from the CTC length rule
-    # (one step per symbol plus a blank between equal neighbours).
-    needed = np.array([len(label) + sum(a == b for a, b in zip(label, label[1:])) for label in labels])
+    # TF reports an unalignable label as a large finite loss: mark it -inf from the CTC length rule.
+    needed = np.array([ctc_steps_needed(label) for label in labels])
     feasible = np.isfinite(loss) & (needed <= np.asarray(lengths).reshape(-1))
     return np.where(feasible, -loss, -np.inf)
 

@@ -1,8 +1,7 @@
-"""``tf-crnn evaluate``: score an exported model on annotated CSVs.
+"""Score an exported model on annotated CSVs: the library behind ``tf-crnn evaluate``.
 
-    tf-crnn evaluate --model output/fraktur/export --csv data/prepared/fraktur.eval.csv \\
-        [--alphabet data/alphabets/fraktur.json] [--out DIR] [--decoding greedy|beam_search] \\
-        [--beam-width N] [--top-paths K] [--lexicon words.txt] [--log [--train-run ID]]
+The command line is :mod:`tf_crnn.cli.evaluate`; the Sacred run of ``--log``
+is :func:`tf_crnn.tracking.experiments.run_logged_evaluation`.
 
 1. :func:`prepare` loads the export, reads the CSVs, checks every label against
    the alphabet and opens every image once; any problem is an error naming
@@ -15,9 +14,8 @@
    (exact, case-insensitive and alphanumeric-only).
 3. :func:`write_outputs` writes the per-sample CSV and the JSON summary;
    :func:`format_table` is the printed table.
-4. With ``--log``, :func:`run_logged` records all this as a Sacred run of the
-   experiment ``crnn-evaluate`` (config, result, scalars, artifacts), with the
-   training run's id in its config and info.
+4. :func:`plan` (steps 1 and the decoding) and :func:`run` (steps 2 and 3)
+   take an :class:`EvaluationRequest`, the whole evaluation in one object.
 """
 from __future__ import annotations
 
@@ -33,26 +31,8 @@ import pandas as pd
 from . import metrics
 from .alphabet import Alphabet
 from .annotations import Sample, listing, read_csvs
-
-EXPERIMENT_NAME = "crnn-evaluate"
-
-CLI_DESCRIPTION = """\
-Score an exported model on annotated CSVs (path;|l|a|b|e|l| rows).
-
-Prints per-character accuracy, full-sequence accuracy, CER, WER and 1 - NED,
-each exact, case-insensitive and alphanumeric-only (the IIIT5K / SVT / IC13
-protocol), and writes <csv>.<decoding>.predictions.csv (one row per image:
-ground truth, prediction, score, edit distances) and <csv>.<decoding>.summary.json
-into --out. The decoding defaults to the export's training-time setting;
---decoding, --beam-width, --top-paths and --lexicon change it (the export's
-logits are decoded outside the model). --log records the evaluation as a Sacred
-run of the experiment 'crnn-evaluate' with the training run's id.
-
-example:
-  tf-crnn evaluate --model output/fraktur/export --csv data/prepared/fraktur.eval.csv
-  tf-crnn evaluate --model output/iiit5k/export --csv data/prepared/iiit5k.test.csv \\
-      --decoding beam_search --beam-width 10 --lexicon words.txt --log
-"""
+from .config import DECODING_NAMES, one_of
+from .images import image_sizes
 
 #: What each metric of the summary means (written into it).
 METRIC_DEFINITIONS = {
@@ -169,8 +149,6 @@ def _alphabet_difference(a: Alphabet, b: Alphabet) -> str:
 
 def _check_images(samples: list[Sample], progress: bool) -> list[tuple[int, int]]:
     """Open every image once (threads); raise one error listing every missing or undecodable one."""
-    from .data import image_sizes
-
     sizes = image_sizes([s.image_path for s in samples], progress)
     bad = [f"{s.where()}: {s.image_path}: {size}" for s, size in zip(samples, sizes) if isinstance(size, str)]
     if bad:
@@ -186,11 +164,11 @@ def default_decoding(params: dict, method: str | None = None, beam_width: int | 
     With a lexicon and beam search, 5 hypotheses (at most ``beam_width``) seed the
     lexicon search unless ``top_paths`` says otherwise.
     """
-    from .decoding import BEAM_SEARCH, GREEDY
+    from .decoding import GREEDY
 
     method = method or params.get("decoding") or GREEDY
-    if method not in (GREEDY, BEAM_SEARCH):
-        raise EvaluationError(f"unknown decoding {method!r}; use {GREEDY!r} or {BEAM_SEARCH!r}")
+    if method not in DECODING_NAMES:
+        raise EvaluationError(f"unknown decoding {method!r}; use {one_of(DECODING_NAMES)}")
     beam_width = int(beam_width or params.get("beam_width") or 10)
     if beam_width < 1:
         raise EvaluationError(f"--beam-width must be >= 1, got {beam_width}")
@@ -345,95 +323,93 @@ def format_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-# ---- 4. the whole command, optionally as a Sacred run ---------------------------
+# ---- 4. the whole evaluation ------------------------------------------------------
 
-def run_evaluation(model_dir: str, csv_files: list[str], alphabet_file: str | None = None,
-                   out_dir: str | None = None, decoding: str | None = None, beam_width: int | None = None,
-                   top_paths: int | None = None, lexicon: str | None = None, lexicon_max_distance: int = 3,
-                   batch_size: int = 32, log: bool = False, train_run=None, mongo_url: str | None = None,
-                   mongo_db_name: str | None = None, progress: bool = True) -> dict:
-    """Check, evaluate, write the outputs, print the table; with ``log``, as a Sacred run.
+@dataclass
+class EvaluationRequest:
+    """What ``tf-crnn evaluate`` is asked: the model, the data, the decoding and where to write.
 
-    Returns:
-        the summary (as written to JSON), with ``summary_json`` added.
+    ``None`` for a decoding field means the export's training-time setting
+    (:func:`default_decoding`); ``out_dir`` None means ``<model>/../evaluation``;
+    ``train_run`` None means the run recorded beside the export (:attr:`PredictionModel.train_run`).
     """
-    prepared = prepare(model_dir, csv_files, alphabet_file, progress)
-    settings = default_decoding(prepared.model.params, decoding, beam_width, top_paths, lexicon,
-                                lexicon_max_distance)
-    out_dir = os.path.abspath(out_dir or os.path.join(os.path.dirname(prepared.model.export_dir), "evaluation"))
-    tag = output_tag(prepared.csv_files, settings)
-    if train_run is None:
-        train_run = prepared.model.train_run
 
-    def body(evaluation_run=None) -> tuple[dict, str, str]:
-        result = evaluate(prepared, settings, batch_size, progress)
-        summary = summary_dict(prepared, settings, result, train_run, evaluation_run)
-        csv_path, json_path = write_outputs(summary, result.rows, out_dir, tag)
-        print(format_table(summary))
-        print(f"\nper-sample predictions: {csv_path}\nsummary: {json_path}")
-        return summary, csv_path, json_path
+    model_dir: str
+    csv_files: list[str]
+    alphabet_file: str | None = None
+    out_dir: str | None = None
+    decoding: str | None = None
+    beam_width: int | None = None
+    top_paths: int | None = None
+    lexicon: str | None = None
+    lexicon_max_distance: int = 3
+    batch_size: int = 32
+    train_run: Any = None
+    progress: bool = True
 
-    if not log:
-        summary, _, json_path = body()
-    else:
-        summary, json_path = run_logged(prepared, settings, body, train_run, out_dir, mongo_url, mongo_db_name)
+
+@dataclass
+class EvaluationJob:
+    """A checked :class:`EvaluationRequest`: inputs loaded, decoding and output names fixed."""
+
+    prepared: Prepared
+    decoding: Decoding
+    out_dir: str
+    tag: str
+    train_run: Any
+    batch_size: int = 32
+    progress: bool = True
+
+    def config(self) -> dict:
+        """The evaluation's settings as recorded in a run's config."""
+        return {"model": self.prepared.model.export_dir, "csv_files": self.prepared.csv_files,
+                "alphabet": self.prepared.alphabet_file, "decoding": self.decoding.as_dict(),
+                "train_run": self.train_run, "num_samples": len(self.prepared.samples)}
+
+
+def plan(request: EvaluationRequest) -> EvaluationJob:
+    """Check everything an evaluation needs (:func:`prepare`, :func:`default_decoding`) before any prediction.
+
+    Raises:
+        as :func:`prepare` and :func:`default_decoding`.
+    """
+    if request.batch_size < 1:
+        raise EvaluationError(f"--batch-size must be >= 1, got {request.batch_size}")
+    prepared = prepare(request.model_dir, request.csv_files, request.alphabet_file, request.progress)
+    settings = default_decoding(prepared.model.params, request.decoding, request.beam_width, request.top_paths,
+                                request.lexicon, request.lexicon_max_distance)
+    out_dir = os.path.abspath(request.out_dir or os.path.join(os.path.dirname(prepared.model.export_dir),
+                                                              "evaluation"))
+    train_run = request.train_run if request.train_run is not None else prepared.model.train_run
+    return EvaluationJob(prepared, settings, out_dir, output_tag(prepared.csv_files, settings), train_run,
+                         request.batch_size, request.progress)
+
+
+@dataclass
+class Written:
+    """The summary of a finished evaluation and the two files it wrote."""
+
+    summary: dict
+    predictions_csv: str
+    summary_json: str
+
+
+def run(job: EvaluationJob, evaluation_run=None) -> Written:
+    """Evaluate, then write the per-sample CSV and the JSON summary (:func:`write_outputs`).
+
+    ``evaluation_run``: the id of the Sacred run recording this evaluation, if any (stored in the summary).
+    """
+    result = evaluate(job.prepared, job.decoding, job.batch_size, job.progress)
+    summary = summary_dict(job.prepared, job.decoding, result, job.train_run, evaluation_run)
+    csv_path, json_path = write_outputs(summary, result.rows, job.out_dir, job.tag)
     summary["summary_json"] = json_path
-    return summary
+    return Written(summary, csv_path, json_path)
 
 
-def run_logged(prepared: Prepared, settings: Decoding, body, train_run, out_dir: str,
-               mongo_url: str | None = None, mongo_db_name: str | None = None) -> tuple[dict, str]:
-    """Run ``body`` as a run of the Sacred experiment ``crnn-evaluate`` stored in MongoDB.
-
-    The run gets: config (model, CSVs, alphabet, decoding, ``train_run``), ``info.train_run``,
-    the metrics as result (``{normalization: {metric: value}}``) and as scalars
-    ``<normalization>.<metric>`` (step 0), and the per-sample CSV and summary JSON as artifacts.
-    """
-    import importlib.metadata
-
-    from sacred import Experiment
-    from sacred.utils import apply_backspaces_and_linefeeds
-
-    from . import observers, tracking
-
-    url = tracking.resolve_url(mongo_url)
-    db_name = mongo_db_name or tracking.DEFAULT_DB_NAME
-    ex = Experiment(EXPERIMENT_NAME, save_git_info=False)
-    ex.captured_out_filter = apply_backspaces_and_linefeeds
-    for dist in ("tensorflow", "tensorflow-cpu", "keras", "tf-crnn"):
-        try:
-            ex.add_package_dependency(dist, importlib.metadata.version(dist))
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    ex.observers.append(observers.mongo_observer(url, db_name, os.path.join(out_dir, "sacred_failed_runs")))
-    ex.add_config({
-        "model": prepared.model.export_dir,
-        "csv_files": prepared.csv_files,
-        "alphabet": prepared.alphabet_file,
-        "decoding": settings.as_dict(),
-        "train_run": train_run,
-        "num_samples": len(prepared.samples),
-    })
-    outcome: dict = {}
-
-    @ex.main
-    def main(_run):
-        _run.info["train_run"] = train_run
-        _run.info["model"] = prepared.model.export_dir
-        summary, csv_path, json_path = body(_run._id)
-        for normalization, values in summary["metrics"].items():
-            for name, value in values.items():
-                _run.log_scalar(f"{normalization}.{name}", value, 0)
-        _run.add_artifact(csv_path, os.path.basename(csv_path), content_type="text/csv")
-        _run.add_artifact(json_path, os.path.basename(json_path), content_type="application/json")
-        outcome.update(summary=summary, json_path=json_path)
-        print(f"evaluation run {_run._id} stored in {tracking.redact_url(url)} database '{db_name}'"
-              + (f" (training run {train_run})" if train_run is not None else ""))
-        return summary["metrics"]
-
-    run = ex.run(options={"--capture": "sys", "--loglevel": "WARNING"})
-    outcome["summary"]["evaluation_run"] = run._id
-    return outcome["summary"], outcome["json_path"]
+def report(written: Written) -> str:
+    """What ``tf-crnn evaluate`` prints: the table and where the files are."""
+    return (format_table(written.summary) + f"\n\nper-sample predictions: {written.predictions_csv}"
+            f"\nsummary: {written.summary_json}")
 
 
 def parse_run_id(value: str | None):
@@ -444,42 +420,3 @@ def parse_run_id(value: str | None):
         return int(value)
     except ValueError:
         return value
-
-
-def cli_main(args) -> int:
-    """Handler of ``tf-crnn evaluate`` (see :func:`register_arguments`)."""
-    run_evaluation(args.model, args.csv, args.alphabet, args.out, args.decoding, args.beam_width,
-                   args.top_paths, args.lexicon, args.lexicon_max_distance, args.batch_size,
-                   args.log, parse_run_id(args.train_run), args.mongo_url, args.mongo_db_name,
-                   progress=not args.quiet)
-    return 0
-
-
-def register_arguments(p) -> None:
-    """Add the options of ``tf-crnn evaluate`` to an argparse (sub)parser and set its handler."""
-    p.description = CLI_DESCRIPTION
-    p.add_argument("--model", required=True, help="export folder (output_model_dir/export)")
-    p.add_argument("--csv", required=True, action="append", metavar="CSV",
-                   help="annotated images (path;|l|a|b|e|l|), repeat for several files")
-    p.add_argument("--alphabet", help="lookup table to check labels with; must be the model's "
-                                      "(default: the export's alphabet.json)")
-    p.add_argument("--out", help="folder for <csv>.<decoding>.predictions.csv and .summary.json "
-                                 "(default: <model>/../evaluation)")
-    p.add_argument("--decoding", choices=["greedy", "beam_search"],
-                   help="default: the training-time setting in the export's params.json")
-    p.add_argument("--beam-width", type=int, help="beams kept by beam search (default: params.json's)")
-    p.add_argument("--top-paths", type=int,
-                   help="beam-search hypotheses kept per image (default: params.json's num_beam_paths, "
-                        "5 with --lexicon)")
-    p.add_argument("--lexicon", help="word list (one per line): output the lexicon word of highest CTC "
-                                     "probability among those near the hypotheses (CRNN, Shi et al. 2015)")
-    p.add_argument("--lexicon-max-distance", type=int, default=3,
-                   help="edit-distance radius of the lexicon search (CRNN's delta; default 3)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--log", action="store_true", help="record the evaluation as a Sacred run (crnn-evaluate)")
-    p.add_argument("--train-run", help="_id of the training run, stored with the evaluation run "
-                                       "(default: the one the export records, if any)")
-    p.add_argument("--mongo-url", help="MongoDB for --log (default: $TF_CRNN_MONGO_URL, else the embedded server)")
-    p.add_argument("--mongo-db-name", help="database for --log (default: tf_crnn)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=cli_main)

@@ -2,7 +2,7 @@
 
 The export (``output_model_dir/export``, or ``export.zip`` from a run's
 artifacts, unzipped) has a ``serving_default`` signature taking encoded image
-bytes; see :func:`tf_crnn.training.export_saved_model`.
+bytes; see :func:`tf_crnn.export.export_saved_model`.
 
 :meth:`PredictionModel.iter_logits` gives the CTC logits instead, for decoding
 outside the graph (greedy, beam search, lexicon; see ``tf-crnn evaluate``):
@@ -66,7 +66,7 @@ class PredictionModel:
     def train_run(self):
         """The ``_id`` of the Sacred run that trained this export, if recorded, else None.
 
-        Looked up in ``run.json`` (``{"run_id": ...}``, as :func:`tf_crnn.run_records.write_run_file`
+        Looked up in ``run.json`` (``{"run_id": ...}``, as :func:`tf_crnn.tracking.run_records.write_run_file`
         leaves in ``output_model_dir``) in the export folder, then in its parent
         (``output_model_dir`` for ``output_model_dir/export``), then ``run_id`` in ``params.json``.
         """
@@ -96,8 +96,8 @@ class PredictionModel:
     def _rebuilt_logits_function(self):
         """For an export without ``logits`` signature: the CRNN of its params.json with its weights."""
         from .config import Params
+        from .export import logits_fn
         from .model import build_crnn
-        from .training import _logits_fn
 
         problem = None
         if not self.params or self.alphabet is None:
@@ -114,7 +114,7 @@ class PredictionModel:
                              "re-export it with this version of tf-crnn")
         for variable, value in zip(model.variables, saved):
             variable.assign(value)
-        fn = tf.function(_logits_fn(model, params), input_signature=[tf.TensorSpec([None], tf.string)])
+        fn = tf.function(logits_fn(model, params), input_signature=[tf.TensorSpec([None], tf.string)])
         self._rebuilt_model = model  # keep the variables alive
         return lambda images: fn(images)
 
@@ -138,12 +138,7 @@ class PredictionModel:
             try:
                 out = fn(images=tf.constant(encoded, dtype=tf.string))
             except tf.errors.InvalidArgumentError:
-                for item in items:
-                    if not isinstance(item, bytes):
-                        try:
-                            fn(images=tf.constant([_read(item)], dtype=tf.string))
-                        except tf.errors.InvalidArgumentError as e:
-                            raise ValueError(f"cannot decode image {item}: {e.message.splitlines()[0]}") from None
+                _raise_for_culprit(items, encoded, lambda one: fn(images=tf.constant(one, dtype=tf.string)))
                 raise
             yield start, out["logits"].numpy(), out["lengths"].numpy()
 
@@ -169,14 +164,21 @@ class PredictionModel:
         try:
             return self.predict_bytes(encoded, batch_size)
         except tf.errors.InvalidArgumentError:
-            # Find which image broke the batch, so the error names it.
-            for item, data in zip(items, encoded):
-                try:
-                    self.predict_bytes([data])
-                except tf.errors.InvalidArgumentError as e:
-                    name = item if not isinstance(item, bytes) else f"<{len(item)} bytes>"
-                    raise ValueError(f"cannot decode image {name}: {e.message.splitlines()[0]}") from None
+            _raise_for_culprit(items, encoded, self.predict_bytes)
             raise
+
+
+def _raise_for_culprit(items: list, encoded: list[bytes], run_one) -> None:
+    """Find which image broke a batch by running ``run_one([bytes])`` on each, and raise a ValueError naming it.
+
+    Returns without raising when every image passes alone (the batch failed for another reason).
+    """
+    for item, data in zip(items, encoded):
+        try:
+            run_one([data])
+        except tf.errors.InvalidArgumentError as e:
+            name = item if not isinstance(item, bytes) else f"<{len(item)} bytes>"
+            raise ValueError(f"cannot decode image {name}: {e.message.splitlines()[0]}") from None
 
 
 def _read(path: str | os.PathLike) -> bytes:

@@ -95,6 +95,29 @@ def build_crnn(params: Params, num_classes: int, mixed_precision: bool = False) 
     return model
 
 
+def parameter_count(params: Params, num_classes: int) -> int:
+    """Number of weights of :class:`CRNN` for ``params`` (trainable and batch-norm statistics), without building it.
+
+    Counted layer by layer as Keras does: a conv block has ``k * k * in * filters``
+    weights plus a bias (or, with batch norm, 4 vectors: gamma, beta, moving mean
+    and variance); each BiLSTM direction ``4 * (units * (inputs + units) + units)``;
+    the classifier ``(inputs + 1) * num_classes``. Equals ``build_crnn(...).count_params()``
+    (tested) and needs no TensorFlow graph, so it can size the output folder before
+    any strategy exists.
+    """
+    height, channels, count = params.height, params.input_channels, 0
+    for filters, kernel, pool, bn in zip(params.cnn_features_list, params.cnn_kernel_size, params.cnn_pool_size,
+                                         params.cnn_batch_norm):
+        count += kernel * kernel * channels * filters + (4 * filters if bn else filters)
+        channels = filters
+        height = -(-height // int(pool[0]))  # 'same' pooling rounds up
+    features = height * channels
+    for units in params.rnn_units:
+        count += 2 * 4 * (units * (features + units) + units)
+        features = 2 * units
+    return count + (features + 1) * num_classes
+
+
 def ctc_loss(labels: tf.Tensor, label_lengths: tf.Tensor, logits: tf.Tensor, logit_lengths: tf.Tensor) -> tf.Tensor:
     """Per-sample CTC negative log-likelihood (Graves et al. 2006), blank = class 0.
 

@@ -59,6 +59,8 @@ GROUP_BY = ("parent", "top", "source")
 class ConversionError(AnnotationError):
     """The source has rows that cannot be converted; the message lists file, line and reason."""
 
+    exit_code = 1  # the data has problems (tf_crnn.cli.errors), not the command line
+
 
 @dataclass
 class PrepareSummary:

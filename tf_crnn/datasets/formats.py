@@ -50,6 +50,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Union
 
+from ..config import PREPARE_FORMAT_NAMES
+
 IMAGE_SUFFIXES = (".png", ".bin.png", ".nrm.png", ".tif", ".tiff", ".jpg", ".jpeg")
 _FILENAME_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
 
@@ -363,3 +365,5 @@ READERS: dict[str, Callable[..., Iterator[Item]]] = {
     "filename": read_filename,
     "lmdb": read_lmdb,
 }
+# The names are defined once, in config.PrepareFormat (the CLI offers them as choices).
+assert tuple(READERS) == PREPARE_FORMAT_NAMES, "READERS and config.PrepareFormat must name the same formats"

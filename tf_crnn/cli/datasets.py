@@ -1,9 +1,10 @@
 """The data set subcommands of ``tf-crnn``: prepare, alphabet, generate, validate.
 
 :func:`register` adds them to the top-level parser's subparsers; each sets
-``func=handler`` where ``handler(args) -> int`` is the exit code:
-0 success, 1 the data has problems (unknown symbols, unconvertible rows,
-undecodable images...), 2 bad usage or unreadable input.
+``func=handler`` where ``handler(args) -> int`` is the exit code
+(:mod:`tf_crnn.cli.errors`): 0 success, 1 the data has problems (unknown
+symbols, unconvertible rows, undecodable images...), 2 bad usage or
+unreadable input. The library code is in :mod:`tf_crnn.datasets`.
 
 Examples::
 
@@ -20,37 +21,16 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import functools
-import sys
-from typing import Callable
 
-FORMATS = ("gt-pairs", "iiit5k", "icdar", "mjsynth", "tsv", "filename", "lmdb")
-
-
-def _handler(command: str) -> Callable:
-    """Turn expected failures into a one-line message and exit code (1 data problem, 2 usage/input)."""
-    def wrap(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-        @functools.wraps(func)
-        def run(args: argparse.Namespace) -> int:
-            from .converters import ConversionError
-
-            try:
-                return func(args)
-            except ConversionError as e:
-                print(f"tf-crnn {command}: {e}", file=sys.stderr)
-                return 1
-            except (ImportError, OSError, ValueError) as e:
-                print(f"tf-crnn {command}: error: {e}", file=sys.stderr)
-                return 2
-        return run
-    return wrap
+from ..config import PREPARE_FORMAT_NAMES
+from .errors import handles
 
 
 # --------------------------------------------------------------------------- prepare
 
-@_handler("prepare")
+@handles("prepare")
 def _prepare(args: argparse.Namespace) -> int:
-    from .converters import prepare, write_summary
+    from ..datasets.converters import prepare, write_summary
 
     summary = prepare(
         args.format, args.source, args.out_csv, split=args.split,
@@ -76,7 +56,7 @@ def _add_prepare(sub) -> None:
                     "mjsynth (label in file name), tsv (path<TAB>label or path label), filename (stem = label), "
                     "lmdb (num-samples/image-%%09d/label-%%09d, images extracted to <stem>_images/).",
     )
-    p.add_argument("format", choices=FORMATS)
+    p.add_argument("format", choices=PREPARE_FORMAT_NAMES)
     p.add_argument("source", help="data set folder or annotation file")
     p.add_argument("out_csv", help="CSV to write (with a split: the stem of <stem>.<part>.csv)")
     p.add_argument("--split", choices=("grapheme", "codepoint"), default="grapheme",
@@ -104,9 +84,9 @@ def _add_prepare(sub) -> None:
 
 # --------------------------------------------------------------------------- alphabet
 
-@_handler("alphabet build")
+@handles("alphabet build")
 def _alphabet_build(args: argparse.Namespace) -> int:
-    from .alphabet_tools import build_table, counts_path_for, format_counts
+    from ..datasets.alphabet_tools import build_table, counts_path_for, format_counts
 
     alphabet, counts = build_table(args.csv, args.output, args.min_count, args.csv_delimiter,
                                    args.string_split_delimiter)
@@ -118,9 +98,9 @@ def _alphabet_build(args: argparse.Namespace) -> int:
     return 0
 
 
-@_handler("alphabet check")
+@handles("alphabet check")
 def _alphabet_check(args: argparse.Namespace) -> int:
-    from .alphabet_tools import check_table
+    from ..datasets.alphabet_tools import check_table
 
     report = check_table(args.table, args.csv, args.csv_delimiter, args.string_split_delimiter)
     print(report)
@@ -146,9 +126,9 @@ def _add_alphabet(sub) -> None:
 
 # --------------------------------------------------------------------------- generate
 
-@_handler("generate numbers")
+@handles("generate numbers")
 def _generate_numbers(args: argparse.Namespace) -> int:
-    from .synthetic import generate_numbers
+    from ..datasets.synthetic import generate_numbers
 
     csv_path = generate_numbers(args.out_dir, args.n, seed=args.seed, min_length=args.min_length,
                                 max_length=args.max_length, height=args.height, workers=args.workers,
@@ -157,9 +137,9 @@ def _generate_numbers(args: argparse.Namespace) -> int:
     return 0
 
 
-@_handler("generate text")
+@handles("generate text")
 def _generate_text(args: argparse.Namespace) -> int:
-    from .synthetic import generate_text
+    from ..datasets.synthetic import generate_text
 
     csv_path = generate_text(args.out_dir, args.n, words=args.words, fonts=args.fonts, seed=args.seed,
                              height=args.height, max_words=args.max_words, color=args.color,
@@ -195,9 +175,9 @@ def _add_generate(sub) -> None:
 
 # --------------------------------------------------------------------------- validate
 
-@_handler("validate")
+@handles("validate")
 def _validate(args: argparse.Namespace) -> int:
-    from .validate import validate
+    from ..datasets.validate import validate
 
     report = validate(args.csv, args.alphabet, params=args.config, report_dir=args.report_dir,
                       progress=not args.no_progress)
@@ -227,14 +207,3 @@ def register(subparsers) -> None:
     _add_generate(subparsers)
     _add_validate(subparsers)
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Run one of these subcommands without the top-level CLI (``python -m tf_crnn.datasets.cli``)."""
-    parser = argparse.ArgumentParser(prog="tf-crnn")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

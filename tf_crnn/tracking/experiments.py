@@ -1,10 +1,19 @@
-"""The Sacred experiment ``crnn``: config in, a trained and exported CRNN out, everything logged to the run.
+"""The Sacred experiments of tf-crnn: ``crnn`` (a training) and ``crnn-evaluate`` (``tf-crnn evaluate --log``).
 
-``train.py`` only calls :data:`ex`'s command line. Per epoch the run gets the
-scalars ``train.loss``, ``eval.loss``, ``eval.char_accuracy``,
-``eval.sequence_accuracy`` and ``eval.cer``; at the end the artifacts
-``alphabet.json``, ``config.json`` and ``export.zip`` (the SavedModel). The
-run's result is the final eval metrics dict.
+Both are made by :func:`new_experiment` (captured output filter, package
+dependencies) and record to MongoDB through the same observer
+(:func:`tf_crnn.tracking.observer.mongo_observer`) on the database
+:func:`tf_crnn.tracking.urls.resolve_url` picks.
+
+``crnn`` (:data:`ex`): ``python train.py with ...`` and ``tf-crnn train with
+...`` run its command line. Per epoch the run gets the scalars
+``train.loss``, ``eval.loss``, ``eval.char_accuracy``,
+``eval.sequence_accuracy``, ``eval.cer`` and ``train.images_per_second``; at
+the end the artifacts ``alphabet.json``, ``config.json``, ``export.zip`` (the
+SavedModel) and the reports. The run's result is the final eval metrics dict.
+
+``crnn-evaluate`` (:func:`run_logged_evaluation`): one run per evaluation,
+naming the training run it evaluates.
 """
 from __future__ import annotations
 
@@ -19,11 +28,15 @@ from sacred import Experiment
 from sacred.observers.mongo import parse_mongo_db_arg
 from sacred.utils import apply_backspaces_and_linefeeds
 
-from . import observers, reports, run_records, tracking
-from .alphabet import Alphabet
-from .config import Params
+from .. import cluster, reports
+from ..alphabet import Alphabet
+from ..config import Params
+from . import run_records
+from .observer import FAILURE_DIR, FALLBACK_DIR, ResilientMongoObserver, mongo_observer
+from .urls import DEFAULT_DB_NAME, host_port, redact_url, resolve_url
 
 EXPERIMENT_NAME = "crnn"
+EVALUATE_EXPERIMENT_NAME = "crnn-evaluate"
 TENSORBOARD_SAMPLES = 6
 REPORT_DIR = "reports"  # inside output_model_dir
 METRIC_NAMES = ("train.loss", "eval.loss", "eval.char_accuracy", "eval.sequence_accuracy", "eval.cer")
@@ -43,7 +56,7 @@ def mongo_option_updates(spec: str) -> dict:
         raise ValueError(f"-m {spec}: tf-crnn takes -m [HOST:PORT:]DB_NAME only (no collection, run id or "
                          f"priority); for credentials or TLS set mongo_url or TF_CRNN_MONGO_URL instead")
     return {"mongo_url": f"mongodb://{parts.get('url', 'localhost:27017')}/",
-            "mongo_db_name": parts.get("db_name") or tracking.DEFAULT_DB_NAME}
+            "mongo_db_name": parts.get("db_name") or DEFAULT_DB_NAME}
 
 
 class CRNNExperiment(Experiment):
@@ -65,9 +78,6 @@ class CRNNExperiment(Experiment):
         return super().run(command_name, config_updates, named_configs, info, meta_info, options)
 
 
-ex = CRNNExperiment(EXPERIMENT_NAME, save_git_info=False)
-ex.add_config(Params.defaults())
-ex.add_config({"generate_data": None})
 CAPTURED_OUT_HEAD, CAPTURED_OUT_TAIL = 20_000, 200_000  # characters; keeps the run document far under 16 MB
 
 
@@ -80,14 +90,33 @@ def bounded_captured_out(text: str) -> str:
     return f"{text[:CAPTURED_OUT_HEAD]}\n[... {cut} characters cut ...]\n{text[-CAPTURED_OUT_TAIL:]}"
 
 
-ex.captured_out_filter = bounded_captured_out
-ex.logger = logging.getLogger(EXPERIMENT_NAME)
-# Sacred only sees what this module imports; TensorFlow is imported lazily, so name it.
-for _dist in ("tensorflow", "tensorflow-cpu", "keras", "tf-crnn"):
-    try:
-        ex.add_package_dependency(_dist, importlib.metadata.version(_dist))
-    except importlib.metadata.PackageNotFoundError:
-        pass
+def new_experiment(name: str, cls: type[Experiment] = Experiment) -> Experiment:
+    """A Sacred experiment as tf-crnn records them: bounded captured output, TensorFlow / Keras versions.
+
+    Sacred only lists the packages the experiment's module imports; TensorFlow
+    is imported lazily (so ``print_config`` and ``--help`` stay fast), so its
+    distributions are named here.
+    """
+    experiment = cls(name, save_git_info=False)
+    experiment.captured_out_filter = bounded_captured_out
+    experiment.logger = logging.getLogger(name)
+    for dist in ("tensorflow", "tensorflow-cpu", "keras", "tf-crnn"):
+        try:
+            experiment.add_package_dependency(dist, importlib.metadata.version(dist))
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return experiment
+
+
+def run_observer(url: str, db_name: str | None, output_dir: str) -> ResilientMongoObserver:
+    """The observer of a run writing ``output_dir``: outage copies go to its ``sacred_runs`` / ``sacred_failed_runs``."""
+    return mongo_observer(url, db_name or DEFAULT_DB_NAME, failure_dir=os.path.join(output_dir, FAILURE_DIR),
+                          fallback_dir=os.path.join(output_dir, FALLBACK_DIR))
+
+
+ex = new_experiment(EXPERIMENT_NAME, CRNNExperiment)
+ex.add_config(Params.defaults())
+ex.add_config({"generate_data": None})
 
 # Set by the config hook for the run being created; the URL itself may hold a password.
 _active = {"url": None}
@@ -99,33 +128,40 @@ def attach_observer(config, command_name, logger):
 
     Runs after the config is resolved and before Sacred copies the observers
     into the run, so ``mongo_url`` can come from the config. The observer
-    stores the password of the URL as ``***`` (:func:`observers.mongo_observer`).
+    stores the password of the URL as ``***`` (:func:`mongo_observer`).
     """
-    ex.observers[:] = [o for o in ex.observers if not getattr(o, "_tf_crnn", False)]
+    ex.observers[:] = [o for o in ex.observers if not isinstance(o, ResilientMongoObserver)]
     _active["url"] = None
     if command_name != "main":
         return {}
-    if tracking.is_chief():
+    if cluster.is_chief():
         # A read-only or too full output folder stops here: before any data is read or any run recorded.
-        run_records.check_output_dir(config["output_model_dir"], run_records.estimate_output_bytes(config))
-    if not tracking.is_chief() or os.environ.get("TF_CRNN_NO_OBSERVER"):
+        run_records.check_output_dir(config["output_model_dir"], output_bytes_estimate(config))
+    if not cluster.is_chief() or os.environ.get("TF_CRNN_NO_OBSERVER"):
         return {}
-    url = tracking.resolve_url(config.get("mongo_url"))
-    out = config["output_model_dir"]
+    url = resolve_url(config.get("mongo_url"))
     # A database outage during the run is buffered; the run is also written to out/sacred_runs from then on.
-    observer = observers.mongo_observer(url, config.get("mongo_db_name") or tracking.DEFAULT_DB_NAME,
-                                       failure_dir=os.path.join(out, observers.FAILURE_DIR),
-                                       fallback_dir=os.path.join(out, observers.FALLBACK_DIR))
-    observer._tf_crnn = True
-    ex.observers.append(observer)
+    ex.observers.append(run_observer(url, config.get("mongo_db_name"), config["output_model_dir"]))
     _active["url"] = url
     return {}
+
+
+def output_bytes_estimate(config: dict) -> int:
+    """What the training of ``config`` writes to ``output_model_dir`` (:func:`tf_crnn.trainer.output_bytes_estimate`)."""
+    from ..trainer import output_bytes_estimate as estimate
+
+    params = Params.from_dict({k: v for k, v in config.items() if k != "generate_data"})
+    try:
+        num_classes = Alphabet.from_file(params.lookup_alphabet_file).num_classes
+    except (OSError, ValueError):  # the alphabet is checked properly later; size for a large one meanwhile
+        num_classes = 200
+    return estimate(params, num_classes)
 
 
 @ex.main
 def main(_config, _run, _seed):
     """Train, evaluate each epoch, export, attach artifacts; return the final eval metrics."""
-    from . import data, training  # TensorFlow loads only for real runs, not print_config
+    from .. import callbacks, data, trainer as trainer_lib  # TensorFlow loads only for real runs, not print_config
 
     config = dict(_config)
     generate_spec = config.pop("generate_data", None)
@@ -141,7 +177,7 @@ def main(_config, _run, _seed):
     print(f"run {_run._id}: {len(train_entries)} training and {len(eval_entries)} eval images, "
           f"alphabet of {len(alphabet)} symbols")
 
-    trainer = training.Trainer(params, alphabet)
+    trainer = trainer_lib.Trainer(params, alphabet)
     restored = None
     if params.restore_model:
         restored = trainer.restore()
@@ -160,7 +196,7 @@ def main(_config, _run, _seed):
     board = reports.TensorBoardLog(os.path.join(trainer.output_dir, "tensorboard"),
                                    [e.sample.image_path for e in samples], [e.sample.text for e in samples])
 
-    def log_epoch(result: training.EpochResult):
+    def log_epoch(result: callbacks.EpochResult):
         for name in METRIC_NAMES:
             _run.log_scalar(name, result.metrics[name], result.epoch)
             history[name].append((result.epoch, result.metrics[name]))
@@ -174,13 +210,15 @@ def main(_config, _run, _seed):
             {"epoch": result.epoch, "seconds": round(result.seconds, 2),
              "images_per_second": round(result.images_per_second, 2)})
 
-    results = trainer.fit(train_entries, eval_entries, on_epoch_end=log_epoch, seed=_seed)
+    results = trainer.fit(train_entries, eval_entries, seed=_seed, callbacks=[callbacks.OnEpochEnd(log_epoch)])
+    if trainer.stop_training:
+        _run.info["early_stopping_epoch"] = results[-1].epoch
     if results:  # the last epoch's evaluation is the final model's: no second pass
         final = {k.removeprefix("eval."): v for k, v in results[-1].metrics.items() if k.startswith("eval.")}
         predictions = results[-1].predictions
     else:  # restored a training that had already reached n_epochs
         final, predictions = trainer.evaluate(eval_entries)
-    export_dir = trainer.export(os.path.join(params.output_model_dir, training.EXPORT_DIR))
+    export_dir = trainer.export(os.path.join(params.output_model_dir, trainer_lib.EXPORT_DIR))
     write_reports(report_dir, history, eval_entries, predictions)
     attach_artifacts(_run, params, alphabet, export_dir, report_dir)
     report_location(_run, params)
@@ -194,7 +232,7 @@ def ensure_generated_data(params: Params, spec: dict, seed: int) -> None:
     CSVs are written at ``csv_files_train[0]`` and ``csv_files_eval[0]``, which
     must be ``<folder>/labels.csv``.
     """
-    from .datasets import synthetic
+    from ..datasets import synthetic
 
     generators = {"numbers": synthetic.generate_numbers}
     name = spec.get("generator", "numbers")
@@ -248,7 +286,7 @@ def attach_artifacts(run, params: Params, alphabet: Alphabet, export_dir: str, r
 def public_config(params: Params) -> dict:
     """The settings with any password in ``mongo_url`` replaced by ``***``."""
     config = params.to_dict()
-    config["mongo_url"] = tracking.redact_url(config["mongo_url"])
+    config["mongo_url"] = redact_url(config["mongo_url"])
     return config
 
 
@@ -260,6 +298,53 @@ def report_location(run, params: Params) -> None:
         print("no MongoDB observer was attached: the run was not stored")
         return
     db = params.mongo_db_name
-    print(f"run {run._id} stored in {tracking.redact_url(url)} database '{db}' (collection 'runs')\n"
-          f"  browse:  tf-crnn board --db {db}   (Omniboard; or npx omniboard -m {tracking.host_port(url)}:{db})\n"
+    print(f"run {run._id} stored in {redact_url(url)} database '{db}' (collection 'runs')\n"
+          f"  browse:  tf-crnn board --db {db}   (Omniboard; or npx omniboard -m {host_port(url)}:{db})\n"
           f"  predict: tf-crnn predict --model {os.path.join(params.output_model_dir, 'export')} IMAGE...")
+
+
+# ---- crnn-evaluate ------------------------------------------------------------------
+
+def run_logged_evaluation(job, mongo_url: str | None = None, mongo_db_name: str | None = None):
+    """Run a checked evaluation (:class:`tf_crnn.evaluation.EvaluationJob`) as a run of ``crnn-evaluate``.
+
+    The run gets: config (model, CSVs, alphabet, decoding, ``train_run``), ``info.train_run``,
+    the metrics as result (``{normalization: {metric: value}}``) and as scalars
+    ``<normalization>.<metric>`` (step 0), the per-sample CSV and summary JSON as artifacts,
+    and the printed table as captured output.
+
+    Returns:
+        :class:`tf_crnn.evaluation.Written`, its summary naming the evaluation run.
+
+    Raises:
+        TrackingError: the database cannot be reached.
+    """
+    from .. import evaluation
+
+    url = resolve_url(mongo_url)
+    db_name = mongo_db_name or DEFAULT_DB_NAME
+    experiment = new_experiment(EVALUATE_EXPERIMENT_NAME)
+    experiment.observers.append(run_observer(url, db_name, job.out_dir))
+    experiment.add_config(job.config())
+    outcome = {}
+
+    @experiment.main
+    def main(_run):
+        _run.info["train_run"] = job.train_run
+        _run.info["model"] = job.prepared.model.export_dir
+        written = evaluation.run(job, _run._id)
+        print(evaluation.report(written))
+        for normalization, values in written.summary["metrics"].items():
+            for name, value in values.items():
+                _run.log_scalar(f"{normalization}.{name}", value, 0)
+        _run.add_artifact(written.predictions_csv, os.path.basename(written.predictions_csv), content_type="text/csv")
+        _run.add_artifact(written.summary_json, os.path.basename(written.summary_json),
+                          content_type="application/json")
+        outcome["written"] = written
+        print(f"evaluation run {_run._id} stored in {redact_url(url)} database '{db_name}'"
+              + (f" (training run {job.train_run})" if job.train_run is not None else ""))
+        return written.summary["metrics"]
+
+    run = experiment.run(options={"--capture": "sys", "--loglevel": "WARNING"})
+    outcome["written"].summary["evaluation_run"] = run._id
+    return outcome["written"]

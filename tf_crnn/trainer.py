@@ -1,36 +1,41 @@
-"""Fit a CRNN under a tf.distribute strategy: steps, per-epoch evaluation, checkpoints, resume, export.
+"""Fit a CRNN under a tf.distribute strategy: strategy, optimizer, steps, per-epoch evaluation, resume.
 
-Training knows nothing about Sacred or MongoDB: it reports each epoch's
-metrics to an ``on_epoch_end(epoch, metrics)`` callback (``train.py`` logs them
-to the run).
+:class:`Trainer` owns the model, the optimizer, the checkpoint and the
+compiled steps. After each epoch's evaluation it hands an
+:class:`~tf_crnn.callbacks.EpochResult` to its callbacks
+(:mod:`tf_crnn.callbacks`): best export, early stopping, learning-rate
+reduction on plateau, checkpoint, logging, and whatever the caller adds.
+Training knows nothing about Sacred or MongoDB: the experiment
+(:mod:`tf_crnn.tracking.experiments`) logs the run's metrics from a callback.
 """
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import math
 import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
-from typing import Callable
+from typing import Sequence
 
 import keras
 import tensorflow as tf
 from tqdm import tqdm
 
-from . import data, metrics
+from . import callbacks as callbacks_lib
+from . import cluster, data, metrics
 from .alphabet import Alphabet
-from .config import Params
-from .decoding import codes_to_strings, codes_to_symbols, ctc_decode
-from .model import build_crnn, ctc_loss, sequence_lengths
+from .callbacks import Callback, EpochResult
+from .config import OPTIMIZER_NAMES, Params
+from .decoding import codes_to_symbols, ctc_decode
+from .export import export_saved_model
+from .model import build_crnn, ctc_loss, parameter_count, sequence_lengths
 
 log = logging.getLogger(__name__)
 
 EXPORT_DIR = "export"
-BEST_EXPORT_DIR = "export_best"
+BEST_EXPORT_DIR = callbacks_lib.BEST_EXPORT_DIR
 CHECKPOINT_DIR = "checkpoints"
 
 
@@ -43,9 +48,8 @@ def pick_strategy(name: str = "auto") -> tf.distribute.Strategy:
     Mirrored on several GPUs, OneDevice on one GPU, else the default strategy.
     """
     if name == "auto":
-        cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
         gpus = tf.config.list_logical_devices("GPU")
-        if sum(len(v) for k, v in cluster.items() if k in ("worker", "chief")) > 1:
+        if cluster.worker_count() > 1:
             name = "multi_worker"
         elif len(gpus) > 1:
             name = "mirrored"
@@ -64,15 +68,23 @@ def pick_strategy(name: str = "auto") -> tf.distribute.Strategy:
 
 
 class WarmupExponentialDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """``lr * min(1, step / warmup_steps) * decay_rate ** (step / decay_steps)``."""
+    """``scale * lr * min(1, (step + 1) / warmup_steps) * decay_rate ** (step / decay_steps)``.
 
-    def __init__(self, learning_rate: float, decay_steps: int, decay_rate: float, warmup_steps: int = 0):
+    ``scale`` is a float32 ``tf.Variable`` (1.0 unless given) that
+    :class:`~tf_crnn.callbacks.ReduceLROnPlateau` lowers; the rest is fixed by the config.
+    """
+
+    def __init__(self, learning_rate: float, decay_steps: int, decay_rate: float, warmup_steps: int = 0,
+                 scale: tf.Variable | None = None):
         self.learning_rate, self.decay_steps = learning_rate, decay_steps
         self.decay_rate, self.warmup_steps = decay_rate, warmup_steps
+        self.scale = scale
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
         lr = self.learning_rate * tf.pow(self.decay_rate, step / self.decay_steps)
+        if self.scale is not None:
+            lr *= tf.cast(self.scale, tf.float32)
         if self.warmup_steps > 0:
             lr *= tf.minimum(1.0, (step + 1.0) / self.warmup_steps)
         return lr
@@ -89,28 +101,32 @@ def use_mixed_precision(params: Params) -> bool:
     return params.mixed_precision == "on"
 
 
-def make_optimizer(params: Params) -> keras.optimizers.Optimizer:
-    """Optimizer with the warm-up + exponential-decay schedule and global-norm clipping."""
+def make_optimizer(params: Params, lr_scale: tf.Variable | None = None) -> keras.optimizers.Optimizer:
+    """Optimizer with the warm-up + exponential-decay schedule (times ``lr_scale``) and global-norm clipping."""
     schedule = WarmupExponentialDecay(params.learning_rate, params.learning_decay_steps,
-                                      params.learning_decay_rate, params.warmup_steps)
+                                      params.learning_decay_rate, params.warmup_steps, lr_scale)
     clip = {"global_clipnorm": params.gradient_clip_norm} if params.gradient_clip_norm > 0 else {}
-    cls = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
-           "rmsprop": keras.optimizers.RMSprop, "sgd": keras.optimizers.SGD}[params.optimizer]
-    return cls(learning_rate=schedule, **clip)
+    return OPTIMIZERS[params.optimizer](learning_rate=schedule, **clip)
+
+
+OPTIMIZERS = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
+              "rmsprop": keras.optimizers.RMSprop, "sgd": keras.optimizers.SGD}
+assert set(OPTIMIZERS) == set(OPTIMIZER_NAMES), "config.Optimizer and OPTIMIZERS name the same optimizers"
+
+
+def output_bytes_estimate(params: Params, num_classes: int) -> int:
+    """A generous estimate of what a training writes to ``output_model_dir``, in bytes.
+
+    Weights (float32, :func:`tf_crnn.model.parameter_count`) times: the weights
+    and Adam's two moments in each of ``keep_checkpoints`` + 1 checkpoints, two
+    exports (``export``, ``export_best``) and the temporary copy of an export;
+    plus 64 MB for reports and logs.
+    """
+    weights = 4 * parameter_count(params, num_classes)
+    return weights * (3 * (params.keep_checkpoints + 1) + 3) + 64 * 2**20
 
 
 # ---- the training loop --------------------------------------------------------
-
-@dataclass
-class EpochResult:
-    """One epoch: scalars (``train.loss``, ``eval.*``), speed, and the eval predictions (aligned with the eval entries)."""
-
-    epoch: int
-    metrics: dict[str, float]
-    images_per_second: float
-    seconds: float
-    predictions: list = field(default_factory=list, repr=False)
-
 
 class Trainer:
     """Owns the model, optimizer, checkpoints and compiled steps of one training.
@@ -119,27 +135,35 @@ class Trainer:
         params: the run's settings.
         alphabet: the lookup table (fixes the number of classes).
         strategy: a tf.distribute strategy; :func:`pick_strategy` when None.
+        callbacks: run after each epoch after the standard ones (best export, the config's early
+            stopping / learning-rate reduction, checkpoint, log line); their :meth:`Callback.state`
+            is saved in the checkpoint, so they are given here, before :meth:`restore`.
     """
 
-    def __init__(self, params: Params, alphabet: Alphabet, strategy: tf.distribute.Strategy | None = None):
+    def __init__(self, params: Params, alphabet: Alphabet, strategy: tf.distribute.Strategy | None = None,
+                 callbacks: Sequence[Callback] = ()):
         self.params, self.alphabet = params, alphabet
         self.strategy = strategy or pick_strategy(params.strategy)
         self.symbols_by_code = alphabet.symbols_by_code
         with self.strategy.scope():
             self.mixed_precision = use_mixed_precision(params)
             self.model = build_crnn(params, alphabet.num_classes, self.mixed_precision)
-            self.optimizer = make_optimizer(params)
+            self.lr_scale = tf.Variable(1.0, dtype=tf.float32, trainable=False, name="lr_scale")
+            self.optimizer = make_optimizer(params, self.lr_scale)
             if self.mixed_precision:
                 # Dynamic loss scaling keeps small float16 gradients from flushing to zero.
                 self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
             self.optimizer.build(self.model.trainable_variables)
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.best_cer = tf.Variable(math.inf, dtype=tf.float32, trainable=False, name="best_cer")
-        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
-                                              epoch=self.epoch, best_cer=self.best_cer)
+        self.callbacks: list[Callback] = [callbacks_lib.BestExport(), *callbacks_lib.from_params(params),
+                                           callbacks_lib.Checkpoint(), callbacks_lib.EpochLog(), *callbacks]
+        self.stop_training = False  # a callback sets it to end fit() after the current epoch
+        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, epoch=self.epoch,
+                                              best_cer=self.best_cer, **self._callback_state())
         # Several workers: all of them save (saving reads mirrored variables collectively), only the chief
         # into output_model_dir; the others into a scratch folder removed at the end (TF's convention).
-        self.is_chief = is_chief(self.strategy)
+        self.is_chief = cluster.is_chief()
         self.scratch_dir = None if self.is_chief else tempfile.mkdtemp(prefix="tf_crnn_worker_")
         if self.scratch_dir is not None:
             atexit.register(self.close)
@@ -150,10 +174,27 @@ class Trainer:
         self._gradient_fn = (tf.function(self._loss_and_gradients, jit_compile=True) if params.jit_compile
                              else self._loss_and_gradients)
 
+    def _callback_state(self) -> dict:
+        """Checkpoint entries for the callbacks' state (none for the default config: old checkpoints restore)."""
+        entries = {cb.name: tf.train.Checkpoint(**cb.state()) for cb in self.callbacks if cb.state()}
+        if any(isinstance(cb, callbacks_lib.ReduceLROnPlateau) for cb in self.callbacks):
+            entries["lr_scale"] = self.lr_scale
+        return entries
+
     @property
     def output_dir(self) -> str:
         """Where this process writes: ``output_model_dir`` on the chief, a scratch folder on other workers."""
         return self.params.output_model_dir if self.scratch_dir is None else self.scratch_dir
+
+    def output_path(self, name: str) -> str:
+        """``name`` inside :attr:`output_dir`."""
+        return os.path.join(self.output_dir, name)
+
+    def learning_rate(self) -> float:
+        """The learning rate of the current optimizer step (schedule times ``lr_scale``)."""
+        optimizer = getattr(self.optimizer, "inner_optimizer", self.optimizer)  # LossScaleOptimizer wraps one
+        return float(optimizer.learning_rate.numpy()) if hasattr(optimizer.learning_rate, "numpy") \
+            else float(optimizer.learning_rate)
 
     def close(self) -> None:
         """Remove a non-chief worker's scratch folder."""
@@ -197,7 +238,8 @@ class Trainer:
         self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
         return loss_sum, count
 
-    def _distributed_train_step(self, batch):
+    def distributed_train_step(self, batch):
+        """One training step over all replicas: ``(sum of per-sample CTC losses, images)``, both summed over workers."""
         loss_sum, count = self.strategy.run(self._replica_train_step, args=(batch,))
         return (self.strategy.reduce(tf.distribute.ReduceOp.SUM, loss_sum, axis=None),
                 self.strategy.reduce(tf.distribute.ReduceOp.SUM, count, axis=None))
@@ -241,7 +283,7 @@ class Trainer:
         dist = self.strategy.experimental_distribute_dataset(dataset)
         if self._train_step is None:
             # A fixed signature with unknown width: one trace for every batch shape.
-            self._train_step = tf.function(self._distributed_train_step, input_signature=[dist.element_spec])
+            self._train_step = tf.function(self.distributed_train_step, input_signature=[dist.element_spec])
         bar = tqdm(total=min(steps or num_batches, num_batches),
                    desc=f"epoch {int(self.epoch.numpy()) + 1}/{self.params.n_epochs}", unit="batch", mininterval=2.0)
         for i, batch in enumerate(dist):
@@ -285,39 +327,52 @@ class Trainer:
         result = {"loss": total_loss / len(entries), **metrics.all_metrics(labels, predictions)}
         return result, predictions
 
-    def fit(self, train_entries: list[data.Entry], eval_entries: list[data.Entry],
-            on_epoch_end: Callable[[EpochResult], None] | None = None, seed: int | None = None) -> list[EpochResult]:
-        """Train from the current epoch to ``params.n_epochs``, evaluating and checkpointing every epoch.
+    def fit(self, train_entries: list[data.Entry], eval_entries: list[data.Entry], seed: int | None = None,
+            callbacks: Sequence[Callback] = ()) -> list[EpochResult]:
+        """Train from the current epoch to ``params.n_epochs``, evaluating every epoch.
 
-        The best epoch by eval CER is exported to ``output_model_dir/export_best``.
+        After each epoch's evaluation the callbacks run in order: those given to the
+        constructor (best export, checkpoint, ...), then ``callbacks`` (state not
+        checkpointed). A callback that sets :attr:`stop_training` ends the training
+        after that epoch.
+
+        Args:
+            train_entries, eval_entries: checked samples (:func:`tf_crnn.data.load_split`).
+            seed: shuffling seed of the training data (None: a new order every run).
+            callbacks: extra callbacks for this call only.
+
+        Returns:
+            One :class:`EpochResult` per epoch trained by this call (empty if ``n_epochs`` was reached already).
         """
         p = self.params
         train_ds = data.make_dataset(train_entries, p, p.train_batch_size, training=True, seed=seed)
         eval_ds = data.make_dataset(eval_entries, p, p.eval_batch_size, training=False)
         train_batches = data.batch_count(train_entries, p.train_batch_size)
-        results = []
-        while int(self.epoch.numpy()) < p.n_epochs:
-            start = time.perf_counter()
-            train_loss, seen = self.train_epoch(train_ds, train_batches, p.steps_per_epoch)
-            train_time = time.perf_counter() - start
-            self.average_replica_state()
-            eval_metrics, predictions = self.evaluate(eval_entries, eval_ds)
-            self.epoch.assign_add(1)
-            epoch = int(self.epoch.numpy())
-            scalars = {"train.loss": train_loss, **{f"eval.{k}": v for k, v in eval_metrics.items()}}
-            result = EpochResult(epoch, scalars, seen / max(train_time, 1e-9), time.perf_counter() - start, predictions)
-            improved = eval_metrics["cer"] < float(self.best_cer.numpy())
-            if improved:
-                self.best_cer.assign(eval_metrics["cer"])
-                self.export(os.path.join(self.output_dir, BEST_EXPORT_DIR))
-            self.manager.save(checkpoint_number=epoch)
-            log.info("epoch %d: %s, %.1f images/s%s", epoch,
-                     ", ".join(f"{k}={v:.4f}" for k, v in scalars.items()), result.images_per_second,
-                     " (best so far, exported)" if improved else "")
-            results.append(result)
-            if on_epoch_end:
-                on_epoch_end(result)
+        hooks = [*self.callbacks, *callbacks]
+        results: list[EpochResult] = []
+        self.stop_training = False
+        for hook in hooks:
+            hook.on_train_begin(self)
+        while int(self.epoch.numpy()) < p.n_epochs and not self.stop_training:
+            results.append(self.run_epoch(train_ds, train_batches, eval_entries, eval_ds))
+            for hook in hooks:
+                hook.on_epoch_end(self, results[-1])
+        for hook in hooks:
+            hook.on_train_end(self, results)
         return results
+
+    def run_epoch(self, train_ds: tf.data.Dataset, train_batches: int, eval_entries: list[data.Entry],
+                  eval_ds: tf.data.Dataset) -> EpochResult:
+        """One epoch: training steps, batch-norm averaging over replicas, evaluation; the epoch counter + 1."""
+        start = time.perf_counter()
+        train_loss, seen = self.train_epoch(train_ds, train_batches, self.params.steps_per_epoch)
+        train_time = time.perf_counter() - start
+        self.average_replica_state()
+        eval_metrics, predictions = self.evaluate(eval_entries, eval_ds)
+        self.epoch.assign_add(1)
+        scalars = {"train.loss": train_loss, **{f"eval.{k}": v for k, v in eval_metrics.items()}}
+        return EpochResult(int(self.epoch.numpy()), scalars, seen / max(train_time, 1e-9),
+                           time.perf_counter() - start, predictions, self.learning_rate())
 
     def export(self, export_dir: str) -> str:
         """Write the SavedModel of :func:`export_saved_model` for the current weights.
@@ -330,89 +385,3 @@ class Trainer:
             export_dir = os.path.join(self.scratch_dir, relative if not relative.startswith("..")
                                       else os.path.basename(export_dir.rstrip("/")))
         return export_saved_model(self.model, self.params, self.alphabet, export_dir)
-
-
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """Whether this process is the chief of ``strategy``'s cluster (always, without a cluster)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    if resolver.task_type == "chief":
-        return True
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return not has_chief and resolver.task_type == "worker" and resolver.task_id == 0
-
-
-# ---- export -------------------------------------------------------------------
-
-def _logits_fn(model, params: Params):
-    """Image bytes ``[batch]`` -> ``{"logits": [batch, time, classes], "lengths": [batch]}``."""
-    p = params
-
-    def one(encoded):
-        image, width = data.preprocess_image(encoded, p)
-        # Pad to max_width so tf.map_fn stacks; cropped to the batch's widest image below.
-        return tf.pad(image, [[0, 0], [0, p.max_width - width], [0, 0]]), width
-
-    def logits(images):
-        padded, widths = tf.map_fn(one, images, fn_output_signature=(
-            tf.TensorSpec([p.height, p.max_width, p.input_channels], tf.float32), tf.TensorSpec([], tf.int32)))
-        out = model(padded[:, :, :tf.reduce_max(widths), :], widths, training=False)
-        return {"logits": tf.cast(out, tf.float32), "lengths": sequence_lengths(widths, model.pool_widths)}
-
-    return logits
-
-
-def _serving_fn(model, params: Params, alphabet: Alphabet):
-    """Image bytes ``[batch]`` -> ``{"text", "score"}``: the CRNN's logits decoded with the configured CTC decoder."""
-    symbols = alphabet.symbols_by_code
-    logits_fn = _logits_fn(model, params)
-
-    def serve(images):
-        out = logits_fn(images)
-        codes, scores = ctc_decode(out["logits"], out["lengths"], params.decoding, params.beam_width,
-                                   params.num_beam_paths)
-        return {"text": codes_to_strings(codes, symbols), "score": scores}
-
-    return serve
-
-
-def export_saved_model(model, params: Params, alphabet: Alphabet, export_dir: str) -> str:
-    """Export a SavedModel whose ``serving_default`` signature maps image bytes to text.
-
-    Signature ``serving_default``:
-        inputs: ``images``: tf.string ``[batch]``, encoded PNG / JPEG / BMP / GIF of any size.
-        outputs: ``text``: tf.string ``[batch, num_beam_paths]`` (UTF-8);
-                 ``score``: float32 ``[batch, num_beam_paths]``, hypothesis probability in [0, 1].
-
-    Signature ``logits`` (same input), for decoding outside the graph (``tf-crnn evaluate``):
-        outputs: ``logits``: float32 ``[batch, time, num_classes]`` (class 0 = blank);
-                 ``lengths``: int32 ``[batch]``, valid time steps per image.
-
-    The folder also gets ``alphabet.json`` and ``params.json`` (the training
-    settings) so a user can see what the model expects.
-
-    Returns:
-        ``export_dir``.
-    """
-    tmp = export_dir.rstrip("/") + ".tmp"
-    if tf.io.gfile.exists(tmp):
-        tf.io.gfile.rmtree(tmp)
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint("serving_default", _serving_fn(model, params, alphabet),
-                         input_signature=[tf.TensorSpec([None], tf.string, name="images")])
-    # For decoding at evaluation time (tf_crnn.loader / tf-crnn evaluate): logits [batch, time, classes], lengths.
-    archive.add_endpoint("logits", _logits_fn(model, params),
-                         input_signature=[tf.TensorSpec([None], tf.string, name="images")])
-    archive.write_out(tmp, verbose=False)
-    alphabet.save(os.path.join(tmp, "alphabet.json"))
-    with open(os.path.join(tmp, "params.json"), "w", encoding="utf-8") as f:
-        # Where runs are stored (and any credentials) is no business of the model.
-        json.dump({k: v for k, v in params.to_dict().items() if not k.startswith("mongo_")}, f,
-                  indent=1, ensure_ascii=False)
-    # Replace the previous export only once the new one is complete.
-    if tf.io.gfile.exists(export_dir):
-        tf.io.gfile.rmtree(export_dir)
-    os.replace(tmp, export_dir)
-    return export_dir

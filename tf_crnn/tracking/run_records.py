@@ -1,4 +1,10 @@
-"""Run records of an output folder: ``run.json``, resuming and closing dead runs, output folder checks."""
+"""Run records of an output folder: ``run.json``, resuming and closing dead runs, output folder checks.
+
+``output_model_dir/run.json`` names the Sacred run writing the folder (id,
+database, host, pid). When a training resumes, :func:`record_run` links the
+new run to the one it continues and closes that one if it died without
+saying so (:func:`close_dead_run`).
+"""
 from __future__ import annotations
 
 import datetime
@@ -13,42 +19,13 @@ import tempfile
 import pymongo
 from pymongo.errors import PyMongoError
 
-
-from .observers import OBSERVER_TIMEOUT_S, _warn
-from .tracking import _pid_alive, is_chief, redact_url
+from .._util import pid_alive, warn, write_json
+from ..cluster import is_chief
+from .observer import OBSERVER_TIMEOUT_S
+from .urls import redact_url
 
 RUN_FILE = "run.json"      # in output_model_dir: the Sacred run writing this folder (chief only)
 STALE_AFTER_S = 60.0       # a RUNNING run without heartbeat for this long is taken as dead when resuming
-
-
-def estimate_output_bytes(config: dict) -> int:
-    """A generous estimate of what a training writes to ``output_model_dir``.
-
-    Weights (float32) times: Adam's two moments in each of ``keep_checkpoints``
-    + 1 checkpoints, two exports (``export``, ``export_best``) and the
-    temporary copy of an export; plus 64 MB for reports and logs.
-    """
-    height = int(config.get("input_shape", [32])[0])
-    channels = int(config.get("input_channels", 1))
-    parameters = 0
-    for filters, kernel, pool, bn in zip(config.get("cnn_features_list", []), config.get("cnn_kernel_size", []),
-                                         config.get("cnn_pool_size", []), config.get("cnn_batch_norm", [])):
-        parameters += kernel * kernel * channels * filters + (4 * filters if bn else filters)
-        channels = filters
-        height = -(-height // int(pool[0]))
-    width = height * channels
-    for units in config.get("rnn_units", []):
-        parameters += 2 * 4 * (units * (width + units) + units)
-        width = 2 * units
-    try:
-        with open(config.get("lookup_alphabet_file") or "", encoding="utf-8") as f:
-            classes = len(json.load(f)) + 1
-    except (OSError, ValueError):
-        classes = 200
-    parameters += (width + 1) * classes
-    weights = 4 * parameters
-    keep = int(config.get("keep_checkpoints", 3) or 1)
-    return weights * (3 * (keep + 1) + 3) + 64 * 2**20
 
 
 def check_output_dir(path: str, need_bytes: int = 0) -> None:
@@ -96,10 +73,7 @@ def write_run_file(output_dir: str, run_id, url: str | None, db_name: str, resum
               "host": socket.gethostname(), "pid": os.getpid(),
               "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "resumed_from_run": resumed_from}
-    tmp = os.path.join(output_dir, RUN_FILE + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(record, f, indent=1)
-    os.replace(tmp, os.path.join(output_dir, RUN_FILE))
+    write_json(os.path.join(output_dir, RUN_FILE), record)
     return record
 
 
@@ -128,7 +102,7 @@ def close_dead_run(url: str, db_name: str, run_id, resumed_by, record: dict | No
         last = doc.get("heartbeat") or doc.get("start_time")
         age = (datetime.datetime.utcnow() - last).total_seconds() if last else math.inf
         process_gone = bool(record) and record.get("host") == socket.gethostname() and \
-            record.get("pid") != os.getpid() and not _pid_alive(int(record.get("pid", -1)))
+            record.get("pid") != os.getpid() and not pid_alive(int(record.get("pid", -1)))
         if not process_gone and age <= stale_after_s:
             return "RUNNING"
         result = runs.update_one({"_id": run_id, "status": "RUNNING", "heartbeat": doc.get("heartbeat")},
@@ -165,11 +139,11 @@ def record_run(run, output_dir: str, url: str | None, db_name: str, restored_epo
             status = close_dead_run(url, db_name, previous_id, run._id if resumed_from is not None else None, previous)
             run.info["previous_run_status"] = status
             if status == "RUNNING":
-                _warn(f"run {previous_id}, which wrote {output_dir} before, is still RUNNING in MongoDB with a "
+                warn(f"run {previous_id}, which wrote {output_dir} before, is still RUNNING in MongoDB with a "
                       f"heartbeat less than {STALE_AFTER_S:.0f} s old: if it is alive, two trainings now write "
                       f"the same folder")
         except PyMongoError as e:
-            _warn(f"could not check run {previous_id} in MongoDB: {type(e).__name__}")
+            warn(f"could not check run {previous_id} in MongoDB: {type(e).__name__}")
     os.makedirs(output_dir, exist_ok=True)
     write_run_file(output_dir, run._id, url, db_name, resumed_from)
     return resumed_from

@@ -1,9 +1,9 @@
-"""``tf-crnn board``: Omniboard (a web dashboard for Sacred runs) on the database runs go to.
+"""Omniboard (a web dashboard for Sacred runs) on the database runs go to; ``tf-crnn board`` runs it.
 
 Omniboard is a Node.js program (npm package ``omniboard``). tf-crnn installs
 it with npm into ``$TF_CRNN_HOME/omniboard`` (``~/.tf_crnn/omniboard``) the
 first time it is needed and starts it against the database that training uses
-(:func:`tf_crnn.tracking.resolve_url`)::
+(:func:`tf_crnn.tracking.urls.resolve_url`)::
 
     tf-crnn board                    # foreground, Ctrl-C stops it
     tf-crnn board --port 9001 --url mongodb://host:27017/ --db tf_crnn
@@ -27,7 +27,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -37,7 +36,9 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from . import tracking
+from .._util import free_port
+from .server import home_dir
+from .urls import DEFAULT_DB_NAME, host_port, ping, redact_url, scrub, url_secrets
 
 OMNIBOARD_VERSION = "2.16"  # the npm version spec; 2.16.1 is checked against SecantusDB
 DEFAULT_PORT = 9000
@@ -65,7 +66,7 @@ class BoardError(RuntimeError):
 
 def install_dir() -> Path:
     """``$TF_CRNN_HOME/omniboard``: the npm prefix Omniboard is installed into."""
-    return tracking.home_dir() / "omniboard"
+    return home_dir() / "omniboard"
 
 
 def find_omniboard(root: Path | None = None) -> Path | None:
@@ -135,17 +136,11 @@ def omniboard_args(url: str, db: str) -> tuple[list[str], dict[str, str]]:
     plain = (parts.scheme == "mongodb" and "@" not in parts.netloc and "," not in parts.netloc
              and not parts.query and path_db in ("", db))
     if plain:
-        return ["-m", f"{tracking.host_port(url)}:{db}"], {}
+        return ["-m", f"{host_port(url)}:{db}"], {}
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     if "@" in parts.netloc and "authSource" not in query:
         query["authSource"] = path_db or "admin"
     return [], {"MONGO_URI": urlunsplit(parts._replace(path=f"/{db}", query=urlencode(query)))}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---- the server ---------------------------------------------------------------------
@@ -154,7 +149,7 @@ class Board:
     """Omniboard as a subprocess: :meth:`start`, :attr:`address`, :meth:`stop` (or ``with Board(...)``).
 
     Args:
-        url: MongoDB URL (as from :func:`tracking.resolve_url`).
+        url: MongoDB URL (as from :func:`tf_crnn.tracking.urls.resolve_url`).
         db: database name (``mongo_db_name``).
         port: first port to try (Omniboard takes the next one while a port is busy); 0 picks a free one.
         root: npm prefix Omniboard is installed under (default :func:`install_dir`); installed when missing.
@@ -163,7 +158,7 @@ class Board:
             database has no metric columns yet (default :data:`DEFAULT_METRIC_COLUMNS`; ``()``: none).
     """
 
-    def __init__(self, url: str, db: str = tracking.DEFAULT_DB_NAME, port: int = DEFAULT_PORT,
+    def __init__(self, url: str, db: str = DEFAULT_DB_NAME, port: int = DEFAULT_PORT,
                  root: Path | None = None, on_output: Callable[[str], None] | None = None,
                  metric_columns=DEFAULT_METRIC_COLUMNS):
         self.url, self.db, self.root = url, db, Path(root or install_dir())
@@ -185,7 +180,7 @@ class Board:
 
     def describe(self) -> str:
         """What is served, from where, with any password as ``***``."""
-        return f"runs of database '{self.db}' at {tracking.redact_url(self.url)}"
+        return f"runs of database '{self.db}' at {redact_url(self.url)}"
 
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -194,16 +189,16 @@ class Board:
         """Install Omniboard if needed, start it and wait until it serves the runs; return :attr:`address`.
 
         Raises:
-            tracking.TrackingError: the database does not answer.
+            tf_crnn.tracking.urls.TrackingError: the database does not answer.
             BoardError: Node.js / npm missing, install failed, or Omniboard did not come up (its output is in
                 the message).
         """
         if self.running():
             return self.address
-        tracking.ping(self.url)
+        ping(self.url)
         script = install(self.root)
         args, extra_env = omniboard_args(self.url, self.db)
-        port = self.requested_port or _free_port()
+        port = self.requested_port or free_port()
         env = {**os.environ, **extra_env, "PORT": str(port)}
         env.pop("OMNIBOARD_CONFIG", None)  # would replace the database given here
         self.port = None
@@ -244,9 +239,9 @@ class Board:
                               f"'+/- Metric Columns' in Omniboard")
 
     def _read_output(self, proc: subprocess.Popen) -> None:
-        secrets = tracking.url_secrets(self.url)
+        secrets = url_secrets(self.url)
         for line in proc.stdout:
-            line = tracking.scrub(line.rstrip("\n"), secrets)
+            line = scrub(line.rstrip("\n"), secrets)
             self.output.append(line)
             match = _LISTENING.search(line)
             if match:
@@ -301,49 +296,3 @@ class Board:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def serve(url: str | None = None, db: str = tracking.DEFAULT_DB_NAME, port: int = DEFAULT_PORT,
-          verbose: bool = False) -> int:
-    """``tf-crnn board``: run Omniboard in the foreground until Ctrl-C (or SIGTERM); return an exit code."""
-    url = tracking.resolve_url(url)
-    board = Board(url, db, port, on_output=(lambda line: print(f"  omniboard: {line}", flush=True)) if verbose else None)
-
-    def terminate(signum, frame):
-        raise KeyboardInterrupt
-
-    # SIGINT too: a process started from a background job of a non-interactive shell (CI scripts,
-    # nohup ... &) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
-    previous = {sig: signal.signal(sig, terminate) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        address = board.start()
-        print(f"Omniboard: {address}\n  {board.describe()}\n"
-              f"  (listens on all network interfaces, without a password; Ctrl-C stops it)", flush=True)
-        for note in board.notes:
-            print(f"  note: {note}", flush=True)
-        code = board.wait()
-        print(f"Omniboard exited with code {code}; its last output:\n" + "\n".join(list(board.output)[-10:]))
-        return code or 1
-    except KeyboardInterrupt:
-        board.stop()
-        print("Omniboard stopped")
-        return 0
-    finally:
-        board.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def add_parser(sub) -> None:
-    """Register ``tf-crnn board`` on the ``tf-crnn`` subparsers ``sub``."""
-    p = sub.add_parser("board", help="browse the runs with Omniboard (installed with npm on first use)",
-                       description="Start Omniboard on the database runs go to and print its address; "
-                                   "Ctrl-C stops it. Omniboard is installed with npm into "
-                                   "$TF_CRNN_HOME/omniboard (~/.tf_crnn/omniboard) on first use.")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT,
-                   help=f"first port to try; the next free one is taken when it is busy (default {DEFAULT_PORT})")
-    p.add_argument("--url", help="MongoDB URL (default: as training: $TF_CRNN_MONGO_URL, else the embedded server)")
-    p.add_argument("--db", default=tracking.DEFAULT_DB_NAME,
-                   help=f"database name, mongo_db_name of the runs (default {tracking.DEFAULT_DB_NAME})")
-    p.add_argument("--verbose", action="store_true", help="echo Omniboard's own log (one line per request)")
-    p.set_defaults(func=lambda args: serve(args.url, args.db, args.port, args.verbose))

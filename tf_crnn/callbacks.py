@@ -1,0 +1,228 @@
+"""What happens around each epoch of :meth:`tf_crnn.trainer.Trainer.fit`, as a list of callbacks.
+
+The trainer runs the epoch (training steps, batch-norm averaging, evaluation)
+and then hands an :class:`EpochResult` to each callback in order:
+
+- :class:`BestExport`: exports the model to ``export_best`` when the eval CER is
+  the lowest so far;
+- :class:`EarlyStopping` (``early_stopping_patience``): stops the training when
+  the eval CER has not improved for that many epochs;
+- :class:`ReduceLROnPlateau` (``lr_plateau_patience``): multiplies the learning
+  rate by ``lr_plateau_factor`` when the eval CER has not improved for that
+  many epochs;
+- :class:`Checkpoint`: saves weights, optimizer and callback state, so a resumed
+  training continues exactly (``restore_model``);
+- :class:`EpochLog`: one log line per epoch;
+- then the caller's own (the Sacred experiment logs the run's metrics with one).
+
+Both plateau rules follow Keras' ``EarlyStopping`` / ``ReduceLROnPlateau``
+(monitor ``eval.cer``, mode ``min``): an epoch improves when its CER is below
+the best so far by more than ``min_delta``. Their counters are ``tf.Variable``
+in the training checkpoint, so a resumed training keeps counting where the
+stopped one was. The training code knows nothing of Sacred or MongoDB:
+results leave it through callbacks.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
+
+import tensorflow as tf
+
+if TYPE_CHECKING:  # the trainer imports this module; the type is only named here
+    from .trainer import Trainer
+
+log = logging.getLogger(__name__)
+
+BEST_EXPORT_DIR = "export_best"
+
+
+@dataclass
+class EpochResult:
+    """One epoch: scalars (``train.loss``, ``eval.*``), speed, and the eval predictions (aligned with the eval entries).
+
+    Attributes:
+        epoch: 1-based number of the epoch just finished.
+        metrics: ``train.loss`` and ``eval.loss``, ``eval.char_accuracy``, ``eval.sequence_accuracy``,
+            ``eval.cer``, ``eval.wer`` (see :mod:`tf_crnn.metrics`).
+        images_per_second: training images per second of the training steps (evaluation excluded).
+        seconds: wall time of the epoch, training and evaluation.
+        predictions: ``list[tuple[str, ...]]``, the eval predictions in eval-entry order.
+        learning_rate: the learning rate of the last step of the epoch.
+    """
+
+    epoch: int
+    metrics: dict[str, float]
+    images_per_second: float
+    seconds: float
+    predictions: list = field(default_factory=list, repr=False)
+    learning_rate: float = math.nan
+
+    @property
+    def cer(self) -> float:
+        return self.metrics["eval.cer"]
+
+
+class Callback:
+    """A hook into :meth:`Trainer.fit`; override what you need.
+
+    ``name`` and :meth:`state` let a callback keep state across a resume: the
+    variables it returns are saved in every checkpoint (under ``name``) and
+    restored with ``restore_model``.
+    """
+
+    name = "callback"
+
+    def state(self) -> dict[str, tf.Variable]:
+        """Variables to save in the training checkpoint (none by default)."""
+        return {}
+
+    def on_train_begin(self, trainer: "Trainer") -> None:
+        """Before the first epoch of this :meth:`Trainer.fit` call."""
+
+    def on_epoch_end(self, trainer: "Trainer", result: EpochResult) -> None:
+        """After each epoch's evaluation. Set ``trainer.stop_training = True`` to end the training after it."""
+
+    def on_train_end(self, trainer: "Trainer", results: list[EpochResult]) -> None:
+        """After the last epoch (also after an early stop)."""
+
+
+class OnEpochEnd(Callback):
+    """A plain function ``fn(result)`` called after each epoch (for logging from outside the trainer)."""
+
+    name = "on_epoch_end"
+
+    def __init__(self, fn: Callable[[EpochResult], None]):
+        self.fn = fn
+
+    def on_epoch_end(self, trainer, result):
+        self.fn(result)
+
+
+class BestExport(Callback):
+    """Exports the model to ``<output dir>/export_best`` whenever the eval CER is the lowest so far.
+
+    The best CER lives in ``trainer.best_cer`` (checkpointed since the first
+    version, so it stays in the trainer).
+    """
+
+    name = "best_export"
+
+    def on_epoch_end(self, trainer, result):
+        if result.cer < float(trainer.best_cer.numpy()):
+            trainer.best_cer.assign(result.cer)
+            trainer.export(trainer.output_path(BEST_EXPORT_DIR))
+            log.info("epoch %d: best eval CER so far (%.4f), exported to %s", result.epoch, result.cer,
+                     BEST_EXPORT_DIR)
+
+
+class _PlateauCounter(Callback):
+    """Counts epochs since the eval CER last improved by more than ``min_delta`` (state checkpointed)."""
+
+    def __init__(self, patience: int, min_delta: float = 0.0):
+        if patience < 1:
+            raise ValueError(f"{self.name}: patience must be >= 1, got {patience}")
+        self.patience, self.min_delta = int(patience), float(min_delta)
+        self.best = tf.Variable(math.inf, dtype=tf.float32, trainable=False, name=f"{self.name}_best")
+        self.wait = tf.Variable(0, dtype=tf.int64, trainable=False, name=f"{self.name}_wait")
+
+    def state(self):
+        return {"best": self.best, "wait": self.wait}
+
+    def update(self, cer: float) -> bool:
+        """Record one epoch's CER; return whether the patience is used up (the counter then restarts)."""
+        if cer < float(self.best.numpy()) - self.min_delta:
+            self.best.assign(cer)
+            self.wait.assign(0)
+            return False
+        self.wait.assign_add(1)
+        if int(self.wait.numpy()) < self.patience:
+            return False
+        self.wait.assign(0)
+        return True
+
+
+class EarlyStopping(_PlateauCounter):
+    """Stops the training after ``patience`` epochs without an eval CER improvement larger than ``min_delta``.
+
+    The export at the end is still written from the last epoch's weights; the
+    best epoch's model is in ``export_best`` (:class:`BestExport`).
+    """
+
+    name = "early_stopping"
+
+    def __init__(self, patience: int, min_delta: float = 0.0):
+        super().__init__(patience, min_delta)
+        self.stopped_epoch: int | None = None
+
+    def on_epoch_end(self, trainer, result):
+        if self.update(result.cer):
+            trainer.stop_training = True
+            self.stopped_epoch = result.epoch
+            log.warning("early stopping after epoch %d: eval CER has not improved by more than %g for %d "
+                        "epochs (best %.4f)", result.epoch, self.min_delta, self.patience, float(self.best.numpy()))
+
+
+class ReduceLROnPlateau(_PlateauCounter):
+    """Multiplies the learning rate by ``factor`` after ``patience`` epochs without an eval CER improvement.
+
+    Acts on ``trainer.lr_scale``, a factor on the warm-up / decay schedule
+    (:class:`tf_crnn.trainer.WarmupExponentialDecay`), so the schedule keeps its
+    shape at a lower level. The learning rate never goes below ``min_lr``.
+    """
+
+    name = "lr_plateau"
+
+    def __init__(self, patience: int, factor: float = 0.5, min_delta: float = 0.0, min_lr: float = 0.0):
+        if not 0.0 < factor < 1.0:
+            raise ValueError(f"{self.name}: factor must be in (0, 1), got {factor}")
+        super().__init__(patience, min_delta)
+        self.factor, self.min_lr = float(factor), float(min_lr)
+
+    def on_epoch_end(self, trainer, result):
+        if not self.update(result.cer):
+            return
+        old_scale = float(trainer.lr_scale.numpy())
+        new_scale = old_scale * self.factor
+        if self.min_lr > 0 and trainer.learning_rate() * self.factor < self.min_lr:
+            new_scale = old_scale * self.min_lr / max(trainer.learning_rate(), 1e-30)
+        if new_scale < old_scale:
+            trainer.lr_scale.assign(new_scale)
+            log.warning("epoch %d: eval CER has not improved for %d epochs: learning rate x %.3g (now %.3g)",
+                        result.epoch, self.patience, new_scale / old_scale, trainer.learning_rate())
+
+
+class Checkpoint(Callback):
+    """Saves the training checkpoint (weights, optimizer, epoch, callback state) after every epoch."""
+
+    name = "checkpoint"
+
+    def on_epoch_end(self, trainer, result):
+        trainer.manager.save(checkpoint_number=result.epoch)
+
+
+class EpochLog(Callback):
+    """One ``logging`` line per epoch with every scalar and the training speed."""
+
+    name = "epoch_log"
+
+    def on_epoch_end(self, trainer, result):
+        log.info("epoch %d: %s, %.1f images/s", result.epoch,
+                 ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items()), result.images_per_second)
+
+
+def from_params(params) -> list[Callback]:
+    """The optional callbacks a config turns on: early stopping and learning-rate reduction on plateau.
+
+    Args:
+        params: a :class:`tf_crnn.config.Params`; a patience of 0 leaves that callback out.
+    """
+    chosen: list[Callback] = []
+    if params.early_stopping_patience:
+        chosen.append(EarlyStopping(params.early_stopping_patience, params.early_stopping_min_delta))
+    if params.lr_plateau_patience:
+        chosen.append(ReduceLROnPlateau(params.lr_plateau_patience, params.lr_plateau_factor,
+                                        params.lr_plateau_min_delta, params.lr_plateau_min_lr))
+    return chosen

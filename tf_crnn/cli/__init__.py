@@ -1,0 +1,46 @@
+"""``tf-crnn``: one command for training and everything around it.
+
+    tf-crnn train with config.json [key=value ...]   train (the Sacred experiment; same as python train.py)
+    tf-crnn evaluate --model EXPORT --csv CSV        score an export on annotated data
+    tf-crnn predict --model EXPORT IMAGE...          transcribe images with an export
+    tf-crnn db uri|start|stop|status                 the database runs go to
+    tf-crnn board                                    browse the runs with Omniboard
+    tf-crnn prepare / alphabet / generate / validate data sets
+
+One module per command; each registers its parser and handler
+(``register(subparsers)``), and :mod:`tf_crnn.cli.errors` turns the errors a
+user can fix into one line and an exit code. TensorFlow's start-up logs are
+hidden unless ``--debug`` is given or ``TF_CPP_MIN_LOG_LEVEL`` is set.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .._util import quiet_tensorflow
+from . import board, datasets, db, evaluate, predict, train
+
+COMMANDS = (train, evaluate, predict, db, board, datasets)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``tf-crnn`` parser with every command's subparser."""
+    parser = argparse.ArgumentParser(prog="tf-crnn", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show TensorFlow's own start-up and info logs")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``tf-crnn`` console script; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    quiet_tensorflow(argv)
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

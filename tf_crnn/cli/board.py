@@ -1,0 +1,69 @@
+"""``tf-crnn board``: Omniboard in the foreground on the database training uses, until Ctrl-C or SIGTERM."""
+from __future__ import annotations
+
+import argparse
+import signal
+
+from .errors import handles
+
+
+def serve(url: str | None = None, db: str | None = None, port: int | None = None, verbose: bool = False) -> int:
+    """Run Omniboard until Ctrl-C (or SIGTERM); return an exit code.
+
+    Raises:
+        tf_crnn.tracking.urls.TrackingError: the database cannot be reached.
+        tf_crnn.tracking.board.BoardError: Omniboard cannot be installed or started.
+    """
+    from ..tracking.board import DEFAULT_PORT, Board
+    from ..tracking.urls import DEFAULT_DB_NAME, resolve_url
+
+    url = resolve_url(url)
+    board = Board(url, db or DEFAULT_DB_NAME, DEFAULT_PORT if port is None else port,
+                  on_output=(lambda line: print(f"  omniboard: {line}", flush=True)) if verbose else None)
+
+    def terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    # SIGINT too: a process started from a background job of a non-interactive shell (CI scripts,
+    # nohup ... &) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
+    previous = {sig: signal.signal(sig, terminate) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        address = board.start()
+        print(f"Omniboard: {address}\n  {board.describe()}\n"
+              f"  (listens on all network interfaces, without a password; Ctrl-C stops it)", flush=True)
+        for note in board.notes:
+            print(f"  note: {note}", flush=True)
+        code = board.wait()
+        print(f"Omniboard exited with code {code}; its last output:\n" + "\n".join(list(board.output)[-10:]))
+        return code or 1
+    except KeyboardInterrupt:
+        board.stop()
+        print("Omniboard stopped")
+        return 0
+    finally:
+        board.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@handles("board")
+def _board(args: argparse.Namespace) -> int:
+    return serve(args.url, args.db, args.port, args.verbose)
+
+
+def register(sub) -> None:
+    """Add ``tf-crnn board`` to the ``tf-crnn`` subparsers ``sub``."""
+    from ..tracking.board import DEFAULT_PORT
+    from ..tracking.urls import DEFAULT_DB_NAME
+
+    p = sub.add_parser("board", help="browse the runs with Omniboard (installed with npm on first use)",
+                       description="Start Omniboard on the database runs go to and print its address; "
+                                   "Ctrl-C stops it. Omniboard is installed with npm into "
+                                   "$TF_CRNN_HOME/omniboard (~/.tf_crnn/omniboard) on first use.")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT,
+                   help=f"first port to try; the next free one is taken when it is busy (default {DEFAULT_PORT})")
+    p.add_argument("--url", help="MongoDB URL (default: as training: $TF_CRNN_MONGO_URL, else the embedded server)")
+    p.add_argument("--db", default=DEFAULT_DB_NAME,
+                   help=f"database name, mongo_db_name of the runs (default {DEFAULT_DB_NAME})")
+    p.add_argument("--verbose", action="store_true", help="echo Omniboard's own log (one line per request)")
+    p.set_defaults(func=_board)

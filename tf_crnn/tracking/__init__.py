@@ -1,0 +1,11 @@
+"""Where runs are recorded: MongoDB through Sacred, and what keeps that record whole.
+
+- :mod:`~tf_crnn.tracking.urls`: which database (config, ``TF_CRNN_MONGO_URL``, embedded), password redaction;
+- :mod:`~tf_crnn.tracking.server`: the embedded SecantusDB server;
+- :mod:`~tf_crnn.tracking.observer`: the Sacred MongoDB observer that survives outages;
+- :mod:`~tf_crnn.tracking.run_records`: ``run.json`` of an output folder, resumed and dead runs;
+- :mod:`~tf_crnn.tracking.board`: Omniboard on that database;
+- :mod:`~tf_crnn.tracking.experiments`: the Sacred experiments ``crnn`` and ``crnn-evaluate``.
+
+Nothing here imports the trainer's internals; training reaches the run through callbacks.
+"""

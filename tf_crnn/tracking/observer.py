@@ -1,0 +1,315 @@
+"""The Sacred MongoDB observer of tf-crnn: passwords redacted, outages buffered, nothing lost.
+
+:class:`ResilientMongoObserver` extends Sacred's ``MongoObserver``;
+:func:`mongo_observer` builds one for a URL. See the README section
+"Database gone during a run".
+"""
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+
+from pymongo.errors import PyMongoError
+from sacred.observers import FileStorageObserver, MongoObserver
+from sacred.serializer import flatten
+
+from .._util import warn
+from .urls import DEFAULT_DB_NAME, redact_url, scrub, url_secrets
+
+# How long one database operation of the observer may wait for the server before
+# the observer counts the database as gone (pymongo's default is 30 s).
+OBSERVER_TIMEOUT_S = 5.0
+# At the end of a run, how long to keep retrying to write what is still buffered.
+FINAL_WAIT_S = 60.0
+FALLBACK_DIR = "sacred_runs"          # in output_model_dir: Sacred FileStorageObserver copy, only after an outage
+FAILURE_DIR = "sacred_failed_runs"    # in output_model_dir: Sacred's pickled run document when the last save fails
+
+
+def _ms(ts):
+    """A datetime truncated to milliseconds, as MongoDB stores it."""
+    return ts.replace(microsecond=ts.microsecond // 1000 * 1000, tzinfo=None) if hasattr(ts, "microsecond") else ts
+
+
+class ResilientMongoObserver(MongoObserver):
+    """Sacred's MongoObserver that survives a database outage and never stores the URL's password.
+
+    Sacred's own observer drops the metrics of a heartbeat whose write
+    fails and, after the first exception, is never called again: every
+    later metric and artifact of the run is lost. This one
+
+    * keeps every metric value not yet acknowledged by MongoDB and pushes it
+      at the next heartbeat (values whose write may have landed are checked
+      against the stored series first, so none is stored twice);
+    * keeps artifacts whose upload failed (a copy, since the file may be a
+      temporary one) and uploads them when the database answers again;
+    * from the first failure on, also writes the whole run with Sacred's
+      ``FileStorageObserver`` to ``fallback_dir/<run id>`` and says so;
+    * at the end, retries for ``final_wait_s`` before giving up, then
+      leaves Sacred's pickled run document in ``failure_dir`` as well.
+
+    Training never waits on the database except at the very end.
+    """
+
+    def __init__(self, url, db_name, failure_dir=None, fallback_dir=None, secrets=(),
+                 timeout_s=None, final_wait_s=None):
+        timeout_ms = int(1000 * (OBSERVER_TIMEOUT_S if timeout_s is None else timeout_s))
+        options = {}
+        lower = url.lower()
+        for key, value in (("serverSelectionTimeoutMS", timeout_ms), ("connectTimeoutMS", timeout_ms),
+                           ("socketTimeoutMS", max(60_000, timeout_ms))):
+            if key.lower() not in lower:  # options in the URL win
+                options[key] = value
+        super().__init__(url=url, db_name=db_name, failure_dir=failure_dir, **options)
+        self.shown_url = redact_url(url)
+        self.secrets = tuple(secrets)
+        self.fallback_dir = fallback_dir
+        self.final_wait_s = FINAL_WAIT_S if final_wait_s is None else final_wait_s
+        self.fallback = None          # the FileStorageObserver, once the database failed
+        self.down_since = None        # time.monotonic() of the current outage
+        self.outages = 0
+        self._lock = threading.RLock()
+        self._pending: dict[str, dict[str, list]] = {}   # metric values MongoDB has not acknowledged
+        self._uncertain: set[str] = set()                # metrics whose last push may have landed
+        self._pending_artifacts: list[tuple] = []        # (name, file, metadata, content_type)
+        self._history: dict[str, dict[str, list]] = {}   # every metric value (replayed into the fallback)
+        self._info = {}
+        self._start_args = None
+        self._last_beat = None
+        self._beat_failed = False
+        self._closed = False     # a final event was handled
+        self._late = False       # metrics arrived after it (Sacred's last heartbeat)
+        self._spool = None
+
+    # -- Sacred events --
+    def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
+        config, meta_info = scrub(config, self.secrets), scrub(meta_info, self.secrets)
+        self._start_args = copy.deepcopy(dict(ex_info=ex_info, command=command, host_info=host_info,
+                                              start_time=start_time, config=config, meta_info=meta_info))
+        return super().started_event(ex_info, command, host_info, start_time, config, meta_info, _id)
+
+    def queued_event(self, ex_info, command, host_info, queue_time, config, meta_info, _id):
+        return super().queued_event(ex_info, command, host_info, queue_time,
+                                    scrub(config, self.secrets), scrub(meta_info, self.secrets), _id)
+
+    def log_metrics(self, metrics_by_name, info):
+        with self._lock:
+            self._late = self._closed
+            self._info = info
+            for name, series in metrics_by_name.items():
+                for store in (self._pending, self._history):
+                    kept = store.setdefault(name, {"steps": [], "values": [], "timestamps": []})
+                    for key in kept:
+                        kept[key].extend(series[key])
+            if self.fallback is not None:
+                self._fallback_call("log_metrics", metrics_by_name=metrics_by_name, info={})
+            self._beat_failed = not self._flush_metrics()
+
+    def heartbeat_event(self, info, captured_out, beat_time, result):
+        info, captured_out = scrub(info, self.secrets), scrub(captured_out, self.secrets)
+        with self._lock:
+            self.run_entry["info"] = flatten(info)
+            self.run_entry["captured_out"] = captured_out
+            self.run_entry["heartbeat"] = beat_time
+            self.run_entry["result"] = flatten(result)
+            self._last_beat = dict(info=info, captured_out=captured_out, beat_time=beat_time, result=result)
+            if self.fallback is not None:
+                self._fallback_call("heartbeat_event", **self._last_beat)
+            if self._beat_failed:  # the database just failed this beat: don't wait on it twice
+                self._beat_failed = False
+                return
+            self._flush()
+
+    def artifact_event(self, name, filename, metadata=None, content_type=None):
+        args = dict(name=name, filename=filename, metadata=metadata, content_type=content_type)
+        with self._lock:
+            local = dict(args, name=self._local_name(name))
+            had_fallback = self.fallback is not None
+            if had_fallback:
+                self._fallback_call("artifact_event", **local)
+            if self.down_since is None:
+                try:
+                    super().artifact_event(name, filename, metadata, content_type)
+                    return
+                except PyMongoError as e:
+                    self._went_down(e)
+            if not had_fallback and self.fallback is not None:
+                self._fallback_call("artifact_event", **local)
+            self._pending_artifacts.append((name, self._keep_copy(name, filename), metadata, content_type))
+
+    def completed_event(self, stop_time, result):
+        with self._lock:
+            self.run_entry.update(stop_time=stop_time, result=flatten(result), status="COMPLETED")
+            self._final(lambda fb: fb.completed_event(stop_time=stop_time, result=result))
+
+    def interrupted_event(self, interrupt_time, status):
+        with self._lock:
+            self.run_entry.update(stop_time=interrupt_time, status=status)
+            self._final(lambda fb: fb.interrupted_event(interrupt_time=interrupt_time, status=status))
+
+    def failed_event(self, fail_time, fail_trace):
+        fail_trace = scrub(fail_trace, self.secrets)
+        with self._lock:
+            self.run_entry.update(stop_time=fail_time, status="FAILED", fail_trace=fail_trace)
+            self._final(lambda fb: fb.failed_event(fail_time=fail_time, fail_trace=fail_trace))
+
+    def join(self):
+        # Sacred's last heartbeat may come after the final event: one more try for what it left
+        # (while the database is down, the local copy has it already).
+        with self._lock:
+            if self._late and (self._pending or self._pending_artifacts) and not self._flush():
+                warn(f"the last metrics of run {self.run_entry['_id']} are only in {self.fallback.dir}"
+                      if self.fallback is not None else
+                      f"the last metrics of run {self.run_entry['_id']} could not be stored")
+            self._late = False
+
+    @staticmethod
+    def _local_name(name: str) -> str:
+        # FileStorageObserver keeps its own run.json, config.json, ... in the run folder.
+        return f"artifact_{name}" if name in ("run.json", "config.json", "cout.txt", "metrics.json",
+                                              "info.json") else name
+
+    # -- writing --
+    def _flush_metrics(self) -> bool:
+        try:
+            for name in list(self._pending):
+                series = self._pending[name]
+                if name in self._uncertain:
+                    series = self._not_yet_stored(name, series)
+                if series["steps"]:
+                    self._uncertain.add(name)
+                    MongoObserver.log_metrics(self, {name: series}, self._info)
+                self._uncertain.discard(name)
+                del self._pending[name]
+            return True
+        except PyMongoError as e:
+            self._went_down(e)
+            return False
+
+    def _not_yet_stored(self, name, series):
+        """The values of ``series`` whose timestamp is not in the stored series yet."""
+        doc = self.metrics.find_one({"run_id": self.run_entry["_id"], "name": name}, {"timestamps": 1})
+        stored = {_ms(t) for t in (doc or {}).get("timestamps", [])}
+        keep = [i for i, t in enumerate(series["timestamps"]) if _ms(t) not in stored]
+        return {key: [values[i] for i in keep] for key, values in series.items()}
+
+    def _flush(self) -> bool:
+        """Write buffered metrics, buffered artifacts and the run document; whether all went through."""
+        if not self._flush_metrics():
+            return False
+        try:
+            while self._pending_artifacts:
+                name, filename, metadata, content_type = self._pending_artifacts[0]
+                MongoObserver.artifact_event(self, name, filename, metadata, content_type)
+                self._pending_artifacts.pop(0)
+            if self._info:
+                self.run_entry["info"] = flatten(scrub(self._info, self.secrets))
+            self.runs.update_one({"_id": self.run_entry["_id"]}, {"$set": self.run_entry}, upsert=True)
+        except PyMongoError as e:
+            self._went_down(e)
+            return False
+        if self.down_since is not None:
+            print(f"tf-crnn: MongoDB at {self.shown_url} answers again after "
+                  f"{time.monotonic() - self.down_since:.0f} s: everything buffered is now stored in run "
+                  f"{self.run_entry['_id']}" + (f" (the local copy {self.fallback.dir} is no longer needed)"
+                                                if self.fallback is not None else ""), file=sys.stderr, flush=True)
+            self.down_since = None
+        return True
+
+    def _final(self, fallback_event) -> None:
+        self._closed = True
+        deadline = time.monotonic() + self.final_wait_s
+        while not self._flush():
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
+        else:
+            if fallback_event is not None and self.fallback is not None:
+                self._fallback_call(fallback_event)
+            return
+        if fallback_event is not None and self.fallback is not None:
+            self._fallback_call(fallback_event)
+        lost = sum(len(s["steps"]) for s in self._pending.values())
+        where = f"{self.fallback.dir} (Sacred FileStorageObserver files)" if self.fallback is not None else "nowhere"
+        warn(f"MongoDB at {self.shown_url} is still unreachable after {self.final_wait_s:.0f} s: run "
+              f"{self.run_entry['_id']} is incomplete there ({lost} metric values and "
+              f"{len(self._pending_artifacts)} artifacts not stored). Its complete record is in {where}.")
+        if self.failure_dir:
+            # Sacred's own last resort: one more try, then the run document pickled in failure_dir.
+            MongoObserver.final_save(self, attempts=1)
+
+    def _went_down(self, error: Exception) -> None:
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+            self.outages += 1
+            warn(f"MongoDB at {self.shown_url} did not answer ({type(error).__name__}); training goes on, "
+                  f"metrics and artifacts are kept and written when it answers again.")
+        self._start_fallback()
+
+    def _start_fallback(self) -> None:
+        if self.fallback is not None or not self.fallback_dir or self._start_args is None:
+            return
+        run_id = self.run_entry["_id"]
+        try:
+            os.makedirs(self.fallback_dir, exist_ok=True)
+            name, n = str(run_id), 1
+            while os.path.exists(os.path.join(self.fallback_dir, name)):
+                n += 1
+                name = f"{run_id}.{n}"
+            fallback = FileStorageObserver(self.fallback_dir, copy_sources=False)
+            fallback.started_event(**copy.deepcopy(self._start_args), _id=name)
+            if self._history:
+                fallback.log_metrics(self._history, {})
+            if self._last_beat is not None:
+                fallback.heartbeat_event(**self._last_beat)
+        except OSError as e:
+            warn(f"cannot write the local copy of run {run_id} to {self.fallback_dir}: {e}")
+            return
+        self.fallback = fallback
+        warn(f"run {run_id} is also being written to {fallback.dir} (Sacred FileStorageObserver: run.json, "
+              f"config.json, metrics.json, cout.txt, artifacts) until MongoDB has everything.")
+
+    def _fallback_call(self, event, **kwargs) -> None:
+        try:
+            if callable(event):
+                event(self.fallback)
+            else:
+                getattr(self.fallback, event)(**kwargs)
+        except Exception as e:  # a full disk must not stop the training either
+            warn(f"writing the local copy in {self.fallback.dir} failed: {type(e).__name__}: {e}")
+
+    def _keep_copy(self, name: str, filename: str) -> str:
+        """A copy of an artifact that outlives ``filename`` (often a temporary file)."""
+        if self.fallback is not None and self.fallback.dir:
+            kept = os.path.join(self.fallback.dir, self._local_name(name))
+            if os.path.isfile(kept):
+                return kept
+        if self._spool is None:
+            self._spool = tempfile.mkdtemp(prefix="tf_crnn_pending_artifacts_")
+        kept = os.path.join(self._spool, f"{len(self._pending_artifacts)}_{os.path.basename(name)}")
+        shutil.copyfile(filename, kept)
+        return kept
+
+
+def mongo_observer(url: str, db_name: str = DEFAULT_DB_NAME, failure_dir: str | None = None,
+                   fallback_dir: str | None = None, timeout_s: float | None = None,
+                   final_wait_s: float | None = None) -> ResilientMongoObserver:
+    """A Sacred MongoObserver writing to ``db_name`` (runs, metrics, GridFS artifacts).
+
+    The password of ``url`` is replaced by ``***`` in everything the observer
+    stores: the config, Sacred's meta info (which repeats the config updates
+    and command line), the info dict, ``captured_out`` and a failure's trace.
+
+    A database outage during the run neither stops the training nor loses a
+    metric or an artifact: they are buffered and written when the database
+    answers again, and from the first failure on the run is also written to
+    ``fallback_dir/<run id>`` by Sacred's FileStorageObserver (see
+    :class:`ResilientMongoObserver`). ``failure_dir`` is Sacred's own: the pickled
+    run document when its last save fails.
+    """
+    return ResilientMongoObserver(url, db_name, failure_dir=failure_dir, fallback_dir=fallback_dir,
+                                  secrets=url_secrets(url), timeout_s=timeout_s, final_wait_s=final_wait_s)
