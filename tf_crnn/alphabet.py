@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
+from ._util import write_json
 from .annotations import Sample, listing
 
 #: Class index of the CTC blank label (Graves et al. 2006). Codes start at 1.
@@ -112,13 +112,7 @@ class Alphabet:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the table as JSON (UTF-8, codes in order), atomically."""
-        path = os.path.abspath(os.fspath(path))
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        ordered = dict(sorted(self.lookup.items(), key=lambda kv: kv[1]))
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(ordered, f, ensure_ascii=False, indent=1)
-        os.replace(tmp, path)
+        write_json(path, dict(sorted(self.lookup.items(), key=lambda kv: kv[1])))
 
     @property
     def num_classes(self) -> int:

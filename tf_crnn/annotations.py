@@ -15,14 +15,14 @@ This module has no TensorFlow dependency so converters and tools can use it.
 from __future__ import annotations
 
 import os
-import tempfile
 import unicodedata
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable, Sequence
 
 import pandas as pd
 import regex
+
+from ._util import atomic_write
 
 
 class AnnotationError(ValueError):
@@ -210,12 +210,6 @@ def write_csv(
         if csv_delimiter in path or "\n" in path:
             raise AnnotationError(f"image path {path!r} contains the csv_delimiter {csv_delimiter!r}")
         lines.append(f"{path}{csv_delimiter}{format_label(symbols, string_split_delimiter)}\n")
-    fd, tmp = tempfile.mkstemp(dir=base, prefix=".tmp-", suffix=".csv")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-            out.writelines(lines)
-        os.replace(tmp, csv_file)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(csv_file, newline="") as out:
+        out.writelines(lines)
     return len(lines)

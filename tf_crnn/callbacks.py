@@ -29,6 +29,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
+import numpy as np
 import tensorflow as tf
 
 if TYPE_CHECKING:  # the trainer imports this module; the type is only named here
@@ -111,7 +112,8 @@ class BestExport(Callback):
     name = "best_export"
 
     def on_epoch_end(self, trainer, result):
-        if result.cer < float(trainer.best_cer.numpy()):
+        # Compared in float32, the variable's dtype: an equal CER rounded to float32 is no improvement.
+        if np.float32(result.cer) < trainer.best_cer.numpy():
             trainer.best_cer.assign(result.cer)
             trainer.export(trainer.output_path(BEST_EXPORT_DIR))
             log.info("epoch %d: best eval CER so far (%.4f), exported to %s", result.epoch, result.cer,
@@ -125,7 +127,7 @@ class _PlateauCounter(Callback):
         if patience < 1:
             raise ValueError(f"{self.name}: patience must be >= 1, got {patience}")
         self.patience, self.min_delta = int(patience), float(min_delta)
-        self.best = tf.Variable(math.inf, dtype=tf.float32, trainable=False, name=f"{self.name}_best")
+        self.best = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name=f"{self.name}_best")
         self.wait = tf.Variable(0, dtype=tf.int64, trainable=False, name=f"{self.name}_wait")
 
     def state(self):

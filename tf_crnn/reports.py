@@ -21,6 +21,8 @@ import pandas as pd  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 from rapidfuzz.distance import Levenshtein  # noqa: E402
 
+from ._util import write_json  # noqa: E402
+
 Seq = Sequence[str]
 OK_COLOUR, ERROR_COLOUR, MUTED_COLOUR = (20, 20, 20), (200, 30, 30), (110, 110, 110)
 
@@ -48,12 +50,8 @@ def load_history(report_dir: str, names: Sequence[str], up_to_epoch: int) -> dic
 
 def save_history(report_dir: str, history: Mapping[str, Sequence[tuple[int, float]]]) -> str:
     """Write ``history`` (metric name -> ``[(epoch, value), ...]``) to ``report_dir/history.json`` atomically."""
-    os.makedirs(report_dir, exist_ok=True)
-    path = os.path.join(report_dir, HISTORY_FILE)
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump({name: [list(point) for point in series] for name, series in history.items()}, f)
-    os.replace(path + ".tmp", path)
-    return path
+    return write_json(os.path.join(report_dir, HISTORY_FILE),
+                      {name: [list(point) for point in series] for name, series in history.items()}, indent=None)
 
 
 def learning_curves(history: Mapping[str, Sequence[tuple[int, float]]], path: str) -> str:

@@ -26,6 +26,22 @@ from ..config import PREPARE_FORMAT_NAMES
 from .errors import handles
 
 
+def _add_delimiters(p: argparse.ArgumentParser) -> None:
+    """The CSV format options (config keys ``csv_delimiter``, ``string_split_delimiter``)."""
+    p.add_argument("--csv-delimiter", default=";", help="between image path and label (default ;)")
+    p.add_argument("--string-split-delimiter", default="|", help="between a label's symbols (default |)")
+
+
+def _add_generator_options(p: argparse.ArgumentParser) -> None:
+    """What every synthetic generator takes: output folder, count, seed, height, processes."""
+    p.add_argument("out_dir", help="output folder")
+    p.add_argument("-n", type=int, required=True, help="number of images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--height", type=int, default=32, help="minimum height; each image is 1-1.5x this")
+    p.add_argument("--workers", type=int, help="processes (default: CPU count)")
+    p.add_argument("--no-progress", action="store_true")
+
+
 # --------------------------------------------------------------------------- prepare
 
 @handles("prepare")
@@ -75,8 +91,7 @@ def _add_prepare(sub) -> None:
     p.add_argument("--skip-errors", action="store_true",
                    help="leave out rows with empty labels, missing images, bad encoding (listed) instead of failing")
     p.add_argument("--label-regex", help="filename format: regex on the stem whose first group is the label")
-    p.add_argument("--csv-delimiter", default=";")
-    p.add_argument("--string-split-delimiter", default="|")
+    _add_delimiters(p)
     p.add_argument("--summary-json", help="also save the summary as JSON")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_prepare)
@@ -117,9 +132,8 @@ def _add_alphabet(sub) -> None:
     c = actions.add_parser("check", help="list label symbols missing from a table (exit 1 if any)")
     c.add_argument("table", help="lookup table JSON")
     c.add_argument("csv", nargs="+", help="annotation CSVs")
-    for q in (b, c):
-        q.add_argument("--csv-delimiter", default=";")
-        q.add_argument("--string-split-delimiter", default="|")
+    _add_delimiters(b)
+    _add_delimiters(c)
     b.set_defaults(func=_alphabet_build)
     c.set_defaults(func=_alphabet_check)
 
@@ -160,13 +174,8 @@ def _add_generate(sub) -> None:
     t.add_argument("--max-words", type=int, default=1, help="words per image, 1..N")
     t.add_argument("--color", action="store_true", help="RGB images (default greyscale)")
     t.add_argument("--elastic", type=float, default=0.02, help="elastic distortion, fraction of height (0 = off)")
-    for q in (n, t):
-        q.add_argument("out_dir", help="output folder")
-        q.add_argument("-n", type=int, required=True, help="number of images")
-        q.add_argument("--seed", type=int, default=0)
-        q.add_argument("--height", type=int, default=32, help="minimum height; each image is 1-1.5x this")
-        q.add_argument("--workers", type=int, help="processes (default: CPU count)")
-        q.add_argument("--no-progress", action="store_true")
+    _add_generator_options(n)
+    _add_generator_options(t)
     n.add_argument("--fonts", help="font folder for printed style (default: matplotlib's DejaVu)")
     t.add_argument("--fonts", help="font folder, or 'system' for /usr/share/fonts (default: matplotlib's DejaVu)")
     n.set_defaults(func=_generate_numbers)

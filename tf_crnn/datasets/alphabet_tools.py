@@ -13,15 +13,14 @@ module only adds the file-level tooling behind ``tf-crnn alphabet build`` and
 """
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .._util import write_json
 from ..alphabet import Alphabet
 from ..annotations import read_csvs
 
@@ -34,17 +33,7 @@ def counts_path_for(table: str | os.PathLike) -> str:
 
 def save_counts(counts: Counter, path: str | os.PathLike) -> None:
     """Write ``{symbol: count}`` as JSON, most frequent first (ties by code point), atomically."""
-    path = os.path.abspath(os.fspath(path))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    ordered = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(ordered, f, ensure_ascii=False, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json(path, dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))))
 
 
 def describe_symbol(symbol: str) -> str:

@@ -98,6 +98,14 @@ def _read_text(path: Path) -> str | Problem:
         return Problem(f"{path}:{line}", f"not valid UTF-8 at byte {e.start} ({e.reason}); re-encode the file as UTF-8")
 
 
+def _existing_file(source: str | os.PathLike, what: str) -> Path:
+    """``source`` as a Path; FileNotFoundError naming ``what`` when it is not a file."""
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    return path
+
+
 def _annotation_items(path: Path, parse: Callable[[str, str], Item]) -> Iterator[Item]:
     """Parse a line-per-sample annotation file: blank lines skipped, ``parse(where, line)`` for the rest.
 
@@ -250,9 +258,7 @@ def read_icdar(source: str | os.PathLike, **_) -> Iterator[Item]:
 
 def read_mjsynth(source: str | os.PathLike, **_) -> Iterator[Item]:
     """MJSynth annotation file: ``./1/2/3_Paintbrushes_55044.jpg 55044``."""
-    annotation = Path(source)
-    if not annotation.is_file():
-        raise FileNotFoundError(f"MJSynth annotation file not found: {annotation}")
+    annotation = _existing_file(source, "MJSynth annotation file")
 
     def parse(where: str, line: str) -> Item:
         relative = line.strip().split(" ")[0]
@@ -268,9 +274,7 @@ def read_mjsynth(source: str | os.PathLike, **_) -> Iterator[Item]:
 
 def read_tsv(source: str | os.PathLike, **_) -> Iterator[Item]:
     """``path<TAB>label`` lines, or ``path label`` (first space) on lines without a tab."""
-    annotation = Path(source)
-    if not annotation.is_file():
-        raise FileNotFoundError(f"annotation file not found: {annotation}")
+    annotation = _existing_file(source, "annotation file")
 
     def parse(where: str, line: str) -> Item:
         separator = "\t" if "\t" in line else " "
