@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
+import importlib.util
 import json
 import os
 import socket
@@ -68,13 +70,81 @@ def warn(message: str) -> None:
     print(f"tf-crnn: WARNING: {message}", file=sys.stderr, flush=True)
 
 
+#: What TensorFlow prints to stderr while it is imported on every run (its C++ start-up logs).
+TENSORFLOW_STARTUP_NOISE = ("All log messages before absl::InitializeLog() is called",
+                            "oneDNN custom operations are on", "cpu_feature_guard.cc",
+                            "To enable the following instructions:")
+
+
+@contextlib.contextmanager
+def filtered_stderr(noise: tuple[str, ...] = TENSORFLOW_STARTUP_NOISE) -> Iterator[None]:
+    """Hold back what the process writes to file descriptor 2 and pass on the lines without ``noise``.
+
+    Works on the descriptor, so C++ code's writes are caught too (TensorFlow logs
+    through absl before ``absl::InitializeLog``, which ``TF_CPP_MIN_LOG_LEVEL`` does
+    not reach in TensorFlow 2.21).
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = [line for line in held.read().decode("utf-8", "replace").splitlines(keepends=True)
+                    if not any(n in line for n in noise)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
+
+
+class QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """An import hook that runs ``import tensorflow`` inside :func:`filtered_stderr`, then leaves ``sys.meta_path``.
+
+    A mere look-up (``importlib.util.find_spec("tensorflow")``, as Sacred does to
+    see which packages exist) does not use it up: it stays until the import runs.
+    """
+
+    def __init__(self):
+        self._looking = False
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow" or self._looking:
+            return None
+        self._looking = True  # the look-up below walks sys.meta_path, this finder included
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self._looking = False
+        if spec is None or spec.loader is None:
+            return spec
+        load = spec.loader.exec_module
+
+        def exec_module(module):
+            if self in sys.meta_path:
+                sys.meta_path.remove(self)
+            with filtered_stderr():
+                load(module)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
 def quiet_tensorflow(argv: list[str] | None = None) -> None:
     """Keep TensorFlow's C++ start-up logs (oneDNN, cpu_feature_guard, absl) off the terminal.
 
-    Sets ``TF_CPP_MIN_LOG_LEVEL=2`` (errors only) before TensorFlow is imported,
-    unless the user set it or ``--debug`` / ``-d`` is in ``argv`` (Sacred's and
-    ``tf-crnn``'s debug flag). Has no effect once TensorFlow is loaded.
+    Unless the user set ``TF_CPP_MIN_LOG_LEVEL`` or ``--debug`` / ``-d`` is in
+    ``argv`` (``tf-crnn``'s and Sacred's debug flag): sets
+    ``TF_CPP_MIN_LOG_LEVEL=2`` (errors only, for what TensorFlow logs once
+    running) and filters the start-up lines of ``import tensorflow``, whenever it
+    happens (:class:`QuietTensorFlowImport`). Has no effect once TensorFlow is loaded.
     """
     if "TF_CPP_MIN_LOG_LEVEL" in os.environ or any(a in ("--debug", "-d") for a in (argv or [])):
         return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    if "tensorflow" not in sys.modules and not any(isinstance(f, QuietTensorFlowImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, QuietTensorFlowImport())
