@@ -1,6 +1,6 @@
 """Recognition metrics over symbol sequences.
 
-Definitions (DESIGN.md, as OCR papers and CRNN_Tensorflow use them):
+Definitions (as OCR papers and CRNN_Tensorflow use them; the CER is the one ICDAR and most OCR papers report):
 
 - per-character accuracy: mean over samples of (number of positions ``i`` where
   ``prediction[i] == label[i]``) / ``len(label)``, as in CRNN_Tensorflow;

@@ -4,6 +4,8 @@ Architecture after Shi, Bai & Yao, "An End-to-End Trainable Neural Network for
 Image-based Sequence Recognition" (2015, arXiv 1507.05717). The conv feature
 map of height H' is flattened per column, so each image column group becomes
 one time step; padded columns are masked out of the LSTMs and the CTC loss.
+:func:`parameter_count` gives the model's size without building it (the
+trainer sizes its output folder with it).
 """
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""What a run leaves to look at: learning curves, a prediction gallery, character confusions.
+"""What a run leaves to look at: learning curves, a prediction gallery, character confusions, TensorBoard.
+
+:func:`save_history` / :func:`load_history` keep every epoch's metrics in
+``reports/history.json``, so the learning curves of a resumed training span
+the runs it took. :class:`TensorBoardLog` writes scalars and a few eval
+images with their predictions per epoch.
 
 All figures are PNG files (matplotlib with the Agg backend, or Pillow for the
 gallery, which needs per-character colours); tables are CSV (pandas). The

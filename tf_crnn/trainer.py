@@ -27,7 +27,7 @@ from . import callbacks as callbacks_lib
 from . import cluster, data, metrics
 from .alphabet import Alphabet
 from .callbacks import Callback, EpochResult
-from .config import OPTIMIZER_NAMES, Params
+from .config import OPTIMIZER_NAMES, STRATEGY_NAMES, Params
 from .decoding import codes_to_symbols, ctc_decode
 from .export import export_saved_model
 from .model import build_crnn, ctc_loss, parameter_count, sequence_lengths
@@ -41,30 +41,32 @@ CHECKPOINT_DIR = "checkpoints"
 
 # ---- strategy and optimizer -------------------------------------------------
 
-def pick_strategy(name: str = "auto") -> tf.distribute.Strategy:
-    """The tf.distribute strategy for ``name`` (see :class:`Params`).
+def _one_device() -> tf.distribute.Strategy:
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
 
-    ``auto``: MultiWorkerMirrored when ``TF_CONFIG`` lists several workers,
-    Mirrored on several GPUs, OneDevice on one GPU, else the default strategy.
+
+#: How each ``strategy`` setting but ``auto`` is built (names: :data:`tf_crnn.config.Strategy`).
+STRATEGIES = {"default": tf.distribute.get_strategy, "one_device": _one_device,
+              "mirrored": tf.distribute.MirroredStrategy, "multi_worker": tf.distribute.MultiWorkerMirroredStrategy}
+assert set(STRATEGIES) | {"auto"} == set(STRATEGY_NAMES), "config.Strategy and STRATEGIES name the same strategies"
+
+
+def auto_strategy_name() -> str:
+    """What ``strategy=auto`` means here: ``multi_worker`` when ``TF_CONFIG`` lists several workers,
+    ``mirrored`` on several GPUs, ``one_device`` on one GPU, else ``default``."""
+    gpus = tf.config.list_logical_devices("GPU")
+    if cluster.worker_count() > 1:
+        return "multi_worker"
+    return "mirrored" if len(gpus) > 1 else "one_device" if gpus else "default"
+
+
+def pick_strategy(name: str = "auto") -> tf.distribute.Strategy:
+    """The tf.distribute strategy for ``name``, a :data:`tf_crnn.config.Strategy` (``auto``: see below).
+
+    ``auto`` is :func:`auto_strategy_name`.
     """
-    if name == "auto":
-        gpus = tf.config.list_logical_devices("GPU")
-        if cluster.worker_count() > 1:
-            name = "multi_worker"
-        elif len(gpus) > 1:
-            name = "mirrored"
-        elif len(gpus) == 1:
-            name = "one_device"
-        else:
-            name = "default"
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "one_device":
-        gpus = tf.config.list_logical_devices("GPU")
-        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
-    return tf.distribute.get_strategy()
+    return STRATEGIES[auto_strategy_name() if name == "auto" else name]()
 
 
 class WarmupExponentialDecay(keras.optimizers.schedules.LearningRateSchedule):

@@ -1,5 +1,7 @@
 """Data set tools: converters to the tf-crnn CSV format, synthetic generators, checks.
 
+Their ``tf-crnn`` subcommands (prepare, alphabet, generate, validate) are in :mod:`tf_crnn.cli.datasets`.
+
 Modules (imported on use, none needs TensorFlow):
 
 - :mod:`~tf_crnn.datasets.synthetic`: rendered digits, words, handwritten digits.
@@ -7,5 +9,4 @@ Modules (imported on use, none needs TensorFlow):
 - :mod:`~tf_crnn.datasets.converters`: ``prepare`` from common annotation formats.
 - :mod:`~tf_crnn.datasets.alphabet_tools`: build / check lookup tables from CSVs.
 - :mod:`~tf_crnn.datasets.validate`: decode every image, CTC feasibility, histograms.
-- :mod:`~tf_crnn.datasets.cli`: the ``tf-crnn`` subcommands for all of the above.
 """

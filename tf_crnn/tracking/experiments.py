@@ -109,7 +109,7 @@ def new_experiment(name: str, cls: type[Experiment] = Experiment) -> Experiment:
 
 
 def run_observer(url: str, db_name: str | None, output_dir: str) -> ResilientMongoObserver:
-    """The observer of a run writing ``output_dir``: outage copies go to its ``sacred_runs`` / ``sacred_failed_runs``."""
+    """The observer of a run writing ``output_dir``; outage copies go to its ``sacred_runs``, ``sacred_failed_runs``."""
     return mongo_observer(url, db_name or DEFAULT_DB_NAME, failure_dir=os.path.join(output_dir, FAILURE_DIR),
                           fallback_dir=os.path.join(output_dir, FALLBACK_DIR))
 
@@ -147,7 +147,7 @@ def attach_observer(config, command_name, logger):
 
 
 def output_bytes_estimate(config: dict) -> int:
-    """What the training of ``config`` writes to ``output_model_dir`` (:func:`tf_crnn.trainer.output_bytes_estimate`)."""
+    """Bytes the training of ``config`` writes to its output folder (:func:`tf_crnn.trainer.output_bytes_estimate`)."""
     from ..trainer import output_bytes_estimate as estimate
 
     params = Params.from_dict({k: v for k, v in config.items() if k != "generate_data"})
