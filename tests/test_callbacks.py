@@ -94,7 +94,7 @@ def test_plateau_settings_are_checked():
         Params(lr_plateau_factor=1.5)
     with pytest.raises(ConfigError, match="early_stopping_patience and lr_plateau_patience must be >= 0"):
         Params(early_stopping_patience=-1)
-    with pytest.raises(ConfigError, match="unknown optimizer 'adagrad': use 'adam', 'adamw', 'rmsprop' or 'sgd'"):
+    with pytest.raises(ConfigError, match="optimizer must be 'adam', 'adamw', 'rmsprop' or 'sgd', got 'adagrad'"):
         Params(optimizer="adagrad")
 
 

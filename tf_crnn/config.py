@@ -17,6 +17,8 @@ import difflib
 import json
 import math
 import os
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -43,8 +45,84 @@ def one_of(names: tuple[str, ...]) -> str:
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + f" or {quoted[-1]}"
 
 
+def type_problem(value, hint) -> str | None:
+    """What ``value`` should be to match the type ``hint`` of a :class:`Params` field, or None if it matches.
+
+    ``int`` takes integers only (not ``True``, not ``2.5``, not ``"3"``); ``float``
+    takes integers and floats; ``bool`` only ``true`` / ``false``; lists are checked
+    element by element; a ``Literal`` lists its choices; ``X | None`` also takes null.
+    """
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        return None if value in args else one_of(args)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        problems = [type_problem(value, a) for a in args if a is not type(None)]
+        return None if None in problems else " or ".join(problems) + (" or null" if type(None) in args else "")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            return f"a list of {_type_name(args[0])}"
+        inner = [type_problem(v, args[0]) for v in value]
+        return next((f"a list of {_type_name(args[0])}" for p in inner if p is not None), None)
+    if hint is bool:
+        return None if isinstance(value, bool) else "true or false"
+    if hint is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
+    if hint is float:
+        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else "a number"
+    if hint is str:
+        return None if isinstance(value, str) else "a string"
+    return None
+
+
+def _type_name(hint) -> str:
+    if typing.get_origin(hint) is list:
+        return f"lists of {_type_name(typing.get_args(hint)[0])}"
+    return {int: "integers", float: "numbers", bool: "booleans", str: "strings"}.get(hint, str(hint))
+
+
 class ConfigError(ValueError):
     """An invalid or unknown setting; the message names the key and what to do."""
+
+
+def load_config_file(path: str | os.PathLike) -> dict:
+    """The settings of a JSON config file as a dict.
+
+    Raises:
+        ConfigError: no such file, invalid JSON (the message names the file, line and column), or not an object.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            values = json.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid JSON: line {e.lineno}, column {e.colno}: {e.msg}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config file {path}: {e}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must hold a JSON object {{\"key\": value, ...}}, not a "
+                          f"{type(values).__name__}")
+    return values
+
+
+def check_config_files(argv: list[str]) -> None:
+    """Read every JSON file named after ``with`` on a Sacred command line, so a broken one is named.
+
+    Sacred itself stops with a traceback on a JSON error; this runs first. ``key=value``
+    updates and named configs are left to Sacred.
+
+    Raises:
+        ConfigError: as :func:`load_config_file`.
+    """
+    if "with" not in argv:
+        return
+    for arg in argv[argv.index("with") + 1:]:
+        if arg.startswith("-"):
+            break
+        if "=" not in arg and arg.lower().endswith(".json"):
+            load_config_file(arg)
 
 
 # Shi, Bai & Yao 2015 (arXiv 1507.05717), Table 1: seven 3x3 convolutions
@@ -108,6 +186,9 @@ class Params:
         lr_plateau_patience: multiply the learning rate by lr_plateau_factor
             after this many epochs without an eval CER improvement larger than
             lr_plateau_min_delta, never below lr_plateau_min_lr (0: off).
+        overwrite_output: start a new training in an ``output_model_dir``
+            that holds another run's checkpoints, replacing them (otherwise
+            that is refused unless ``restore_model``).
         restore_model: continue from the last checkpoint in
             ``output_model_dir`` (weights, optimizer state, epoch).
         keep_checkpoints: how many epoch checkpoints to keep.
@@ -160,6 +241,7 @@ class Params:
     lr_plateau_min_delta: float = 0.0
     lr_plateau_min_lr: float = 0.0
     restore_model: bool = False
+    overwrite_output: bool = False
     keep_checkpoints: int = 3
 
     decoding: Decoding = "greedy"
@@ -234,28 +316,41 @@ class Params:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> "Params":
-        """Load a JSON config file (Sacred's ``with file.json`` format)."""
-        with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
+        """Load a JSON config file (Sacred's ``with file.json`` format).
+
+        Raises:
+            ConfigError: the file is missing, is not a JSON object (naming line and column), or has bad keys / values.
+        """
+        return cls.from_dict(load_config_file(path))
 
     # ---- validation ---------------------------------------------------------
     def validate(self) -> None:
-        """Check types, ranges and consistency; raise :class:`ConfigError`."""
+        """Check types (:func:`type_problem`), ranges and consistency; raise :class:`ConfigError` naming the key."""
         def need(cond: bool, msg: str):
             if not cond:
                 raise ConfigError(msg)
 
         for key in ("csv_files_train", "csv_files_eval"):
-            value = getattr(self, key)
-            if isinstance(value, str):  # a single file is a common slip
-                setattr(self, key, [value])
-            need(all(isinstance(v, str) for v in getattr(self, key)), f"{key} must be a list of CSV paths")
-        need(len(self.input_shape) == 2 and all(int(v) > 0 for v in self.input_shape),
+            if isinstance(getattr(self, key), str):  # a single file is a common slip
+                setattr(self, key, [getattr(self, key)])
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            problem = type_problem(getattr(self, f.name), hints[f.name])
+            need(problem is None, f"{f.name} must be {problem}, got {getattr(self, f.name)!r}")
+        need(all(v >= 1 for v in [*self.cnn_features_list, *self.cnn_kernel_size]),
+             "cnn_features_list and cnn_kernel_size entries must be >= 1")
+        need(self.steps_per_epoch is None or self.steps_per_epoch >= 1,
+             f"steps_per_epoch must be >= 1, or null for one pass over the training data, got {self.steps_per_epoch}")
+        need(self.warmup_steps >= 0 and self.gradient_clip_norm >= 0,
+             "warmup_steps and gradient_clip_norm must be >= 0 (0 turns them off)")
+        need(bool(self.csv_delimiter) and bool(self.string_split_delimiter)
+             and self.csv_delimiter != self.string_split_delimiter,
+             "csv_delimiter and string_split_delimiter must be two different, non-empty strings")
+        need(bool(self.mongo_db_name), "mongo_db_name must not be empty")
+        need(len(self.input_shape) == 2 and all(v > 0 for v in self.input_shape),
              f"input_shape must be [height, min_width] in pixels, got {self.input_shape}")
         need(self.max_width >= self.min_width, f"max_width ({self.max_width}) must be >= input_shape[1] ({self.min_width})")
         need(self.input_channels in (1, 3), f"input_channels must be 1 or 3, got {self.input_channels}")
-        need(self.on_bad_sample in ON_BAD_SAMPLE_NAMES,
-             f"on_bad_sample must be {one_of(ON_BAD_SAMPLE_NAMES)}, got {self.on_bad_sample!r}")
         n = len(self.cnn_features_list)
         need(n > 0, "cnn_features_list must name at least one conv block")
         for key in ("cnn_kernel_size", "cnn_pool_size", "cnn_batch_norm"):
@@ -270,18 +365,11 @@ class Params:
         need(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
         need(self.n_epochs >= 1 and self.train_batch_size >= 1 and self.eval_batch_size >= 1,
              "n_epochs and batch sizes must be >= 1")
-        need(self.optimizer in OPTIMIZER_NAMES,
-             f"unknown optimizer {self.optimizer!r}: use {one_of(OPTIMIZER_NAMES)}")
         need(self.learning_rate > 0 and self.learning_decay_steps > 0 and 0 < self.learning_decay_rate <= 1,
              "learning_rate > 0, learning_decay_steps > 0 and 0 < learning_decay_rate <= 1 required")
-        need(self.strategy in STRATEGY_NAMES, f"unknown strategy {self.strategy!r}: use {one_of(STRATEGY_NAMES)}")
-        need(self.decoding in DECODING_NAMES,
-             f"decoding must be {one_of(DECODING_NAMES)}, got {self.decoding!r}")
         need(self.beam_width >= 1 and 1 <= self.num_beam_paths <= self.beam_width,
              "need beam_width >= 1 and 1 <= num_beam_paths <= beam_width")
         need(self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1")
-        need(self.mixed_precision in MIXED_PRECISION_NAMES,
-             f"mixed_precision must be {one_of(MIXED_PRECISION_NAMES)}, got {self.mixed_precision!r}")
         need(self.early_stopping_patience >= 0 and self.lr_plateau_patience >= 0,
              "early_stopping_patience and lr_plateau_patience must be >= 0 (0 turns them off)")
         need(self.early_stopping_min_delta >= 0 and self.lr_plateau_min_delta >= 0 and self.lr_plateau_min_lr >= 0,

@@ -15,10 +15,11 @@ wherever a URL is stored or printed.
 from __future__ import annotations
 
 import os
+import socket
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import pymongo
-from pymongo.errors import PyMongoError
+from pymongo.errors import ConfigurationError, PyMongoError
 
 ENV_URL = "TF_CRNN_MONGO_URL"
 DEFAULT_DB_NAME = "tf_crnn"
@@ -47,33 +48,80 @@ def host_port(url: str) -> str:
     return netloc if ":" in netloc else f"{netloc}:27017"
 
 
-def ping(url: str, timeout_s: float = 3.0) -> None:
-    """Raise :class:`TrackingError` unless a MongoDB server answers at ``url``."""
+def ping(url: str, timeout_s: float = 3.0, db_name: str | None = None) -> None:
+    """Raise :class:`TrackingError` unless a MongoDB server answers at ``url`` (and lets us read ``db_name``).
+
+    The message says what went wrong, with the password as ``***``: the server
+    cannot be reached, the URL is invalid, the TLS handshake failed, the
+    credentials were rejected, or (with ``db_name``) the server wants
+    credentials that the URL does not give. ``ping`` needs no authentication on
+    MongoDB, so only the read of ``db_name``'s collection names finds the last case.
+    """
     try:
         with pymongo.MongoClient(url, serverSelectionTimeoutMS=int(timeout_s * 1000),
                                  connectTimeoutMS=int(timeout_s * 1000)) as client:
             client.admin.command("ping")
+            if db_name:
+                client[db_name].list_collection_names()
+    except (ConfigurationError, ValueError, OSError) as e:  # a malformed URL, a missing tlsCAFile, ...
+        raise TrackingError(f"{redact_url(url)} is not a usable MongoDB URL ({scrub(str(e), url_secrets(url))}): "
+                            f"fix mongo_url / ${ENV_URL}") from None
     except PyMongoError as e:
-        raise TrackingError(
-            f"cannot reach MongoDB at {redact_url(url)} ({type(e).__name__}). Start that server, fix "
-            f"mongo_url / ${ENV_URL}, or unset both to use the embedded server (tf-crnn db start)."
-        ) from None
+        raise TrackingError(connection_problem(url, e, db_name)) from None
 
 
-def resolve_url(config_url: str | None = None, start_embedded: bool = True) -> str:
+def connection_problem(url: str, error: Exception, db_name: str | None = None) -> str:
+    """The message for a failed connection to ``url``: authentication, TLS, or an unreachable server."""
+    shown = redact_url(url)
+    text = scrub(str(error), url_secrets(url))
+    code = getattr(error, "code", None)
+    if code == 18 or "authentication failed" in text.lower():
+        return (f"MongoDB at {shown} rejected the credentials (authentication failed): check the user name, "
+                f"password and authSource in mongo_url / ${ENV_URL}")
+    if code == 13:
+        return (f"MongoDB at {shown} requires authentication to use database '{db_name}' "
+                f"({text.split(', full error')[0]}): put a user with read and write rights in the URL, "
+                f"e.g. mongodb://USER:PASSWORD@HOST:PORT/?authSource=admin (mongo_url or ${ENV_URL})")
+    tls = any(f"{key}=true" in url.lower() for key in ("tls", "ssl")) or url.startswith("mongodb+srv://")
+    if any(word in text for word in ("SSL", "TLS", "certificate")) or (tls and _port_open(url)):
+        # pymongo often reports a failed handshake as a plain time-out: the port answering says it was TLS.
+        reason = text.split(" (configured timeouts")[0].split(", Timeout:")[0]
+        if reason.startswith("No servers found yet"):
+            reason = "the port answers, but no TLS handshake completed: is the server using TLS?"
+        return (f"TLS connection to MongoDB at {shown} failed ({reason}): check tls=true, tlsCAFile and "
+                f"tlsCertificateKeyFile in the URL, and the server's certificate")
+    return (f"cannot reach MongoDB at {shown} ({type(error).__name__}). Start that server, fix mongo_url / "
+            f"${ENV_URL}, or unset both to use the embedded server (tf-crnn db start); "
+            f"TF_CRNN_NO_OBSERVER=1 trains without recording a run")
+
+
+def resolve_url(config_url: str | None = None, start_embedded: bool = True, db_name: str | None = None) -> str:
     """The database URL a run uses (config, then ``$TF_CRNN_MONGO_URL``, then the embedded server).
 
+    With ``db_name``, a configured server must also let this URL read that database
+    (:func:`ping`), so missing credentials show at the start, not at the first write.
+
     Raises:
-        TrackingError: the chosen server cannot be reached or started.
+        TrackingError: the chosen server cannot be reached, rejects the credentials, or cannot be started.
     """
     url = config_url or os.environ.get(ENV_URL)
     if url:
-        ping(url)
+        ping(url, db_name=db_name)
         return url
     from .server import EmbeddedServer  # the server module needs ping() from here
 
     server = EmbeddedServer.default()
     return server.start() if start_embedded else (server.url() or "")
+
+
+def _port_open(url: str, timeout_s: float = 1.0) -> bool:
+    """Whether the first host of ``url`` accepts TCP connections."""
+    host, _, port = host_port(url).rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 # ---- secrets ----------------------------------------------------------------
