@@ -74,7 +74,7 @@ def learning_curves(history: Mapping[str, Sequence[tuple[int, float]]], path: st
         if not series:
             continue
         epochs, values = zip(*series)
-        ax = ax_loss if name.endswith("loss") else ax_rate
+        ax = ax_loss if name.split(" ", 1)[0].endswith("loss") else ax_rate  # "eval.loss (run 3)" too
         ax.plot(epochs, values, marker="o", label=name)
     ax_loss.set(title="CTC loss (per sample)", xlabel="epoch", ylabel="loss")
     ax_rate.set(title="eval metrics", xlabel="epoch", ylabel="rate", ylim=(0, 1.02))
@@ -86,6 +86,14 @@ def learning_curves(history: Mapping[str, Sequence[tuple[int, float]]], path: st
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def compare_curves(histories: Mapping, path: str,
+                   metrics: Sequence[str] = ("train.loss", "eval.loss", "eval.cer", "eval.sequence_accuracy")) -> str:
+    """:func:`learning_curves` of several runs in one PNG: ``histories`` is ``{run id: {metric: [(epoch, value)]}}``."""
+    merged = {f"{name} (run {run_id})": series for run_id, history in histories.items()
+              for name, series in history.items() if name in metrics}
+    return learning_curves(merged, path)
 
 
 def confusions(labels: Sequence[Seq], predictions: Sequence[Seq]) -> Counter:

@@ -3,6 +3,7 @@
     tf-crnn train with config.json [key=value ...]   train (the Sacred experiment; same as python train.py)
     tf-crnn evaluate --model EXPORT --csv CSV        score an export on annotated data
     tf-crnn predict --model EXPORT IMAGE...          transcribe images with an export
+    tf-crnn runs list|show|compare|export|delete     the recorded runs
     tf-crnn db uri|start|stop|status                 the database runs go to
     tf-crnn board                                    browse the runs with Omniboard
     tf-crnn prepare / alphabet / generate / validate data sets
@@ -18,9 +19,9 @@ import argparse
 import sys
 
 from .._util import quiet_tensorflow
-from . import board, datasets, db, evaluate, predict, train
+from . import board, datasets, db, evaluate, predict, runs, train
 
-COMMANDS = (train, evaluate, predict, db, board, datasets)
+COMMANDS = (train, evaluate, predict, runs, db, board, datasets)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,186 @@
+"""``tf-crnn runs list|show|compare|export|delete``: the runs of the database training uses.
+
+The database is found as training finds it (``--url``, else ``$TF_CRNN_MONGO_URL``,
+else the embedded server); ``--db`` is ``mongo_db_name``. Tables are plain text;
+``--json`` prints JSON for scripts. The library is :mod:`tf_crnn.tracking.runs`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from .errors import handles
+
+
+def _database(args):
+    from ..tracking.runs import Database
+    from ..tracking.urls import resolve_url
+
+    return Database.connect(resolve_url(args.url, db_name=args.db), args.db)
+
+
+def _run_id(value: str):
+    """Sacred's ids are integers; anything else is taken as it is."""
+    try:
+        return int(value)
+    except ValueError:
+        return value
+
+
+def _print_json(value) -> None:
+    print(json.dumps(value, indent=1, default=str, ensure_ascii=False))
+
+
+def _table(frame) -> str:
+    return frame.to_string(index=False, float_format=lambda v: f"{v:.4f}") if len(frame) else "(none)"
+
+
+@handles("runs list")
+def _list(args: argparse.Namespace) -> int:
+    from ..tracking import runs
+
+    where = {}
+    for item in args.where or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--where takes KEY=VALUE, got {item!r}")
+        try:
+            where[key] = json.loads(value)  # numbers, booleans, lists as in a config file
+        except ValueError:
+            where[key] = value
+    database = _database(args)
+    try:
+        frame = runs.list_runs(database, args.status, args.experiment, where, args.sort, args.limit)
+    finally:
+        database.close()
+    if args.json:
+        _print_json(frame.to_dict(orient="records"))
+    else:
+        print(_table(frame))
+    return 0
+
+
+@handles("runs show")
+def _show(args: argparse.Namespace) -> int:
+    from ..tracking import runs
+
+    database = _database(args)
+    try:
+        shown = runs.show_run(database, _run_id(args.id))
+    finally:
+        database.close()
+    if args.json:
+        _print_json({**shown, "metrics": json.loads(shown["metrics"].to_json()),
+                     "artifacts": shown["artifacts"].drop(columns="file_id").to_dict(orient="records")})
+        return 0
+    print(f"run {shown['id']} ({shown['experiment']}): {shown['status']}, started {shown['start']}, "
+          f"stopped {shown['stop']}, host {shown['host'].get('hostname')}")
+    print("\nconfig:\n" + "\n".join(f"  {k} = {v!r}" for k, v in sorted(shown["config"].items())))
+    print("\nmetrics per epoch:\n" + (shown["metrics"].to_string(float_format=lambda v: f"{v:.4f}")
+                                      if len(shown["metrics"]) else "(none)"))
+    print("\nartifacts:\n" + _table(shown["artifacts"].drop(columns="file_id")))
+    print(f"\nresult: {shown['result']}")
+    print("code: " + ("; ".join(f"{r.get('url')} {r.get('commit')}{' (dirty)' if r.get('dirty') else ''}"
+                                for r in shown["repositories"]) or "no git information")
+          + f"; {len(shown['sources'])} source files")
+    print("dependencies: " + ", ".join(shown["dependencies"]))
+    return 0
+
+
+@handles("runs compare")
+def _compare(args: argparse.Namespace) -> int:
+    from .. import reports
+    from ..tracking import runs
+
+    database = _database(args)
+    try:
+        config, metrics, histories = runs.compare_runs(database, [_run_id(i) for i in args.ids])
+    finally:
+        database.close()
+    if args.json:
+        _print_json({"config": config.to_dict(), "metrics": metrics.to_dict()})
+    else:
+        print("config keys that differ:\n" + (config.to_string() if len(config) else "(none)"))
+        print("\nmetrics:\n" + metrics.to_string(float_format=lambda v: f"{v:.4f}"))
+    if args.plot:
+        print(f"\nlearning curves: {reports.compare_curves(histories, args.plot)}", file=sys.stderr)
+    return 0
+
+
+@handles("runs export")
+def _export(args: argparse.Namespace) -> int:
+    from ..tracking import runs
+
+    database = _database(args)
+    try:
+        written = runs.export_run(database, _run_id(args.id), args.out_dir)
+    finally:
+        database.close()
+    print("\n".join(written))
+    if os.path.isdir(os.path.join(args.out_dir, "export")):
+        print(f"predict with: tf-crnn predict --model {os.path.join(args.out_dir, 'export')} IMAGE...")
+    return 0
+
+
+@handles("runs delete")
+def _delete(args: argparse.Namespace) -> int:
+    from ..tracking import runs
+
+    ids = [_run_id(i) for i in args.ids]
+    database = _database(args)
+    try:
+        for run_id in ids:
+            database.run(run_id)  # all exist, or nothing is asked or deleted
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise ValueError("deleting runs needs a confirmation: run it in a terminal, or add --yes")
+            answer = input(f"delete run(s) {', '.join(map(str, ids))} from database '{args.db}' with their "
+                           f"metrics and artifacts? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                print("nothing deleted")
+                return 1
+        counts = runs.delete_runs(database, ids)
+    finally:
+        database.close()
+    print(f"deleted {counts['runs']} run(s), {counts['metrics']} metric series, {counts['files']} GridFS file(s)")
+    return 0
+
+
+def register(sub) -> None:
+    """Add ``tf-crnn runs`` and its actions to the ``tf-crnn`` subparsers ``sub``."""
+    from ..tracking.urls import DEFAULT_DB_NAME
+
+    p = sub.add_parser("runs", help="list, show, compare, export and delete the recorded runs",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    actions = p.add_subparsers(dest="runs_command", required=True)
+
+    def action(name: str, handler, help_text: str) -> argparse.ArgumentParser:
+        q = actions.add_parser(name, help=help_text, description=help_text)
+        q.add_argument("--url", help="MongoDB URL (default: as training: $TF_CRNN_MONGO_URL, else the embedded server)")
+        q.add_argument("--db", default=DEFAULT_DB_NAME, help=f"database name (default {DEFAULT_DB_NAME})")
+        q.set_defaults(func=handler)
+        return q
+
+    q = action("list", _list, "one line per run, newest first")
+    q.add_argument("--status", help="only runs with this status (COMPLETED, FAILED, INTERRUPTED, RUNNING, "
+                                    "PROBABLY_DEAD: running without a heartbeat for 2 minutes)")
+    q.add_argument("--experiment", help="only runs of this experiment (crnn, crnn-evaluate)")
+    q.add_argument("--where", action="append", metavar="KEY=VALUE", help="only runs whose config has KEY=VALUE")
+    q.add_argument("--sort", help="column to sort by (best_cer and last_cer ascending, others descending)")
+    q.add_argument("--limit", type=int, default=20, help="rows at most (default 20; 0 for all)")
+    q.add_argument("--json", action="store_true", help="JSON instead of a table")
+    q = action("show", _show, "config, metrics per epoch, artifacts, code and dependencies of one run")
+    q.add_argument("id")
+    q.add_argument("--json", action="store_true")
+    q = action("compare", _compare, "config keys that differ and metrics side by side")
+    q.add_argument("ids", nargs="+", metavar="ID")
+    q.add_argument("--plot", metavar="PNG", help="also draw their learning curves into this PNG")
+    q.add_argument("--json", action="store_true")
+    q = action("export", _export, "download a run's artifacts; export.zip is unpacked to OUT_DIR/export")
+    q.add_argument("id")
+    q.add_argument("out_dir")
+    q = action("delete", _delete, "delete runs with their metrics and artifacts (asks first)")
+    q.add_argument("ids", nargs="+", metavar="ID")
+    q.add_argument("--yes", action="store_true", help="do not ask")

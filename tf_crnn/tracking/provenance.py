@@ -1,0 +1,139 @@
+"""What made a run: code version, data identity and environment, in forms a run record can keep.
+
+- :func:`file_md5` / :func:`data_fingerprint`: the identity of CSVs and of the
+  image set (``content``: MD5 of every image's bytes; ``stat``: path, size and
+  modification time; ``off``);
+- :func:`git_state`: commit, branch and dirty flag of the git checkout a path
+  is in, and the diff against that commit (``code.diff``);
+- :func:`environment` / :func:`installed_distributions`: Python, TensorFlow,
+  Keras, CUDA / cuDNN, devices, strategy; every installed distribution
+  (``environment.txt``);
+- :func:`package_sources`: every module of :mod:`tf_crnn`, for Sacred's source
+  list (Sacred only finds the modules imported when the experiment is created).
+
+Nothing here imports TensorFlow until :func:`environment` is called.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import platform
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterable
+
+from tqdm import tqdm
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+FINGERPRINT_MODES = ("content", "stat", "off")
+
+
+def file_md5(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """MD5 hex digest of a file's bytes (the hash Sacred uses for sources and resources).
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _stat_key(path: str) -> str:
+    st = os.stat(path)
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def data_fingerprint(paths: Iterable[str], mode: str = "stat", progress: bool = False) -> str | None:
+    """One SHA-256 hex digest for a set of image files, independent of their order; None for ``off``.
+
+    Args:
+        paths: the image files (duplicates count once).
+        mode: ``content`` hashes every file's bytes (MD5 each, read in threads);
+            ``stat`` hashes path, size and modification time (cheap, and changes
+            when a file is rewritten even with equal bytes); ``off``.
+        progress: a tqdm bar over the files.
+
+    Raises:
+        ValueError: unknown ``mode``.
+        OSError: a file cannot be read (``content``) or stat'ed (``stat``).
+    """
+    if mode not in FINGERPRINT_MODES:
+        raise ValueError(f"data_fingerprint must be one of {FINGERPRINT_MODES}, got {mode!r}")
+    if mode == "off":
+        return None
+    unique = sorted({os.path.abspath(p) for p in paths})
+    key = file_md5 if mode == "content" else _stat_key
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+        keys = list(tqdm(pool.map(key, unique), total=len(unique), desc=f"fingerprinting images ({mode})",
+                         unit="img", disable=not progress, mininterval=1.0))
+    digest = hashlib.sha256()
+    for path, value in zip(unique, keys):
+        digest.update(f"{path}\0{value}\n".encode())
+    return digest.hexdigest()
+
+
+def git_state(path: str | os.PathLike = PACKAGE_ROOT) -> dict | None:
+    """The git checkout ``path`` is in: ``{"commit", "branch", "dirty", "diff"}``, or None outside git.
+
+    ``diff`` is ``git diff HEAD`` (tracked files; empty when clean), ``dirty`` whether it is
+    non-empty. Uses the
+    ``git`` command; without it, or outside a checkout, returns None.
+    """
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=path, capture_output=True, text=True, check=True,
+                              timeout=60).stdout
+
+    try:
+        commit = git("rev-parse", "HEAD").strip()
+        branch = git("rev-parse", "--abbrev-ref", "HEAD").strip()
+        diff = git("diff", "HEAD")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    # Dirty as Sacred and git count it: tracked files differ from the commit (untracked outputs do not count).
+    return {"commit": commit, "branch": branch, "dirty": bool(diff.strip()), "diff": diff}
+
+
+def installed_distributions() -> str:
+    """Every installed Python distribution as ``name==version`` lines, sorted (``pip freeze``-like)."""
+    seen = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            seen.setdefault(name.lower(), f"{name}=={dist.version}")
+    return "\n".join(seen[k] for k in sorted(seen)) + "\n"
+
+
+def environment(strategy=None) -> dict:
+    """Python, platform, TensorFlow, Keras, CUDA / cuDNN (when TensorFlow was built with them) and devices.
+
+    Args:
+        strategy: the ``tf.distribute`` strategy of the run, if any (its class name and replica count).
+    """
+    import keras
+    import tensorflow as tf
+
+    build = dict(tf.sysconfig.get_build_info())
+    env = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "cuda": build.get("cuda_version"),
+        "cudnn": build.get("cudnn_version"),
+        "devices": [f"{d.device_type}:{d.name}" for d in tf.config.list_physical_devices()],
+    }
+    if strategy is not None:
+        env["strategy"] = type(strategy).__name__
+        env["replicas"] = int(strategy.num_replicas_in_sync)
+    return env
+
+
+def package_sources(root: Path = PACKAGE_ROOT) -> list[str]:
+    """Every ``.py`` file of the :mod:`tf_crnn` package, sorted."""
+    return sorted(str(p) for p in root.rglob("*.py") if "__pycache__" not in p.parts)

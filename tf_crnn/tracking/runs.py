@@ -1,0 +1,238 @@
+"""The runs in a database: list, show, compare, export and delete them (``tf-crnn runs``).
+
+Works on Sacred's MongoDB layout: ``runs`` (one document per run), ``metrics``
+(one document per run and metric: ``steps``, ``values``, ``timestamps``) and
+GridFS (``fs.files`` / ``fs.chunks``: artifacts, and source files shared
+between runs). Tables are pandas DataFrames; :mod:`tf_crnn.cli.runs` prints them.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import zipfile
+from dataclasses import dataclass
+
+import gridfs
+import pandas as pd
+import pymongo
+
+from .urls import DEFAULT_DB_NAME
+
+#: A RUNNING run whose last heartbeat is older than this is shown as PROBABLY_DEAD (Omniboard's rule).
+DEAD_AFTER_S = 120.0
+#: Config keys shown in the ``runs list`` summary column.
+SUMMARY_KEYS = ("input_shape", "n_epochs", "train_batch_size", "learning_rate", "rnn_units")
+
+
+class RunsError(ValueError):
+    """A run that does not exist, or an operation a run does not allow; the message names the run."""
+
+
+@dataclass
+class Database:
+    """A connected MongoDB database holding Sacred runs."""
+
+    client: pymongo.MongoClient
+    db: pymongo.database.Database
+
+    @classmethod
+    def connect(cls, url: str, db_name: str = DEFAULT_DB_NAME) -> "Database":
+        client = pymongo.MongoClient(url, serverSelectionTimeoutMS=5000)
+        return cls(client, client[db_name])
+
+    def close(self) -> None:
+        self.client.close()
+
+    def run(self, run_id) -> dict:
+        """The run document ``run_id``.
+
+        Raises:
+            RunsError: no such run.
+        """
+        doc = self.db.runs.find_one({"_id": run_id})
+        if doc is None:
+            raise RunsError(f"no run {run_id!r} in database '{self.db.name}'")
+        return doc
+
+    def metrics(self, run_id) -> dict[str, list[tuple[int, float]]]:
+        """Every metric of a run: ``{name: [(step, value), ...]}`` sorted by step."""
+        return {m["name"]: sorted(zip(m["steps"], m["values"]))
+                for m in self.db.metrics.find({"run_id": run_id}, {"name": 1, "steps": 1, "values": 1})}
+
+
+def shown_status(doc: dict, now: datetime.datetime | None = None) -> str:
+    """The run's status, with a RUNNING run whose heartbeat is older than :data:`DEAD_AFTER_S` as PROBABLY_DEAD."""
+    status = doc.get("status", "?")
+    if status != "RUNNING":
+        return status
+    last = doc.get("heartbeat") or doc.get("start_time")
+    now = now or datetime.datetime.utcnow()
+    return "PROBABLY_DEAD" if last is None or (now - last).total_seconds() > DEAD_AFTER_S else status
+
+
+def _best(series: list[tuple[int, float]], pick) -> float | None:
+    return pick(v for _, v in series) if series else None
+
+
+def list_runs(database: Database, status: str | None = None, experiment: str | None = None,
+              where: dict | None = None, sort: str | None = None, limit: int | None = 20) -> pd.DataFrame:
+    """One row per run, newest first (or by ``sort``), at most ``limit`` rows (None: all).
+
+    Columns: id, experiment, status (:func:`shown_status`), start (UTC), minutes,
+    best_cer, last_cer, best_sequence_accuracy (from ``eval.cer`` /
+    ``eval.sequence_accuracy``), host, summary (a few config keys).
+
+    Args:
+        status: keep runs with this shown status (``COMPLETED``, ``PROBABLY_DEAD``, ...).
+        experiment: keep runs of this Sacred experiment (``crnn``, ``crnn-evaluate``).
+        where: keep runs whose ``config[key] == value`` for every item.
+        sort: a column to sort by: ``best_cer`` / ``last_cer`` ascending, others descending.
+    """
+    query = {"experiment.name": experiment} if experiment else {}
+    for key, value in (where or {}).items():
+        query[f"config.{key}"] = value
+    rows = []
+    for doc in database.db.runs.find(query, sort=[("_id", -1)]):
+        metrics = database.metrics(doc["_id"])
+        cer, seq = metrics.get("eval.cer", []), metrics.get("eval.sequence_accuracy", [])
+        start, stop = doc.get("start_time"), doc.get("stop_time") or doc.get("heartbeat")
+        config = doc.get("config", {})
+        rows.append({
+            "id": doc["_id"], "experiment": doc.get("experiment", {}).get("name"), "status": shown_status(doc),
+            "start": start.strftime("%Y-%m-%d %H:%M") if start else None,
+            "minutes": round((stop - start).total_seconds() / 60, 1) if start and stop else None,
+            "best_cer": _best(cer, min), "last_cer": cer[-1][1] if cer else None,
+            "best_sequence_accuracy": _best(seq, max), "host": doc.get("host", {}).get("hostname"),
+            "summary": ", ".join(f"{k}={config[k]}" for k in SUMMARY_KEYS if k in config),
+        })
+    frame = pd.DataFrame(rows, columns=["id", "experiment", "status", "start", "minutes", "best_cer", "last_cer",
+                                        "best_sequence_accuracy", "host", "summary"])
+    if status:
+        frame = frame[frame["status"] == status]
+    if sort:
+        if sort not in frame.columns:
+            raise RunsError(f"cannot sort by {sort!r}: use one of {', '.join(frame.columns)}")
+        frame = frame.sort_values(sort, ascending=sort in ("best_cer", "last_cer"), na_position="last")
+    return frame.head(limit) if limit else frame
+
+
+def epoch_table(metrics: dict[str, list[tuple[int, float]]]) -> pd.DataFrame:
+    """Metrics as a table: one row per step (epoch), one column per metric."""
+    frame = pd.DataFrame({name: dict(series) for name, series in metrics.items()})
+    frame.index.name = "epoch"
+    return frame.sort_index()
+
+
+def artifacts(database: Database, doc: dict) -> pd.DataFrame:
+    """The run's artifacts: name, size in bytes, GridFS file id."""
+    rows = []
+    for artifact in doc.get("artifacts", []):
+        meta = database.db["fs.files"].find_one({"_id": artifact["file_id"]}, {"length": 1})
+        rows.append({"name": artifact["name"], "bytes": meta["length"] if meta else None,
+                     "file_id": artifact["file_id"]})
+    return pd.DataFrame(rows, columns=["name", "bytes", "file_id"])
+
+
+def show_run(database: Database, run_id) -> dict:
+    """Everything about one run: status, config, per-epoch metrics, artifacts, code / data / environment.
+
+    Returns:
+        ``{"id", "experiment", "status", "start", "stop", "host", "config", "result", "info",
+        "metrics" (DataFrame), "artifacts" (DataFrame), "repositories", "sources", "dependencies"}``.
+
+    Raises:
+        RunsError: no such run.
+    """
+    doc = database.run(run_id)
+    experiment = doc.get("experiment", {})
+    return {
+        "id": doc["_id"], "experiment": experiment.get("name"), "status": shown_status(doc),
+        "start": doc.get("start_time"), "stop": doc.get("stop_time"), "host": doc.get("host", {}),
+        "config": doc.get("config", {}), "result": doc.get("result"), "info": doc.get("info", {}),
+        "metrics": epoch_table(database.metrics(run_id)), "artifacts": artifacts(database, doc),
+        "repositories": experiment.get("repositories", []),
+        "sources": [name for name, _ in experiment.get("sources", [])],
+        "dependencies": experiment.get("dependencies", []),
+    }
+
+
+def compare_runs(database: Database, run_ids: list) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Config keys that differ between the runs, their final and best eval metrics, and their curves.
+
+    Returns:
+        ``(config_differences, metrics, histories)``: config keys x runs (only keys whose
+        values differ), metric summaries x runs (last and best of each ``eval.*`` and
+        ``train.loss``), and ``{run id: {metric: [(epoch, value)]}}`` for plotting.
+
+    Raises:
+        RunsError: fewer than two runs, or one does not exist.
+    """
+    if len(run_ids) < 2:
+        raise RunsError("compare needs at least two run ids")
+    docs = [database.run(run_id) for run_id in run_ids]
+    keys = sorted({k for d in docs for k in d.get("config", {})})
+    differing = {k: [repr(d.get("config", {}).get(k, "—")) for d in docs] for k in keys
+                 if len({repr(d.get("config", {}).get(k)) for d in docs}) > 1}
+    config = pd.DataFrame(differing, index=[str(d["_id"]) for d in docs]).T
+    histories = {d["_id"]: database.metrics(d["_id"]) for d in docs}
+    summary = {}
+    for run_id, metrics in histories.items():
+        column = {}
+        for name, series in sorted(metrics.items()):
+            if name.startswith("eval.") or name == "train.loss":
+                lower_is_better = name in ("eval.cer", "eval.wer", "eval.loss", "train.loss")
+                column[f"{name} (last)"] = series[-1][1]
+                column[f"{name} (best)"] = _best(series, min if lower_is_better else max)
+        summary[str(run_id)] = column
+    return config, pd.DataFrame(summary), histories
+
+
+def export_run(database: Database, run_id, out_dir: str) -> list[str]:
+    """Download every artifact of a run into ``out_dir``; ``export.zip`` is also unpacked to ``out_dir/export``.
+
+    Returns:
+        the paths written.
+
+    Raises:
+        RunsError: no such run, or it has no artifacts.
+    """
+    doc = database.run(run_id)
+    if not doc.get("artifacts"):
+        raise RunsError(f"run {run_id} has no artifacts (it may not have finished)")
+    fs = gridfs.GridFS(database.db)
+    os.makedirs(out_dir, exist_ok=True)
+    written = []
+    for artifact in doc["artifacts"]:
+        path = os.path.join(out_dir, os.path.basename(artifact["name"]))
+        with open(path, "wb") as f:
+            f.write(fs.get(artifact["file_id"]).read())
+        written.append(path)
+        if artifact["name"] == "export.zip":
+            target = os.path.join(out_dir, "export")
+            with zipfile.ZipFile(path) as archive:
+                archive.extractall(target)
+            written.append(target)
+    return written
+
+
+def delete_runs(database: Database, run_ids: list) -> dict:
+    """Delete runs with their metrics and GridFS files; source files other runs still use are kept.
+
+    Returns:
+        counts: ``{"runs", "metrics", "files"}`` deleted.
+
+    Raises:
+        RunsError: a run does not exist (nothing is deleted then).
+    """
+    docs = [database.run(run_id) for run_id in run_ids]
+    ids = [d["_id"] for d in docs]
+    files = {a["file_id"] for d in docs for a in d.get("artifacts", [])}
+    sources = {file_id for d in docs for _, file_id in d.get("experiment", {}).get("sources", [])}
+    still_used = {file_id for other in database.db.runs.find({"_id": {"$nin": ids}}, {"experiment.sources": 1})
+                  for _, file_id in other.get("experiment", {}).get("sources", [])}
+    fs = gridfs.GridFS(database.db)
+    for file_id in files | (sources - still_used):
+        fs.delete(file_id)
+    metrics = database.db.metrics.delete_many({"run_id": {"$in": ids}}).deleted_count
+    runs = database.db.runs.delete_many({"_id": {"$in": ids}}).deleted_count
+    return {"runs": runs, "metrics": metrics, "files": len(files | (sources - still_used))}
