@@ -28,6 +28,7 @@ Strategy = Literal["auto", "default", "one_device", "mirrored", "multi_worker"]
 Decoding = Literal["greedy", "beam_search"]
 MixedPrecision = Literal["auto", "on", "off"]
 OnBadSample = Literal["error", "skip"]
+DataFingerprint = Literal["content", "stat", "off"]
 #: ``tf-crnn prepare`` input formats (readers in :mod:`tf_crnn.datasets.formats`).
 PrepareFormat = Literal["gt-pairs", "iiit5k", "icdar", "mjsynth", "tsv", "filename", "lmdb"]
 
@@ -36,6 +37,7 @@ STRATEGY_NAMES: tuple[str, ...] = get_args(Strategy)
 DECODING_NAMES: tuple[str, ...] = get_args(Decoding)
 MIXED_PRECISION_NAMES: tuple[str, ...] = get_args(MixedPrecision)
 ON_BAD_SAMPLE_NAMES: tuple[str, ...] = get_args(OnBadSample)
+DATA_FINGERPRINT_NAMES: tuple[str, ...] = get_args(DataFingerprint)
 PREPARE_FORMAT_NAMES: tuple[str, ...] = get_args(PrepareFormat)
 
 
@@ -154,6 +156,9 @@ class Params:
         on_bad_sample: ``"error"`` stops before training on a missing or
             undecodable image or a label too long for its image's CTC sequence
             length; ``"skip"`` reports and leaves such rows out.
+        data_fingerprint: how the run records the identity of its image set:
+            ``content`` (MD5 of every image's bytes; about 5 s per 100k small
+            images here), ``stat`` (path, size, modification time) or ``off``.
 
     Model (CRNN, Shi et al. 2015 by default)
         cnn_features_list, cnn_kernel_size, cnn_pool_size, cnn_batch_norm: one
@@ -189,6 +194,9 @@ class Params:
         overwrite_output: start a new training in an ``output_model_dir``
             that holds another run's checkpoints, replacing them (otherwise
             that is refused unless ``restore_model``).
+        deterministic: seed Python, NumPy and TensorFlow from the run's seed and
+            turn on TensorFlow's op determinism, so two runs of the same config
+            and seed give the same weights and metrics (slower; see README).
         restore_model: continue from the last checkpoint in
             ``output_model_dir`` (weights, optimizer state, epoch).
         keep_checkpoints: how many epoch checkpoints to keep.
@@ -213,6 +221,7 @@ class Params:
     input_channels: int = 1
     data_augmentation: bool = True
     on_bad_sample: OnBadSample = "error"
+    data_fingerprint: DataFingerprint = "content"
 
     cnn_features_list: list[int] = field(default_factory=lambda: list(SHI_FEATURES))
     cnn_kernel_size: list[int] = field(default_factory=lambda: [3] * 7)
@@ -240,6 +249,7 @@ class Params:
     lr_plateau_factor: float = 0.5
     lr_plateau_min_delta: float = 0.0
     lr_plateau_min_lr: float = 0.0
+    deterministic: bool = False
     restore_model: bool = False
     overwrite_output: bool = False
     keep_checkpoints: int = 3

@@ -27,8 +27,9 @@ from typing import Iterable
 
 from tqdm import tqdm
 
+from ..config import DATA_FINGERPRINT_NAMES, one_of
+
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
-FINGERPRINT_MODES = ("content", "stat", "off")
 
 
 def file_md5(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -63,8 +64,8 @@ def data_fingerprint(paths: Iterable[str], mode: str = "stat", progress: bool = 
         ValueError: unknown ``mode``.
         OSError: a file cannot be read (``content``) or stat'ed (``stat``).
     """
-    if mode not in FINGERPRINT_MODES:
-        raise ValueError(f"data_fingerprint must be one of {FINGERPRINT_MODES}, got {mode!r}")
+    if mode not in DATA_FINGERPRINT_NAMES:
+        raise ValueError(f"data_fingerprint must be {one_of(DATA_FINGERPRINT_NAMES)}, got {mode!r}")
     if mode == "off":
         return None
     unique = sorted({os.path.abspath(p) for p in paths})
