@@ -1,6 +1,7 @@
 """Train a CRNN as a Sacred experiment: ``python train.py with config_template.json [key=value ...]``.
 
-Thin entry point (``tf-crnn train with ...`` is the same); the experiment is
+Thin entry point (``tf-crnn train with ...`` is the same, exit codes included:
+:func:`tf_crnn.cli.train.run_training`); the experiment is
 :data:`tf_crnn.tracking.experiments.ex`.
 """
 import sys
@@ -9,6 +10,6 @@ from tf_crnn._util import quiet_tensorflow
 
 if __name__ == "__main__":
     quiet_tensorflow(sys.argv)  # before TensorFlow loads
-    from tf_crnn.tracking.experiments import ex
+    from tf_crnn.cli.train import run_training
 
-    ex.run_commandline()
+    sys.exit(run_training(sys.argv))

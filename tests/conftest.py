@@ -1,7 +1,10 @@
 """Shared fixtures: tiny configs, generated data, a real SecantusDB server."""
 from __future__ import annotations
 
+import json
 import os
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -28,6 +31,45 @@ def tiny_params(tmp_path: Path, **overrides):
     )
     values.update(overrides)
     return Params(**values)
+
+
+def write_config(tmp_path: Path, digits_data: Path, **overrides) -> Path:
+    """``tmp_path/config.json``: :func:`tiny_params` with ``overrides``, for ``train.py with config.json``."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(tiny_params(digits_data, **overrides).to_dict()))
+    return path
+
+
+def train_command(config: Path, *updates: str) -> list[str]:
+    """``python train.py with CONFIG UPDATES...``."""
+    return [sys.executable, str(ROOT / "train.py"), "with", str(config), *updates]
+
+
+def train_env(**extra) -> dict:
+    """The environment of a training subprocess: unbuffered, quiet TensorFlow, one process, recorded."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    for key in ("TF_CONFIG", "TF_CRNN_NO_OBSERVER", "TF_CRNN_DEBUG"):
+        env.pop(key, None)
+    return {**env, **extra}
+
+
+def wait_for(condition, timeout_s: float, what: str, poll_s: float = 0.05) -> None:
+    """Poll ``condition()`` until it is true; AssertionError naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(poll_s)
+
+
+def checkpoint_epochs(out: Path) -> set[int]:
+    """The epochs of the checkpoints in ``out/checkpoints``."""
+    return {int(p.name.split("-")[1].split(".")[0]) for p in (out / "checkpoints").glob("ckpt-*.index")}
+
+
+def metric_series(db, run_id) -> dict:
+    """The metric documents of run ``run_id`` in MongoDB database ``db``, by metric name."""
+    return {m["name"]: m for m in db.metrics.find({"run_id": run_id})}
 
 
 @pytest.fixture(scope="session")

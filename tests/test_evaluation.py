@@ -245,3 +245,32 @@ def test_evaluate_log_stores_a_sacred_run(trained_export, mongo_url, tmp_path):
     assert json.loads(fs.get(artifacts["labels.greedy.summary.json"]).read()) == summary
     assert fs.get(artifacts["labels.greedy.predictions.csv"]).read() == (out / "labels.greedy.predictions.csv").read_bytes()
     assert not math.isnan(summary["images_per_second"])
+
+
+def test_evaluate_leaves_out_unreadable_images_and_reads_every_format(trained_export, tmp_path, capsys):
+    from PIL import Image
+
+    export_dir, eval_csv = trained_export
+    first = Path(eval_csv).read_text(encoding="utf-8").splitlines()[0].split(";")
+    image, label = Path(eval_csv).parent / first[0], first[1]
+    with Image.open(image) as im:
+        im.convert("P").save(tmp_path / "same.gif")  # the same pixels as a palette GIF
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    csv = tmp_path / "mixed.csv"
+    csv.write_text(f"{image};{label}\n{tmp_path / 'corrupt.png'};{label}\n{tmp_path / 'same.gif'};{label}\n",
+                   encoding="utf-8")
+    args = ["evaluate", "--model", export_dir, "--csv", str(csv), "--quiet", "--out", str(tmp_path / "out")]
+    assert cli_main(args) == 0
+    captured = capsys.readouterr()
+    assert "leaving out 1 image(s)" in captured.err
+    assert f"{csv}:2: {tmp_path / 'corrupt.png'}: cannot decode image" in captured.err
+    assert "1 unreadable image(s) left out" in captured.out
+    summary, rows = _outputs(tmp_path / "out", "mixed.greedy")
+    assert summary["num_samples"] == 2 and summary["num_unreadable"] == 1
+    assert summary["unreadable"] == [
+        f"{csv}:2: {tmp_path / 'corrupt.png'}: cannot decode image (OSError: Truncated File Read)"]
+    assert rows.line.tolist() == [1, 3]
+    assert rows.prediction[0] == rows.prediction[1] and rows.score[0] == pytest.approx(rows.score[1], rel=1e-5)
+
+    assert cli_main(args + ["--strict"]) == 1
+    assert f"{csv}:2: {tmp_path / 'corrupt.png'}" in capsys.readouterr().err

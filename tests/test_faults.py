@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import gridfs
 import pymongo
 import pytest
 
@@ -21,98 +22,85 @@ from tf_crnn.tracking import observer as observers, run_records
 from tf_crnn.tracking.observer import ResilientMongoObserver
 from tf_crnn.tracking.experiments import METRIC_NAMES, ex
 
-from conftest import ROOT, tiny_params
-
-
-
-def _config_file(tmp_path: Path, digits_data: Path, **overrides) -> Path:
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps(tiny_params(digits_data, **overrides).to_dict()))
-    return path
-
-
-def _wait_for(condition, timeout_s: float, what: str, poll_s: float = 0.05):
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(poll_s)
-
-
-def _checkpoints(out: Path) -> set[int]:
-    return {int(p.name.split("-")[1].split(".")[0]) for p in (out / "checkpoints").glob("ckpt-*.index")}
-
-
-def _series(db, run_id) -> dict:
-    return {m["name"]: m for m in db.metrics.find({"run_id": run_id})}
-
-
-def _train_cmd(config: Path, *updates: str) -> list[str]:
-    return [sys.executable, str(ROOT / "train.py"), "with", str(config), *updates]
-
-
-def _env() -> dict:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-    for key in ("TF_CONFIG", "TF_CRNN_NO_OBSERVER"):
-        env.pop(key, None)
-    return env
+from conftest import (ROOT, checkpoint_epochs, metric_series, tiny_params, train_command, train_env, wait_for,
+                      write_config)
 
 
 # ---- a killed training resumes --------------------------------------------------------------
 
 @pytest.mark.slow
-def test_killed_training_resumes_from_its_checkpoint_and_names_the_run_it_continues(digits_data, mongo_url, tmp_path):
+def test_killed_training_keeps_its_epochs_and_the_resumed_run_covers_the_whole_training(digits_data, mongo_url,
+                                                                                         tmp_path):
     out = tmp_path / "out"
-    config = _config_file(tmp_path, digits_data, output_model_dir=str(out), n_epochs=3,
+    config = write_config(tmp_path, digits_data, output_model_dir=str(out), n_epochs=30,
                           mongo_url=mongo_url, mongo_db_name="tf_crnn_resume")
+    history_file = out / "reports" / "history.json"
+
+    def logged_epochs() -> list[int]:
+        try:
+            return [epoch for epoch, _ in json.loads(history_file.read_text())["eval.cer"]]
+        except (OSError, ValueError, KeyError):
+            return []
+
     log = open(tmp_path / "first.log", "wb")
-    first = subprocess.Popen(_train_cmd(config), cwd=ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT)
+    # One Sacred heartbeat an hour: whatever MongoDB has, the per-epoch writes put there.
+    first = subprocess.Popen(train_command(config, "--beat-interval=3600"), cwd=ROOT, env=train_env(), stdout=log,
+                             stderr=subprocess.STDOUT)
     try:
-        # history.json is written after epoch 1's checkpoint and Sacred metrics.
-        _wait_for(lambda: (out / "reports" / "history.json").exists() or first.poll() is not None, 240,
-                  "epoch 1's checkpoint and history")
-        os.kill(first.pid, signal.SIGKILL)  # mid-epoch 2: no clean shutdown, no final Sacred event
+        wait_for(lambda: len(logged_epochs()) >= 2 or first.poll() is not None, 240, "epoch 2's log")
+        os.kill(first.pid, signal.SIGKILL)  # no clean shutdown, no final Sacred event
     finally:
         if first.poll() is None:
             first.kill()
         first.wait()
         log.close()
     assert first.returncode == -signal.SIGKILL, (tmp_path / "first.log").read_text()[-3000:]
-    assert _checkpoints(out) == {1}, "the kill must land in epoch 2"
+    # Per epoch: metrics to MongoDB, then history.json, then the checkpoint (a checkpoint means a logged epoch).
+    logged = logged_epochs()
+    checkpointed = max(checkpoint_epochs(out))
+    assert logged == list(range(1, len(logged) + 1)) and len(logged) >= 2
+    assert checkpointed in (logged[-1] - 1, logged[-1])
     record = json.loads((out / "run.json").read_text())
     old_id = record["run_id"]
     assert record["pid"] == first.pid and record["mongo_db_name"] == "tf_crnn_resume"
 
     db = pymongo.MongoClient(mongo_url)["tf_crnn_resume"]
-    assert db.runs.find_one({"_id": old_id})["status"] == "RUNNING"  # nobody told MongoDB
+    old = db.runs.find_one({"_id": old_id})
+    assert old["status"] == "RUNNING" and old["heartbeat"] is None  # nobody told MongoDB; no heartbeat either
+    old_series = metric_series(db, old_id)
+    for name in METRIC_NAMES:  # every logged epoch (the kill may have come between MongoDB and history.json)
+        assert old_series[name]["steps"] in (logged, logged + [logged[-1] + 1]), name
 
-    second = subprocess.run(_train_cmd(config, "restore_model=True"), cwd=ROOT, env=_env(),
-                            capture_output=True, text=True, timeout=300)
+    second = subprocess.run(train_command(config, "restore_model=True", f"n_epochs={checkpointed + 1}"), cwd=ROOT,
+                            env=train_env(), capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert f"taking over the lock of {out} from run {old_id}, pid {first.pid}" in second.stderr
     new_id = json.loads((out / "run.json").read_text())["run_id"]
     assert new_id != old_id
-    assert f"resumes run {old_id} from its epoch 1 checkpoint" in second.stdout
+    assert f"resumes run {old_id} from its epoch {checkpointed} checkpoint" in second.stdout
 
     new = db.runs.find_one({"_id": new_id})
     assert new["status"] == "COMPLETED"
     assert new["info"]["resumed_from_run"] == old_id
-    assert new["info"]["resumed_from_epoch"] == 1
+    assert new["info"]["resumed_from_epoch"] == checkpointed
     assert new["info"]["resumed_from_step"] > 0  # the optimizer's step counter came back with the checkpoint
+    # The new run's metrics cover the whole training: the epochs before the checkpoint carried over, marked.
+    assert new["info"]["carried_over_epochs"] == list(range(1, checkpointed + 1))
+    new_series = metric_series(db, new_id)
     for name in METRIC_NAMES:
-        assert _series(db, new_id)[name]["steps"] == [2, 3]
-    for name, series in _series(db, old_id).items():  # whatever the killed run managed to store
-        assert set(series["steps"]) <= {1}
-    # The learning curves of the resumed training span both runs.
-    history = json.loads((out / "reports" / "history.json").read_text())
+        assert new_series[name]["steps"] == list(range(1, checkpointed + 2)), name
+        assert new_series[name]["values"][:checkpointed] == pytest.approx(old_series[name]["values"][:checkpointed])
+    # So do the learning curves (history.json).
+    history = json.loads(history_file.read_text())
     for name in METRIC_NAMES:
-        assert [epoch for epoch, _ in history[name]] == [1, 2, 3]
-        assert [v for epoch, v in history[name] if epoch > 1] == pytest.approx(_series(db, new_id)[name]["values"])
+        assert [epoch for epoch, _ in history[name]] == new_series[name]["steps"]
+        assert [value for _, value in history[name]] == pytest.approx(new_series[name]["values"])
 
     # Same host and its process is gone: the killed run is closed at once, linked to its successor.
     old = db.runs.find_one({"_id": old_id})
     assert old["status"] == "INTERRUPTED" and old["info"]["resumed_by"] == new_id
     assert new["info"]["previous_run_status"] == "INTERRUPTED"
-    assert _checkpoints(out) >= {2, 3}
+    assert checkpointed + 1 in checkpoint_epochs(out)
 
 
 def test_close_dead_run_follows_the_heartbeat_rule(mongo_url):
@@ -197,12 +185,12 @@ def test_database_gone_mid_run_loses_no_metric_nor_artifact(digits_data, tmp_pat
 
     def outage():
         try:
-            _wait_for(lambda: 1 in _checkpoints(out), 240, "epoch 1's checkpoint")
+            wait_for(lambda: 1 in checkpoint_epochs(out), 240, "epoch 1's checkpoint")
             database.stop()
             timeline["stopped"] = time.monotonic()
-            _wait_for(lambda: _our_observer().down_since is not None, 60, "the observer to notice")
+            wait_for(lambda: _our_observer().down_since is not None, 60, "the observer to notice")
             # Keep it down until epoch 2's metrics have met the dead database at a heartbeat.
-            _wait_for(lambda: 2 in _checkpoints(out), 240, "epoch 2's checkpoint")
+            wait_for(lambda: 2 in checkpoint_epochs(out), 240, "epoch 2's checkpoint")
             time.sleep(2.5)
             database.start()
             timeline["restarted"] = time.monotonic()
@@ -223,7 +211,7 @@ def test_database_gone_mid_run_loses_no_metric_nor_artifact(digits_data, tmp_pat
         db = pymongo.MongoClient(database.url)["gone"]
         doc = db.runs.find_one({"_id": run._id})
         assert doc["status"] == "COMPLETED" and doc["result"]
-        series = _series(db, run._id)
+        series = metric_series(db, run._id)
         for name in METRIC_NAMES:
             assert series[name]["steps"] == [1, 2, 3, 4], name  # every epoch once, in order
         assert {"alphabet.json", "config.json", "export.zip"} <= {a["name"] for a in doc["artifacts"]}
@@ -243,21 +231,27 @@ def test_database_gone_mid_run_loses_no_metric_nor_artifact(digits_data, tmp_pat
 
 
 @pytest.mark.slow
-def test_database_gone_until_the_end_leaves_a_complete_local_record(digits_data, tmp_path, fast_failing_db,
-                                                                      monkeypatch, capsys):
+def test_database_gone_until_the_end_fails_the_command_and_import_run_completes_the_run(
+        digits_data, tmp_path, fast_failing_db, monkeypatch, capsys):
+    from tf_crnn.cli.train import run_training
+
     monkeypatch.setattr(observers, "FINAL_WAIT_S", 2.0)
     database = _Database(tmp_path / "db")
     out = tmp_path / "out"
+    config = write_config(tmp_path, digits_data, output_model_dir=str(out), n_epochs=2, mongo_url=database.url,
+                          mongo_db_name="gone")
 
     def outage():
-        _wait_for(lambda: 1 in _checkpoints(out), 240, "epoch 1's checkpoint")
+        wait_for(lambda: 1 in checkpoint_epochs(out), 240, "epoch 1's checkpoint")
         database.stop()
 
     watcher = threading.Thread(target=outage, daemon=True)
     watcher.start()
     try:
-        run = _train_logging_to(database, digits_data, out, n_epochs=2)
-        assert run.status == "COMPLETED"  # the training itself never noticed
+        # The command line of train.py / tf-crnn train, in this process (pytest owns the file descriptors).
+        code = run_training(["train.py", "with", str(config), "--capture=sys", "--beat-interval=1"])
+        run = ex.current_run
+        assert run.status == "COMPLETED"  # the training itself never noticed ...
         local = out / observers.FALLBACK_DIR / str(run._id)
         metrics = json.loads((local / "metrics.json").read_text())
         assert all(metrics[name]["steps"] == [1, 2] for name in METRIC_NAMES)
@@ -267,9 +261,41 @@ def test_database_gone_until_the_end_leaves_a_complete_local_record(digits_data,
         assert (local / "export.zip").is_file()
         err = capsys.readouterr().err
         assert err.count(f"Its complete record is in {local}") == 1 and "writing the local copy" not in err
+        # ... but the command fails, naming the one command that completes the run in MongoDB.
+        assert code == 2
+        assert (f"tf-crnn train: error: run {run._id} is incomplete in MongoDB at {database.url}" in err
+                and err.rstrip().endswith(f"upload its local record with:  tf-crnn db import-run {local}")), err[-2000:]
         # Sacred's own last resort as well: the run document, pickled.
         pickled = list((out / observers.FAILURE_DIR).glob("sacred_mongo_fail_*.pickle"))
         assert len(pickled) == 1 and pickle.loads(pickled[0].read_bytes())["status"] == "COMPLETED"
+
+        database.start()
+        db = pymongo.MongoClient(database.url)["gone"]
+        assert db.runs.find_one({"_id": run._id})["status"] == "RUNNING"
+        import_run = [sys.executable, "-m", "tf_crnn.cli", "db", "import-run", str(local)]
+        first = subprocess.run(import_run, cwd=ROOT, env=train_env(), capture_output=True, text=True, timeout=120)
+        assert first.returncode == 0, first.stderr[-2000:]
+        # Epoch 1 reached MongoDB before the outage: only epoch 2's 6 values are added, none twice.
+        assert f"completed in run {run._id} (COMPLETED)" in first.stdout
+        assert "6 metric values and 7 artifacts added" in first.stdout, first.stdout
+        assert db.runs.count_documents({}) == 1
+        doc = db.runs.find_one({"_id": run._id})
+        assert doc["status"] == "COMPLETED" and doc["result"]["cer"] == pytest.approx(run.result["cer"])
+        assert doc["stop_time"] is not None and doc["info"]["imported_from"] == str(local)
+        assert {a["name"] for a in doc["artifacts"]} == {
+            "alphabet.json", "config.json", "export.zip", "learning_curves.png", "predictions.png",
+            "confusions.png", "confusions.csv"}
+        assert json.loads(gridfs.GridFS(db).get(next(a["file_id"] for a in doc["artifacts"]
+                                                     if a["name"] == "config.json")).read())["n_epochs"] == 2
+        series = metric_series(db, run._id)
+        for name in (*METRIC_NAMES, "train.images_per_second"):
+            assert series[name]["steps"] == [1, 2], name
+            assert series[name]["values"] == pytest.approx(metrics[name]["values"]), name
+
+        again = subprocess.run(import_run, cwd=ROOT, env=train_env(), capture_output=True, text=True, timeout=120)
+        assert again.returncode == 2 and "Traceback" not in again.stderr
+        assert f"run {run._id} is complete in {database.url} database 'gone' already" in again.stderr
+        assert db.runs.count_documents({}) == 1 and metric_series(db, run._id)["eval.cer"]["steps"] == [1, 2]
     finally:
         watcher.join(5)
         database.stop()
@@ -280,9 +306,9 @@ def test_database_gone_until_the_end_leaves_a_complete_local_record(digits_data,
 def test_read_only_output_folder_is_a_clear_error_before_training(digits_data, mongo_url, tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir()
-    config = _config_file(tmp_path, digits_data, output_model_dir=str(locked / "out"),
+    config = write_config(tmp_path, digits_data, output_model_dir=str(locked / "out"),
                           mongo_url=mongo_url, mongo_db_name="tf_crnn_readonly")
-    cmd = _train_cmd(config)
+    cmd = train_command(config)
     if os.geteuid() == 0:  # root writes through permission bits: a read-only bind mount in a private namespace
         if not shutil.which("unshare"):
             pytest.skip("running as root without unshare: cannot make a folder read-only")
@@ -294,7 +320,7 @@ def test_read_only_output_folder_is_a_clear_error_before_training(digits_data, m
     else:
         locked.chmod(0o555)
     try:
-        result = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
+        result = subprocess.run(cmd, cwd=ROOT, env=train_env(), capture_output=True, text=True, timeout=120)
     finally:
         locked.chmod(0o755)
     output = result.stdout + result.stderr

@@ -154,10 +154,13 @@ def test_prediction_model_names_bad_images(digits_data, tmp_path):
     model = PredictionModel(export_dir)
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
-    with pytest.raises(ValueError, match="cannot decode image .*bad.png"):
-        model.predict([bad])
+    # Reported in the prediction by default, raised with strict=True.
+    assert [p.error for p in model.predict([bad, tmp_path / "nope.png"])] == [
+        "cannot decode image (not a format Pillow can read)", "missing image file"]
+    with pytest.raises(ValueError, match=".*bad.png: cannot decode image"):
+        model.predict([bad], strict=True)
     with pytest.raises(FileNotFoundError, match="nope.png"):
-        model.predict([tmp_path / "nope.png"])
+        model.predict([tmp_path / "nope.png"], strict=True)
     with pytest.raises(FileNotFoundError, match="no SavedModel"):
         PredictionModel(tmp_path)
 

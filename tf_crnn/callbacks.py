@@ -10,10 +10,11 @@ and then hands an :class:`EpochResult` to each callback in order:
 - :class:`ReduceLROnPlateau` (``lr_plateau_patience``): multiplies the learning
   rate by ``lr_plateau_factor`` when the eval CER has not improved for that
   many epochs;
-- :class:`Checkpoint`: saves weights, optimizer and callback state, so a resumed
-  training continues exactly (``restore_model``);
 - :class:`EpochLog`: one log line per epoch;
-- then the caller's own (the Sacred experiment logs the run's metrics with one).
+- then the caller's own (the Sacred experiment logs the run's metrics with one);
+- :class:`Checkpoint`, last: saves weights, optimizer and callback state, so a
+  resumed training continues exactly (``restore_model``). Being last, a
+  checkpoint means everything its epoch writes is written.
 
 Both plateau rules follow Keras' ``EarlyStopping`` / ``ReduceLROnPlateau``
 (monitor ``eval.cer``, mode ``min``): an epoch improves when its CER is below

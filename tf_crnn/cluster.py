@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import os
 
+from .config import ConfigError
+
 
 def tf_config() -> dict:
     """``TF_CONFIG`` parsed (``{}`` when unset).
 
     Raises:
-        ValueError: ``TF_CONFIG`` is not a JSON object.
+        ConfigError: ``TF_CONFIG`` is not a JSON object.
     """
     raw = os.environ.get("TF_CONFIG", "").strip()
     if not raw:
@@ -25,9 +27,9 @@ def tf_config() -> dict:
     try:
         value = json.loads(raw)
     except ValueError as e:
-        raise ValueError(f"TF_CONFIG is not valid JSON ({e}): see the README's 'Several machines'") from None
+        raise ConfigError(f"TF_CONFIG is not valid JSON ({e}): see the README's 'Several machines'") from None
     if not isinstance(value, dict):
-        raise ValueError("TF_CONFIG must be a JSON object with 'cluster' and 'task'")
+        raise ConfigError("TF_CONFIG must be a JSON object with 'cluster' and 'task'")
     return value
 
 

@@ -192,8 +192,9 @@ class Params:
             after this many epochs without an eval CER improvement larger than
             lr_plateau_min_delta, never below lr_plateau_min_lr (0: off).
         overwrite_output: start a new training in an ``output_model_dir``
-            that holds another run's checkpoints, replacing them (otherwise
-            that is refused unless ``restore_model``).
+            that holds another run's checkpoints, replacing it: its
+            checkpoints, exports, reports and TensorBoard logs are removed
+            first (otherwise that is refused unless ``restore_model``).
         deterministic: seed Python, NumPy and TensorFlow from the run's seed and
             turn on TensorFlow's op determinism, so two runs of the same config
             and seed give the same weights and metrics (slower; see README).
@@ -385,3 +386,6 @@ class Params:
         need(self.early_stopping_min_delta >= 0 and self.lr_plateau_min_delta >= 0 and self.lr_plateau_min_lr >= 0,
              "early_stopping_min_delta, lr_plateau_min_delta and lr_plateau_min_lr must be >= 0")
         need(0.0 < self.lr_plateau_factor < 1.0, f"lr_plateau_factor must be in (0, 1), got {self.lr_plateau_factor}")
+        need(not (self.restore_model and self.overwrite_output),
+             "restore_model=True continues the training in output_model_dir, overwrite_output=True replaces it: "
+             "set only one of them")

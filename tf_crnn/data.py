@@ -1,28 +1,38 @@
 """From annotated samples to batches: checks before training, then the tf.data pipeline.
 
 1. :func:`load_split` reads the CSVs, checks every label against the alphabet
-   and :func:`scan_samples` opens every image once (:mod:`tf_crnn.images`) to
-   find missing / undecodable images and labels too long for the CTC sequence
-   length their image width allows (:func:`tf_crnn.decoding.ctc_steps_needed`).
+   and :func:`scan_samples` checks every image once (:func:`check_images`:
+   Pillow and :mod:`tf_crnn.images` for the header and for files TensorFlow
+   does not read as they are, TensorFlow's own decoder for the others) to find
+   missing / undecodable images, labels too long for the CTC sequence length
+   their image width allows (:func:`tf_crnn.decoding.ctc_steps_needed`) and
+   degenerate images (one colour, squeezed to ``max_width``: kept, counted, listed).
 2. :func:`make_dataset` decodes with TensorFlow, resizes to the fixed height
    keeping the aspect ratio (:func:`preprocess_image`, shared with the
    exported model), augments (training only) and batches by width buckets so
-   little padding is wasted.
+   little padding is wasted. Files :func:`tf_crnn.images.decodes_directly`
+   rejects (GIF, BMP, TIFF, WebP, CMYK JPEG, transparent or 16-bit grey PNG,
+   ...) enter it as :func:`tf_crnn.images.normalized_png` bytes.
 """
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import tensorflow as tf
+from tqdm import tqdm
 
+from . import images
 from .alphabet import Alphabet
 from .annotations import Sample, listing, read_csvs
 from .config import Params
 from .decoding import ctc_steps_needed
-from .images import image_sizes
+from .images import ImageInfo
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +48,7 @@ class Entry:
     sample: Sample
     codes: tuple[int, ...]
     width: int  # resized width in pixels
+    direct: bool = True  # the pipeline decodes the file's bytes; False: tf_crnn.images.normalized_png of it
 
 
 @dataclass
@@ -47,6 +58,18 @@ class ScanReport:
     entries: list[Entry] = field(default_factory=list)
     bad_images: list[tuple[Sample, str]] = field(default_factory=list)
     too_long: list[tuple[Sample, int, int]] = field(default_factory=list)  # sample, time steps, min width needed
+    #: Usable but suspicious images (they stay in ``entries``): sample, kind (``blank`` / ``squeezed``), details.
+    degenerate: list[tuple[Sample, str, str]] = field(default_factory=list)
+
+    @property
+    def degenerate_counts(self) -> Counter:
+        """How many degenerate images of each kind (``blank``, ``squeezed``)."""
+        return Counter(kind for _, kind, _ in self.degenerate)
+
+    @property
+    def warnings(self) -> list[str]:
+        """One line per degenerate image: ``file:line: image: kind: details``."""
+        return [f"{s.where()}: {s.image_path}: {kind}: {details}" for s, kind, details in self.degenerate]
 
     @property
     def problems(self) -> list[str]:
@@ -61,40 +84,131 @@ class ScanReport:
         return lines
 
 
+def check_images(paths: list[str], channels: int, progress: bool = True,
+                 desc: str = "checking images") -> list[ImageInfo | str]:
+    """Check that every image can be fed to a model of ``channels`` channels, as training and export will.
+
+    :func:`tf_crnn.images.inspect_images` opens each file with Pillow and converts the ones TensorFlow
+    does not read as they are; the others are decoded here with ``tf.io.decode_image`` at
+    ``channels``, the decoder of :func:`preprocess_image` (a few files Pillow accepts, such as a PNG
+    cut short after its pixel data, TensorFlow rejects).
+
+    Returns:
+        Per path, in order: an :class:`tf_crnn.images.ImageInfo` with ``blank`` filled in, or the
+        reason the image cannot be used (a str).
+    """
+    infos = images.inspect_images(paths, channels, progress, desc)
+    direct = [i for i, info in enumerate(infos) if isinstance(info, ImageInfo) and info.direct]
+    verdicts = _decode_with_tensorflow([paths[i] for i in direct], channels, progress, desc)
+    for i, verdict in zip(direct, verdicts):
+        infos[i] = verdict if isinstance(verdict, str) else replace(infos[i], blank=verdict)
+    return infos
+
+
+def _decode_with_tensorflow(paths: list[str], channels: int, progress: bool, desc: str) -> list[bool | str]:
+    """Per path: whether its decoded image is one colour, or TensorFlow's reason it cannot decode it."""
+    if not paths:
+        return []
+
+    def probe(index, path):
+        return index, _one_colour(_decode_file(path, channels))
+
+    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(paths), dtype=np.int64), paths))
+    # ignore_errors drops the images that fail: they are the indices missing from the output.
+    ds = ds.map(probe, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False).ignore_errors()
+    verdicts: list[bool | str | None] = [None] * len(paths)
+    for index, blank in tqdm(ds.as_numpy_iterator(), total=len(paths), desc=f"{desc} (TensorFlow)",
+                             disable=not progress, unit="img", mininterval=1.0):
+        verdicts[index] = bool(blank)
+    return [_tensorflow_reason(path, channels) if v is None else v for path, v in zip(paths, verdicts)]
+
+
+def _tensorflow_reason(path: str, channels: int) -> bool | str:
+    """Why ``tf.io.decode_image`` rejects one file (or, should it decode now, whether it is one colour)."""
+    try:
+        return bool(_one_colour(_decode_file(path, channels)))
+    except tf.errors.OpError as e:
+        return decode_failure(e)
+
+
+def _decode_file(path: tf.Tensor | str, channels: int) -> tf.Tensor:
+    """uint8 ``[height, width, channels]``: the file decoded as :func:`preprocess_image` decodes it."""
+    return tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
+
+
+def _one_colour(image: tf.Tensor) -> tf.Tensor:
+    """bool scalar: every pixel has the same value in every channel."""
+    return tf.reduce_all(tf.reduce_min(image, axis=[0, 1]) == tf.reduce_max(image, axis=[0, 1]))
+
+
+def decode_failure(error: tf.errors.OpError) -> str:
+    """The reason an image cannot be used, in the decoder's own words, from a TensorFlow error.
+
+    ``"Graph execution error: ... Invalid PNG data, size 38525 [[{{node DecodeImage}}]] [Op:...]"``
+    -> ``"cannot decode image (TensorFlow: Invalid PNG data, size 38525)"``: no graph and node decorations.
+    """
+    text = re.sub(r"\{\{[^}]*\}\}|\[\[.*?\]\]|\[Op:[^\]]*\](\s*name:.*)?", " ", error.message, flags=re.S)
+    lines = [line.strip() for line in text.splitlines()]
+    useful = [line for line in lines if line and not line.startswith(("Graph execution error", "Detected at node"))]
+    return f"cannot decode image (TensorFlow: {useful[-1] if useful else type(error).__name__})"
+
+
+def degeneracy(info: ImageInfo, params: Params) -> tuple[str, str] | None:
+    """``(kind, details)`` when a usable image is unlikely to teach or show anything, else None.
+
+    Kinds: ``blank`` (one colour after conversion to the model's channels) and ``squeezed`` (wider
+    than ``max_width`` at the model height, so it is compressed horizontally, by the factor given).
+    """
+    if info.blank:
+        return "blank", "one colour after conversion to the model's channels"
+    scaled = info.width * params.height / max(1, info.height)
+    if scaled - params.max_width >= 0.5:  # resized_width rounds half up
+        return "squeezed", (f"{info.width}x{info.height} px is {scaled:.0f} px wide at height {params.height}, "
+                            f"squeezed {scaled / params.max_width:.1f}x to max_width {params.max_width}")
+    return None
+
+
 def scan_samples(samples: list[Sample], params: Params, alphabet: Alphabet,
                  progress: bool = True, desc: str = "checking images") -> ScanReport:
-    """Decode every image once and check CTC feasibility of every label.
+    """Check every image once (:func:`check_images`) and the CTC feasibility of every label.
 
     A label of L symbols with R adjacent repeats needs ``L + R`` time steps;
     the CRNN gives :meth:`Params.sequence_length` of the resized width.
 
     Args:
         samples: rows from the CSVs (labels already checked against the alphabet).
-        params: gives height, width bounds and pooling.
+        params: gives height, width bounds, pooling and channels.
         alphabet: encodes the labels.
         progress: show a tqdm bar.
 
     Returns:
-        A :class:`ScanReport`: usable entries and rejected samples with reasons.
+        A :class:`ScanReport`: usable entries, rejected samples with reasons, degenerate entries.
     """
     report = ScanReport()
-    for sample, size in zip(samples, image_sizes([s.image_path for s in samples], progress, desc)):
-        if isinstance(size, str):
-            report.bad_images.append((sample, size))
+    infos = check_images([s.image_path for s in samples], params.input_channels, progress, desc)
+    for sample, info in zip(samples, infos):
+        if isinstance(info, str):
+            report.bad_images.append((sample, info))
             continue
-        width = params.resized_width(*size)
+        width = params.resized_width(info.width, info.height)
         steps = params.sequence_length(width)
         needed = ctc_steps_needed(sample.symbols)
         if needed > steps:
             report.too_long.append((sample, steps, needed * math.prod(params.width_downsampling)))
             continue
-        report.entries.append(Entry(sample, tuple(alphabet.encode(sample.symbols)), width))
+        report.entries.append(Entry(sample, tuple(alphabet.encode(sample.symbols)), width, info.direct))
+        found = degeneracy(info, params)
+        if found:
+            report.degenerate.append((sample, *found))
     return report
 
 
 def load_split(csv_files: list[str], params: Params, alphabet: Alphabet, name: str,
                progress: bool = True) -> list[Entry]:
     """Read, check and scan one split (``train`` or ``eval``).
+
+    Logs a warning listing the degenerate images (kept) with their count per kind, and the
+    number of images converted with Pillow before decoding.
 
     Raises:
         FileNotFoundError / AnnotationError: unreadable CSV.
@@ -116,6 +230,13 @@ def load_split(csv_files: list[str], params: Params, alphabet: Alphabet, name: s
         log.warning("%s split: skipping %d unusable row(s) (on_bad_sample=skip):\n%s", name, len(problems), listed)
     if not report.entries:
         raise DataError(f"{name} split: no usable sample left in {csv_files}")
+    converted = sum(not e.direct for e in report.entries)
+    log.info("%s split: %d usable image(s), %d converted with Pillow before decoding, %d degenerate",
+             name, len(report.entries), converted, len(report.degenerate))
+    if report.degenerate:
+        counts = ", ".join(f"{n} {kind}" for kind, n in sorted(report.degenerate_counts.items()))
+        log.warning("%s split: %d of %d usable image(s) degenerate (%s), kept:\n%s", name, len(report.degenerate),
+                    len(report.entries), counts, listing(report.warnings))
     return report.entries
 
 
@@ -125,7 +246,9 @@ def preprocess_image(encoded: tf.Tensor, params: Params, width: tf.Tensor | None
     """Decode and resize one image to ``params.height`` keeping its aspect ratio.
 
     Args:
-        encoded: tf.string scalar, PNG / JPEG / BMP / GIF bytes.
+        encoded: tf.string scalar, bytes ``tf.io.decode_image`` reads (PNG, JPEG, BMP, GIF, WebP); other
+            files, and those it reads differently from Pillow, come as :func:`tf_crnn.images.normalized_png`
+            (see :func:`tf_crnn.images.decodes_directly`).
         params: height, width bounds and channels.
         width: target width (int32 scalar) when known in advance; else computed
             like :meth:`Params.resized_width`.
@@ -143,6 +266,27 @@ def preprocess_image(encoded: tf.Tensor, params: Params, width: tf.Tensor | None
     image = tf.image.resize(image, [params.height, width], antialias=True)
     image.set_shape([params.height, None, params.input_channels])
     return image * 2.0 - 1.0, tf.cast(width, tf.int32)
+
+
+def encoded_image(path: tf.Tensor, direct: tf.Tensor, channels: int) -> tf.Tensor:
+    """The bytes :func:`preprocess_image` gets for one file: its own, or :func:`tf_crnn.images.normalized_png`.
+
+    Args:
+        path: tf.string scalar, the file.
+        direct: tf.bool scalar, :attr:`Entry.direct`.
+        channels: the model's input channels.
+
+    Returns:
+        tf.string scalar. The conversion runs in Python (``tf.numpy_function``), only for files
+        that need it; such a pipeline cannot be sent to a tf.data service.
+    """
+    def convert(file_name):
+        return images.normalized_png(os.fsdecode(file_name), channels)
+
+    def converted():
+        return tf.ensure_shape(tf.numpy_function(convert, [path], tf.string, stateful=False), [])
+
+    return tf.cond(direct, lambda: tf.io.read_file(path), converted)
 
 
 def augment(image: tf.Tensor) -> tf.Tensor:
@@ -193,7 +337,9 @@ def make_dataset(entries: list[Entry], params: Params, batch_size: int, training
         index: int32 ``[batch]``, position of the entry in ``entries``.
 
     Training data is shuffled each epoch and augmented when
-    ``params.data_augmentation``; batches are bucketed by width.
+    ``params.data_augmentation``; batches are bucketed by width. Each file is
+    read as it is, or, for an entry that is not :attr:`Entry.direct`, converted
+    by Pillow first (:func:`encoded_image`), as :class:`tf_crnn.loader.PredictionModel` does.
     """
     paths = [e.sample.image_path for e in entries]
     widths = [e.width for e in entries]
@@ -201,16 +347,23 @@ def make_dataset(entries: list[Entry], params: Params, batch_size: int, training
     labels = np.zeros([len(entries), max_len], np.int32)
     for i, e in enumerate(entries):
         labels[i, :len(e.codes)] = e.codes
-    ds = tf.data.Dataset.from_tensor_slices({
+    columns = {
         "path": paths, "widths": np.array(widths, np.int32), "labels": labels,
         "label_lengths": np.array([len(e.codes) for e in entries], np.int32),
         "index": np.arange(len(entries), dtype=np.int32),
-    })
+    }
+    # Only data with files TensorFlow does not read as they are gets the Python conversion step.
+    converts = not all(e.direct for e in entries)
+    if converts:
+        columns["direct"] = np.array([e.direct for e in entries])
+    ds = tf.data.Dataset.from_tensor_slices(columns)
     if training:
         ds = ds.shuffle(len(entries), seed=seed, reshuffle_each_iteration=True)
 
     def load(item):
-        image, width = preprocess_image(tf.io.read_file(item.pop("path")), params, item["widths"])
+        path = item.pop("path")
+        encoded = encoded_image(path, item.pop("direct"), params.input_channels) if converts else tf.io.read_file(path)
+        image, width = preprocess_image(encoded, params, item["widths"])
         if training and params.data_augmentation:
             image = augment(image)
         item["images"] = image

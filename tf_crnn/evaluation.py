@@ -4,8 +4,10 @@ The command line is :mod:`tf_crnn.cli.evaluate`; the Sacred run of ``--log``
 is :func:`tf_crnn.tracking.experiments.run_logged_evaluation`.
 
 1. :func:`prepare` loads the export, reads the CSVs, checks every label against
-   the alphabet and opens every image once; any problem is an error naming
-   ``file:line``, before anything is computed.
+   the alphabet and checks every image once as training does
+   (:func:`tf_crnn.data.check_images`), before anything is computed. A label
+   problem is an error naming ``file:line``; an image that cannot be read is
+   left out and listed (``file:line: path: reason``), or with ``strict`` an error.
 2. :func:`evaluate` gets the CTC logits from the export
    (:meth:`PredictionModel.iter_logits`) and decodes them here, so the decoding
    need not be the one the model was trained with: greedy, beam search (top-k
@@ -32,7 +34,6 @@ from . import metrics
 from .alphabet import Alphabet
 from .annotations import Sample, listing, read_csvs
 from .config import DECODING_NAMES, one_of
-from .images import image_sizes
 
 #: What each metric of the summary means (written into it).
 METRIC_DEFINITIONS = {
@@ -50,6 +51,12 @@ class EvaluationError(ValueError):
     """Input that cannot be evaluated: the message names the file (and line) and what to do."""
 
 
+class UnreadableImages(EvaluationError):
+    """Images that cannot be read, with ``strict``: a problem of the data (exit code 1)."""
+
+    exit_code = 1
+
+
 @dataclass
 class Prepared:
     """Checked inputs of an evaluation."""
@@ -57,9 +64,15 @@ class Prepared:
     model: Any  # tf_crnn.loader.PredictionModel
     alphabet: Alphabet
     alphabet_file: str
-    samples: list[Sample]
+    samples: list[Sample]  # the rows whose image can be read: those evaluated
     sizes: list[tuple[int, int]]  # (width, height) of each image
     csv_files: list[str]
+    unreadable: list[tuple[Sample, str]] = field(default_factory=list)  # rows left out, with the reason
+
+    @property
+    def problems(self) -> list[str]:
+        """One line per row left out: ``file:line: path: reason``."""
+        return [f"{s.where()}: {s.image_path}: {reason}" for s, reason in self.unreadable]
 
 
 @dataclass
@@ -91,18 +104,21 @@ class Evaluation:
 # ---- 1. inputs -------------------------------------------------------------------
 
 def prepare(model_dir: str, csv_files: list[str], alphabet_file: str | None = None,
-            progress: bool = True) -> Prepared:
+            progress: bool = True, strict: bool = False) -> Prepared:
     """Load the export and check the data completely before any prediction.
 
     The model decodes with the alphabet it was trained with (``alphabet.json``
     in the export); ``alphabet_file``, if given, must be that same table (it is
     required for an export without ``alphabet.json``). Labels are checked
-    against it with :meth:`Alphabet.check`.
+    against it with :meth:`Alphabet.check`. Images are checked for the model's
+    channels as training checks them (:func:`tf_crnn.data.check_images`); those that
+    cannot be read are left out (:attr:`Prepared.unreadable`).
 
     Raises:
         FileNotFoundError: no SavedModel at ``model_dir``, a CSV or the alphabet file missing.
         AnnotationError / AlphabetError: unreadable CSV rows, label symbols outside the alphabet (file:line).
-        EvaluationError: missing or undecodable images (file:line), alphabet mismatch, no rows.
+        UnreadableImages: with ``strict``, images that cannot be read (file:line: path: reason).
+        EvaluationError: no image can be read (each listed), alphabet mismatch, no rows.
     """
     from .loader import PredictionModel
 
@@ -133,8 +149,8 @@ def prepare(model_dir: str, csv_files: list[str], alphabet_file: str | None = No
     if not samples:
         raise EvaluationError(f"no rows in {', '.join(csv_files)}")
     alphabet.check(samples)
-    sizes = _check_images(samples, progress)
-    return Prepared(model, alphabet, os.path.abspath(alphabet_file), samples, sizes, csv_files)
+    readable, sizes, unreadable = _check_images(samples, model.input_channels, progress, strict)
+    return Prepared(model, alphabet, os.path.abspath(alphabet_file), readable, sizes, csv_files, unreadable)
 
 
 def _alphabet_difference(a: Alphabet, b: Alphabet) -> str:
@@ -147,13 +163,24 @@ def _alphabet_difference(a: Alphabet, b: Alphabet) -> str:
     return "; ".join(parts)
 
 
-def _check_images(samples: list[Sample], progress: bool) -> list[tuple[int, int]]:
-    """Open every image once (threads); raise one error listing every missing or undecodable one."""
-    sizes = image_sizes([s.image_path for s in samples], progress)
-    bad = [f"{s.where()}: {s.image_path}: {size}" for s, size in zip(samples, sizes) if isinstance(size, str)]
-    if bad:
-        raise EvaluationError(f"{len(bad)} unusable image(s):\n{listing(bad)}\nFix the paths or remove the rows.")
-    return sizes
+def _check_images(samples: list[Sample], channels: int, progress: bool, strict: bool):
+    """Check every image once: the readable samples, their ``(width, height)``, the others with the reason.
+
+    Raises:
+        UnreadableImages: some cannot be read and ``strict``.
+        EvaluationError: none can be read.
+    """
+    from .data import check_images  # imports TensorFlow
+
+    infos = check_images([s.image_path for s in samples], channels, progress)
+    unreadable = [(s, info) for s, info in zip(samples, infos) if isinstance(info, str)]
+    bad = [f"{s.where()}: {s.image_path}: {reason}" for s, reason in unreadable]
+    if bad and (strict or len(bad) == len(samples)):
+        error = UnreadableImages if strict else EvaluationError
+        raise error(f"{len(bad)} unusable image(s){'' if strict else ', no image left'}:\n{listing(bad)}\n"
+                    "Fix the paths or remove the rows.")
+    readable = [(s, info) for s, info in zip(samples, infos) if not isinstance(info, str)]
+    return [s for s, _ in readable], [(info.width, info.height) for _, info in readable], unreadable
 
 
 def default_decoding(params: dict, method: str | None = None, beam_width: int | None = None,
@@ -269,6 +296,8 @@ def summary_dict(prepared: Prepared, decoding: Decoding, result: Evaluation, tra
         "csv_files": prepared.csv_files,
         "alphabet": prepared.alphabet_file,
         "num_samples": len(prepared.samples),
+        "num_unreadable": len(prepared.unreadable),
+        "unreadable": prepared.problems,
         "decoding": {**decoding.as_dict(), "lexicon_words": result.lexicon_words},
         "training_decoding": {k: model.params.get(k) for k in ("decoding", "beam_width", "num_beam_paths")},
         "logits_from": "logits signature" if model.has_logits_signature else "CRNN rebuilt from params.json",
@@ -312,8 +341,10 @@ def format_table(summary: dict) -> str:
                          if d["method"] == "beam_search" else "")
     if d["lexicon"]:
         how += f", lexicon {d['lexicon']} ({d['lexicon_words']} words, max distance {d['lexicon_max_distance']})"
+    unreadable = summary.get("num_unreadable", 0)
     lines = [f"model:    {summary['model']}",
-             f"data:     {', '.join(summary['csv_files'])} ({summary['num_samples']} samples)",
+             f"data:     {', '.join(summary['csv_files'])} ({summary['num_samples']} samples"
+             + (f"; {unreadable} unreadable image(s) left out, listed in the summary" if unreadable else "") + ")",
              f"decoding: {how}; {summary['images_per_second']:.1f} images/s",
              "", table(summary["metrics"])]
     for csv_file, part in summary.get("per_csv", {}).items():
@@ -346,6 +377,7 @@ class EvaluationRequest:
     batch_size: int = 32
     train_run: Any = None
     progress: bool = True
+    strict: bool = False  # an unreadable image stops the evaluation (else it is left out and listed)
 
 
 @dataclass
@@ -364,7 +396,8 @@ class EvaluationJob:
         """The evaluation's settings as recorded in a run's config."""
         return {"model": self.prepared.model.export_dir, "csv_files": self.prepared.csv_files,
                 "alphabet": self.prepared.alphabet_file, "decoding": self.decoding.as_dict(),
-                "train_run": self.train_run, "num_samples": len(self.prepared.samples)}
+                "train_run": self.train_run, "num_samples": len(self.prepared.samples),
+                "num_unreadable": len(self.prepared.unreadable)}
 
 
 def plan(request: EvaluationRequest) -> EvaluationJob:
@@ -375,7 +408,8 @@ def plan(request: EvaluationRequest) -> EvaluationJob:
     """
     if request.batch_size < 1:
         raise EvaluationError(f"--batch-size must be >= 1, got {request.batch_size}")
-    prepared = prepare(request.model_dir, request.csv_files, request.alphabet_file, request.progress)
+    prepared = prepare(request.model_dir, request.csv_files, request.alphabet_file, request.progress,
+                       request.strict)
     settings = default_decoding(prepared.model.params, request.decoding, request.beam_width, request.top_paths,
                                 request.lexicon, request.lexicon_max_distance)
     out_dir = os.path.abspath(request.out_dir or os.path.join(os.path.dirname(prepared.model.export_dir),

@@ -2,7 +2,10 @@
 
 The export (``output_model_dir/export``, or ``export.zip`` from a run's
 artifacts, unzipped) has a ``serving_default`` signature taking encoded image
-bytes; see :func:`tf_crnn.export.export_saved_model`.
+bytes; see :func:`tf_crnn.export.export_saved_model`. Images are first turned
+into bytes its in-graph decoder reads as training did (:func:`tf_crnn.images.model_input`:
+plain PNG / JPEG as they are, anything else converted with Pillow), so a GIF, a TIFF
+or a transparent PNG gives the prediction the training pipeline's pixels would.
 
 :meth:`PredictionModel.iter_logits` gives the CTC logits instead, for decoding
 outside the graph (greedy, beam search, lexicon; see ``tf-crnn evaluate``):
@@ -13,6 +16,7 @@ export's weights.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
@@ -21,6 +25,8 @@ import numpy as np
 import tensorflow as tf
 
 from .alphabet import Alphabet
+from .data import decode_failure
+from .images import ACCEPTED, IMAGE_TYPES, ImageError, ImageInput, describe, model_input
 
 
 @dataclass(frozen=True)
@@ -28,14 +34,17 @@ class Prediction:
     """One image's transcription.
 
     Attributes:
-        text: the best hypothesis.
-        score: its probability in [0, 1] (best-path or beam probability).
+        text: the best hypothesis ("" when ``error`` is set).
+        score: its probability in [0, 1] (best-path or beam probability; 0.0 when ``error`` is set).
         alternatives: all hypotheses with their scores, best first (``num_beam_paths`` of them).
+        error: None, or why the image could not be read (``missing image file``, Pillow's or
+            TensorFlow's reason); the image's other fields are then empty.
     """
 
     text: str
     score: float
     alternatives: tuple[tuple[str, float], ...] = ()
+    error: str | None = None
 
 
 class PredictionModel:
@@ -118,9 +127,21 @@ class PredictionModel:
         self._rebuilt_model = model  # keep the variables alive
         return lambda images: fn(images)
 
-    def iter_logits(self, images: Sequence[str | os.PathLike | bytes],
+    @property
+    def input_channels(self) -> int:
+        """Channels the model was trained on (1 grey, 3 RGB; from ``params.json``, 1 if absent)."""
+        return int(self.params.get("input_channels", 1))
+
+    def encode(self, image: ImageInput) -> bytes:
+        """Bytes of one image that this export decodes into the pixels training would have seen.
+
+        See :func:`tf_crnn.images.model_input` for what ``image`` may be and what it raises.
+        """
+        return model_input(image, self.input_channels)
+
+    def iter_logits(self, images: Sequence[ImageInput] | ImageInput,
                     batch_size: int = 32) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """CTC logits of images (paths or encoded bytes), batch by batch.
+        """CTC logits of images (anything :meth:`predict` takes), batch by batch.
 
         Yields:
             ``(start, logits, lengths)``: the batch covers ``images[start:start + len(lengths)]``;
@@ -128,61 +149,138 @@ class PredictionModel:
             to the batch's widest image), ``lengths`` int32 ``[batch]`` valid time steps.
 
         Raises:
-            FileNotFoundError / ValueError: as :meth:`predict`, naming the image.
+            TypeError / ValueError: as :meth:`predict`.
+            FileNotFoundError / tf_crnn.images.ImageError: an image cannot be read (named in the message);
+                ``tf-crnn evaluate`` leaves such images out beforehand.
             ValueError: the export has neither the ``logits`` signature nor what is needed to rebuild it.
         """
+        check_batch_size(batch_size)
+        items = image_list(images)
         fn = self._logits_function()
-        for start in range(0, len(images), batch_size):
-            items = list(images[start:start + batch_size])
-            encoded = [item if isinstance(item, bytes) else _read(item) for item in items]
+        for start in range(0, len(items), batch_size):
+            chunk = items[start:start + batch_size]
+            encoded = [self._encode_or_error(item, strict=True) for item in chunk]
             try:
                 out = fn(images=tf.constant(encoded, dtype=tf.string))
             except tf.errors.InvalidArgumentError:
-                _raise_for_culprit(items, encoded, lambda one: fn(images=tf.constant(one, dtype=tf.string)))
+                for item, data in zip(chunk, encoded):  # which image? TensorFlow's error does not say
+                    try:
+                        fn(images=tf.constant([data], dtype=tf.string))
+                    except tf.errors.InvalidArgumentError as e:
+                        raise ImageError(f"{describe(item)}: {decode_failure(e)}") from None
                 raise
             yield start, out["logits"].numpy(), out["lengths"].numpy()
 
-    def predict_bytes(self, images: Sequence[bytes], batch_size: int = 32) -> list[Prediction]:
-        """Transcribe encoded images (PNG / JPEG / BMP / GIF bytes)."""
+    def predict_bytes(self, encoded: Sequence[bytes], batch_size: int = 32) -> list[Prediction]:
+        """Transcribe encoded images sent to the export as they are (no check, no conversion).
+
+        For bytes ``tf.io.decode_image`` reads as training did: plain PNG / JPEG, or
+        :meth:`encode` output; :meth:`predict` takes anything else.
+
+        Raises:
+            TypeError / ValueError: ``batch_size`` is not a positive integer.
+            tf.errors.InvalidArgumentError: TensorFlow cannot decode an image of a batch.
+        """
+        check_batch_size(batch_size)
         out: list[Prediction] = []
-        for start in range(0, len(images), batch_size):
-            result = self._serve(images=tf.constant(list(images[start:start + batch_size]), dtype=tf.string))
+        for start in range(0, len(encoded), batch_size):
+            result = self._serve(images=tf.constant(list(encoded[start:start + batch_size]), dtype=tf.string))
             for texts, scores in zip(result["text"].numpy(), result["score"].numpy()):
                 alternatives = tuple((t.decode("utf-8"), float(s)) for t, s in zip(texts, scores))
                 out.append(Prediction(alternatives[0][0], alternatives[0][1], alternatives))
         return out
 
-    def predict(self, images: Iterable[str | os.PathLike | bytes], batch_size: int = 32) -> list[Prediction]:
-        """Transcribe images given as file paths or encoded bytes.
+    def predict(self, images: Iterable[ImageInput] | ImageInput, batch_size: int = 32,
+                strict: bool = False) -> list[Prediction]:
+        """Transcribe images; bad ones are reported in their :class:`Prediction`, the others transcribed.
+
+        Args:
+            images: one image or an iterable of images, each a path (str or os.PathLike), encoded
+                bytes, a NumPy array (``[H, W]`` or ``[H, W, C]``, C in 1, 3, 4; uint8, or float in
+                [0, 1]) or a PIL image (its current frame). An ``[N, H, W, C]`` array is N images.
+                Any format Pillow reads; see :func:`tf_crnn.images.model_input`.
+            batch_size: images per model call (a positive int).
+            strict: raise at the first image that cannot be read instead of reporting it.
+
+        Returns:
+            One :class:`Prediction` per image, in order (a list of one for a single image); an image
+            that cannot be read has ``error`` set (why) and empty text.
 
         Raises:
-            FileNotFoundError: a path does not exist (named in the message).
-            ValueError: an image cannot be decoded (named in the message).
+            TypeError: an input of another type (the message lists the accepted ones), or an array
+                of another dtype.
+            ValueError: ``batch_size`` < 1, or an array of another shape or range.
+            FileNotFoundError / tf_crnn.images.ImageError: only with ``strict``, naming the image.
         """
-        items = list(images)
-        encoded = [item if isinstance(item, bytes) else _read(item) for item in items]
+        check_batch_size(batch_size)
+        items = image_list(images)
+        encoded = [self._encode_or_error(item, strict) for item in items]
+        results: list[Prediction | None] = [_failed(e) if isinstance(e, Exception) else None for e in encoded]
+        readable = [i for i, e in enumerate(encoded) if isinstance(e, bytes)]
+        for start in range(0, len(readable), batch_size):
+            chunk = readable[start:start + batch_size]
+            for i, prediction in zip(chunk, self._predict_chunk([encoded[i] for i in chunk])):
+                if strict and prediction.error:
+                    raise ImageError(f"{describe(items[i])}: {prediction.error}")
+                results[i] = prediction
+        return results
+
+    def _encode_or_error(self, item, strict: bool) -> bytes | Exception:
+        """:meth:`encode` of ``item``, or the reason it cannot be read (raised when ``strict``)."""
         try:
-            return self.predict_bytes(encoded, batch_size)
+            return self.encode(item)
+        except (OSError, ImageError) as e:
+            if strict:
+                raise type(e)(f"{describe(item)}: {e}") from None
+            return e
+
+    def _predict_chunk(self, encoded: list[bytes]) -> list[Prediction]:
+        """:meth:`predict_bytes` of one batch; if TensorFlow rejects an image, image by image."""
+        try:
+            return self.predict_bytes(encoded, len(encoded))
         except tf.errors.InvalidArgumentError:
-            _raise_for_culprit(items, encoded, self.predict_bytes)
-            raise
+            pass
+        out = []
+        for data in encoded:  # which image? TensorFlow's error does not say
+            try:
+                out.append(self.predict_bytes([data])[0])
+            except tf.errors.InvalidArgumentError as e:
+                out.append(_failed(decode_failure(e)))
+        return out
 
 
-def _raise_for_culprit(items: list, encoded: list[bytes], run_one) -> None:
-    """Find which image broke a batch by running ``run_one([bytes])`` on each, and raise a ValueError naming it.
+def check_batch_size(batch_size) -> None:
+    """Raise unless ``batch_size`` is a positive integer.
 
-    Returns without raising when every image passes alone (the batch failed for another reason).
+    Raises:
+        TypeError: not an integer.
+        ValueError: 0 or negative.
     """
-    for item, data in zip(items, encoded):
-        try:
-            run_one([data])
-        except tf.errors.InvalidArgumentError as e:
-            name = item if not isinstance(item, bytes) else f"<{len(item)} bytes>"
-            raise ValueError(f"cannot decode image {name}: {e.message.splitlines()[0]}") from None
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
+        raise TypeError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
 
 
-def _read(path: str | os.PathLike) -> bytes:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"image not found: {path}")
-    with open(path, "rb") as f:
-        return f.read()
+def image_list(value) -> list:
+    """The images of :meth:`PredictionModel.predict`'s argument as a list (a single image -> a list of one).
+
+    Raises:
+        TypeError: ``value``, or one of its items, is not an accepted image (the message says what is).
+    """
+    if isinstance(value, np.ndarray) and value.ndim == 4:
+        return list(value)
+    if isinstance(value, IMAGE_TYPES):
+        return [value]
+    if not isinstance(value, Iterable) or isinstance(value, dict):
+        raise TypeError(f"expected an image or a list of images, each {ACCEPTED}; "
+                        f"got {type(value).__name__}")
+    items = list(value)
+    for position, item in enumerate(items):
+        if not isinstance(item, IMAGE_TYPES):
+            raise TypeError(f"image {position} is a {type(item).__name__}; each image must be {ACCEPTED}")
+    return items
+
+
+def _failed(reason) -> Prediction:
+    return Prediction("", 0.0, (), str(reason))

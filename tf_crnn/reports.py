@@ -27,6 +27,7 @@ from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 from rapidfuzz.distance import Levenshtein  # noqa: E402
 
 from ._util import write_json  # noqa: E402
+from .images import open_image, to_model_mode  # noqa: E402
 
 Seq = Sequence[str]
 OK_COLOUR, ERROR_COLOUR, MUTED_COLOUR = (20, 20, 20), (200, 30, 30), (110, 110, 110)
@@ -181,8 +182,8 @@ def prediction_gallery(image_paths: Sequence[str], labels: Sequence[Seq], predic
     draw = ImageDraw.Draw(canvas)
     for row, i in enumerate(order):
         top = 8 + row * row_height
-        with Image.open(image_paths[i]) as im:
-            im = im.convert("RGB")
+        with open_image(image_paths[i]) as im:
+            im = to_model_mode(im, 3)  # as the model sees it: transparency on white, first frame
             scale = min(image_height / im.height, (width - 16) / im.width)
             canvas.paste(im.resize((max(1, int(im.width * scale)), max(1, int(im.height * scale)))), (8, top))
         y = top + image_height + 2
@@ -214,8 +215,8 @@ class TensorBoardLog:
         self.labels = list(sample_labels)
         thumbs = []
         for p in sample_paths:
-            with Image.open(p) as im:
-                im = im.convert("L")
+            with open_image(p) as im:
+                im = to_model_mode(im, 1)
                 thumbs.append(np.asarray(im.resize((max(1, im.width * 48 // im.height), 48))))
         width = max((t.shape[1] for t in thumbs), default=1)
         self.images = np.stack([np.pad(t, [(0, 0), (0, width - t.shape[1])], constant_values=255)

@@ -24,7 +24,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from . import callbacks as callbacks_lib
-from . import cluster, data, metrics
+from . import cluster, data, interrupts, metrics
 from .alphabet import Alphabet
 from .callbacks import Callback, EpochResult
 from .config import OPTIMIZER_NAMES, STRATEGY_NAMES, Params
@@ -138,8 +138,9 @@ class Trainer:
         alphabet: the lookup table (fixes the number of classes).
         strategy: a tf.distribute strategy; :func:`pick_strategy` when None.
         callbacks: run after each epoch after the standard ones (best export, the config's early
-            stopping / learning-rate reduction, checkpoint, log line); their :meth:`Callback.state`
-            is saved in the checkpoint, so they are given here, before :meth:`restore`.
+            stopping / learning-rate reduction, log line) and before the checkpoint, which comes
+            last; their :meth:`Callback.state` is saved in the checkpoint, so they are given here,
+            before :meth:`restore`.
     """
 
     def __init__(self, params: Params, alphabet: Alphabet, strategy: tf.distribute.Strategy | None = None,
@@ -159,7 +160,10 @@ class Trainer:
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.best_cer = tf.Variable(math.inf, dtype=tf.float32, trainable=False, name="best_cer")
         self.callbacks: list[Callback] = [callbacks_lib.BestExport(), *callbacks_lib.from_params(params),
-                                           callbacks_lib.Checkpoint(), callbacks_lib.EpochLog(), *callbacks]
+                                           callbacks_lib.EpochLog(), *callbacks]
+        # Saved after every other callback: a checkpoint means its epoch's exports and logs are written too,
+        # so a training killed between them redoes that epoch rather than missing its record.
+        self.checkpointer = callbacks_lib.Checkpoint()
         self.stop_training = False  # a callback sets it to end fit() after the current epoch
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, epoch=self.epoch,
                                               best_cer=self.best_cer, **self._callback_state())
@@ -334,9 +338,10 @@ class Trainer:
         """Train from the current epoch to ``params.n_epochs``, evaluating every epoch.
 
         After each epoch's evaluation the callbacks run in order: those given to the
-        constructor (best export, checkpoint, ...), then ``callbacks`` (state not
-        checkpointed). A callback that sets :attr:`stop_training` ends the training
-        after that epoch.
+        constructor (best export, ...), then ``callbacks`` (state not checkpointed),
+        then the checkpoint. A callback that sets :attr:`stop_training` ends the training
+        after that epoch. A stop signal (:mod:`tf_crnn.interrupts`) that arrives while
+        they run is raised once they are done.
 
         Args:
             train_entries, eval_entries: checked samples (:func:`tf_crnn.data.load_split`).
@@ -350,15 +355,18 @@ class Trainer:
         train_ds = data.make_dataset(train_entries, p, p.train_batch_size, training=True, seed=seed)
         eval_ds = data.make_dataset(eval_entries, p, p.eval_batch_size, training=False)
         train_batches = data.batch_count(train_entries, p.train_batch_size)
-        hooks = [*self.callbacks, *callbacks]
+        hooks = [*self.callbacks, *callbacks, self.checkpointer]
         results: list[EpochResult] = []
         self.stop_training = False
         for hook in hooks:
             hook.on_train_begin(self)
         while int(self.epoch.numpy()) < p.n_epochs and not self.stop_training:
-            results.append(self.run_epoch(train_ds, train_batches, eval_entries, eval_ds))
-            for hook in hooks:
-                hook.on_epoch_end(self, results[-1])
+            result = self.run_epoch(train_ds, train_batches, eval_entries, eval_ds)
+            # A SIGTERM / Ctrl-C here waits: the finished epoch's checkpoint, exports and log are written whole.
+            with interrupts.deferred():
+                results.append(result)
+                for hook in hooks:
+                    hook.on_epoch_end(self, result)
         for hook in hooks:
             hook.on_train_end(self, results)
         return results

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import signal
 
+from .. import interrupts
 from .errors import handles
 
 
@@ -21,19 +21,14 @@ def serve(url: str | None = None, db: str | None = None, port: int | None = None
     board = Board(url, db or DEFAULT_DB_NAME, DEFAULT_PORT if port is None else port,
                   on_output=(lambda line: print(f"  omniboard: {line}", flush=True)) if verbose else None)
 
-    def terminate(signum, frame):
-        raise KeyboardInterrupt
-
-    # SIGINT too: a process started from a background job of a non-interactive shell (CI scripts,
-    # nohup ... &) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
-    previous = {sig: signal.signal(sig, terminate) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        address = board.start()
-        print(f"Omniboard: {address}\n  {board.describe()}\n"
-              f"  (listens on all network interfaces, without a password; Ctrl-C stops it)", flush=True)
-        for note in board.notes:
-            print(f"  note: {note}", flush=True)
-        code = board.wait()
+        with interrupts.stop_on_signals():  # SIGTERM too, and SIGINT in a background job
+            address = board.start()
+            print(f"Omniboard: {address}\n  {board.describe()}\n"
+                  f"  (listens on all network interfaces, without a password; Ctrl-C stops it)", flush=True)
+            for note in board.notes:
+                print(f"  note: {note}", flush=True)
+            code = board.wait()
         print(f"Omniboard exited with code {code}; its last output:\n" + "\n".join(list(board.output)[-10:]))
         return code or 1
     except KeyboardInterrupt:
@@ -42,8 +37,6 @@ def serve(url: str | None = None, db: str | None = None, port: int | None = None
         return 0
     finally:
         board.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 @handles("board")

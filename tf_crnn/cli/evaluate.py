@@ -2,12 +2,14 @@
 
     tf-crnn evaluate --model output/fraktur/export --csv data/prepared/fraktur.eval.csv \\
         [--alphabet data/alphabets/fraktur.json] [--out DIR] [--decoding greedy|beam_search] \\
-        [--beam-width N] [--top-paths K] [--lexicon words.txt] [--log [--train-run ID]]
+        [--beam-width N] [--top-paths K] [--lexicon words.txt] [--log [--train-run ID]] [--strict]
 """
 from __future__ import annotations
 
 import argparse
+import sys
 
+from ..annotations import listing
 from ..config import DECODING_NAMES
 from .errors import handles
 
@@ -22,6 +24,10 @@ into --out. The decoding defaults to the export's training-time setting;
 --decoding, --beam-width, --top-paths and --lexicon change it (the export's
 logits are decoded outside the model). --log records the evaluation as a Sacred
 run of the experiment 'crnn-evaluate' with the training run's id.
+
+An image that cannot be read (missing, corrupt) is reported on stderr with its
+file:line and left out of the metrics (listed in the summary); --strict makes
+that an error (exit code 1) before anything is evaluated. No readable image: exit code 2.
 
 example:
   tf-crnn evaluate --model output/fraktur/export --csv data/prepared/fraktur.eval.csv
@@ -38,8 +44,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         model_dir=args.model, csv_files=args.csv, alphabet_file=args.alphabet, out_dir=args.out,
         decoding=args.decoding, beam_width=args.beam_width, top_paths=args.top_paths, lexicon=args.lexicon,
         lexicon_max_distance=args.lexicon_max_distance, batch_size=args.batch_size,
-        train_run=evaluation.parse_run_id(args.train_run), progress=not args.quiet)
+        train_run=evaluation.parse_run_id(args.train_run), progress=not args.quiet, strict=args.strict)
     job = evaluation.plan(request)
+    if job.prepared.unreadable:
+        print(f"tf-crnn evaluate: leaving out {len(job.prepared.unreadable)} image(s) that cannot be read:\n"
+              + listing(job.prepared.problems), file=sys.stderr)
     if args.log:
         from ..tracking.experiments import run_logged_evaluation
 
@@ -76,5 +85,7 @@ def register(sub) -> None:
                                        "(default: the one the export records, if any)")
     p.add_argument("--mongo-url", help="MongoDB for --log (default: $TF_CRNN_MONGO_URL, else the embedded server)")
     p.add_argument("--mongo-db-name", help="database for --log (default: tf_crnn)")
+    p.add_argument("--strict", action="store_true",
+                   help="stop (exit code 1) if any image cannot be read, instead of leaving it out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_evaluate)

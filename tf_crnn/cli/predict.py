@@ -1,26 +1,49 @@
-"""``tf-crnn predict --model EXPORT IMAGE...``: transcribe images with an exported model."""
+"""``tf-crnn predict --model EXPORT IMAGE...``: transcribe images with an exported model.
+
+Exit codes: 0 when at least one image was transcribed (bad images are reported on stderr and
+skipped), 1 with ``--strict`` when some image could not be read (the others are still printed),
+2 when none could be read or the arguments are wrong.
+"""
 from __future__ import annotations
 
 import argparse
+import sys
 
-from .errors import handles
+from .errors import EXIT_DATA, EXIT_OK, handles
 
 
 @handles("predict")
 def _predict(args: argparse.Namespace) -> int:
     from ..loader import PredictionModel
 
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     model = PredictionModel(args.model)
-    for path, pred in zip(args.images, model.predict(args.images, batch_size=args.batch_size)):
-        print(f"{path}\t{pred.text}\t{pred.score:.4f}")
-    return 0
+    predictions = model.predict(args.images, batch_size=args.batch_size)
+    failed = 0
+    for path, pred in zip(args.images, predictions):
+        if pred.error:
+            failed += 1
+            print(f"tf-crnn predict: {path}: {pred.error}", file=sys.stderr)
+        else:
+            print(f"{path}\t{pred.text}\t{pred.score:.4f}")
+    if failed == len(predictions):
+        raise ValueError(f"none of the {failed} image(s) could be read")
+    if failed and args.strict:
+        print(f"tf-crnn predict: {failed} of {len(predictions)} image(s) could not be read (--strict)",
+              file=sys.stderr)
+        return EXIT_DATA
+    return EXIT_OK
 
 
 def register(sub) -> None:
     """Add ``tf-crnn predict`` to the ``tf-crnn`` subparsers ``sub``."""
     p = sub.add_parser("predict", help="transcribe images with an exported model",
-                       description="Print one line per image: path, text, score (tab-separated).")
+                       description="Print one line per image: path, text, score (tab-separated). An image "
+                                   "that cannot be read is reported on stderr and skipped; exit code 1 then "
+                                   "only with --strict, 2 when no image could be read.")
     p.add_argument("--model", required=True, help="export folder (output_model_dir/export)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--batch-size", type=int, default=32, help="images per model call (>= 1, default 32)")
+    p.add_argument("--strict", action="store_true", help="exit with code 1 if any image cannot be read")
+    p.add_argument("images", nargs="+", help="image files (any format Pillow reads)")
     p.set_defaults(func=_predict)

@@ -3,17 +3,20 @@
 Checks, in order:
 
 1. every label symbol is in the alphabet (file, line, symbol);
-2. every image decodes fully, and every label fits the CTC sequence length
+2. every image decodes as training will decode it (for the config's
+   ``input_channels``), and every label fits the CTC sequence length
    its image allows: :func:`tf_crnn.data.scan_samples`, the very check the
    trainer runs (image resized to the model height keeping the aspect ratio,
    width clipped to ``[min_width, max_width]``; a label of L symbols with R
    adjacent repeats needs ``L + R`` time steps);
-3. duplicates: an image path listed twice, or identical image bytes under
+3. degenerate images: one colour after conversion, or squeezed to ``max_width``
+   (training keeps them and counts them);
+4. duplicates: an image path listed twice, or identical image bytes under
    different paths (same or conflicting labels), a common train/eval leak.
 
 It also reports symbol frequencies and saves two histograms (PNG, matplotlib
 Agg backend) into the report folder: resized image widths and label lengths.
-Problems of kind 1 and 2 are errors (non-zero exit); duplicates are warnings.
+Problems of kind 1 and 2 are errors (non-zero exit); degenerate images and duplicates are warnings.
 
 ``tf_crnn.data`` imports TensorFlow, so this module pays its import time (a
 few seconds) on first use.
@@ -42,6 +45,8 @@ class ValidationReport:
         unknown: unknown symbol -> ``file:line`` list.
         bad_images: ``file:line: path: reason`` for images that do not decode.
         too_long: ``file:line`` lines for labels too long for their image.
+        degenerate: ``file:line: path: kind: details`` for usable images that are one colour
+            (``blank``) or ``squeezed`` to ``max_width`` (:func:`tf_crnn.data.degeneracy`).
         duplicate_paths: image path -> ``file:line`` list (listed more than once).
         duplicate_images: groups of ``file:line: path (label)`` with identical bytes.
         symbol_counts: frequency of every label symbol.
@@ -54,6 +59,7 @@ class ValidationReport:
     unknown: dict[str, list[str]] = field(default_factory=dict)
     bad_images: list[str] = field(default_factory=list)
     too_long: list[str] = field(default_factory=list)
+    degenerate: list[str] = field(default_factory=list)
     duplicate_paths: dict[str, list[str]] = field(default_factory=dict)
     duplicate_images: list[list[str]] = field(default_factory=list)
     symbol_counts: Counter = field(default_factory=Counter)
@@ -89,6 +95,9 @@ class ValidationReport:
         if self.too_long:
             out.append(f"ERROR {len(self.too_long)} label(s) too long for the CTC sequence of their image:")
             out += _cut([f"  {t}" for t in self.too_long], max_listed)
+        if self.degenerate:
+            out.append(f"WARNING {len(self.degenerate)} degenerate image(s) (kept by training):")
+            out += _cut([f"  {d}" for d in self.degenerate], max_listed)
         if self.duplicate_paths:
             out.append(f"WARNING {len(self.duplicate_paths)} image path(s) listed more than once:")
             out += _cut([f"  {p}: {', '.join(w)}" for p, w in self.duplicate_paths.items()], max_listed)
@@ -212,6 +221,7 @@ def validate(csv_files: Sequence[str | os.PathLike], alphabet: str | os.PathLike
         f"{s.where()}: {len(s.symbols)} symbols need more than the {steps} time steps of {s.image_path} "
         f"(resized width >= {need} px needed)" for s, steps, need in scan.too_long
     ]
+    report.degenerate = scan.warnings
     report.widths = [e.width for e in scan.entries]
     report.duplicate_paths, report.duplicate_images = find_duplicates(samples, progress)
     if samples:

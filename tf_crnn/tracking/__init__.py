@@ -3,7 +3,9 @@
 - :mod:`~tf_crnn.tracking.urls`: which database (config, ``TF_CRNN_MONGO_URL``, embedded), password redaction;
 - :mod:`~tf_crnn.tracking.server`: the embedded SecantusDB server;
 - :mod:`~tf_crnn.tracking.observer`: the Sacred MongoDB observer that survives outages;
-- :mod:`~tf_crnn.tracking.run_records`: ``run.json`` of an output folder, resumed and dead runs;
+- :mod:`~tf_crnn.tracking.run_records`: ``run.json`` of an output folder, resumed and dead runs, output folder checks;
+- :mod:`~tf_crnn.tracking.output_lock`: one training at a time per output folder;
+- :mod:`~tf_crnn.tracking.run_import`: a run's local record (written during an outage) into MongoDB;
 - :mod:`~tf_crnn.tracking.board`: Omniboard on that database;
 - :mod:`~tf_crnn.tracking.experiments`: the Sacred experiments ``crnn`` and ``crnn-evaluate``.
 

@@ -12,6 +12,15 @@ dependencies) and record to MongoDB through the same observer
 the end the artifacts ``alphabet.json``, ``config.json``, ``export.zip`` (the
 SavedModel) and the reports. The run's result is the final eval metrics dict.
 
+Each epoch's scalars reach the observers when the epoch ends
+(:func:`write_metrics_now`), not only at Sacred's heartbeat; a resumed run
+starts with the epochs of the checkpoint it continues (:func:`carry_over_history`).
+Before a training starts, the chief checks and locks its output folder
+(:func:`claim_output_dir`); during it, SIGTERM and SIGINT end the run
+INTERRUPTED (:class:`CRNNExperiment`). :func:`interruption_summary` and
+:func:`unsaved_run_error` say how a run ended for the command line
+(:mod:`tf_crnn.cli.train`).
+
 ``crnn-evaluate`` (:func:`run_logged_evaluation`): one run per evaluation,
 naming the training run it evaluates.
 """
@@ -23,22 +32,26 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 
 from sacred import Experiment
+from sacred.metrics_logger import linearize_metrics
 from sacred.observers.mongo import parse_mongo_db_arg
 from sacred.utils import apply_backspaces_and_linefeeds
 
-from .. import cluster, reports
+from .. import cluster, interrupts, reports
+from .._util import warn
 from ..alphabet import Alphabet
-from ..config import Params
-from . import run_records
+from ..config import ConfigError, Params
+from . import output_lock, run_records
 from .observer import FAILURE_DIR, FALLBACK_DIR, ResilientMongoObserver, mongo_observer
-from .urls import DEFAULT_DB_NAME, host_port, redact_url, resolve_url
+from .urls import DEFAULT_DB_NAME, TrackingError, host_port, redact_url, resolve_url
 
 EXPERIMENT_NAME = "crnn"
 EVALUATE_EXPERIMENT_NAME = "crnn-evaluate"
 TENSORBOARD_SAMPLES = 6
 REPORT_DIR = "reports"  # inside output_model_dir
+TENSORBOARD_DIR = "tensorboard"  # inside output_model_dir
 METRIC_NAMES = ("train.loss", "eval.loss", "eval.char_accuracy", "eval.sequence_accuracy", "eval.cer")
 
 
@@ -48,34 +61,69 @@ def mongo_option_updates(spec: str) -> dict:
     Sacred's defaults apply: ``localhost:27017`` without HOST:PORT.
 
     Raises:
-        ValueError: ``spec`` names a collection, run id or priority (tf-crnn writes Sacred's
+        ConfigError: ``spec`` names a collection, run id or priority (tf-crnn writes Sacred's
             standard ``runs`` collection only).
     """
     parts = parse_mongo_db_arg(spec)
     if any(parts.get(k) is not None for k in ("collection", "overwrite", "priority")):
-        raise ValueError(f"-m {spec}: tf-crnn takes -m [HOST:PORT:]DB_NAME only (no collection, run id or "
-                         f"priority); for credentials or TLS set mongo_url or TF_CRNN_MONGO_URL instead")
+        raise ConfigError(f"-m {spec}: tf-crnn takes -m [HOST:PORT:]DB_NAME only (no collection, run id or "
+                          f"priority); for credentials or TLS set mongo_url or TF_CRNN_MONGO_URL instead")
     return {"mongo_url": f"mongodb://{parts.get('url', 'localhost:27017')}/",
             "mongo_db_name": parts.get("db_name") or DEFAULT_DB_NAME}
 
 
-class CRNNExperiment(Experiment):
-    """Sacred's Experiment, with ``-m`` turned into ``mongo_url`` / ``mongo_db_name`` config updates.
+class UserErrorExit(BaseException):
+    """Carries an error that is the user's to fix past Sacred's command line, which prints a traceback for
+    every ``Exception``, to the caller of :meth:`CRNNExperiment.run_commandline` (``error``: the original)."""
 
-    Sacred's own ``-m`` would append a plain ``MongoObserver`` (no buffering, fallback folder or
-    password redaction) beside the one :func:`attach_observer` adds: two records of one run.
+    def __init__(self, error: Exception):
+        super().__init__(str(error))
+        self.error = error
+
+
+class CRNNExperiment(Experiment):
+    """Sacred's Experiment, with ``-m`` turned into config updates, stop signals and the output folder's lock.
+
+    * ``-m`` becomes ``mongo_url`` / ``mongo_db_name``: Sacred's own ``-m`` would append a plain
+      ``MongoObserver`` (no buffering, fallback folder or password redaction) beside the one
+      :func:`attach_observer` adds: two records of one run.
+    * During a run, SIGTERM and SIGINT raise :class:`tf_crnn.interrupts.Interrupted` (a
+      KeyboardInterrupt: Sacred records the run as INTERRUPTED).
+    * The lock :func:`claim_output_dir` takes is released when the run ends, however it ends.
     """
+
+    _user_error: Callable[[BaseException], bool] | None = None
+
+    def run_commandline(self, argv=None, user_error: Callable[[BaseException], bool] | None = None):
+        """Sacred's command line; an error for which ``user_error(error)`` is true leaves as :class:`UserErrorExit`.
+
+        Such an error has been recorded already (the run, if one started, is FAILED with its
+        trace), but Sacred's command line does not print its traceback: the caller prints one line.
+        """
+        self._user_error = user_error
+        try:
+            return super().run_commandline(argv)
+        finally:
+            self._user_error = None
 
     def run(self, command_name=None, config_updates=None, named_configs=(), info=None, meta_info=None,
             options=None):
-        spec = (options or {}).get("--mongo_db")
-        if spec:
-            updates = mongo_option_updates(spec)
-            if (config_updates or {}).get("mongo_url") not in (None, updates["mongo_url"]):
-                raise ValueError("the database is given twice, by -m and by mongo_url: keep one")
-            config_updates = {**(config_updates or {}), **updates}
-            options = {**options, "--mongo_db": None}  # Sacred then adds no observer of its own
-        return super().run(command_name, config_updates, named_configs, info, meta_info, options)
+        try:
+            spec = (options or {}).get("--mongo_db")
+            if spec:
+                updates = mongo_option_updates(spec)
+                if (config_updates or {}).get("mongo_url") not in (None, updates["mongo_url"]):
+                    raise ConfigError("the database is given twice, by -m and by mongo_url: keep one")
+                config_updates = {**(config_updates or {}), **updates}
+                options = {**options, "--mongo_db": None}  # Sacred then adds no observer of its own
+            with interrupts.stop_on_signals():
+                return super().run(command_name, config_updates, named_configs, info, meta_info, options)
+        except Exception as e:
+            if self._user_error is not None and self._user_error(e):
+                raise UserErrorExit(e) from e
+            raise
+        finally:
+            release_output_dir()
 
 
 CAPTURED_OUT_HEAD, CAPTURED_OUT_TAIL = 20_000, 200_000  # characters; keeps the run document far under 16 MB
@@ -118,8 +166,35 @@ ex = new_experiment(EXPERIMENT_NAME, CRNNExperiment)
 ex.add_config(Params.defaults())
 ex.add_config({"generate_data": None})
 
-# Set by the config hook for the run being created; the URL itself may hold a password.
-_active = {"url": None}
+# Set by the config hooks for the run being created; the URL itself may hold a password.
+_active = {"url": None, "observer": None, "lock": None}
+
+
+@ex.config_hook
+def claim_output_dir(config, command_name, logger):
+    """Check and lock ``output_model_dir`` before anything is read or recorded (the chief only).
+
+    Stops the training, before any run is recorded, when the folder cannot take
+    its output (:func:`run_records.check_output_dir`), another live training holds
+    it (:mod:`output_lock`), or it holds an earlier training's checkpoints or
+    export and neither ``restore_model`` nor ``overwrite_output`` is set
+    (:func:`run_records.check_new_training`).
+    """
+    release_output_dir()
+    if command_name != "main" or not cluster.is_chief():
+        return {}
+    output_dir = config["output_model_dir"]
+    run_records.check_output_dir(output_dir, output_bytes_estimate(config))
+    _active["lock"] = output_lock.acquire(output_dir)
+    run_records.check_new_training(output_dir, model_outputs(), config["restore_model"], config["overwrite_output"])
+    return {}
+
+
+def release_output_dir() -> None:
+    """Release the output folder's lock taken by :func:`claim_output_dir`, if any."""
+    lock, _active["lock"] = _active["lock"], None
+    if lock is not None:
+        lock.release()
 
 
 @ex.config_hook
@@ -131,18 +206,14 @@ def attach_observer(config, command_name, logger):
     stores the password of the URL as ``***`` (:func:`mongo_observer`).
     """
     ex.observers[:] = [o for o in ex.observers if not isinstance(o, ResilientMongoObserver)]
-    _active["url"] = None
-    if command_name != "main":
-        return {}
-    if cluster.is_chief():
-        # A read-only or too full output folder stops here: before any data is read or any run recorded.
-        run_records.check_output_dir(config["output_model_dir"], output_bytes_estimate(config))
-    if not cluster.is_chief() or os.environ.get("TF_CRNN_NO_OBSERVER"):
+    _active.update(url=None, observer=None)
+    if command_name != "main" or not cluster.is_chief() or os.environ.get("TF_CRNN_NO_OBSERVER"):
         return {}
     url = resolve_url(config.get("mongo_url"))
     # A database outage during the run is buffered; the run is also written to out/sacred_runs from then on.
-    ex.observers.append(run_observer(url, config.get("mongo_db_name"), config["output_model_dir"]))
-    _active["url"] = url
+    observer = run_observer(url, config.get("mongo_db_name"), config["output_model_dir"])
+    ex.observers.append(observer)
+    _active.update(url=url, observer=observer)
     return {}
 
 
@@ -160,24 +231,47 @@ def output_bytes_estimate(config: dict) -> int:
 
 @ex.main
 def main(_config, _run, _seed):
-    """Train, evaluate each epoch, export, attach artifacts; return the final eval metrics."""
-    from .. import callbacks, data, trainer as trainer_lib  # TensorFlow loads only for real runs, not print_config
+    """Train, evaluate each epoch, export, attach artifacts; return the final eval metrics.
 
+    A stop signal ends the run INTERRUPTED with ``info.interrupted_by`` (``SIGTERM``, ``SIGINT``).
+    """
     config = dict(_config)
     generate_spec = config.pop("generate_data", None)
     params = Params.from_dict(config)
+    if _active["lock"] is not None:
+        _active["lock"].set_run(_run._id)
+    try:
+        return train(params, generate_spec, _run, _seed)
+    except KeyboardInterrupt as e:
+        # Stored by Sacred's last heartbeat, which it sends when the run stops.
+        _run.info["interrupted_by"] = getattr(e, "signal_name", "KeyboardInterrupt")
+        raise
+
+
+def train(params: Params, generate_spec: dict | None, _run, _seed) -> dict:
+    """The body of :func:`main`: data, training with per-epoch logging, export, reports, artifacts."""
+    from .. import callbacks, data, trainer as trainer_lib  # TensorFlow loads only for real runs, not print_config
+
+    if params.overwrite_output and cluster.is_chief():
+        removed = run_records.clear_previous_training(params.output_model_dir, training_outputs())
+        if removed:
+            print(f"overwrite_output=True: removed the {', '.join(removed)} of the earlier training in "
+                  f"{params.output_model_dir}")
     if generate_spec:
         ensure_generated_data(params, generate_spec, _seed)
     if not params.csv_files_train or not params.csv_files_eval or not params.lookup_alphabet_file:
-        raise ValueError("set csv_files_train, csv_files_eval and lookup_alphabet_file (see config_template.json)")
+        raise ConfigError("set csv_files_train, csv_files_eval and lookup_alphabet_file (see config_template.json)")
     os.makedirs(params.output_model_dir, exist_ok=True)
+    # The strategy before any TensorFlow op (the image check runs some): MultiWorkerMirroredStrategy must
+    # configure the collective ops at program start-up.
+    strategy = trainer_lib.pick_strategy(params.strategy)
     alphabet = Alphabet.from_file(params.lookup_alphabet_file)
     train_entries = data.load_split(params.csv_files_train, params, alphabet, "train")
     eval_entries = data.load_split(params.csv_files_eval, params, alphabet, "eval")
     print(f"run {_run._id}: {len(train_entries)} training and {len(eval_entries)} eval images, "
           f"alphabet of {len(alphabet)} symbols")
 
-    trainer = trainer_lib.Trainer(params, alphabet)
+    trainer = trainer_lib.Trainer(params, alphabet, strategy)
     restored = None
     if params.restore_model:
         restored = trainer.restore()
@@ -185,30 +279,35 @@ def main(_config, _run, _seed):
         _run.info["resumed_from_step"] = int(trainer.optimizer.iterations.numpy())
     # output_model_dir/run.json names the run writing the folder; a resumed run records the one it continues.
     resumed = run_records.record_run(_run, params.output_model_dir, _active["url"], params.mongo_db_name, restored)
-    if resumed is not None:
-        print(f"run {_run._id} resumes run {resumed} from its epoch {restored} checkpoint")
 
-    # A resumed training's learning curves start with the epochs of the checkpoint it continues.
+    # A resumed training's metrics and learning curves start with the epochs of the checkpoint it continues.
     report_dir = os.path.join(trainer.output_dir, REPORT_DIR)
     history = reports.load_history(report_dir, METRIC_NAMES, restored or 0)
+    carried = carry_over_history(_run, history)
+    if resumed is not None:
+        print(f"run {_run._id} resumes run {resumed} from its epoch {restored} checkpoint"
+              + (f" (metrics of epochs {carried[0]}-{carried[-1]} copied from {REPORT_DIR}/{reports.HISTORY_FILE})"
+                 if carried else ""))
     samples = eval_entries[:TENSORBOARD_SAMPLES]
     # trainer.output_dir is output_model_dir on the chief, a scratch folder on other workers.
-    board = reports.TensorBoardLog(os.path.join(trainer.output_dir, "tensorboard"),
+    board = reports.TensorBoardLog(os.path.join(trainer.output_dir, TENSORBOARD_DIR),
                                    [e.sample.image_path for e in samples], [e.sample.text for e in samples])
 
     def log_epoch(result: callbacks.EpochResult):
         for name in METRIC_NAMES:
             _run.log_scalar(name, result.metrics[name], result.epoch)
             history[name].append((result.epoch, result.metrics[name]))
-        reports.save_history(report_dir, history)
         _run.log_scalar("train.images_per_second", result.images_per_second, result.epoch)
+        _run.info.setdefault("epochs", []).append(
+            {"epoch": result.epoch, "seconds": round(result.seconds, 2),
+             "images_per_second": round(result.images_per_second, 2)})
+        # In MongoDB (or the local copy) before history.json has the epoch and before the next epoch starts.
+        write_metrics_now(_run)
+        reports.save_history(report_dir, history)
         board.log_epoch(result.epoch, result.metrics, ["".join(p) for p in result.predictions[:len(samples)]])
         print(f"epoch {result.epoch}/{params.n_epochs}: "
               + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
               + f", {result.images_per_second:.1f} training images/s, {result.seconds:.0f} s")
-        _run.info.setdefault("epochs", []).append(
-            {"epoch": result.epoch, "seconds": round(result.seconds, 2),
-             "images_per_second": round(result.images_per_second, 2)})
 
     results = trainer.fit(train_entries, eval_entries, seed=_seed, callbacks=[callbacks.OnEpochEnd(log_epoch)])
     if trainer.stop_training:
@@ -225,6 +324,59 @@ def main(_config, _run, _seed):
     return {k: float(v) for k, v in final.items()}
 
 
+def model_outputs() -> tuple[str, ...]:
+    """The sub-folders of ``output_model_dir`` whose content marks an earlier training: checkpoints, exports."""
+    from ..trainer import BEST_EXPORT_DIR, CHECKPOINT_DIR, EXPORT_DIR
+
+    return CHECKPOINT_DIR, EXPORT_DIR, BEST_EXPORT_DIR
+
+
+def training_outputs() -> tuple[str, ...]:
+    """The sub-folders of ``output_model_dir`` that belong to one training (``overwrite_output`` removes them)."""
+    return (*model_outputs(), REPORT_DIR, TENSORBOARD_DIR)
+
+
+def write_metrics_now(run) -> None:
+    """Hand the metrics logged so far to the run's observers now, not at Sacred's next heartbeat.
+
+    Sacred 0.8 gives observers metrics only from its heartbeat thread
+    (``Run._emit_heartbeat``, every 10 s), taken from the run's private
+    ``_metrics`` queue: a process killed between two heartbeats loses what was
+    logged since the last one. This drains the same queue (an entry is read
+    once, so the heartbeat never sends it again) and calls each observer's
+    ``log_metrics`` as the heartbeat does. It is tf-crnn's only use of Sacred's
+    private API; nothing happens without observers.
+    """
+    if not run.observers:
+        return
+    metrics = linearize_metrics(run._metrics.get_last_metrics())
+    if not metrics:
+        return
+    for observer in run.observers:
+        try:
+            observer.log_metrics(metrics_by_name=metrics, info=run.info)
+        except Exception as e:  # as in Sacred's heartbeat: a failing observer must not stop the training
+            warn(f"observer {type(observer).__name__} could not store the metrics: {type(e).__name__}: {e}")
+
+
+def carry_over_history(run, history: dict) -> list[int]:
+    """Log the epochs a resumed training continues (``history``: name -> ``[(epoch, value)]``) into ``run``.
+
+    They keep their epoch numbers, so the run's metrics (Omniboard) show the whole
+    training as one curve; ``info.carried_over_epochs`` lists them (their values come
+    from ``reports/history.json``, written by the earlier runs). Returns those epochs.
+    """
+    epochs = sorted({epoch for series in history.values() for epoch, _ in series})
+    if not epochs:
+        return []
+    for name, series in history.items():
+        for epoch, value in series:
+            run.log_scalar(name, value, epoch)
+    run.info["carried_over_epochs"] = epochs
+    write_metrics_now(run)
+    return epochs
+
+
 def ensure_generated_data(params: Params, spec: dict, seed: int) -> None:
     """Generate the synthetic train / eval sets the config names if their CSVs do not exist yet.
 
@@ -237,13 +389,13 @@ def ensure_generated_data(params: Params, spec: dict, seed: int) -> None:
     generators = {"numbers": synthetic.generate_numbers}
     name = spec.get("generator", "numbers")
     if name not in generators:
-        raise ValueError(f"generate_data.generator must be one of {sorted(generators)}, got {name!r}")
+        raise ConfigError(f"generate_data.generator must be one of {sorted(generators)}, got {name!r}")
     for csv_file, size, offset in ((params.csv_files_train[0], spec["train_size"], 0),
                                    (params.csv_files_eval[0], spec["eval_size"], 10_000_000)):
         if os.path.exists(csv_file):
             continue
         if os.path.basename(csv_file) != "labels.csv":
-            raise ValueError(f"generate_data writes <folder>/labels.csv; {csv_file} is not such a path")
+            raise ConfigError(f"generate_data writes <folder>/labels.csv; {csv_file} is not such a path")
         print(f"generating {size} synthetic '{name}' images for {csv_file} (first use only)")
         # Different seeds for the two splits so no eval image repeats a training one.
         generators[name](os.path.dirname(csv_file), size, seed=seed + offset)
@@ -298,9 +450,52 @@ def report_location(run, params: Params) -> None:
         print("no MongoDB observer was attached: the run was not stored")
         return
     db = params.mongo_db_name
+    observer = _active["observer"]
+    if observer is not None and observer.down_since is not None:  # the end of the run decides (unsaved_run_error)
+        print(f"run {run._id}: MongoDB at {redact_url(url)} does not answer; the run is kept in "
+              f"{observer.local_record or 'memory'} meanwhile and written when it answers again")
+        return
     print(f"run {run._id} stored in {redact_url(url)} database '{db}' (collection 'runs')\n"
           f"  browse:  tf-crnn board --db {db}   (Omniboard; or npx omniboard -m {host_port(url)}:{db})\n"
           f"  predict: tf-crnn predict --model {os.path.join(params.output_model_dir, 'export')} IMAGE...")
+
+
+def unsaved_run_error(run) -> TrackingError | None:
+    """What to tell the user when ``run`` ended but MongoDB could not be given all of it (None if it was).
+
+    The message names the run, the database and the one command that uploads the
+    run's complete local record (:mod:`tf_crnn.tracking.run_import`).
+    """
+    observer = next((o for o in getattr(run, "observers", ()) if isinstance(o, ResilientMongoObserver)
+                     and o.incomplete), None)
+    if observer is None:
+        return None
+    start = (f"run {run._id} is incomplete in MongoDB at {observer.shown_url} "
+             f"(no answer for {observer.final_wait_s:.0f} s)")
+    if observer.local_record is None:
+        return TrackingError(f"{start}, and no local copy of it could be written")
+    return TrackingError(f"{start}. Once the database answers, upload its local record with:  "
+                         f"tf-crnn db import-run {observer.local_record}")
+
+
+def interruption_summary(run) -> str:
+    """One line on an interrupted training: its run, the last checkpointed epoch, how to continue.
+
+    Empty when ``run`` is None or was not just interrupted.
+    """
+    if run is None or run.status != "INTERRUPTED":
+        return ""
+    epochs = run.info.get("epochs") or []
+    epoch = epochs[-1]["epoch"] if epochs else run.info.get("resumed_from_epoch")
+    if epoch:
+        from ..trainer import CHECKPOINT_DIR  # loaded already: an epoch was trained
+
+        where = (f"after epoch {epoch}, whose checkpoint is in "
+                 f"{os.path.join(run.config['output_model_dir'], CHECKPOINT_DIR)}: continue with restore_model=True")
+    else:
+        where = "before its first epoch ended (no checkpoint)"
+    recorded = f"run {run._id} is INTERRUPTED in MongoDB" if run._id is not None else "the run (not recorded) stopped"
+    return f"{recorded} {where}"
 
 
 # ---- crnn-evaluate ------------------------------------------------------------------

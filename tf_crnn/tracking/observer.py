@@ -30,9 +30,36 @@ FALLBACK_DIR = "sacred_runs"          # in output_model_dir: Sacred FileStorageO
 FAILURE_DIR = "sacred_failed_runs"    # in output_model_dir: Sacred's pickled run document when the last save fails
 
 
-def _ms(ts):
-    """A datetime truncated to milliseconds, as MongoDB stores it."""
+#: Files of Sacred's FileStorageObserver run folder; an artifact of the same name is kept as ``artifact_<name>``.
+FILE_STORAGE_FILES = ("run.json", "config.json", "cout.txt", "metrics.json", "info.json")
+
+
+def stored_time(ts):
+    """A datetime truncated to milliseconds and without time zone, as MongoDB stores and returns it."""
     return ts.replace(microsecond=ts.microsecond // 1000 * 1000, tzinfo=None) if hasattr(ts, "microsecond") else ts
+
+
+def unstored(series: dict, stored_timestamps) -> dict:
+    """The values of a metric ``series`` (``steps``, ``values``, ``timestamps``) not among ``stored_timestamps``.
+
+    A value is identified by its timestamp (Sacred's, at ``log_scalar``), compared as
+    MongoDB stores it (:func:`stored_time`): what a write that may have landed, or an
+    earlier import, stored already is left out.
+    """
+    stored = {stored_time(t) for t in stored_timestamps}
+    keep = [i for i, t in enumerate(series["timestamps"]) if stored_time(t) not in stored]
+    return {key: [series[key][i] for i in keep] for key in ("steps", "values", "timestamps")}
+
+
+def local_artifact_name(name: str) -> str:
+    """The file name of artifact ``name`` in a FileStorageObserver run folder (see :data:`FILE_STORAGE_FILES`)."""
+    return f"artifact_{name}" if name in FILE_STORAGE_FILES else name
+
+
+def artifact_name(local_name: str) -> str:
+    """The artifact name of a file written by :func:`local_artifact_name` (its inverse)."""
+    original = local_name.removeprefix("artifact_")
+    return original if original in FILE_STORAGE_FILES else local_name
 
 
 class ResilientMongoObserver(MongoObserver):
@@ -50,9 +77,14 @@ class ResilientMongoObserver(MongoObserver):
     * from the first failure on, also writes the whole run with Sacred's
       ``FileStorageObserver`` to ``fallback_dir/<run id>`` and says so;
     * at the end, retries for ``final_wait_s`` before giving up, then
-      leaves Sacred's pickled run document in ``failure_dir`` as well.
+      leaves Sacred's pickled run document in ``failure_dir`` as well and sets
+      :attr:`incomplete`; ``tf-crnn db import-run`` (:mod:`tf_crnn.tracking.run_import`)
+      uploads :attr:`local_record` later.
 
-    Training never waits on the database except at the very end.
+    Metrics reach it at each heartbeat and, from tf-crnn's training, after each
+    epoch as well. A write waits at most ``timeout_s`` for the database (during an
+    outage, the end of an epoch waits that long); only the end of the run waits
+    longer (``final_wait_s``).
     """
 
     def __init__(self, url, db_name, failure_dir=None, fallback_dir=None, secrets=(),
@@ -82,6 +114,7 @@ class ResilientMongoObserver(MongoObserver):
         self._last_beat = None
         self._beat_failed = False
         self._closed = False     # a final event was handled
+        self.incomplete = False  # the final event gave up: MongoDB lacks part of the run (see local_record)
         self._late = False       # metrics arrived after it (Sacred's last heartbeat)
         self._spool = None
 
@@ -127,7 +160,7 @@ class ResilientMongoObserver(MongoObserver):
     def artifact_event(self, name, filename, metadata=None, content_type=None):
         args = dict(name=name, filename=filename, metadata=metadata, content_type=content_type)
         with self._lock:
-            local = dict(args, name=self._local_name(name))
+            local = dict(args, name=local_artifact_name(name))
             had_fallback = self.fallback is not None
             if had_fallback:
                 self._fallback_call("artifact_event", **local)
@@ -167,11 +200,10 @@ class ResilientMongoObserver(MongoObserver):
                       f"the last metrics of run {self.run_entry['_id']} could not be stored")
             self._late = False
 
-    @staticmethod
-    def _local_name(name: str) -> str:
-        # FileStorageObserver keeps its own run.json, config.json, ... in the run folder.
-        return f"artifact_{name}" if name in ("run.json", "config.json", "cout.txt", "metrics.json",
-                                              "info.json") else name
+    @property
+    def local_record(self) -> str | None:
+        """The folder of the run's FileStorageObserver copy (written from the first outage on), or None."""
+        return self.fallback.dir if self.fallback is not None else None
 
     # -- writing --
     def _flush_metrics(self) -> bool:
@@ -193,9 +225,7 @@ class ResilientMongoObserver(MongoObserver):
     def _not_yet_stored(self, name, series):
         """The values of ``series`` whose timestamp is not in the stored series yet."""
         doc = self.metrics.find_one({"run_id": self.run_entry["_id"], "name": name}, {"timestamps": 1})
-        stored = {_ms(t) for t in (doc or {}).get("timestamps", [])}
-        keep = [i for i, t in enumerate(series["timestamps"]) if _ms(t) not in stored]
-        return {key: [values[i] for i in keep] for key, values in series.items()}
+        return unstored(series, (doc or {}).get("timestamps", []))
 
     def _flush(self) -> bool:
         """Write buffered metrics, buffered artifacts and the run document; whether all went through."""
@@ -212,6 +242,8 @@ class ResilientMongoObserver(MongoObserver):
         except PyMongoError as e:
             self._went_down(e)
             return False
+        if self._closed:
+            self.incomplete = False  # a late retry (join) stored what the final wait could not
         if self.down_since is not None:
             print(f"tf-crnn: MongoDB at {self.shown_url} answers again after "
                   f"{time.monotonic() - self.down_since:.0f} s: everything buffered is now stored in run "
@@ -233,8 +265,10 @@ class ResilientMongoObserver(MongoObserver):
             return
         if fallback_event is not None and self.fallback is not None:
             self._fallback_call(fallback_event)
+        self.incomplete = True
         lost = sum(len(s["steps"]) for s in self._pending.values())
-        where = f"{self.fallback.dir} (Sacred FileStorageObserver files)" if self.fallback is not None else "nowhere"
+        where = (f"{self.fallback.dir} (Sacred FileStorageObserver files; once the database answers, "
+                 f"`tf-crnn db import-run {self.fallback.dir}` uploads it)") if self.fallback is not None else "nowhere"
         warn(f"MongoDB at {self.shown_url} is still unreachable after {self.final_wait_s:.0f} s: run "
               f"{self.run_entry['_id']} is incomplete there ({lost} metric values and "
               f"{len(self._pending_artifacts)} artifacts not stored). Its complete record is in {where}.")
@@ -285,7 +319,7 @@ class ResilientMongoObserver(MongoObserver):
     def _keep_copy(self, name: str, filename: str) -> str:
         """A copy of an artifact that outlives ``filename`` (often a temporary file)."""
         if self.fallback is not None and self.fallback.dir:
-            kept = os.path.join(self.fallback.dir, self._local_name(name))
+            kept = os.path.join(self.fallback.dir, local_artifact_name(name))
             if os.path.isfile(kept):
                 return kept
         if self._spool is None:

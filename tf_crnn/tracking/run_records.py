@@ -3,7 +3,10 @@
 ``output_model_dir/run.json`` names the Sacred run writing the folder (id,
 database, host, pid). When a training resumes, :func:`record_run` links the
 new run to the one it continues and closes that one if it died without
-saying so (:func:`close_dead_run`).
+saying so (:func:`close_dead_run`). Before a training starts,
+:func:`check_output_dir` checks that the folder can take its output and
+:func:`check_new_training` that it does not hold another training's
+checkpoints (the lock against two live trainings is :mod:`tf_crnn.tracking.output_lock`).
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from pymongo.errors import PyMongoError
 
 from .._util import pid_alive, warn, write_json
 from ..cluster import is_chief
+from ..config import ConfigError
 from .observer import OBSERVER_TIMEOUT_S
 from .urls import redact_url
 
@@ -55,6 +59,56 @@ def check_output_dir(path: str, need_bytes: int = 0) -> None:
                                     f"writes about {need_bytes / 2**20:.0f} MB (checkpoints with optimizer state, "
                                     f"exports, reports). Free some space, lower keep_checkpoints or choose another "
                                     f"output_model_dir")
+
+
+def previous_training(output_dir: str, names: tuple[str, ...]) -> list[str]:
+    """Which of ``names`` (sub-folders a training writes: checkpoints, exports) hold something in ``output_dir``."""
+    found = []
+    for name in names:
+        try:
+            if os.listdir(os.path.join(output_dir, name)):
+                found.append(name)
+        except OSError:  # absent (or not a folder): nothing of an earlier training there
+            pass
+    return found
+
+
+def check_new_training(output_dir: str, written: tuple[str, ...], restore_model: bool, overwrite_output: bool) -> None:
+    """Refuse to start a training over another one's outputs in ``output_dir``.
+
+    ``written``: the sub-folders whose content marks an earlier training (checkpoints,
+    exports). A training that continues it (``restore_model``) or replaces it
+    (``overwrite_output``, see :func:`clear_previous_training`) may start.
+
+    Raises:
+        ConfigError: the folder holds an earlier training's outputs and neither flag is set (both at
+            once is refused by :meth:`Params.validate`). The message names the run (from ``run.json``)
+            and the choices.
+    """
+    found = [] if restore_model or overwrite_output else previous_training(output_dir, written)
+    if not found:
+        return
+    record = read_run_file(output_dir) or {}
+    whose = f"run {record['run_id']}" if record.get("run_id") is not None else "an earlier training"
+    what = " and ".join(filter(None, [", ".join(found[:-1]), found[-1]]))
+    raise ConfigError(f"output_model_dir {os.path.abspath(output_dir)} holds the {what} of {whose}. "
+                      f"Continue that training with restore_model=True, replace it with overwrite_output=True, or "
+                      f"choose another output_model_dir")
+
+
+def clear_previous_training(output_dir: str, names: tuple[str, ...]) -> list[str]:
+    """Remove the sub-folders ``names`` of ``output_dir`` (an earlier training's outputs); return those removed.
+
+    Raises:
+        OSError: a folder cannot be removed.
+    """
+    removed = []
+    for name in names:
+        path = os.path.join(output_dir, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+            removed.append(name)
+    return removed
 
 
 def read_run_file(output_dir: str) -> dict | None:
