@@ -106,3 +106,24 @@ def test_running_run_without_heartbeat_shows_as_probably_dead():
     assert runs.shown_status(fresh, now) == "RUNNING"
     assert runs.shown_status(stale, now) == "PROBABLY_DEAD"
     assert runs.shown_status({"status": "FAILED"}, now) == "FAILED"
+
+
+@pytest.mark.slow
+def test_models_straight_from_the_record(two_runs, mongo_url, digits_data, tmp_path, capsys, monkeypatch):
+    from tf_crnn.loader import PredictionModel
+
+    monkeypatch.setenv("TF_CRNN_HOME", str(tmp_path / "home"))  # where the cache goes by default
+    image = str(next((digits_data / "data" / "eval" / "images").glob("*.png")))
+    model = PredictionModel.from_run(two_runs[1], url=mongo_url, db_name=DB_NAME)
+    cached = tmp_path / "home" / "models" / DB_NAME
+    assert model.export_dir.startswith(str(cached / f"{two_runs[1]}-"))
+    stamp = (cached / model.export_dir.rsplit("/", 1)[-1] / "saved_model.pb").stat().st_mtime_ns
+    again = PredictionModel.from_run(two_runs[1], url=mongo_url, db_name=DB_NAME)  # from the cache
+    assert again.export_dir == model.export_dir
+    assert (cached / model.export_dir.rsplit("/", 1)[-1] / "saved_model.pb").stat().st_mtime_ns == stamp
+    expected = model.predict([image])[0].text
+
+    assert cli_main(["predict", "--run", str(two_runs[1]), "--url", mongo_url, "--db", DB_NAME, image]) == 0
+    assert capsys.readouterr().out.strip() == f"{image}\t{expected}\t{model.predict([image])[0].score:.4f}"
+    with pytest.raises(runs.RunsError, match="no run 4242"):
+        PredictionModel.from_run(4242, url=mongo_url, db_name=DB_NAME)

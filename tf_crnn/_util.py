@@ -1,4 +1,5 @@
-"""Small helpers shared across tf-crnn: atomic file writes, a free TCP port, whether a process is alive, warnings."""
+"""Small helpers shared across tf-crnn: atomic file writes, a free TCP port, whether a process is alive, warnings,
+the TensorFlow start-up log filter, run ids from the command line."""
 from __future__ import annotations
 
 import contextlib
@@ -148,3 +149,13 @@ def quiet_tensorflow(argv: list[str] | None = None) -> None:
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
     if "tensorflow" not in sys.modules and not any(isinstance(f, QuietTensorFlowImport) for f in sys.meta_path):
         sys.meta_path.insert(0, QuietTensorFlowImport())
+
+
+def parse_run_id(value: str | None):
+    """A run id from the command line: an integer if it looks like one (Sacred's ids are), else the string."""
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return value

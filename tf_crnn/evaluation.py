@@ -445,12 +445,3 @@ def report(written: Written) -> str:
     return (format_table(written.summary) + f"\n\nper-sample predictions: {written.predictions_csv}"
             f"\nsummary: {written.summary_json}")
 
-
-def parse_run_id(value: str | None):
-    """A run id from the command line: an integer if it looks like one (Sacred's ids are), else the string."""
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        return value

@@ -71,6 +71,33 @@ class PredictionModel:
         self.alphabet: Alphabet | None = Alphabet.from_file(alphabet_file) if os.path.isfile(alphabet_file) else None
         self._logits = None
 
+    @classmethod
+    def from_run(cls, run_id, url: str | None = None, db_name: str | None = None,
+                 cache_dir: str | os.PathLike | None = None) -> "PredictionModel":
+        """The model a recorded training run exported (its ``export.zip`` artifact in GridFS).
+
+        Args:
+            run_id: the run's ``_id``.
+            url, db_name: the database, resolved as training resolves it (``$TF_CRNN_MONGO_URL``,
+                else the embedded server); ``tf_crnn`` by default.
+            cache_dir: where downloads are kept (default ``$TF_CRNN_HOME/models``), by run id and
+                artifact, so a second call loads from disk.
+
+        Raises:
+            tf_crnn.tracking.runs.RunsError: no such run, or it has no ``export.zip``.
+            tf_crnn.tracking.urls.TrackingError: the database cannot be reached.
+        """
+        from .tracking.runs import Database, cached_export
+        from .tracking.server import home_dir
+        from .tracking.urls import DEFAULT_DB_NAME, resolve_url
+
+        db_name = db_name or DEFAULT_DB_NAME
+        database = Database.connect(resolve_url(url, db_name=db_name), db_name)
+        try:
+            return cls(cached_export(database, run_id, cache_dir or home_dir() / "models"))
+        finally:
+            database.close()
+
     @property
     def train_run(self):
         """The ``_id`` of the Sacred run that trained this export, if recorded, else None.

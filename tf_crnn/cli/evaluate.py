@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .._util import parse_run_id
 from ..annotations import listing
 from ..config import DECODING_NAMES
 from .errors import handles
@@ -44,7 +45,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         model_dir=args.model, csv_files=args.csv, alphabet_file=args.alphabet, out_dir=args.out,
         decoding=args.decoding, beam_width=args.beam_width, top_paths=args.top_paths, lexicon=args.lexicon,
         lexicon_max_distance=args.lexicon_max_distance, batch_size=args.batch_size,
-        train_run=evaluation.parse_run_id(args.train_run), progress=not args.quiet, strict=args.strict)
+        train_run=parse_run_id(args.train_run), progress=not args.quiet, strict=args.strict)
     job = evaluation.plan(request)
     if job.prepared.unreadable:
         print(f"tf-crnn evaluate: leaving out {len(job.prepared.unreadable)} image(s) that cannot be read:\n"

@@ -1,4 +1,7 @@
-"""``tf-crnn predict --model EXPORT IMAGE...``: transcribe images with an exported model.
+"""``tf-crnn predict --model EXPORT IMAGE...`` (or ``--run ID``): transcribe images with an exported model.
+
+``--run ID`` loads the export of a recorded training run from the database
+(:meth:`tf_crnn.loader.PredictionModel.from_run`, cached in ``$TF_CRNN_HOME/models``).
 
 Exit codes: 0 when at least one image was transcribed (bad images are reported on stderr and
 skipped), 1 with ``--strict`` when some image could not be read (the others are still printed),
@@ -9,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .._util import parse_run_id
 from .errors import EXIT_DATA, EXIT_OK, handles
 
 
@@ -18,7 +22,8 @@ def _predict(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    model = PredictionModel(args.model)
+    model = (PredictionModel(args.model) if args.model else
+             PredictionModel.from_run(parse_run_id(args.run), args.url, args.db))
     predictions = model.predict(args.images, batch_size=args.batch_size)
     failed = 0
     for path, pred in zip(args.images, predictions):
@@ -36,13 +41,18 @@ def _predict(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+
 def register(sub) -> None:
     """Add ``tf-crnn predict`` to the ``tf-crnn`` subparsers ``sub``."""
     p = sub.add_parser("predict", help="transcribe images with an exported model",
                        description="Print one line per image: path, text, score (tab-separated). An image "
                                    "that cannot be read is reported on stderr and skipped; exit code 1 then "
                                    "only with --strict, 2 when no image could be read.")
-    p.add_argument("--model", required=True, help="export folder (output_model_dir/export)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="export folder (output_model_dir/export)")
+    source.add_argument("--run", metavar="ID", help="the export of this training run, from the database")
+    p.add_argument("--url", help="MongoDB URL for --run (default: as training: $TF_CRNN_MONGO_URL, else embedded)")
+    p.add_argument("--db", help="database for --run (default: tf_crnn)")
     p.add_argument("--batch-size", type=int, default=32, help="images per model call (>= 1, default 32)")
     p.add_argument("--strict", action="store_true", help="exit with code 1 if any image cannot be read")
     p.add_argument("images", nargs="+", help="image files (any format Pillow reads)")

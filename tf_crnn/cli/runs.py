@@ -1,4 +1,4 @@
-"""``tf-crnn runs list|show|compare|export|delete``: the runs of the database training uses.
+"""``tf-crnn runs list|show|compare|export|rerun|delete``: the runs of the database training uses.
 
 The database is found as training finds it (``--url``, else ``$TF_CRNN_MONGO_URL``,
 else the embedded server); ``--db`` is ``mongo_db_name``. Tables are plain text;
@@ -11,6 +11,7 @@ import json
 import os
 import sys
 
+from .._util import parse_run_id
 from .errors import handles
 
 
@@ -18,15 +19,9 @@ def _database(args):
     from ..tracking.runs import Database
     from ..tracking.urls import resolve_url
 
-    return Database.connect(resolve_url(args.url, db_name=args.db), args.db)
+    args.resolved_url = resolve_url(args.url, db_name=args.db)
+    return Database.connect(args.resolved_url, args.db)
 
-
-def _run_id(value: str):
-    """Sacred's ids are integers; anything else is taken as it is."""
-    try:
-        return int(value)
-    except ValueError:
-        return value
 
 
 def _print_json(value) -> None:
@@ -68,7 +63,7 @@ def _show(args: argparse.Namespace) -> int:
 
     database = _database(args)
     try:
-        shown = runs.show_run(database, _run_id(args.id))
+        shown = runs.show_run(database, parse_run_id(args.id))
     finally:
         database.close()
     if args.json:
@@ -96,7 +91,7 @@ def _compare(args: argparse.Namespace) -> int:
 
     database = _database(args)
     try:
-        config, metrics, histories = runs.compare_runs(database, [_run_id(i) for i in args.ids])
+        config, metrics, histories = runs.compare_runs(database, [parse_run_id(i) for i in args.ids])
     finally:
         database.close()
     if args.json:
@@ -115,7 +110,7 @@ def _export(args: argparse.Namespace) -> int:
 
     database = _database(args)
     try:
-        written = runs.export_run(database, _run_id(args.id), args.out_dir)
+        written = runs.export_run(database, parse_run_id(args.id), args.out_dir)
     finally:
         database.close()
     print("\n".join(written))
@@ -128,7 +123,7 @@ def _export(args: argparse.Namespace) -> int:
 def _delete(args: argparse.Namespace) -> int:
     from ..tracking import runs
 
-    ids = [_run_id(i) for i in args.ids]
+    ids = [parse_run_id(i) for i in args.ids]
     database = _database(args)
     try:
         for run_id in ids:
@@ -145,6 +140,32 @@ def _delete(args: argparse.Namespace) -> int:
     finally:
         database.close()
     print(f"deleted {counts['runs']} run(s), {counts['metrics']} metric series, {counts['files']} GridFS file(s)")
+    return 0
+
+
+@handles("runs rerun")
+def _rerun(args: argparse.Namespace) -> int:
+    from ..tracking import runs
+    from ..tracking.experiments import ex
+
+    database = _database(args)
+    try:
+        old = database.run(parse_run_id(args.id))
+        config = runs.rerun_config(old, args.resolved_url, args.db, args.output_model_dir)
+        problems = runs.rerun_problems(old, config)
+        if problems and not args.force:
+            raise runs.RunsError(f"run {old['_id']} cannot be repeated as recorded:\n  " + "\n  ".join(problems)
+                                 + "\nRestore the recorded code and data, or re-run anyway with --force")
+        for line in problems:
+            print(f"tf-crnn runs rerun: --force: {line}", file=sys.stderr)
+        run = ex.run(config_updates=config, info={"rerun_of": old["_id"], "rerun_differences": problems})
+        new = database.run(run._id)
+        table = runs.compare_results(old, new)
+        database.db.runs.update_one({"_id": run._id}, {"$set": {"info.rerun_comparison": {
+            name: {"recorded": row.iloc[0], "rerun": row.iloc[1]} for name, row in table.iterrows()}}})
+    finally:
+        database.close()
+    print(f"\nrun {run._id} repeats run {old['_id']}:\n" + table.to_string(float_format=lambda v: f"{v:.6f}"))
     return 0
 
 
@@ -181,6 +202,11 @@ def register(sub) -> None:
     q = action("export", _export, "download a run's artifacts; export.zip is unpacked to OUT_DIR/export")
     q.add_argument("id")
     q.add_argument("out_dir")
+    q = action("rerun", _rerun, "train again from a run's record: same config and seed, after checking that "
+                                "the code version and every data file still match")
+    q.add_argument("id")
+    q.add_argument("--output-model-dir", help="where the new training writes (default: <recorded>_rerun_of_<id>)")
+    q.add_argument("--force", action="store_true", help="re-run even if code or data differ from the record")
     q = action("delete", _delete, "delete runs with their metrics and artifacts (asks first)")
     q.add_argument("ids", nargs="+", metavar="ID")
     q.add_argument("--yes", action="store_true", help="do not ask")

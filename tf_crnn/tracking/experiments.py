@@ -43,7 +43,7 @@ from .. import cluster, interrupts, reports
 from .._util import warn
 from ..alphabet import Alphabet
 from ..config import ConfigError, Params
-from . import output_lock, run_records
+from . import output_lock, provenance, run_records
 from .observer import FAILURE_DIR, FALLBACK_DIR, ResilientMongoObserver, mongo_observer
 from .urls import DEFAULT_DB_NAME, TrackingError, host_port, redact_url, resolve_url
 
@@ -141,11 +141,16 @@ def bounded_captured_out(text: str) -> str:
 def new_experiment(name: str, cls: type[Experiment] = Experiment) -> Experiment:
     """A Sacred experiment as tf-crnn records them: bounded captured output, TensorFlow / Keras versions.
 
-    Sacred only lists the packages the experiment's module imports; TensorFlow
-    is imported lazily (so ``print_config`` and ``--help`` stay fast), so its
-    distributions are named here.
+    Sacred only lists the packages and sources the experiment's module imports;
+    TensorFlow and most of tf-crnn are imported lazily (so ``print_config`` and
+    ``--help`` stay fast), so the distributions and every module of the package
+    are named here.
     """
-    experiment = cls(name, save_git_info=False)
+    # Sacred records commit and dirty flag of the checkout the sources are in; it needs the git command.
+    experiment = cls(name, save_git_info=shutil.which("git") is not None)
+    # Every module, not only those imported when the experiment is created (TensorFlow's come later).
+    for source in provenance.package_sources():
+        experiment.add_source_file(source)
     experiment.captured_out_filter = bounded_captured_out
     experiment.logger = logging.getLogger(name)
     for dist in ("tensorflow", "tensorflow-cpu", "keras", "tf-crnn"):
@@ -168,6 +173,11 @@ ex.add_config({"generate_data": None})
 
 # Set by the config hooks for the run being created; the URL itself may hold a password.
 _active = {"url": None, "observer": None, "lock": None}
+
+#: Factories ``make(run) -> tf_crnn.callbacks.Callback`` whose callbacks every training of :data:`ex`
+#: in this process runs after its own (a hyperparameter sweep reports each epoch's eval CER with one).
+#: The callbacks get the Sacred run, so they can note in ``run.info`` what they did.
+extra_callbacks: list = []
 
 
 @ex.config_hook
@@ -209,7 +219,7 @@ def attach_observer(config, command_name, logger):
     _active.update(url=None, observer=None)
     if command_name != "main" or not cluster.is_chief() or os.environ.get("TF_CRNN_NO_OBSERVER"):
         return {}
-    url = resolve_url(config.get("mongo_url"))
+    url = resolve_url(config.get("mongo_url"), db_name=config.get("mongo_db_name") or DEFAULT_DB_NAME)
     # A database outage during the run is buffered; the run is also written to out/sacred_runs from then on.
     observer = run_observer(url, config.get("mongo_db_name"), config["output_model_dir"])
     ex.observers.append(observer)
@@ -265,11 +275,14 @@ def train(params: Params, generate_spec: dict | None, _run, _seed) -> dict:
     # The strategy before any TensorFlow op (the image check runs some): MultiWorkerMirroredStrategy must
     # configure the collective ops at program start-up.
     strategy = trainer_lib.pick_strategy(params.strategy)
+    if params.deterministic:
+        trainer_lib.make_deterministic(_seed)
     alphabet = Alphabet.from_file(params.lookup_alphabet_file)
     train_entries = data.load_split(params.csv_files_train, params, alphabet, "train")
     eval_entries = data.load_split(params.csv_files_eval, params, alphabet, "eval")
     print(f"run {_run._id}: {len(train_entries)} training and {len(eval_entries)} eval images, "
           f"alphabet of {len(alphabet)} symbols")
+    provenance.record(_run, provenance.describe_training_data(params), strategy)
 
     trainer = trainer_lib.Trainer(params, alphabet, strategy)
     restored = None
@@ -309,7 +322,8 @@ def train(params: Params, generate_spec: dict | None, _run, _seed) -> dict:
               + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
               + f", {result.images_per_second:.1f} training images/s, {result.seconds:.0f} s")
 
-    results = trainer.fit(train_entries, eval_entries, seed=_seed, callbacks=[callbacks.OnEpochEnd(log_epoch)])
+    results = trainer.fit(train_entries, eval_entries, seed=_seed,
+                          callbacks=[callbacks.OnEpochEnd(log_epoch), *(make(_run) for make in extra_callbacks)])
     if trainer.stop_training:
         _run.info["early_stopping_epoch"] = results[-1].epoch
     if results:  # the last epoch's evaluation is the final model's: no second pass

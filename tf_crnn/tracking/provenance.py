@@ -138,3 +138,100 @@ def environment(strategy=None) -> dict:
 def package_sources(root: Path = PACKAGE_ROOT) -> list[str]:
     """Every ``.py`` file of the :mod:`tf_crnn` package, sorted."""
     return sorted(str(p) for p in root.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def describe_data(splits: dict[str, tuple[list[str], list[str]]], alphabet_file: str, mode: str,
+                  progress: bool = False) -> dict:
+    """The data of a run: per split its CSVs (path and MD5), usable rows and image fingerprint.
+
+    Args:
+        splits: ``{split name: (csv files, image paths of the usable rows)}``.
+        alphabet_file: the lookup table (its MD5 is recorded).
+        mode: :func:`data_fingerprint`'s mode.
+
+    Returns:
+        ``{"fingerprint_mode", "alphabet": {"path", "md5"}, split: {"csv_files": [{"path", "md5"}],
+        "rows": int, "images_fingerprint": str | None}}``: what :func:`changed_data` compares.
+        ``rows`` counts the CSV rows, usable or not.
+    """
+    described = {"fingerprint_mode": mode,
+                 "alphabet": {"path": os.path.abspath(alphabet_file), "md5": file_md5(alphabet_file)}}
+    for name, (csv_files, image_paths) in splits.items():
+        described[name] = {
+            "csv_files": [{"path": os.path.abspath(f), "md5": file_md5(f)} for f in csv_files],
+            "rows": len(image_paths),
+            "images_fingerprint": data_fingerprint(image_paths, mode, progress),
+        }
+    return described
+
+
+def describe_training_data(params, progress: bool = True) -> dict:
+    """:func:`describe_data` of a config's train and eval CSVs (every row's image, usable or not).
+
+    Args:
+        params: a :class:`tf_crnn.config.Params` (CSVs, delimiters, alphabet, ``data_fingerprint``).
+
+    Raises:
+        FileNotFoundError / AnnotationError: a CSV cannot be read.
+    """
+    from ..annotations import read_csvs
+
+    def images(csv_files):
+        return [s.image_path for s in read_csvs(csv_files, params.csv_delimiter, params.string_split_delimiter)]
+
+    splits = {"train": (params.csv_files_train, images(params.csv_files_train)),
+              "eval": (params.csv_files_eval, images(params.csv_files_eval))}
+    return describe_data(splits, params.lookup_alphabet_file, params.data_fingerprint, progress)
+
+
+def changed_data(recorded: dict, current: dict) -> list[str]:
+    """What differs between two :func:`describe_data` results: one line per file or fingerprint.
+
+    Each line names the file (or split), the recorded value and the current one.
+    """
+    lines = []
+
+    def compare(what: str, old, new) -> None:
+        if old != new:
+            lines.append(f"{what}: recorded {old}, now {new}")
+
+    compare(f"alphabet {recorded['alphabet']['path']}", recorded["alphabet"]["md5"], current["alphabet"]["md5"])
+    for name, split in recorded.items():
+        if name in ("fingerprint_mode", "alphabet"):
+            continue
+        now = current.get(name, {})
+        now_md5 = {f["path"]: f["md5"] for f in now.get("csv_files", [])}
+        for f in split["csv_files"]:
+            compare(f"{name} CSV {f['path']}", f["md5"], now_md5.get(f["path"], "missing"))
+        compare(f"{name} rows", split["rows"], now.get("rows"))
+        compare(f"{name} images ({recorded.get('fingerprint_mode')} fingerprint)", split["images_fingerprint"],
+                now.get("images_fingerprint"))
+    return lines
+
+
+def record(run, data: dict, strategy=None) -> None:
+    """Attach to a Sacred run what made it: code, data, environment (``run.info`` and artifacts).
+
+    - ``info.code``: git commit, branch, dirty flag (and the ``code.diff`` artifact when dirty);
+    - ``info.data``: :func:`describe_data`'s result; every CSV and the alphabet also as a Sacred
+      resource (path + MD5 in the run document, the file in GridFS);
+    - ``info.environment``: :func:`environment`; every installed distribution as ``environment.txt``.
+    """
+    import tempfile
+
+    code = git_state()
+    run.info["code"] = {k: v for k, v in code.items() if k != "diff"} if code else None
+    run.info["data"] = data
+    run.info["environment"] = environment(strategy)
+    for path in [data["alphabet"]["path"], *(f["path"] for split in data.values()
+                                             if isinstance(split, dict) and "csv_files" in split
+                                             for f in split["csv_files"])]:
+        run.add_resource(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        listing = Path(tmp) / "environment.txt"
+        listing.write_text(installed_distributions(), encoding="utf-8")
+        run.add_artifact(str(listing), "environment.txt", content_type="text/plain")
+        if code and code["dirty"]:
+            diff = Path(tmp) / "code.diff"
+            diff.write_text(code["diff"], encoding="utf-8")
+            run.add_artifact(str(diff), "code.diff", content_type="text/x-diff")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime
 import os
+import shutil
+import tempfile
 import zipfile
 from dataclasses import dataclass
 
@@ -236,3 +238,91 @@ def delete_runs(database: Database, run_ids: list) -> dict:
     metrics = database.db.metrics.delete_many({"run_id": {"$in": ids}}).deleted_count
     runs = database.db.runs.delete_many({"_id": {"$in": ids}}).deleted_count
     return {"runs": runs, "metrics": metrics, "files": len(files | (sources - still_used))}
+
+
+def rerun_config(doc: dict, url: str, db_name: str, output_model_dir: str | None = None) -> dict:
+    """The config to repeat a recorded run: its own, seed included, into ``url`` / ``db_name``.
+
+    The recorded ``mongo_url`` has its password as ``***``, so the database is the one
+    the run is read from. ``output_model_dir`` defaults to ``<recorded>_rerun_of_<id>``
+    (the recorded folder holds that run's checkpoints); ``restore_model`` and
+    ``overwrite_output`` are off: a re-run starts from scratch.
+    """
+    config = dict(doc.get("config", {}))
+    default_dir = f"{config.get('output_model_dir', 'output')}_rerun_of_{doc['_id']}"
+    config.update(mongo_url=url, mongo_db_name=db_name, restore_model=False, overwrite_output=False,
+                  output_model_dir=output_model_dir or default_dir)
+    return config
+
+
+def rerun_problems(doc: dict, config: dict) -> list[str]:
+    """Why running ``config`` now would not repeat the recorded run: one line per difference.
+
+    Compares the code (git commit recorded in ``info.code`` against the checkout's,
+    uncommitted changes then or now) and the data (:func:`provenance.changed_data`:
+    every CSV's and the alphabet's MD5, row counts, image fingerprints).
+    """
+    from ..config import Params
+    from . import provenance
+
+    lines = []
+    info = doc.get("info", {})
+    code, now = info.get("code"), provenance.git_state()
+    if code and now:
+        if code["commit"] != now["commit"]:
+            lines.append(f"code: recorded commit {code['commit']}, now {now['commit']}")
+        if code["dirty"]:
+            lines.append("code: the run was made with uncommitted changes (its code.diff artifact holds them)")
+        if now["dirty"]:
+            lines.append("code: the checkout has uncommitted changes now (git diff HEAD)")
+    if not info.get("data"):
+        return lines + ["data: the run records no data description (recorded before tf-crnn kept one)"]
+    params = Params.from_dict({k: v for k, v in config.items() if k != "generate_data"})
+    return lines + provenance.changed_data(info["data"], provenance.describe_training_data(params, progress=False))
+
+
+def compare_results(old: dict, new: dict) -> pd.DataFrame:
+    """Two runs' final eval metrics (their ``result``) side by side, with the difference."""
+    names = sorted(set(old.get("result") or {}) | set(new.get("result") or {}))
+    frame = pd.DataFrame({f"run {old['_id']}": [(old.get("result") or {}).get(n) for n in names],
+                          f"run {new['_id']}": [(new.get("result") or {}).get(n) for n in names]}, index=names)
+    frame["difference"] = frame.iloc[:, 1] - frame.iloc[:, 0]
+    return frame
+
+
+def cached_export(database: Database, run_id, cache_root: str | os.PathLike) -> str:
+    """The SavedModel of a run's ``export.zip`` artifact, downloaded and unpacked once.
+
+    Cached as ``cache_root/<database>/<run id>-<GridFS file id>/`` (a new artifact of the
+    same run gets a new folder); unpacked into a temporary folder first and renamed, so a
+    half-written cache is never used.
+
+    Returns:
+        the export folder.
+
+    Raises:
+        RunsError: no such run, or it has no ``export.zip``.
+    """
+    doc = database.run(run_id)
+    artifact = next((a for a in doc.get("artifacts", []) if a["name"] == "export.zip"), None)
+    if artifact is None:
+        raise RunsError(f"run {run_id} has no export.zip artifact (it did not finish, or is not a training run)")
+    target = os.path.join(os.fspath(cache_root), database.db.name, f"{doc['_id']}-{artifact['file_id']}")
+    if os.path.isfile(os.path.join(target, "saved_model.pb")):
+        return target
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    staging = tempfile.mkdtemp(dir=os.path.dirname(target), prefix=".download-")
+    try:
+        archive = os.path.join(staging, "export.zip")
+        with open(archive, "wb") as f:
+            f.write(gridfs.GridFS(database.db).get(artifact["file_id"]).read())
+        with zipfile.ZipFile(archive) as zipped:
+            zipped.extractall(os.path.join(staging, "export"))
+        try:
+            os.replace(os.path.join(staging, "export"), target)
+        except OSError:  # another process cached it first
+            if not os.path.isfile(os.path.join(target, "saved_model.pb")):
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target

@@ -1,0 +1,105 @@
+"""A run's record says what made it, and `tf-crnn runs rerun` repeats it exactly (real tiny trainings, real server)."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pymongo
+import pytest
+from conftest import tiny_params
+
+from tf_crnn.cli import main as cli_main
+from tf_crnn.tracking import provenance, runs
+
+DB_NAME = "tf_crnn_repro"
+
+
+def test_git_state_of_a_repository_made_by_the_test(tmp_path):
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=tmp_path, capture_output=True, text=True, check=True).stdout.strip()
+
+    assert provenance.git_state(tmp_path) is None  # not a checkout
+    git("init", "-q", "-b", "main")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    git("add", "a.py")
+    git("-c", "user.email=t@e", "-c", "user.name=t", "commit", "-qm", "first")
+    state = provenance.git_state(tmp_path)
+    assert state == {"commit": git("rev-parse", "HEAD"), "branch": "main", "dirty": False, "diff": ""}
+    (tmp_path / "a.py").write_text("x = 2\n")
+    (tmp_path / "untracked.txt").write_text("outputs do not make a checkout dirty\n")
+    state = provenance.git_state(tmp_path)
+    assert state["dirty"] and "+x = 2" in state["diff"] and "untracked" not in state["diff"]
+
+
+def test_data_fingerprint_follows_content_or_stat(tmp_path):
+    files = []
+    for i in range(3):
+        files.append(tmp_path / f"{i}.png")
+        files[-1].write_bytes(bytes([i]) * 100)
+    content = provenance.data_fingerprint(map(str, files), "content")
+    assert content == provenance.data_fingerprint(map(str, reversed(files)), "content")  # order does not matter
+    stat = provenance.data_fingerprint(map(str, files), "stat")
+    files[0].write_bytes(bytes([9]) * 100)  # same size, other bytes
+    assert provenance.data_fingerprint(map(str, files), "content") != content
+    assert provenance.data_fingerprint(map(str, files), "stat") != stat  # its mtime moved
+    assert provenance.data_fingerprint(map(str, files), "off") is None
+
+
+def _train(digits_data, mongo_url, out, **overrides):
+    from tf_crnn.tracking.experiments import ex
+
+    params = tiny_params(digits_data, output_model_dir=str(out), n_epochs=2, deterministic=True)
+    run = ex.run(config_updates={**params.to_dict(), "mongo_url": mongo_url, "mongo_db_name": DB_NAME, **overrides},
+                 options={"--capture": "sys"})
+    assert run.status == "COMPLETED"
+    return pymongo.MongoClient(mongo_url)[DB_NAME].runs.find_one({"_id": run._id})
+
+
+@pytest.mark.slow
+def test_run_record_holds_code_data_environment_and_rerun_repeats_it(digits_data, mongo_url, tmp_path, capsys):
+    import tensorflow as tf
+
+    data = tmp_path / "copy"
+    shutil.copytree(digits_data / "data", data / "data")
+    doc = _train(data, mongo_url, tmp_path / "out", seed=7)
+
+    # The code: every module of the package, and the commit when the package is in a checkout.
+    sources = {name.rsplit("/", 1)[-1] for name, _ in doc["experiment"]["sources"]}
+    assert {"data.py", "model.py", "trainer.py", "decoding.py", "experiments.py"} <= sources
+    assert len(doc["experiment"]["sources"]) == len(provenance.package_sources())
+    checkout = provenance.git_state()
+    if checkout is not None:
+        assert doc["info"]["code"]["commit"] == checkout["commit"] and doc["experiment"]["repositories"]
+    # The data: CSVs and alphabet as resources with their MD5, rows and image fingerprints.
+    csv = str(data / "data" / "train" / "labels.csv")
+    assert [csv, provenance.file_md5(csv)] in [list(r) for r in doc["resources"]]
+    assert doc["info"]["data"]["train"]["rows"] == 64 and doc["info"]["data"]["eval"]["rows"] == 16
+    assert len(doc["info"]["data"]["train"]["images_fingerprint"]) == 64  # sha256 hex (content, the default)
+    # The environment and the seed.
+    assert doc["info"]["environment"]["tensorflow"] == tf.__version__
+    assert "environment.txt" in {a["name"] for a in doc["artifacts"]} and doc["config"]["seed"] == 7
+
+    # Re-run: same config and seed, deterministic -> the same numbers, exactly.
+    force = ["--force"] if checkout is not None and checkout["dirty"] else []  # a developer's uncommitted work
+    args = ["runs", "rerun", str(doc["_id"]), "--url", mongo_url, "--db", DB_NAME, *force]
+    assert cli_main(args) == 0
+    db = pymongo.MongoClient(mongo_url)[DB_NAME]
+    again = db.runs.find_one({"info.rerun_of": doc["_id"]})
+    assert again["status"] == "COMPLETED" and again["config"]["seed"] == 7
+    assert again["result"] == doc["result"]  # bit-identical eval metrics
+    assert again["info"]["rerun_comparison"]["loss"]["recorded"] == doc["result"]["loss"]
+    assert f"run {again['_id']} repeats run {doc['_id']}" in capsys.readouterr().out
+    # Another seed gives other numbers.
+    other = _train(data, mongo_url, tmp_path / "other", seed=8)
+    assert other["result"]["loss"] != doc["result"]["loss"]
+
+    # One CSV row edited: the re-run is refused, naming the file and both hashes.
+    with open(csv, "a", encoding="utf-8") as f:
+        f.write("images/000000.png;|1|\n")
+    problems = runs.rerun_problems(doc, runs.rerun_config(doc, mongo_url, DB_NAME))
+    assert any(line.startswith(f"train CSV {csv}: recorded ") for line in problems)
+    assert "train rows: recorded 64, now 65" in problems
+    capsys.readouterr()
+    assert cli_main(args[:-1] if force else args) == 2
+    err = capsys.readouterr().err
+    assert "cannot be repeated as recorded" in err and csv in err and "--force" in err
