@@ -43,6 +43,8 @@ def main() -> None:
     parser.add_argument("--jit-compile", action="store_true", help="XLA-compile the loss and gradients")
     parser.add_argument("--mixed-precision", choices=("auto", "on", "off"), default="auto")
     parser.add_argument("--gradient-clip-norm", type=float, default=5.0, help="global-norm clipping (0: none)")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="seed and turn on TensorFlow's op determinism (process-wide: compare separate runs)")
     args = parser.parse_args()
 
     header(f"training throughput: default CRNN, batch {args.batch}")
@@ -73,11 +75,13 @@ def bench_setup(setup: str, args, url: str | None, server_pid: int | None = None
 
     from tf_crnn.tracking import observer as observers
     from tf_crnn.alphabet import Alphabet
-    from tf_crnn.trainer import Trainer
+    from tf_crnn.trainer import Trainer, make_deterministic
 
     params = setup_params(setup, args.batch, jit_compile=args.jit_compile, mixed_precision=args.mixed_precision,
                           gradient_clip_norm=args.gradient_clip_norm)
     alphabet = Alphabet.from_file(params.lookup_alphabet_file)
+    if args.deterministic:
+        make_deterministic(0)
     trainer = Trainer(params, alphabet)
     (height, width), label_length, _ = SETUPS[setup]
     rng = np.random.default_rng(0)
@@ -95,7 +99,7 @@ def bench_setup(setup: str, args, url: str | None, server_pid: int | None = None
     print(f"\n-- {setup}: {height} x {width}, labels of {label_length} symbols, batch {args.batch}, "
           f"{weights / 1e6:.1f} M weights, {trainer.strategy.num_replicas_in_sync} replica(s); "
           f"jit_compile {params.jit_compile}, mixed precision {trainer.mixed_precision}, "
-          f"gradient_clip_norm {params.gradient_clip_norm or 'none'}")
+          f"gradient_clip_norm {params.gradient_clip_norm or 'none'}, deterministic {args.deterministic}")
 
     counter = {"step": 0}
 
