@@ -118,3 +118,15 @@ def test_a_broken_config_file_is_named_with_line_and_column(tmp_path):
     with pytest.raises(ConfigError, match="must hold a JSON object"):
         Params.from_file(tmp_path / "list.json")
     check_config_files(["with", "n_epochs=2", "-m", "x.json"])  # only files right after 'with' are read
+
+
+def test_a_training_against_a_server_wanting_credentials_stops_before_it_starts(auth_server, digits_data, tmp_path):
+    from conftest import tiny_params
+
+    from tf_crnn.tracking.experiments import ex
+
+    params = tiny_params(digits_data, output_model_dir=str(tmp_path / "out"), n_epochs=1)
+    with pytest.raises(TrackingError, match="requires authentication to use database 'tf_crnn_auth'"):
+        ex.run(config_updates={**params.to_dict(), "mongo_url": f"mongodb://{auth_server}/",
+                               "mongo_db_name": "tf_crnn_auth"}, options={"--capture": "sys"})
+    assert not (tmp_path / "out" / "checkpoints").exists()  # nothing trained
