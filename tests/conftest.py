@@ -98,3 +98,19 @@ def mongo_server(tmp_path_factory):
 @pytest.fixture
 def mongo_url(mongo_server) -> str:
     return mongo_server.uri
+
+
+def greedy_transcriptions(trainer, entries, batch_size: int = 16) -> dict:
+    """The in-memory model's greedy transcription of checked entries: ``{image path: text}``."""
+    from tf_crnn.data import make_dataset
+    from tf_crnn.decoding import codes_to_symbols, ctc_decode
+    from tf_crnn.model import sequence_lengths
+
+    params, symbols_by_code = trainer.params, trainer.alphabet.symbols_by_code
+    found = {}
+    for batch in make_dataset(entries, params, batch_size, training=False):
+        logits = trainer.model(batch["images"], batch["widths"], training=False)
+        codes, _ = ctc_decode(logits, sequence_lengths(batch["widths"], params.width_downsampling))
+        for i, symbols in zip(batch["index"].numpy(), codes_to_symbols(codes.numpy()[:, 0], symbols_by_code)):
+            found[entries[i].sample.image_path] = "".join(symbols)
+    return found

@@ -18,7 +18,7 @@ import gridfs
 import pymongo
 import pytest
 
-from tf_crnn.tracking import observer as observers, run_records
+from tf_crnn.tracking import observer as observers, provenance, run_records
 from tf_crnn.tracking.observer import ResilientMongoObserver
 from tf_crnn.tracking.experiments import METRIC_NAMES, ex
 
@@ -282,9 +282,11 @@ def test_database_gone_until_the_end_fails_the_command_and_import_run_completes_
         doc = db.runs.find_one({"_id": run._id})
         assert doc["status"] == "COMPLETED" and doc["result"]["cer"] == pytest.approx(run.result["cer"])
         assert doc["stop_time"] is not None and doc["info"]["imported_from"] == str(local)
+        # environment.txt (and code.diff from a checkout with uncommitted changes) went in before the outage.
+        dirty = {"code.diff"} if (provenance.git_state() or {}).get("dirty") else set()
         assert {a["name"] for a in doc["artifacts"]} == {
             "alphabet.json", "config.json", "export.zip", "learning_curves.png", "predictions.png",
-            "confusions.png", "confusions.csv"}
+            "confusions.png", "confusions.csv", "environment.txt"} | dirty
         assert json.loads(gridfs.GridFS(db).get(next(a["file_id"] for a in doc["artifacts"]
                                                      if a["name"] == "config.json")).read())["n_epochs"] == 2
         series = metric_series(db, run._id)

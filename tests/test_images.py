@@ -18,12 +18,10 @@ from tf_crnn.alphabet import Alphabet
 from tf_crnn.annotations import read_csvs, write_csv
 from tf_crnn.cli import main as cli_main
 from tf_crnn.data import DataError, check_images, load_split, make_dataset, scan_samples
-from tf_crnn.decoding import codes_to_symbols, ctc_decode
 from tf_crnn.loader import PredictionModel
-from tf_crnn.model import sequence_lengths
 from tf_crnn.trainer import Trainer
 
-from conftest import tiny_params
+from conftest import greedy_transcriptions, tiny_params
 
 LABEL = tuple("7901")  # the label of digits_data's first training image
 LOSSY = {"cmyk.jpg", "rgb.jpg"}  # decoded pixels differ by JPEG's loss, not by the conversion
@@ -236,13 +234,7 @@ def mixed_training(formats, digits_data, tmp_path_factory):
 @pytest.mark.slow
 def test_export_predicts_every_format_as_training_saw_it(mixed_training):
     trainer, export_dir, evaluation = mixed_training
-    params, alphabet = trainer.params, trainer.alphabet
-    expected = {}
-    for batch in make_dataset(evaluation, params, 16, training=False):
-        logits = trainer.model(batch["images"], batch["widths"], training=False)
-        codes, _ = ctc_decode(logits, sequence_lengths(batch["widths"], params.width_downsampling))
-        for i, symbols in zip(batch["index"].numpy(), codes_to_symbols(codes.numpy()[:, 0], alphabet.symbols_by_code)):
-            expected[evaluation[i].sample.image_path] = "".join(symbols)
+    expected = greedy_transcriptions(trainer, evaluation)
     paths = [e.sample.image_path for e in evaluation]
     predictions = PredictionModel(export_dir).predict(paths)
     assert [p.error for p in predictions] == [None] * len(paths)

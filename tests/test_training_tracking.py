@@ -11,14 +11,13 @@ import pytest
 from tf_crnn.tracking import urls as tracking
 from tf_crnn.alphabet import Alphabet
 from tf_crnn.data import batch_count, load_split, make_dataset
+from tf_crnn.tracking import provenance
 from tf_crnn.tracking.experiments import METRIC_NAMES, ex
 from tf_crnn.tracking.observer import ResilientMongoObserver
 from tf_crnn.loader import PredictionModel
-from tf_crnn.model import sequence_lengths
-from tf_crnn.decoding import codes_to_symbols, ctc_decode
 from tf_crnn.trainer import Trainer
 
-from conftest import tiny_params
+from conftest import greedy_transcriptions, tiny_params
 
 pytestmark = pytest.mark.slow
 
@@ -49,8 +48,10 @@ def test_run_is_stored_with_metrics_and_artifacts(digits_data, mongo_url, tmp_pa
 
     fs = gridfs.GridFS(db)
     artifacts = {a["name"]: a["file_id"] for a in doc["artifacts"]}
+    # What made the run (issue 11): environment.txt always, code.diff when the checkout has uncommitted changes.
+    dirty = {"code.diff"} if (provenance.git_state() or {}).get("dirty") else set()
     assert set(artifacts) == {"alphabet.json", "config.json", "export.zip", "learning_curves.png",
-                              "predictions.png", "confusions.png", "confusions.csv"}
+                              "predictions.png", "confusions.png", "confusions.csv", "environment.txt"} | dirty
     assert fs.get(artifacts["predictions.png"]).read()[:8] == b"\x89PNG\r\n\x1a\n"
     files = {f["filename"].rsplit("/", 1)[-1]: f for f in db["fs.files"].find({"_id": {"$in": list(artifacts.values())}})}
     assert files["learning_curves.png"]["contentType"] == "image/png"
@@ -126,12 +127,7 @@ def test_export_predicts_like_the_trained_model_and_resume_continues(digits_data
     export_dir = trainer.export(str(tmp_path / "export"))
 
     # The in-memory model's greedy transcription of the eval images ...
-    expected = {}
-    for batch in make_dataset(evaluation, params, 16, training=False):
-        logits = trainer.model(batch["images"], batch["widths"], training=False)
-        codes, _ = ctc_decode(logits, sequence_lengths(batch["widths"], params.width_downsampling))
-        for i, symbols in zip(batch["index"].numpy(), codes_to_symbols(codes.numpy()[:, 0], alphabet.symbols_by_code)):
-            expected[evaluation[i].sample.image_path] = "".join(symbols)
+    expected = greedy_transcriptions(trainer, evaluation)
     # ... is what the SavedModel returns from the encoded files.
     paths = [e.sample.image_path for e in evaluation]
     predictions = PredictionModel(export_dir).predict(paths)
