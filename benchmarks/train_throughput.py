@@ -75,13 +75,13 @@ def bench_setup(setup: str, args, url: str | None, server_pid: int | None = None
 
     from tf_crnn.tracking import observer as observers
     from tf_crnn.alphabet import Alphabet
-    from tf_crnn.trainer import Trainer, make_deterministic
+    from tf_crnn.trainer import Trainer, deterministic
 
     params = setup_params(setup, args.batch, jit_compile=args.jit_compile, mixed_precision=args.mixed_precision,
                           gradient_clip_norm=args.gradient_clip_norm)
     alphabet = Alphabet.from_file(params.lookup_alphabet_file)
     if args.deterministic:
-        make_deterministic(0)
+        deterministic(0).__enter__()  # on for the rest of this process: the benchmark measures nothing else
     trainer = Trainer(params, alphabet)
     (height, width), label_length, _ = SETUPS[setup]
     rng = np.random.default_rng(0)

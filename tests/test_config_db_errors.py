@@ -95,10 +95,11 @@ def test_tls_and_unreachable_servers_have_their_own_messages(mongo_server):
     ("n_epochs", 0, "n_epochs and batch sizes must be >= 1"),
     ("strategy", "tpu", "strategy must be 'auto', 'default', 'one_device', 'mirrored' or 'multi_worker', got 'tpu'"),
     ("csv_delimiter", "|", "csv_delimiter and string_split_delimiter must be two different"),
+    ("jit_compile", True, "deterministic=True and jit_compile=True cannot go together"),
 ])
 def test_every_key_is_checked_for_type_and_range(key, value, expected):
     with pytest.raises(ConfigError) as caught:
-        Params(**{key: value})
+        Params(**{key: value, **({"deterministic": True} if key == "jit_compile" else {})})
     assert str(caught.value).startswith(expected), str(caught.value)
 
 

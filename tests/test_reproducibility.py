@@ -62,6 +62,10 @@ def test_run_record_holds_code_data_environment_and_rerun_repeats_it(digits_data
     data = tmp_path / "copy"
     shutil.copytree(digits_data / "data", data / "data")
     doc = _train(data, mongo_url, tmp_path / "out", seed=7)
+    # Op determinism is process-wide: it is off again for whatever trains next in this process.
+    from tf_crnn.trainer import op_determinism_enabled
+
+    assert op_determinism_enabled() is False
 
     # The code: every module of the package, and the commit when the package is in a checkout.
     sources = {name.rsplit("/", 1)[-1] for name, _ in doc["experiment"]["sources"]}

@@ -92,15 +92,20 @@ class Callback:
 
 
 class OnEpochEnd(Callback):
-    """A plain function ``fn(result)`` called after each epoch (for logging from outside the trainer)."""
+    """A plain function ``fn(result)`` called after each epoch (for logging or judging from outside the trainer).
+
+    A true return value ends the training after this epoch (``trainer.stop_training``): a hyperparameter
+    sweep's pruner stops a trial so (:mod:`tf_crnn.tracking.sweep`); ``None`` goes on.
+    """
 
     name = "on_epoch_end"
 
-    def __init__(self, fn: Callable[[EpochResult], None]):
+    def __init__(self, fn: Callable[[EpochResult], bool | None]):
         self.fn = fn
 
     def on_epoch_end(self, trainer, result):
-        self.fn(result)
+        if self.fn(result):
+            trainer.stop_training = True
 
 
 class BestExport(Callback):

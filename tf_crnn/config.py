@@ -386,6 +386,8 @@ class Params:
         need(self.early_stopping_min_delta >= 0 and self.lr_plateau_min_delta >= 0 and self.lr_plateau_min_lr >= 0,
              "early_stopping_min_delta, lr_plateau_min_delta and lr_plateau_min_lr must be >= 0")
         need(0.0 < self.lr_plateau_factor < 1.0, f"lr_plateau_factor must be in (0, 1), got {self.lr_plateau_factor}")
+        need(not (self.deterministic and self.jit_compile),
+             "deterministic=True and jit_compile=True cannot go together: XLA has no deterministic MaxPool gradient")
         need(not (self.restore_model and self.overwrite_output),
              "restore_model=True continues the training in output_model_dir, overwrite_output=True replaces it: "
              "set only one of them")

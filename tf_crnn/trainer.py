@@ -11,16 +11,18 @@ Training knows nothing about Sacred or MongoDB: the experiment
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import math
 import os
 import shutil
 import tempfile
 import time
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import keras
 import tensorflow as tf
+from tensorflow.python.framework import config as _framework_config  # see op_determinism_enabled
 from tqdm import tqdm
 
 from . import callbacks as callbacks_lib
@@ -96,16 +98,37 @@ class WarmupExponentialDecay(keras.optimizers.schedules.LearningRateSchedule):
                     decay_rate=self.decay_rate, warmup_steps=self.warmup_steps)
 
 
-def make_deterministic(seed: int) -> None:
-    """Seed Python, NumPy and TensorFlow with ``seed`` and turn on TensorFlow's op determinism.
+@contextlib.contextmanager
+def deterministic(seed: int) -> Iterator[None]:
+    """Within the block: Python, NumPy and TensorFlow seeded with ``seed``, TensorFlow's op determinism on.
 
     ``keras.utils.set_random_seed`` + ``tf.config.experimental.enable_op_determinism``, the
     recipe of TensorFlow's determinism guide: two runs with the same seed, data and settings on
-    the same hardware then give bit-identical weights and metrics (tested on the CPU). Call it
-    before the model is built; it stays on for the rest of the process.
+    the same hardware then give bit-identical weights and metrics (tested on the CPU). Enter it
+    before the model is built. Op determinism is process-wide; it is turned off again at the end
+    unless it was on before, so later trainings in the same process (a sweep, a test) are not
+    slowed or refused by it (XLA has no deterministic MaxPool gradient, for one).
     """
+    was_on = op_determinism_enabled()
     keras.utils.set_random_seed(int(seed))
     tf.config.experimental.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if was_on is False:
+            _framework_config.disable_op_determinism()
+
+
+def op_determinism_enabled() -> bool | None:
+    """Whether TensorFlow's op determinism is on; None where this TensorFlow cannot tell.
+
+    TensorFlow 2.21 exports only ``enable_op_determinism``; reading and turning it off goes
+    through ``tensorflow.python.framework.config``, where both live (looked up, not assumed).
+    """
+    is_enabled = getattr(_framework_config, "is_op_determinism_enabled", None)
+    if is_enabled is None or not hasattr(_framework_config, "disable_op_determinism"):
+        return None
+    return bool(is_enabled())
 
 
 def use_mixed_precision(params: Params) -> bool:

@@ -4,6 +4,7 @@
     tf-crnn evaluate --model EXPORT --csv CSV        score an export on annotated data
     tf-crnn predict --model EXPORT IMAGE...          transcribe images with an export
     tf-crnn runs list|show|compare|export|delete     the recorded runs
+    tf-crnn sweep SPACE --trials N --config C.json   hyperparameter search (Optuna), each trial a run
     tf-crnn db uri|start|stop|status                 the database runs go to
     tf-crnn board                                    browse the runs with Omniboard
     tf-crnn prepare / alphabet / generate / validate data sets
@@ -19,9 +20,9 @@ import argparse
 import sys
 
 from .._util import quiet_tensorflow
-from . import board, datasets, db, evaluate, predict, runs, train
+from . import board, datasets, db, evaluate, predict, runs, sweep, train
 
-COMMANDS = (train, evaluate, predict, runs, db, board, datasets)
+COMMANDS = (train, evaluate, predict, runs, db, board, datasets, sweep)
 
 
 def build_parser() -> argparse.ArgumentParser:

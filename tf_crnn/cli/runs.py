@@ -47,7 +47,12 @@ def _list(args: argparse.Namespace) -> int:
             where[key] = value
     database = _database(args)
     try:
-        frame = runs.list_runs(database, args.status, args.experiment, where, args.sort, args.limit)
+        if args.sweep:
+            from ..tracking.sweep import sweep_runs
+
+            frame = sweep_runs(database, args.sweep)
+        else:
+            frame = runs.list_runs(database, args.status, args.experiment, where, args.sort, args.limit)
     finally:
         database.close()
     if args.json:
@@ -191,6 +196,8 @@ def register(sub) -> None:
     q.add_argument("--where", action="append", metavar="KEY=VALUE", help="only runs whose config has KEY=VALUE")
     q.add_argument("--sort", help="column to sort by (best_cer and last_cer ascending, others descending)")
     q.add_argument("--limit", type=int, default=20, help="rows at most (default 20; 0 for all)")
+    q.add_argument("--sweep", metavar="NAME", help="only the trials of sweep NAME, ranked by best eval CER "
+                                                   "(tf-crnn sweep); the other filters do not apply")
     q.add_argument("--json", action="store_true", help="JSON instead of a table")
     q = action("show", _show, "config, metrics per epoch, artifacts, code and dependencies of one run")
     q.add_argument("id")

@@ -26,6 +26,7 @@ naming the training run it evaluates.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
 import logging
@@ -260,7 +261,7 @@ def main(_config, _run, _seed):
 
 def train(params: Params, generate_spec: dict | None, _run, _seed) -> dict:
     """The body of :func:`main`: data, training with per-epoch logging, export, reports, artifacts."""
-    from .. import callbacks, data, trainer as trainer_lib  # TensorFlow loads only for real runs, not print_config
+    from .. import trainer as trainer_lib  # TensorFlow loads only for real runs, not print_config
 
     if params.overwrite_output and cluster.is_chief():
         removed = run_records.clear_previous_training(params.output_model_dir, training_outputs())
@@ -275,8 +276,14 @@ def train(params: Params, generate_spec: dict | None, _run, _seed) -> dict:
     # The strategy before any TensorFlow op (the image check runs some): MultiWorkerMirroredStrategy must
     # configure the collective ops at program start-up.
     strategy = trainer_lib.pick_strategy(params.strategy)
-    if params.deterministic:
-        trainer_lib.make_deterministic(_seed)
+    with trainer_lib.deterministic(_seed) if params.deterministic else contextlib.nullcontext():
+        return train_with(strategy, params, _run, _seed)
+
+
+def train_with(strategy, params: Params, _run, _seed) -> dict:
+    """:func:`train` once the strategy exists: data checks, the Trainer, per-epoch logging, export, artifacts."""
+    from .. import callbacks, data, trainer as trainer_lib
+
     alphabet = Alphabet.from_file(params.lookup_alphabet_file)
     train_entries = data.load_split(params.csv_files_train, params, alphabet, "train")
     eval_entries = data.load_split(params.csv_files_eval, params, alphabet, "eval")
@@ -324,7 +331,7 @@ def train(params: Params, generate_spec: dict | None, _run, _seed) -> dict:
 
     results = trainer.fit(train_entries, eval_entries, seed=_seed,
                           callbacks=[callbacks.OnEpochEnd(log_epoch), *(make(_run) for make in extra_callbacks)])
-    if trainer.stop_training:
+    if trainer.stop_training and "sweep_pruned_at_epoch" not in _run.info:
         _run.info["early_stopping_epoch"] = results[-1].epoch
     if results:  # the last epoch's evaluation is the final model's: no second pass
         final = {k.removeprefix("eval."): v for k, v in results[-1].metrics.items() if k.startswith("eval.")}

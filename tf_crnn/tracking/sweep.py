@@ -1,0 +1,509 @@
+"""Hyperparameter sweeps: an Optuna study whose trials are trainings, each a run of ``crnn`` (``tf-crnn sweep``).
+
+A search space maps config keys (:class:`tf_crnn.config.Params`) to Optuna
+distributions, read from a JSON or YAML file::
+
+    {"learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2, "log": true},
+     "rnn_units": {"type": "categorical", "choices": [[64], [128, 128]]},
+     "dropout": {"type": "float", "low": 0, "high": 0.3},
+     "n_epochs": {"type": "int", "low": 2, "high": 6}}
+
+``float`` and ``int`` take ``low``, ``high`` and optionally ``log`` / ``step``
+(Optuna's ``FloatDistribution`` / ``IntDistribution``), ``categorical`` takes
+``choices`` (any JSON values: lists travel through Optuna as JSON text, since
+its storages hold scalar choices only).
+
+Each trial is a normal training (:data:`tf_crnn.tracking.experiments.ex`, run
+in this process) of the base config plus the trial's values, writing
+``<output_model_dir>/sweep_<name>/trial_<k>``, with ``info.sweep = {"name",
+"trial", "params"}``. The objective is the trial's best eval CER (minimized).
+After each epoch the trial reports its eval CER to Optuna; when the study's
+pruner (by default Optuna's ``MedianPruner``: stop a trial whose best CER so far
+is worse than the median of the completed trials at the same epoch; Akiba et
+al. 2019, "Optuna: A Next-generation Hyperparameter Optimization Framework",
+KDD, arXiv 1907.10902) says so, the training stops after that epoch and its run
+ends COMPLETED with ``info.sweep_pruned_at_epoch``; the trial is PRUNED.
+
+The study lives in an Optuna storage, by default the SQLite file
+``<output_model_dir>/sweep_<name>/optuna.sqlite3``, so running the same sweep
+name again resumes it (Optuna numbers the new trials after the old ones).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+import pandas as pd
+import yaml
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from sacred.arg_parser import get_config_updates
+from sacred.utils import recursive_update
+
+from ..config import ConfigError, Params, load_config_file, type_problem
+from . import experiments
+from .runs import Database, shown_status
+
+#: Keys of the Sacred config that are not :class:`Params` fields.
+NON_PARAM_KEYS = ("seed", "generate_data")
+#: Config keys a search space may not vary, and why.
+FIXED_KEYS = {
+    "output_model_dir": "the sweep gives each trial <output_model_dir>/sweep_<name>/trial_<k>",
+    "restore_model": "every trial is a new training",
+    "overwrite_output": "it is not a hyperparameter (set it in the base config)",
+    "mongo_url": "all trials of a sweep are recorded in one database",
+    "mongo_db_name": "all trials of a sweep are recorded in one database",
+}
+#: Fields of a dimension by type, and those it must have.
+SPEC_FIELDS = {"float": {"low", "high", "log", "step"}, "int": {"low", "high", "log", "step"},
+               "categorical": {"choices"}}
+REQUIRED_FIELDS = {"float": {"low", "high"}, "int": {"low", "high"}, "categorical": {"choices"}}
+#: The order of trial states in :func:`trials_table`: finished trials first.
+STATE_ORDER = ("COMPLETE", "PRUNED", "RUNNING", "WAITING", "FAIL")
+STORAGE_FILE = "optuna.sqlite3"  # inside the sweep's folder
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+class SweepError(ConfigError):
+    """A search space, sweep name or budget that cannot be used; the message names the file and key."""
+
+
+# ---- search space -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched config key and its Optuna distribution.
+
+    ``json_choices``: the categorical choices are JSON text standing for lists or
+    objects (Optuna's storages keep scalar choices only); :meth:`suggest` decodes them.
+    """
+
+    key: str
+    distribution: BaseDistribution
+    json_choices: bool = False
+
+    def suggest(self, trial: optuna.Trial) -> Any:
+        """The trial's value of this key (Optuna's ``suggest_*``), as the config takes it."""
+        d = self.distribution
+        if isinstance(d, CategoricalDistribution):
+            return self.decode(trial.suggest_categorical(self.key, d.choices))
+        if isinstance(d, IntDistribution):
+            return trial.suggest_int(self.key, d.low, d.high, step=d.step, log=d.log)
+        return trial.suggest_float(self.key, d.low, d.high, step=d.step, log=d.log)
+
+    def decode(self, choice: Any) -> Any:
+        """A value in Optuna's representation as the config takes it (JSON text back to a list or object)."""
+        return json.loads(choice) if self.json_choices else choice
+
+    def encode(self, value: Any) -> Any:
+        """A config value in Optuna's representation (``study.enqueue_trial({key: dim.encode(value)})``)."""
+        return json.dumps(value) if self.json_choices else value
+
+    def extremes(self) -> list:
+        """The values a valid space must allow: every choice, or both ends of the range."""
+        d = self.distribution
+        if isinstance(d, CategoricalDistribution):
+            return [self.decode(c) for c in d.choices]
+        return [d.low, d.high]
+
+
+def read_space(path: str | os.PathLike) -> dict:
+    """The raw search space of a ``.json``, ``.yaml`` or ``.yml`` file (a mapping of config key -> spec).
+
+    Raises:
+        SweepError: no such file, a syntax error (with line and column), or not a non-empty mapping.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            if str(path).lower().endswith((".yaml", ".yml")):
+                raw = yaml.safe_load(f)
+            else:
+                raw = json.load(f)
+    except FileNotFoundError:
+        raise SweepError(f"search space file {path} not found") from None
+    except json.JSONDecodeError as e:
+        raise SweepError(f"search space {path} is not valid JSON: line {e.lineno}, column {e.colno}: {e.msg}") from None
+    except yaml.YAMLError as e:
+        raise SweepError(f"search space {path} is not valid YAML: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SweepError(f"cannot read search space {path}: {e}") from None
+    if not isinstance(raw, dict) or not raw:
+        raise SweepError(f"search space {path} must be a non-empty mapping {{\"config_key\": {{\"type\": ...}}}}")
+    return raw
+
+
+def dimension(key: str, spec: Any) -> Dimension:
+    """A :class:`Dimension` from its spec, with Optuna's own range checks.
+
+    Raises:
+        ValueError: not a spec of a known type, unknown or missing fields, a non-number bound,
+            or a range Optuna refuses (low > high, log with low <= 0, log with step).
+    """
+    kind = spec.get("type") if isinstance(spec, dict) else None
+    if kind not in SPEC_FIELDS:
+        raise ValueError('must be an object with "type": "float", "int" or "categorical"')
+    fields = {k: v for k, v in spec.items() if k != "type"}
+    unknown, missing = set(fields) - SPEC_FIELDS[kind], REQUIRED_FIELDS[kind] - set(fields)
+    if unknown or missing:
+        raise ValueError(f'a "{kind}" dimension takes {", ".join(sorted(SPEC_FIELDS[kind]))}'
+                         + (f"; unknown: {', '.join(sorted(unknown))}" if unknown else "")
+                         + (f"; missing: {', '.join(sorted(missing))}" if missing else ""))
+    if kind == "categorical":
+        return categorical_dimension(key, fields["choices"])
+    for end in ("low", "high"):
+        problem = type_problem(fields[end], int if kind == "int" else float)
+        if problem is not None:
+            hint = " (YAML reads 1e-4 as text: write 1.0e-4)" if isinstance(fields[end], str) else ""
+            raise ValueError(f"{end} must be {problem}, got {fields[end]!r}{hint}")
+    distribution = IntDistribution if kind == "int" else FloatDistribution
+    return Dimension(key, distribution(**fields))
+
+
+def categorical_dimension(key: str, choices: Any) -> Dimension:
+    """A categorical :class:`Dimension`; lists and objects among ``choices`` travel as JSON text."""
+    if not isinstance(choices, list) or not choices:
+        raise ValueError("choices must be a non-empty list")
+    structured = any(not isinstance(c, (type(None), bool, int, float, str)) for c in choices)
+    if not structured:
+        return Dimension(key, CategoricalDistribution(choices))
+    return Dimension(key, CategoricalDistribution([json.dumps(c) for c in choices]), json_choices=True)
+
+
+def parse_space(raw: dict, base: dict, source: str) -> dict[str, Dimension]:
+    """The checked dimensions of a raw search space, before any training.
+
+    Every key must be a config key (:class:`Params`; the message suggests the closest
+    one) that a sweep may vary (:data:`FIXED_KEYS`), every spec valid (:func:`dimension`),
+    and the base config with each key set to each of its extremes (both ends of a
+    range, every choice) a valid config (``dropout`` up to 1.5 is refused here).
+
+    Args:
+        base: the base config (:func:`base_config`).
+        source: the file, for messages.
+
+    Raises:
+        SweepError: naming ``source``, the key and the problem.
+    """
+    config = base_params(base).to_dict()
+    try:  # Params names unknown keys with the closest known one
+        Params.from_dict({**config, **{key: None for key in raw if key not in config}})
+    except ConfigError as e:
+        raise SweepError(f"search space {source}: {e}") from None
+    space = {}
+    for key, spec in raw.items():
+        if key in FIXED_KEYS:
+            raise SweepError(f"search space {source}: {key} cannot be searched: {FIXED_KEYS[key]}")
+        try:
+            space[key] = dimension(key, spec)
+        except ValueError as e:
+            raise SweepError(f"search space {source}, key {key!r}: {e}") from None
+        for value in space[key].extremes():
+            try:
+                Params.from_dict({**config, key: value})
+            except ConfigError as e:
+                raise SweepError(f"search space {source}, key {key!r}: the value {value!r} is not a valid "
+                                 f"setting: {e}") from None
+    return space
+
+
+def load_space(path: str | os.PathLike, base: dict) -> dict[str, Dimension]:
+    """:func:`read_space` then :func:`parse_space`. Raises: SweepError."""
+    return parse_space(read_space(path), base, str(path))
+
+
+# ---- base config --------------------------------------------------------------------
+
+def base_config(config_files: Sequence[str] = (), updates: Sequence[str] = ()) -> dict:
+    """The base config of a sweep: JSON config files in order, then ``key=value`` updates, as Sacred combines them.
+
+    The same as ``with config.json key=value`` of a training: Sacred's parsing of values
+    (Python literals, else text) and dotted keys for nested values (``generate_data.train_size=500``).
+
+    Raises:
+        ConfigError: a file that is missing or not a JSON object, or an update without ``=``.
+    """
+    parsed, not_updates = get_config_updates(list(updates))
+    if not_updates:
+        raise ConfigError(f"{not_updates[0]!r} is no key=value update")
+    config: dict = {}
+    for name in config_files:
+        recursive_update(config, load_config_file(name))
+    return recursive_update(config, parsed)
+
+
+def base_params(base: dict) -> Params:
+    """The base config as :class:`Params` (defaults for what it leaves out). Raises: ConfigError."""
+    return Params.from_dict(base, ignore=NON_PARAM_KEYS)
+
+
+# ---- study --------------------------------------------------------------------------
+
+def sweep_dir(output_model_dir: str, name: str) -> str:
+    """``<output_model_dir>/sweep_<name>``: the trials' folders and the default storage."""
+    return os.path.join(output_model_dir, f"sweep_{name}")
+
+
+def trial_dir(output_model_dir: str, name: str, number: int) -> str:
+    """``<output_model_dir>/sweep_<name>/trial_<number>``: the ``output_model_dir`` of one trial."""
+    return os.path.join(sweep_dir(output_model_dir, name), f"trial_{number}")
+
+
+def default_storage(output_model_dir: str, name: str) -> str:
+    """The SQLite URL of a sweep's study when no storage is given (the folder is created)."""
+    folder = sweep_dir(output_model_dir, name)
+    os.makedirs(folder, exist_ok=True)
+    return f"sqlite:///{os.path.abspath(os.path.join(folder, STORAGE_FILE))}"
+
+
+def check_name(name: str) -> str:
+    """``name`` if it can name a study and a folder: letters, digits, ``.``, ``_``, ``-``. Raises: SweepError."""
+    if not NAME_PATTERN.fullmatch(name or ""):
+        raise SweepError(f"sweep name {name!r}: use letters, digits, '.', '_' and '-' (it names a folder)")
+    return name
+
+
+def median_pruner(startup_trials: int = 5, from_epoch: int = 1) -> optuna.pruners.MedianPruner:
+    """Optuna's ``MedianPruner`` (Akiba et al. 2019) over epochs.
+
+    Args:
+        startup_trials: completed trials before any trial is pruned (Optuna's ``n_startup_trials``).
+        from_epoch: the first epoch at which a trial may be pruned (1: from the first).
+    """
+    return optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=from_epoch)
+
+
+def open_study(name: str, output_model_dir: str, storage: str | None = None,
+               pruner: optuna.pruners.BasePruner | None = None,
+               sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
+    """Create or resume (same name, same storage) the study of a sweep, minimizing the best eval CER.
+
+    Args:
+        storage: an Optuna storage URL (``sqlite:///sweeps.db``, ``postgresql://...``); None:
+            :func:`default_storage`.
+        pruner: None: :func:`median_pruner` with Optuna's defaults.
+        sampler: None: Optuna's default (TPE).
+
+    Raises:
+        SweepError: a name that cannot name a folder.
+    """
+    check_name(name)
+    return optuna.create_study(study_name=name, storage=storage or default_storage(output_model_dir, name),
+                               load_if_exists=True, direction="minimize", pruner=pruner or median_pruner(),
+                               sampler=sampler)
+
+
+# ---- trials -------------------------------------------------------------------------
+
+class _CurrentStderrHandler(logging.StreamHandler):
+    """A log handler writing to ``sys.stderr`` as it is at each record: inside a run, Sacred's capture of it."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):  # StreamHandler sets it; the current sys.stderr is always used
+        pass
+
+
+@contextlib.contextmanager
+def root_log_handler() -> Iterator[None]:
+    """Give the root logger a handler for the sweep, if it has none.
+
+    Without one, absl (TensorFlow's SavedModel export logs through it) calls
+    ``logging.basicConfig()`` inside the first trial, binding the root handler to that
+    run's captured stderr, which Sacred closes when the run ends: every later trial's
+    log lines would then fail with "I/O operation on closed file".
+    """
+    root = logging.getLogger()
+    if root.handlers:
+        yield
+        return
+    handler = _CurrentStderrHandler()
+    handler.setFormatter(logging.Formatter(logging.BASIC_FORMAT))  # what basicConfig() would have set
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+
+
+def check_budget(n_trials: int | None, timeout: float | None) -> None:
+    """Raise :class:`SweepError` unless a trial budget (>= 0; 0 runs none), a time budget (> 0 s) or both are given."""
+    if n_trials is None and timeout is None:
+        raise SweepError("give a trial budget, a time budget or both (--trials N, --timeout SECONDS)")
+    if (n_trials is not None and n_trials < 0) or (timeout is not None and timeout <= 0):
+        raise SweepError(f"the trial budget must be >= 0 and the time budget > 0 s, got {n_trials} trials, "
+                         f"{timeout} s")
+
+
+@dataclass
+class TrialProgress:
+    """What the running trial's training reported so far: its best eval CER, where it was pruned."""
+
+    trial: optuna.Trial
+    best_cer: float = math.inf
+    pruned_at: int | None = None
+    run: Any = field(default=None, repr=False)
+
+    def on_epoch(self, result) -> bool:
+        """Report one epoch's eval CER to Optuna; True (stop the training) when the pruner says so."""
+        self.best_cer = min(self.best_cer, result.cer)
+        self.trial.report(result.cer, result.epoch)
+        if not self.trial.should_prune():
+            return False
+        self.pruned_at = result.epoch
+        self.run.info["sweep_pruned_at_epoch"] = result.epoch
+        return True
+
+
+class Sweep:
+    """Runs the trials of a study as trainings of ``crnn`` in this process (see the module docstring).
+
+    Args:
+        study: from :func:`open_study`.
+        space: from :func:`load_space`.
+        base: the base config (:func:`base_config`); each trial's ``output_model_dir`` is
+            :func:`trial_dir` of the base's.
+    """
+
+    def __init__(self, study: optuna.Study, space: dict[str, Dimension], base: dict):
+        self.study, self.space, self.base = study, space, base
+        self.output_model_dir = base_params(base).output_model_dir
+        self.current: TrialProgress | None = None
+
+    @property
+    def name(self) -> str:
+        return self.study.study_name
+
+    @property
+    def folder(self) -> str:
+        return sweep_dir(self.output_model_dir, self.name)
+
+    def run(self, n_trials: int | None = None, timeout: float | None = None, catch: tuple = (),
+            on_trial: Callable[[optuna.trial.FrozenTrial], None] | None = None) -> None:
+        """Run trials until ``n_trials`` more have run or ``timeout`` seconds have passed (Optuna's ``optimize``).
+
+        ``n_trials=0`` runs none. No trial starts after ``timeout``; the running one finishes.
+
+        Args:
+            catch: exception types after which a failed trial (FAIL, its run FAILED) does not
+                stop the sweep; any other error stops it after being recorded.
+            on_trial: called with each finished trial (progress).
+
+        Raises:
+            SweepError: :func:`check_budget`.
+            Exception: a trial's error not in ``catch`` (its run is FAILED, the trial FAIL).
+        """
+        check_budget(n_trials, timeout)
+        callbacks = [lambda study, frozen: on_trial(frozen)] if on_trial else None
+        with self.hooked(), root_log_handler():
+            self.study.optimize(self.objective, n_trials=n_trials, timeout=timeout, catch=catch,
+                                callbacks=callbacks)
+
+    @contextlib.contextmanager
+    def hooked(self) -> Iterator[None]:
+        """Every training of ``crnn`` in this process reports to the running trial (:meth:`epoch_callback`)."""
+        experiments.extra_callbacks.append(self.epoch_callback)
+        try:
+            yield
+        finally:  # later trainings in this process are no trials
+            experiments.extra_callbacks.remove(self.epoch_callback)
+
+    def objective(self, trial: optuna.Trial) -> float:
+        """Train with the trial's values; return its best eval CER. Raises optuna.TrialPruned when pruned."""
+        values = {key: dim.suggest(trial) for key, dim in self.space.items()}
+        trial.set_user_attr("params", values)  # as the config took them (Optuna's params hold JSON text for lists)
+        config = {**self.base, **values, "output_model_dir": trial_dir(self.output_model_dir, self.name, trial.number)}
+        progress = self.current = TrialProgress(trial)
+        try:
+            experiments.ex.run(config_updates=config, options={"--capture": "sys"},
+                               info={"sweep": {"name": self.name, "trial": trial.number, "params": values}})
+        except Exception as e:
+            trial.set_user_attr("error", f"{type(e).__name__}: {e}")
+            raise
+        finally:
+            self.current = None
+        if progress.pruned_at is not None:
+            raise optuna.TrialPruned(f"best eval CER {progress.best_cer:.4f} after epoch {progress.pruned_at}")
+        return progress.best_cer
+
+    def epoch_callback(self, run):
+        """The factory :data:`tf_crnn.tracking.experiments.extra_callbacks` calls for each training's run."""
+        from ..callbacks import OnEpochEnd  # here a training is running: TensorFlow is loaded anyway
+
+        progress = self.current
+        if progress is None:  # a training of this process that is not a trial of the sweep
+            return OnEpochEnd(lambda result: None)
+        progress.run = run
+        progress.trial.set_user_attr("run_id", run._id)  # known before the training can fail
+        return OnEpochEnd(progress.on_epoch)
+
+
+# ---- results ------------------------------------------------------------------------
+
+def format_params(params: dict) -> str:
+    """``key=value, ...`` for a table cell."""
+    return ", ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value!r}"
+                     for key, value in params.items())
+
+
+def as_table(rows: list[dict], columns: list[str]) -> pd.DataFrame:
+    """``rows`` as a DataFrame whose ids and epochs stay integers beside missing ones; ``best_cer`` is a float."""
+    frame = pd.DataFrame(rows, columns=columns, dtype=object)
+    return frame.assign(best_cer=frame["best_cer"].astype(float))
+
+
+def trial_row(trial: optuna.trial.FrozenTrial) -> dict:
+    """One trial: number, run id, state, best eval CER (the best epoch so far for a pruned one),
+    last reported epoch, config values, error (FAIL)."""
+    cers = trial.intermediate_values
+    return {"trial": trial.number, "run": trial.user_attrs.get("run_id"), "state": trial.state.name,
+            "best_cer": min(cers.values()) if cers else None, "epochs": max(cers) if cers else None,
+            "params": trial.user_attrs.get("params", trial.params), "error": trial.user_attrs.get("error")}
+
+
+def trials_table(study: optuna.Study) -> pd.DataFrame:
+    """The trials ranked: COMPLETE by best eval CER, then PRUNED by best eval CER so far, then the others.
+
+    Columns as :func:`trial_row`.
+    """
+    frame = as_table([trial_row(t) for t in study.get_trials(deepcopy=False)],
+                     ["trial", "run", "state", "best_cer", "epochs", "params", "error"])
+    order = frame["state"].map(lambda s: STATE_ORDER.index(s) if s in STATE_ORDER else len(STATE_ORDER))
+    return (frame.assign(_order=order).sort_values(["_order", "best_cer", "trial"], na_position="last")
+            .drop(columns="_order").reset_index(drop=True))
+
+
+def best_trial(study: optuna.Study) -> dict | None:
+    """:func:`trial_row` of the study's best COMPLETE trial (Optuna's ``best_trial``), None before one completes."""
+    try:
+        return trial_row(study.best_trial)
+    except ValueError:  # Optuna: no trial is complete yet
+        return None
+
+
+def sweep_runs(database: Database, name: str) -> pd.DataFrame:
+    """The runs of ``crnn`` that are trials of sweep ``name`` (``info.sweep.name``), by best eval CER.
+
+    Columns: trial, id, status (:func:`tf_crnn.tracking.runs.shown_status`), best_cer (lowest
+    ``eval.cer`` in the ``metrics`` collection), pruned_at_epoch, params. Runs without an eval
+    CER come last.
+    """
+    rows = []
+    for doc in database.db.runs.find({"experiment.name": experiments.EXPERIMENT_NAME, "info.sweep.name": name}):
+        cer = [value for _, value in database.metrics(doc["_id"]).get("eval.cer", [])]
+        info = doc.get("info", {})
+        rows.append({"trial": info["sweep"].get("trial"), "id": doc["_id"], "status": shown_status(doc),
+                     "best_cer": min(cer) if cer else None, "pruned_at_epoch": info.get("sweep_pruned_at_epoch"),
+                     "params": info["sweep"].get("params", {})})
+    frame = as_table(rows, ["trial", "id", "status", "best_cer", "pruned_at_epoch", "params"])
+    return frame.sort_values(["best_cer", "trial"], na_position="last").reset_index(drop=True)
