@@ -32,8 +32,9 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from sacred import Experiment
 from sacred.metrics_logger import linearize_metrics
@@ -117,7 +118,7 @@ class CRNNExperiment(Experiment):
                     raise ConfigError("the database is given twice, by -m and by mongo_url: keep one")
                 config_updates = {**(config_updates or {}), **updates}
                 options = {**options, "--mongo_db": None}  # Sacred then adds no observer of its own
-            with interrupts.stop_on_signals():
+            with interrupts.stop_on_signals(), root_log_handler():
                 return super().run(command_name, config_updates, named_configs, info, meta_info, options)
         except Exception as e:
             if self._user_error is not None and self._user_error(e):
@@ -125,6 +126,41 @@ class CRNNExperiment(Experiment):
             raise
         finally:
             release_output_dir()
+
+
+class CurrentStderrHandler(logging.StreamHandler):
+    """A log handler writing to ``sys.stderr`` as it is at each record: inside a run, Sacred's capture of it."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):  # StreamHandler sets it; the current sys.stderr is always used
+        pass
+
+
+@contextlib.contextmanager
+def root_log_handler() -> Iterator[None]:
+    """Give the root logger a handler for the block (a run of :data:`ex`), if it has none.
+
+    Without one, absl (TensorFlow's SavedModel export logs through it) calls
+    ``logging.basicConfig()`` inside the first run, binding the root handler to that
+    run's captured stderr, which Sacred closes when the run ends: every later run in the
+    same process (a sweep's trials, ``runs rerun``, a benchmark) would then log
+    "I/O operation on closed file" errors.
+    """
+    root = logging.getLogger()
+    if root.handlers:
+        yield
+        return
+    handler = CurrentStderrHandler()
+    handler.setFormatter(logging.Formatter(logging.BASIC_FORMAT))  # what basicConfig() would have set
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
 
 
 CAPTURED_OUT_HEAD, CAPTURED_OUT_TAIL = 20_000, 200_000  # characters; keeps the run document far under 16 MB

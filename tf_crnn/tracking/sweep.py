@@ -32,11 +32,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import math
 import os
 import re
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -302,40 +300,6 @@ def open_study(name: str, output_model_dir: str, storage: str | None = None,
 
 # ---- trials -------------------------------------------------------------------------
 
-class _CurrentStderrHandler(logging.StreamHandler):
-    """A log handler writing to ``sys.stderr`` as it is at each record: inside a run, Sacred's capture of it."""
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value):  # StreamHandler sets it; the current sys.stderr is always used
-        pass
-
-
-@contextlib.contextmanager
-def root_log_handler() -> Iterator[None]:
-    """Give the root logger a handler for the sweep, if it has none.
-
-    Without one, absl (TensorFlow's SavedModel export logs through it) calls
-    ``logging.basicConfig()`` inside the first trial, binding the root handler to that
-    run's captured stderr, which Sacred closes when the run ends: every later trial's
-    log lines would then fail with "I/O operation on closed file".
-    """
-    root = logging.getLogger()
-    if root.handlers:
-        yield
-        return
-    handler = _CurrentStderrHandler()
-    handler.setFormatter(logging.Formatter(logging.BASIC_FORMAT))  # what basicConfig() would have set
-    root.addHandler(handler)
-    try:
-        yield
-    finally:
-        root.removeHandler(handler)
-
-
 def check_budget(n_trials: int | None, timeout: float | None) -> None:
     """Raise :class:`SweepError` unless a trial budget (>= 0; 0 runs none), a time budget (> 0 s) or both are given."""
     if n_trials is None and timeout is None:
@@ -405,7 +369,7 @@ class Sweep:
         """
         check_budget(n_trials, timeout)
         callbacks = [lambda study, frozen: on_trial(frozen)] if on_trial else None
-        with self.hooked(), root_log_handler():
+        with self.hooked():
             self.study.optimize(self.objective, n_trials=n_trials, timeout=timeout, catch=catch,
                                 callbacks=callbacks)
 
