@@ -10,7 +10,6 @@ import argparse
 import sys
 
 from .._util import parse_run_id
-from ..annotations import listing
 from ..config import DECODING_NAMES
 from .errors import handles
 
@@ -40,6 +39,7 @@ example:
 @handles("evaluate")
 def _evaluate(args: argparse.Namespace) -> int:
     from .. import evaluation
+    from ..annotations import listing  # pandas: loaded when the command runs, not for every tf-crnn call
 
     request = evaluation.EvaluationRequest(
         model_dir=args.model, csv_files=args.csv, alphabet_file=args.alphabet, out_dir=args.out,
