@@ -234,8 +234,7 @@ class Trainer:
     def learning_rate(self) -> float:
         """The learning rate of the current optimizer step (schedule times ``lr_scale``)."""
         optimizer = getattr(self.optimizer, "inner_optimizer", self.optimizer)  # LossScaleOptimizer wraps one
-        return float(optimizer.learning_rate.numpy()) if hasattr(optimizer.learning_rate, "numpy") \
-            else float(optimizer.learning_rate)
+        return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
 
     def close(self) -> None:
         """Remove a non-chief worker's scratch folder."""

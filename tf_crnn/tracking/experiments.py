@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
-import json
 import logging
 import os
 import shutil
@@ -42,7 +41,7 @@ from sacred.observers.mongo import parse_mongo_db_arg
 from sacred.utils import apply_backspaces_and_linefeeds
 
 from .. import cluster, interrupts, reports
-from .._util import warn
+from .._util import warn, write_json
 from ..alphabet import Alphabet
 from ..config import ConfigError, Params
 from . import output_lock, provenance, run_records
@@ -484,9 +483,7 @@ def attach_artifacts(run, params: Params, alphabet: Alphabet, export_dir: str, r
         alphabet_file = os.path.join(tmp, "alphabet.json")
         alphabet.save(alphabet_file)
         run.add_artifact(alphabet_file, "alphabet.json", content_type="application/json")
-        config_file = os.path.join(tmp, "config.json")
-        with open(config_file, "w", encoding="utf-8") as f:
-            json.dump(public_config(params), f, indent=1, ensure_ascii=False)
+        config_file = write_json(os.path.join(tmp, "config.json"), public_config(params))
         run.add_artifact(config_file, "config.json", content_type="application/json")
         archive = shutil.make_archive(os.path.join(tmp, "export"), "zip", export_dir)
         run.add_artifact(archive, "export.zip", content_type="application/zip")

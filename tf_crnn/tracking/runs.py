@@ -93,8 +93,15 @@ def list_runs(database: Database, status: str | None = None, experiment: str | N
     query = {"experiment.name": experiment} if experiment else {}
     for key, value in (where or {}).items():
         query[f"config.{key}"] = value
+    # Only the fields a row shows (a run document also holds up to ~220k characters of captured output);
+    # without a status filter or a sort, only the newest `limit` runs are read at all.
+    fields = {k: 1 for k in ("experiment.name", "status", "start_time", "stop_time", "heartbeat", "config",
+                             "host.hostname")}
+    cursor = database.db.runs.find(query, fields, sort=[("_id", -1)])
+    if limit and not status and not sort:
+        cursor = cursor.limit(limit)
     rows = []
-    for doc in database.db.runs.find(query, sort=[("_id", -1)]):
+    for doc in cursor:
         metrics = database.metrics(doc["_id"])
         cer, seq = metrics.get("eval.cer", []), metrics.get("eval.sequence_accuracy", [])
         start, stop = doc.get("start_time"), doc.get("stop_time") or doc.get("heartbeat")
