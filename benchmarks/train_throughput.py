@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -51,13 +50,11 @@ def main() -> None:
     server = server_pid = None
     url = args.mongo_url
     if not args.no_observer and not url:
+        from tf_crnn._util import free_port
         from tf_crnn.tracking.server import EmbeddedServer
 
         server = EmbeddedServer(Path(tempfile.mkdtemp(prefix="tf_crnn_bench_db_")))
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        url = server.start(port=port)
+        url = server.start(port=free_port())
         server_pid = json.loads(server.state_file.read_text())["pid"]
         print(f"observer database: SecantusDB in its own process at {url}")
     try:

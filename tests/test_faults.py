@@ -18,6 +18,7 @@ import gridfs
 import pymongo
 import pytest
 
+from tf_crnn._util import free_port
 from tf_crnn.tracking import observer as observers, provenance, run_records
 from tf_crnn.tracking.observer import ResilientMongoObserver
 from tf_crnn.tracking.experiments import METRIC_NAMES, ex
@@ -131,19 +132,13 @@ def test_close_dead_run_follows_the_heartbeat_rule(mongo_url):
 
 # ---- the database goes away during the run ---------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class _Database:
     """A SecantusDB server that can be stopped and started again on the same port and storage."""
 
     def __init__(self, storage: Path):
         from secantus import SecantusDBServer
 
-        self._cls, self.port, self.storage = SecantusDBServer, _free_port(), storage
+        self._cls, self.port, self.storage = SecantusDBServer, free_port(), storage
         self.server = None
         self.start()
         self.url = f"mongodb://127.0.0.1:{self.port}/"
