@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from _common import SETUPS, header, setup_params, steady
+from tf_crnn.config import MIXED_PRECISION_NAMES
 
 
 def main() -> None:
@@ -40,7 +41,7 @@ def main() -> None:
     parser.add_argument("--mongo-url", help="default: a SecantusDB server started for the benchmark")
     parser.add_argument("--no-observer", action="store_true", help="skip the observer comparison")
     parser.add_argument("--jit-compile", action="store_true", help="XLA-compile the loss and gradients")
-    parser.add_argument("--mixed-precision", choices=("auto", "on", "off"), default="auto")
+    parser.add_argument("--mixed-precision", choices=MIXED_PRECISION_NAMES, default="auto")
     parser.add_argument("--gradient-clip-norm", type=float, default=5.0, help="global-norm clipping (0: none)")
     parser.add_argument("--deterministic", action="store_true",
                         help="seed and turn on TensorFlow's op determinism (process-wide: compare separate runs)")
@@ -95,7 +96,7 @@ def bench_setup(setup: str, args, url: str | None, server_pid: int | None = None
     weights = trainer.model.count_params()
     print(f"\n-- {setup}: {height} x {width}, labels of {label_length} symbols, batch {args.batch}, "
           f"{weights / 1e6:.1f} M weights, {trainer.strategy.num_replicas_in_sync} replica(s); "
-          f"jit_compile {params.jit_compile}, mixed precision {trainer.mixed_precision}, "
+          f"jit_compile {params.jit_compile}, dtype policy {trainer.dtype_policy or 'float32'}, "
           f"gradient_clip_norm {params.gradient_clip_norm or 'none'}, deterministic {args.deterministic}")
 
     counter = {"step": 0}

@@ -39,8 +39,11 @@ SETUPS = {
 }
 
 
-def setup_params(setup: str, csv: str, epochs: int, out: str):
-    """The setup's experiment config, trained on ``csv`` (also the eval split: only training speed counts here)."""
+def setup_params(setup: str, csv: str, epochs: int, out: str, overrides: dict | None = None):
+    """The setup's experiment config, trained on ``csv`` (also the eval split: only training speed counts here).
+
+    ``overrides``: config keys for tf-crnn's training (``--set``), e.g. ``{"mixed_precision": "off"}``.
+    """
     from tf_crnn.config import Params, load_config_file
 
     config = load_config_file(ROOT / SETUPS[setup][0])
@@ -50,7 +53,21 @@ def setup_params(setup: str, csv: str, epochs: int, out: str):
     if setup == "word":
         config["max_width"] = config["input_shape"][1]  # fixed 32 x 100, as the plain model
     config["lookup_alphabet_file"] = str(ROOT / config["lookup_alphabet_file"])
-    return Params(**config)
+    return Params(**{**config, **(overrides or {})})
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["mixed_precision=off", "cache_images=off"]`` -> a dict, values read as JSON where they parse."""
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {pair}: expected KEY=VALUE")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return overrides
 
 
 def ensure_csv(setup: str, csv: str | None) -> str:
@@ -175,7 +192,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2, help="epochs per training (the last one is measured)")
     parser.add_argument("--rounds", type=int, default=1, help="ABBA rounds (each: plain, tf-crnn, tf-crnn, plain)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config key of tf-crnn's training (repeatable), e.g. to measure one lever: "
+                             "mixed_precision=off, cache_images=off")
     args = parser.parse_args()
+    overrides = parse_overrides(args.set)
     header(f"tf-crnn vs plain Keras model.fit: {args.setup}")
     from tf_crnn._util import free_port
     from tf_crnn.tracking.server import EmbeddedServer
@@ -186,14 +207,16 @@ def main() -> None:
     figures = {"plain": [], "tf-crnn": []}
     try:
         for mode in ["plain", "tf-crnn", "tf-crnn", "plain"] * args.rounds:
-            params = setup_params(args.setup, csv, args.epochs, tempfile.mkdtemp(prefix="tf_crnn_bench_out_"))
+            params = setup_params(args.setup, csv, args.epochs, tempfile.mkdtemp(prefix="tf_crnn_bench_out_"),
+                                  overrides if mode == "tf-crnn" else None)
             fixed = params.min_width if args.setup == "word" else None
             if mode == "plain":
                 speed, weights = train_plain(params, csv, fixed)
                 print(f"plain Keras model.fit: {speed:.1f} images/s ({weights / 1e6:.2f} M weights)", flush=True)
             else:
                 speed = train_tf_crnn(params, url)
-                print(f"tf-crnn (train.py's experiment, observer on): {speed:.1f} images/s", flush=True)
+                print(f"tf-crnn (train.py's experiment, observer on{', ' if args.set else ''}{' '.join(args.set)}): "
+                      f"{speed:.1f} images/s", flush=True)
             figures[mode].append(speed)
     finally:
         server.stop()

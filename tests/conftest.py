@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -51,6 +52,14 @@ def train_env(**extra) -> dict:
     for key in ("TF_CONFIG", "TF_CRNN_NO_OBSERVER", "TF_CRNN_DEBUG"):
         env.pop(key, None)
     return {**env, **extra}
+
+
+def tf_crnn(*args: str, timeout: float = 300, **env) -> subprocess.CompletedProcess:
+    """``python -m tf_crnn.cli ARGS`` with the user's environment, where TF_CPP_MIN_LOG_LEVEL is unset."""
+    environ = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    environ.update(env)
+    return subprocess.run([sys.executable, "-m", "tf_crnn.cli", *args], cwd=ROOT, env=environ, text=True,
+                          capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
 def wait_for(condition, timeout_s: float, what: str, poll_s: float = 0.05) -> None:

@@ -23,3 +23,48 @@ def test_vs_plain_keras_runs_both_trainings_in_abba_order(digits_data, tmp_path)
     assert len(figures["plain"]) == 2 and len(figures["tf-crnn"]) == 2
     assert all(v > 0 for v in figures["plain"] + figures["tf-crnn"])
     assert "ratio tf-crnn / plain" in result.stdout and "machine:" in result.stdout
+
+
+def test_augmentation_cost_measures_each_operation_against_none_in_abba_order(digits_data, tmp_path):
+    out = tmp_path / "figures.json"
+    csv = str(digits_data / "data" / "train" / "labels.csv")
+    result = subprocess.run(
+        [sys.executable, "benchmarks/augmentation_cost.py", "--lines", csv, "--words", csv, "--images", "16",
+         "--passes", "1", "--ops", "rotation", "light", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert set(figures) == {"lines", "words"} and all(set(f) == {"rotation", "light"} for f in figures.values())
+    for setup in figures.values():
+        for op in setup.values():
+            assert len(op["none"]) == 2 and len(op["with"]) == 2 and all(r > 0 for r in op["none"] + op["with"])
+    assert "machine:" in result.stdout and "command:" in result.stdout and "rotation 1" in result.stdout
+
+
+@pytest.mark.slow
+def test_deploy_formats_scores_and_times_every_format(digits_data, tmp_path):
+    from conftest import tiny_params
+
+    from tf_crnn.alphabet import Alphabet
+    from tf_crnn.trainer import Trainer
+
+    params = tiny_params(digits_data, output_model_dir=str(tmp_path / "model"), mixed_precision="off")
+    export = Trainer(params, Alphabet.from_file(params.lookup_alphabet_file)).export(str(tmp_path / "export"))
+    out = tmp_path / "figures.json"
+    csv = str(digits_data / "data" / "eval" / "labels.csv")
+    result = subprocess.run(
+        [sys.executable, "benchmarks/deploy_formats.py", "--model", export, "--csv", csv, "--limit", "6",
+         "--samples", "4", "--batch1-images", "3", "--rounds", "1", "--out", str(tmp_path / "models"),
+         "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["format"] for r in rows] == ["SavedModel", "TFLite fp32", "TFLite fp16", "TFLite dynamic",
+                                           "TFLite int8", "ONNX"]
+    assert all(r["images"] == 6 and 0 <= r["cer"] and r["bytes"] > 0 and r["images_per_second_batch_1"] > 0
+               and r["images_per_second_batch_64"] > 0 for r in rows)
+    # An untrained float32 CRNN: ONNX, batched and padded as the SavedModel, scores exactly as it.
+    assert rows[5]["cer"] == rows[0]["cer"]
+    assert "| format | file size | CER |" in result.stdout and "machine:" in result.stdout
+    assert "aim int8 file <= 30% of fp32" in result.stdout
+

@@ -2,21 +2,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pymongo
 import pytest
-from conftest import ROOT, tiny_params
-
-
-def tf_crnn(*args: str, timeout: float = 300, **env) -> subprocess.CompletedProcess:
-    """``python -m tf_crnn.cli ARGS`` with the user's environment, where TF_CPP_MIN_LOG_LEVEL is unset."""
-    environ = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    environ.update(env)
-    return subprocess.run([sys.executable, "-m", "tf_crnn.cli", *args], cwd=ROOT, env=environ, text=True,
-                          capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+from conftest import tf_crnn, tiny_params
 
 
 @pytest.mark.slow

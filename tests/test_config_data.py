@@ -100,3 +100,41 @@ def test_batch_count_is_the_number_of_batches_the_pipeline_makes(digits_data, ba
         assert batch_count(entries, batch_size) == made
     if batch_size == 5:  # width buckets each end with a partial batch: more than len / batch_size
         assert batch_count(entries, batch_size) > -(-len(entries) // batch_size)
+
+
+def test_image_cache_gives_the_batches_of_the_uncached_pipeline(digits_data):
+    from tf_crnn.trainer import deterministic
+
+    params = tiny_params(digits_data, augmentation="none")
+    alphabet = Alphabet.from_file(params.lookup_alphabet_file)
+    entries = load_split(params.csv_files_train, params, alphabet, "train", progress=False)
+
+    def epochs(cache: bool) -> list[list[dict]]:
+        with deterministic(0):  # tf.data's parallel map keeps its order (as deterministic=True runs have it)
+            ds = make_dataset(entries, params, 8, training=True, seed=3, cache=cache)
+            return [[{k: v.numpy() for k, v in batch.items()} for batch in ds] for _ in range(2)]
+
+    plain, cached = epochs(False), epochs(True)
+    assert [b["index"].tolist() for b in plain[0]] != [b["index"].tolist() for b in plain[1]]  # reshuffled
+    for plain_epoch, cached_epoch in zip(plain, cached):
+        assert len(plain_epoch) == len(cached_epoch)
+        for a, b in zip(plain_epoch, cached_epoch):
+            assert a["index"].tolist() == b["index"].tolist()
+            np.testing.assert_array_equal(a["images"], b["images"])
+            np.testing.assert_array_equal(a["labels"], b["labels"])
+
+
+def test_image_cache_auto_follows_the_memory_budget(digits_data):
+    from tf_crnn.data import cache_bytes, use_image_cache
+
+    params = tiny_params(digits_data)
+    entries = load_split(params.csv_files_train, params, Alphabet.from_file(params.lookup_alphabet_file), "train",
+                         progress=False)
+    needed = cache_bytes(entries, params)
+    assert needed == 4 * 32 * sum(e.width for e in entries)
+    assert use_image_cache(Params(**{**params.to_dict(), "cache_images_mb": needed // 2**20 + 1}), entries)
+    assert not use_image_cache(Params(**{**params.to_dict(), "cache_images_mb": 0}), entries)
+    assert use_image_cache(Params(**{**params.to_dict(), "cache_images": "on", "cache_images_mb": 0}), entries)
+    assert not use_image_cache(Params(**{**params.to_dict(), "cache_images": "off"}), entries)
+    with pytest.raises(ConfigError, match="cache_images must be"):
+        Params(**{**params.to_dict(), "cache_images": "yes"})

@@ -161,7 +161,7 @@ def test_prediction_model_names_bad_images(digits_data, tmp_path):
         PredictionModel(tmp_path)
 
 
-@pytest.mark.parametrize("option", [{"jit_compile": True}, {"mixed_precision": "on"}])
+@pytest.mark.parametrize("option", [{"jit_compile": True}, {"mixed_precision": "float16"}])
 def test_xla_and_mixed_precision_training_steps_train(digits_data, tmp_path, option):
     params = tiny_params(digits_data, output_model_dir=str(tmp_path / "out"), n_epochs=1, **option)
     alphabet = Alphabet.from_file(params.lookup_alphabet_file)

@@ -15,8 +15,9 @@ from typing import IO, Iterator
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, newline: str | None = None) -> Iterator[IO[str]]:
-    """Open ``path`` for writing text (UTF-8) so that readers see the old file or the whole new one.
+def atomic_write(path: str | os.PathLike, newline: str | None = None, binary: bool = False) -> Iterator[IO]:
+    """Open ``path`` for writing text (UTF-8; bytes with ``binary``) so that readers see the old file or the
+    whole new one.
 
     Writes to a temporary file in the same folder (created if needed) and
     renames it over ``path`` when the ``with`` block ends without error; on an
@@ -30,7 +31,7 @@ def atomic_write(path: str | os.PathLike, newline: str | None = None) -> Iterato
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.tmp-")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as f:
+        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline=newline)) as f:
             yield f
         os.replace(tmp, path)
     except BaseException:

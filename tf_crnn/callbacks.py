@@ -10,6 +10,8 @@ and then hands an :class:`EpochResult` to each callback in order:
 - :class:`ReduceLROnPlateau` (``lr_plateau_patience``): multiplies the learning
   rate by ``lr_plateau_factor`` when the eval CER has not improved for that
   many epochs;
+- :class:`FreezeConvBlocks` (``freeze_conv_epochs``): keeps the conv blocks out of
+  training for the first epochs of a fine-tuning;
 - :class:`EpochLog`: one log line per epoch;
 - then the caller's own (the Sacred experiment logs the run's metrics with one);
 - :class:`Checkpoint`, last: saves weights, optimizer and callback state, so a
@@ -176,8 +178,8 @@ class EarlyStopping(_PlateauCounter):
 class ReduceLROnPlateau(_PlateauCounter):
     """Multiplies the learning rate by ``factor`` after ``patience`` epochs without an eval CER improvement.
 
-    Acts on ``trainer.lr_scale``, a factor on the warm-up / decay schedule
-    (:class:`tf_crnn.trainer.WarmupExponentialDecay`), so the schedule keeps its
+    Acts on ``trainer.lr_scale``, a factor on the learning-rate schedule
+    (:class:`tf_crnn.schedules.Scaled`), so the schedule keeps its
     shape at a lower level. The learning rate never goes below ``min_lr``.
     """
 
@@ -202,6 +204,48 @@ class ReduceLROnPlateau(_PlateauCounter):
                         result.epoch, self.patience, new_scale / old_scale, trainer.learning_rate())
 
 
+class FreezeConvBlocks(Callback):
+    """Keeps the conv blocks (convolutions and their batch norm) out of training during the first ``epochs`` epochs.
+
+    Fine-tuning (``init_from``, ``freeze_conv_epochs``): the new output layer and the BiLSTMs
+    adapt first, so the large early gradients of a freshly initialised output layer do not
+    disturb the pretrained features. Frozen layers are not ``trainable`` (Keras): they get no
+    gradient and no optimizer update, and a frozen batch norm uses its moving statistics. The
+    training step is retraced when the set of trained variables changes (:meth:`Trainer.retrace`).
+    Nothing is checkpointed: whether a resumed training's conv blocks are frozen follows from its epoch.
+    """
+
+    name = "freeze_conv_blocks"
+
+    def __init__(self, epochs: int):
+        if epochs < 1:
+            raise ValueError(f"{self.name}: epochs must be >= 1, got {epochs}")
+        self.epochs = int(epochs)
+
+    @staticmethod
+    def set_trainable(trainer, trainable: bool) -> bool:
+        """Make the conv blocks of ``trainer.model`` (not) trainable; return whether that changed anything.
+
+        A change retraces the training step (:meth:`Trainer.retrace`).
+        """
+        layers = [layer for block in trainer.model.conv_blocks for layer in block]
+        if all(layer.trainable == trainable for layer in layers):
+            return False
+        for layer in layers:
+            layer.trainable = trainable
+        trainer.retrace()
+        return True
+
+    def on_train_begin(self, trainer):
+        frozen = int(trainer.epoch.numpy()) < self.epochs
+        if self.set_trainable(trainer, not frozen) and frozen:
+            log.info("conv blocks frozen until the end of epoch %d (freeze_conv_epochs)", self.epochs)
+
+    def on_epoch_end(self, trainer, result):
+        if result.epoch >= self.epochs and self.set_trainable(trainer, True):
+            log.info("epoch %d: conv blocks trained from now on (freeze_conv_epochs=%d)", result.epoch, self.epochs)
+
+
 class Checkpoint(Callback):
     """Saves the training checkpoint (weights, optimizer, epoch, callback state) after every epoch."""
 
@@ -222,10 +266,11 @@ class EpochLog(Callback):
 
 
 def from_params(params) -> list[Callback]:
-    """The optional callbacks a config turns on: early stopping and learning-rate reduction on plateau.
+    """The optional callbacks a config turns on: early stopping, learning-rate reduction on plateau, conv freezing.
 
     Args:
-        params: a :class:`tf_crnn.config.Params`; a patience of 0 leaves that callback out.
+        params: a :class:`tf_crnn.config.Params`; a patience (or ``freeze_conv_epochs``) of 0 leaves that
+            callback out.
     """
     chosen: list[Callback] = []
     if params.early_stopping_patience:
@@ -233,4 +278,6 @@ def from_params(params) -> list[Callback]:
     if params.lr_plateau_patience:
         chosen.append(ReduceLROnPlateau(params.lr_plateau_patience, params.lr_plateau_factor,
                                         params.lr_plateau_min_delta, params.lr_plateau_min_lr))
+    if params.freeze_conv_epochs:
+        chosen.append(FreezeConvBlocks(params.freeze_conv_epochs))
     return chosen

@@ -26,9 +26,12 @@ from typing import Any, Literal, get_args
 Optimizer = Literal["adam", "adamw", "rmsprop", "sgd"]
 Strategy = Literal["auto", "default", "one_device", "mirrored", "multi_worker"]
 Decoding = Literal["greedy", "beam_search"]
-MixedPrecision = Literal["auto", "on", "off"]
+MixedPrecision = Literal["auto", "on", "off", "float16", "bfloat16"]
 OnBadSample = Literal["error", "skip"]
 DataFingerprint = Literal["content", "stat", "off"]
+CacheImages = Literal["auto", "on", "off"]
+#: ``learning_rate_schedule`` (built in :mod:`tf_crnn.schedules`, table ``SCHEDULES``).
+LearningRateSchedule = Literal["exponential", "cosine", "one_cycle"]
 #: ``tf-crnn prepare`` input formats (readers in :mod:`tf_crnn.datasets.formats`).
 PrepareFormat = Literal["gt-pairs", "iiit5k", "icdar", "mjsynth", "tsv", "filename", "lmdb"]
 
@@ -38,7 +41,32 @@ DECODING_NAMES: tuple[str, ...] = get_args(Decoding)
 MIXED_PRECISION_NAMES: tuple[str, ...] = get_args(MixedPrecision)
 ON_BAD_SAMPLE_NAMES: tuple[str, ...] = get_args(OnBadSample)
 DATA_FINGERPRINT_NAMES: tuple[str, ...] = get_args(DataFingerprint)
+CACHE_IMAGES_NAMES: tuple[str, ...] = get_args(CacheImages)
+LEARNING_RATE_SCHEDULE_NAMES: tuple[str, ...] = get_args(LearningRateSchedule)
 PREPARE_FORMAT_NAMES: tuple[str, ...] = get_args(PrepareFormat)
+#: ``tf-crnn export`` formats and TFLite quantizations (converters in :mod:`tf_crnn.deploy`).
+DeployFormat = Literal["tflite", "onnx"]
+Quantization = Literal["none", "float16", "dynamic", "int8"]
+DEPLOY_FORMAT_NAMES: tuple[str, ...] = get_args(DeployFormat)
+QUANTIZATION_NAMES: tuple[str, ...] = get_args(Quantization)
+
+#: ``augmentation`` presets and operations (implemented in :mod:`tf_crnn.augmentation`, in the same order).
+AugmentationPreset = Literal["none", "light", "default", "strong"]
+AugmentationOperation = Literal["rotation", "shear", "scale", "baseline", "elastic",
+                                "brightness", "contrast", "stroke_width", "blur", "salt_pepper", "noise"]
+AUGMENTATION_PRESET_NAMES: tuple[str, ...] = get_args(AugmentationPreset)
+AUGMENTATION_OPERATION_NAMES: tuple[str, ...] = get_args(AugmentationOperation)
+#: What each ``augmentation`` preset applies, in order: ``(operation, strength)``. ``light`` is what
+#: ``data_augmentation: true`` did before the ``augmentation`` key existed, and still does without it.
+AUGMENTATION_PRESETS: dict[str, tuple[tuple[str, float], ...]] = {
+    "none": (),
+    "light": (("brightness", 0.5), ("contrast", 0.5), ("stroke_width", 0.5), ("noise", 0.5)),
+    "default": (("rotation", 0.5), ("shear", 0.5), ("scale", 0.5), ("baseline", 0.5),
+                ("brightness", 0.5), ("contrast", 0.5), ("stroke_width", 0.5), ("blur", 0.5), ("noise", 0.5)),
+    "strong": (("rotation", 1.0), ("shear", 1.0), ("scale", 1.0), ("baseline", 1.0), ("elastic", 1.0),
+               ("brightness", 0.6), ("contrast", 0.6), ("stroke_width", 1.0), ("blur", 0.6),
+               ("salt_pepper", 0.6), ("noise", 0.6)),
+}
 
 
 def one_of(names: tuple[str, ...]) -> str:
@@ -81,7 +109,32 @@ def type_problem(value, hint) -> str | None:
 def _type_name(hint) -> str:
     if typing.get_origin(hint) is list:
         return f"lists of {_type_name(typing.get_args(hint)[0])}"
-    return {int: "integers", float: "numbers", bool: "booleans", str: "strings"}.get(hint, str(hint))
+    return {int: "integers", float: "numbers", bool: "booleans", str: "strings", dict: "objects"}.get(hint, str(hint))
+
+
+def augmentation_problem(operations: list) -> str | None:
+    """What is wrong with an ``augmentation`` list (the message names the key and the entry), or None.
+
+    Each entry must be ``{"name": OPERATION, "strength": NUMBER}`` with an operation of
+    :data:`AUGMENTATION_OPERATION_NAMES`, named once, and a strength from 0 (off) to 1.
+    """
+    seen = set()
+    for i, op in enumerate(operations):
+        where = f"augmentation[{i}]"
+        if not isinstance(op, dict) or set(op) != {"name", "strength"}:
+            return (f'{where} must be {{"name": OPERATION, "strength": NUMBER}}, got {op!r} '
+                    f"(or give a preset: augmentation={one_of(AUGMENTATION_PRESET_NAMES)})")
+        name, strength = op["name"], op["strength"]
+        if name not in AUGMENTATION_OPERATION_NAMES:
+            close = difflib.get_close_matches(str(name), AUGMENTATION_OPERATION_NAMES, n=1)
+            return (f"{where}: unknown operation {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                    + f"; the operations are {one_of(AUGMENTATION_OPERATION_NAMES)}")
+        if type_problem(strength, float) or not 0.0 <= strength <= 1.0:
+            return f"{where} ({name}): strength must be a number from 0 (off) to 1 (strongest), got {strength!r}"
+        if name in seen:
+            return f"augmentation names {name!r} twice: give each operation once"
+        seen.add(name)
+    return None
 
 
 class ConfigError(ValueError):
@@ -151,14 +204,34 @@ class Params:
             keeping their aspect ratio and padded to at least ``min_width``.
         max_width: wider images are squeezed to this width.
         input_channels: 1 (grey) or 3 (RGB) after decoding.
-        data_augmentation: random affine / brightness / noise on training
-            images only.
+        augmentation: what training images go through (never eval, export or
+            predict; :mod:`tf_crnn.augmentation`): a preset, ``none``, ``light``,
+            ``default`` or ``strong`` (:data:`AUGMENTATION_PRESETS`), or a list of
+            operations applied in order, ``[{"name": "rotation", "strength": 0.5}, ...]``,
+            each named once, strength from 0 (off) to 1 (the strongest; what 1
+            means per operation: :data:`tf_crnn.augmentation.OPERATIONS`). Operations:
+            geometric ``rotation``, ``shear``, ``scale``, ``baseline``, ``elastic``;
+            degradation ``brightness``, ``contrast``, ``stroke_width``, ``blur``,
+            ``salt_pepper``, ``noise``. null (the default): ``light`` when
+            data_augmentation is true, else ``none``.
+        data_augmentation: the older switch: false turns augmentation off (then
+            augmentation must be null, ``none`` or empty); true with
+            augmentation null is the ``light`` preset (brightness, contrast,
+            stroke width, Gaussian noise: what tf-crnn augmented before the
+            augmentation key).
         on_bad_sample: ``"error"`` stops before training on a missing or
             undecodable image or a label too long for its image's CTC sequence
             length; ``"skip"`` reports and leaves such rows out.
         data_fingerprint: how the run records the identity of its image set:
             ``content`` (MD5 of every image's bytes; about 5 s per 100k small
             images here), ``stat`` (path, size, modification time) or ``off``.
+        cache_images: keep the decoded, resized images in memory after the
+            first pass, so later epochs (and every evaluation after the first)
+            skip reading, decoding and resizing; augmentation still runs on
+            every epoch's copy. ``auto``: when the images take at most
+            cache_images_mb (float32, ``height * width * channels * 4`` bytes
+            each, summed over the train and eval splits); ``on``; ``off``.
+        cache_images_mb: the memory budget of ``cache_images: auto``, in MiB.
 
     Model (CRNN, Shi et al. 2015 by default)
         cnn_features_list, cnn_kernel_size, cnn_pool_size, cnn_batch_norm: one
@@ -166,6 +239,10 @@ class Params:
             batch norm after the conv).
         rnn_units: units of each bidirectional LSTM layer (per direction).
         dropout: dropout rate before each BiLSTM and before the classifier.
+        use_stn: put an affine spatial transformer before the conv blocks (a small
+            localisation network and a bilinear sampler trained end to end;
+            Jaderberg et al. 2015, as Shi et al. 2016 RARE rectify text;
+            :mod:`tf_crnn.stn`). It starts as the identity. Off by default.
 
     Training
         n_epochs, train_batch_size, eval_batch_size, steps_per_epoch (None:
@@ -174,14 +251,33 @@ class Params:
         learning_rate, learning_decay_rate, learning_decay_steps: exponential
             decay ``lr * rate ** (step / decay_steps)``; warmup_steps: linear
             warm-up from 0 (helps leave the all-blank CTC plateau).
+        learning_rate_schedule: ``exponential`` (the decay above), ``cosine``
+            (warm-up, then cosine annealing to ``learning_rate *
+            learning_rate_final_fraction`` at the last step of ``n_epochs``;
+            Loshchilov & Hutter 2017) or ``one_cycle`` (linear rise from
+            ``learning_rate / 25`` to ``learning_rate`` over warmup_steps, or 30 %
+            of the training when that is 0, then cosine annealing to the same
+            floor; Smith & Topin 2017). See :mod:`tf_crnn.schedules`.
+        learning_rate_final_fraction: the last step's learning rate of
+            ``cosine`` and ``one_cycle`` as a fraction of learning_rate, in [0, 1].
+        ema_decay: exponential moving average of the weights (Polyak averaging),
+            ``average = ema_decay * average + (1 - ema_decay) * weights`` after
+            every step; evaluation and the exports use the average, training
+            continues on the weights themselves; in [0, 1), 0 turns it off.
+            Typical: 0.999 (the average spans about 1 / (1 - ema_decay) steps,
+            so keep that well below the training's steps).
         gradient_clip_norm: global norm clipping (0 disables).
         jit_compile: compile forward pass, CTC loss and gradients with XLA. Off by
             default: XLA recompiles for every new batch width (width bucketing
             makes several), and on a 2-core CPU even fixed-shape steps were slower
             (35.5 vs 49.6 images/s, default CRNN, batch 32, 32 x 100:
             ``benchmarks/train_throughput.py --setups word --batch 32 --no-observer [--jit-compile]``).
-        mixed_precision: ``auto`` (float16 compute when a GPU is visible), ``on``
-            or ``off``; with loss scaling. Not measured on a GPU yet.
+        mixed_precision: 16-bit compute with float32 weights and float32 logits.
+            ``auto``: bfloat16 on a CPU that computes it natively (AMX-BF16 or
+            AVX512-BF16, no GPU), float16 with dynamic loss scaling on a GPU of
+            compute capability >= 7.0, else off. ``on``: float16 on a GPU,
+            bfloat16 on a CPU. ``float16``, ``bfloat16``, ``off``: that one.
+            Exports take and give float32 either way. Figures: README, "Speed".
         strategy: ``auto`` (default on CPU, OneDevice on 1 GPU, Mirrored on
             several, MultiWorkerMirrored when ``TF_CONFIG`` names several
             workers), or ``default``, ``one_device``, ``mirrored``,
@@ -202,6 +298,20 @@ class Params:
             ``output_model_dir`` (weights, optimizer state, epoch).
         keep_checkpoints: how many epoch checkpoints to keep.
 
+    Fine-tuning (:mod:`tf_crnn.finetune`)
+        init_from: start from another training's weights: an export folder
+            (SavedModel with ``params.json`` and ``alphabet.json``), a
+            checkpoint folder (``output_model_dir/checkpoints``; its
+            training's settings are read from the ``export_best`` or ``export``
+            beside it), or a run in the training's database (``run:ID``, or
+            the integer ID). Layers of equal shapes are copied; the output
+            layer is remapped by symbol between the two alphabets (new symbols
+            start fresh); conv or LSTM layers of other shapes are an error.
+            With ``restore_model`` and a checkpoint to resume, the checkpoint
+            is used instead. null: start from random weights.
+        freeze_conv_epochs: the conv blocks are not trained during the first
+            this many epochs (needs init_from; 0: never frozen).
+
     Decoding
         decoding: ``greedy`` or ``beam_search``; beam_width and
         num_beam_paths for beam search.
@@ -221,8 +331,11 @@ class Params:
     max_width: int = 2048
     input_channels: int = 1
     data_augmentation: bool = True
+    augmentation: AugmentationPreset | list[dict] | None = None
     on_bad_sample: OnBadSample = "error"
     data_fingerprint: DataFingerprint = "content"
+    cache_images: CacheImages = "auto"
+    cache_images_mb: int = 2048
 
     cnn_features_list: list[int] = field(default_factory=lambda: list(SHI_FEATURES))
     cnn_kernel_size: list[int] = field(default_factory=lambda: [3] * 7)
@@ -230,6 +343,7 @@ class Params:
     cnn_batch_norm: list[bool] = field(default_factory=lambda: list(SHI_BATCH_NORM))
     rnn_units: list[int] = field(default_factory=lambda: [256, 256])
     dropout: float = 0.0
+    use_stn: bool = False
 
     n_epochs: int = 10
     train_batch_size: int = 64
@@ -240,6 +354,9 @@ class Params:
     learning_decay_rate: float = 0.96
     learning_decay_steps: int = 1000
     warmup_steps: int = 0
+    learning_rate_schedule: LearningRateSchedule = "exponential"
+    learning_rate_final_fraction: float = 0.01
+    ema_decay: float = 0.0
     gradient_clip_norm: float = 5.0
     jit_compile: bool = False
     mixed_precision: MixedPrecision = "auto"
@@ -254,6 +371,8 @@ class Params:
     restore_model: bool = False
     overwrite_output: bool = False
     keep_checkpoints: int = 3
+    init_from: str | int | None = None
+    freeze_conv_epochs: int = 0
 
     decoding: Decoding = "greedy"
     beam_width: int = 10
@@ -294,6 +413,19 @@ class Params:
         # floor(x + 0.5), as data.preprocess_image computes it in-graph for the export (not banker's rounding).
         w = max(1, math.floor(width * self.height / max(1, height) + 0.5))
         return int(min(max(w, self.min_width), self.max_width))
+
+    @property
+    def augmentation_ops(self) -> tuple[tuple[str, float], ...]:
+        """``(operation, strength)`` pairs training images go through, in order (empty: no augmentation).
+
+        The ``augmentation`` preset or list; when it is null, ``light`` if ``data_augmentation`` else none.
+        """
+        spec = self.augmentation
+        if spec is None:
+            spec = "light" if self.data_augmentation else "none"
+        if isinstance(spec, str):
+            return AUGMENTATION_PRESETS[spec]
+        return tuple((op["name"], float(op["strength"])) for op in spec)
 
     # ---- (de)serialisation --------------------------------------------------
     @classmethod
@@ -348,12 +480,35 @@ class Params:
         for f in dataclasses.fields(self):
             problem = type_problem(getattr(self, f.name), hints[f.name])
             need(problem is None, f"{f.name} must be {problem}, got {getattr(self, f.name)!r}")
+        if isinstance(self.augmentation, (list, tuple)):
+            problem = augmentation_problem(self.augmentation)
+            need(problem is None, str(problem))
+            self.augmentation = [{"name": op["name"], "strength": op["strength"]} for op in self.augmentation]
+        need(self.data_augmentation or not self.augmentation_ops,
+             f"data_augmentation=false turns augmentation off but augmentation={self.augmentation!r} turns it on: "
+             "set only augmentation (data_augmentation is the older switch), or augmentation='none'")
         need(all(v >= 1 for v in [*self.cnn_features_list, *self.cnn_kernel_size]),
              "cnn_features_list and cnn_kernel_size entries must be >= 1")
+        need(self.cache_images_mb >= 0, f"cache_images_mb must be >= 0 (MiB), got {self.cache_images_mb}")
         need(self.steps_per_epoch is None or self.steps_per_epoch >= 1,
              f"steps_per_epoch must be >= 1, or null for one pass over the training data, got {self.steps_per_epoch}")
         need(self.warmup_steps >= 0 and self.gradient_clip_norm >= 0,
              "warmup_steps and gradient_clip_norm must be >= 0 (0 turns them off)")
+        need(0.0 <= self.learning_rate_final_fraction <= 1.0,
+             f"learning_rate_final_fraction must be in [0, 1] (the last step's learning rate of cosine and one_cycle "
+             f"as a fraction of learning_rate), got {self.learning_rate_final_fraction}")
+        need(0.0 <= self.ema_decay < 1.0,
+             f"ema_decay must be in [0, 1) (0 turns the weight average off; 0.999 is typical), got {self.ema_decay}")
+        need(not isinstance(self.init_from, int) or self.init_from >= 1,
+             f"init_from must be a run id >= 1, 'run:ID', an export folder or a checkpoint folder, "
+             f"got {self.init_from}")
+        need(not isinstance(self.init_from, str) or self.init_from.strip() not in ("", "run:"),
+             f"init_from must name an export folder, a checkpoint folder or a run ('run:ID'), got {self.init_from!r}")
+        need(self.freeze_conv_epochs >= 0, f"freeze_conv_epochs must be >= 0 (0: never frozen), "
+                                           f"got {self.freeze_conv_epochs}")
+        need(self.freeze_conv_epochs == 0 or self.init_from is not None,
+             "freeze_conv_epochs keeps the conv blocks as init_from gave them: set init_from too (or "
+             "freeze_conv_epochs=0)")
         need(bool(self.csv_delimiter) and bool(self.string_split_delimiter)
              and self.csv_delimiter != self.string_split_delimiter,
              "csv_delimiter and string_split_delimiter must be two different, non-empty strings")

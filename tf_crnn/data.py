@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from . import images
+from . import augmentation, images
 from .alphabet import Alphabet
 from .annotations import Sample, listing, read_csvs
 from .config import Params
@@ -289,21 +289,6 @@ def encoded_image(path: tf.Tensor, direct: tf.Tensor, channels: int) -> tf.Tenso
     return tf.cond(direct, lambda: tf.io.read_file(path), converted)
 
 
-def augment(image: tf.Tensor) -> tf.Tensor:
-    """Photometric and stroke-width jitter that keeps the image's shape (training only)."""
-    image = tf.image.random_brightness(image, 0.2)
-    image = tf.image.random_contrast(image, 0.6, 1.4)
-    # Thicker or thinner strokes: a 2x2 min / max filter half of the time each.
-    stroke = tf.random.uniform([])
-    batched = image[None]
-    image = tf.case([
-        (stroke < 0.2, lambda: -tf.nn.max_pool2d(-batched, 2, 1, "SAME")[0]),
-        (stroke > 0.8, lambda: tf.nn.max_pool2d(batched, 2, 1, "SAME")[0]),
-    ], default=lambda: image)
-    image = image + tf.random.normal(tf.shape(image), stddev=tf.random.uniform([], 0.0, 0.1))
-    return tf.clip_by_value(image, -1.0, 1.0)
-
-
 def width_buckets(widths: list[int], batch_size: int, max_buckets: int = 8) -> list[int]:
     """Bucket boundaries at width quantiles, so a batch holds images of similar width."""
     if len(widths) < 2 * batch_size:
@@ -325,8 +310,27 @@ def batch_count(entries: list[Entry], batch_size: int) -> int:
     return int(sum(math.ceil(n / batch_size) for n in sizes))
 
 
+def cache_bytes(entries: list[Entry], params: Params) -> int:
+    """Memory the decoded, resized images of ``entries`` take in :func:`make_dataset`'s cache, in bytes.
+
+    float32 ``[height, width, channels]`` per image (4 bytes a value), at each entry's model width.
+    """
+    return 4 * params.height * params.input_channels * sum(e.width for e in entries)
+
+
+def use_image_cache(params: Params, *splits: list[Entry]) -> bool:
+    """What ``cache_images`` means for these splits: ``on``, ``off``, or ``auto`` = they fit ``cache_images_mb``."""
+    if params.cache_images != "auto":
+        return params.cache_images == "on"
+    needed = sum(cache_bytes(entries, params) for entries in splits)
+    fits = needed <= params.cache_images_mb * 2**20
+    log.info("decoded-image cache %s: the splits take %.0f MiB, cache_images_mb=%d", "on" if fits else "off",
+             needed / 2**20, params.cache_images_mb)
+    return fits
+
+
 def make_dataset(entries: list[Entry], params: Params, batch_size: int, training: bool,
-                 seed: int | None = None) -> tf.data.Dataset:
+                 seed: int | None = None, cache: bool = False) -> tf.data.Dataset:
     """The tf.data pipeline for checked entries.
 
     Elements are dicts:
@@ -336,10 +340,14 @@ def make_dataset(entries: list[Entry], params: Params, batch_size: int, training
         label_lengths: int32 ``[batch]``;
         index: int32 ``[batch]``, position of the entry in ``entries``.
 
-    Training data is shuffled each epoch and augmented when
-    ``params.data_augmentation``; batches are bucketed by width. Each file is
+    Training data is shuffled each epoch and augmented as ``params.augmentation_ops`` says
+    (:func:`tf_crnn.augmentation.augment`); batches are bucketed by width. Each file is
     read as it is, or, for an entry that is not :attr:`Entry.direct`, converted
     by Pillow first (:func:`encoded_image`), as :class:`tf_crnn.loader.PredictionModel` does.
+
+    ``cache``: keep the decoded, resized images in memory after the first full pass
+    (:func:`use_image_cache`, :func:`cache_bytes`); later passes start from them, shuffle and
+    augment them anew. With the same ``seed`` the batches are those of the uncached pipeline.
     """
     paths = [e.sample.image_path for e in entries]
     widths = [e.width for e in entries]
@@ -357,21 +365,31 @@ def make_dataset(entries: list[Entry], params: Params, batch_size: int, training
     if converts:
         columns["direct"] = np.array([e.direct for e in entries])
     ds = tf.data.Dataset.from_tensor_slices(columns)
-    if training:
+    # Shuffled before decoding (a buffer of file names is small), or, with the cache, after it (the cache
+    # then holds the images in file order and every epoch draws a new order from it). The same seed gives
+    # the same permutation of the same sequence either way.
+    if training and not cache:
         ds = ds.shuffle(len(entries), seed=seed, reshuffle_each_iteration=True)
 
     def load(item):
         path = item.pop("path")
         encoded = encoded_image(path, item.pop("direct"), params.input_channels) if converts else tf.io.read_file(path)
-        image, width = preprocess_image(encoded, params, item["widths"])
-        if training and params.data_augmentation:
-            image = augment(image)
-        item["images"] = image
+        item["images"], item["widths"] = preprocess_image(encoded, params, item["widths"])
         item["labels"] = item["labels"][:item["label_lengths"]]
-        item["widths"] = width
         return item
 
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    # A cache is filled in the order it is given: keep file order there so a seed means the same batches.
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=cache or not training)
+    if cache:
+        ds = ds.cache()
+        if training:
+            ds = ds.shuffle(len(entries), seed=seed, reshuffle_each_iteration=True)
+    if training and params.augmentation_ops:
+        def augment(item):
+            item["images"] = augmentation.augment(item["images"], params.augmentation_ops)
+            return item
+
+        ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
     boundaries = width_buckets(widths, batch_size)
     ds = ds.bucket_by_sequence_length(
         lambda item: item["widths"], bucket_boundaries=boundaries,

@@ -8,6 +8,7 @@ the classes for it and maps the indices back.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
@@ -97,7 +98,7 @@ def codes_to_symbols(codes: np.ndarray, symbols_by_code: list[str]) -> list[tupl
 
 def decode_to_symbols(logits, lengths, symbols_by_code: list[str], method: str = GREEDY, beam_width: int = 10,
                       top_paths: int = 1) -> list[list[tuple[tuple[str, ...], float]]]:
-    """Decode a batch of logits to symbol tuples with scores (eager; numpy or tensors in).
+    """Decode a batch of logits to symbol tuples with scores (numpy or tensors in, Python out).
 
     Args:
         logits: ``[batch, time, num_classes]``, class 0 = blank.
@@ -109,13 +110,28 @@ def decode_to_symbols(logits, lengths, symbols_by_code: list[str], method: str =
         per sample, its hypotheses ``(symbols, probability)``, best first.
     """
     top_paths = 1 if method == GREEDY else max(1, min(top_paths, beam_width))
-    codes, scores = ctc_decode(tf.convert_to_tensor(logits), tf.convert_to_tensor(lengths), method,
-                               beam_width, top_paths)
+    if method not in DECODING_NAMES:
+        raise ValueError(f"unknown decoding method {method!r}; use {one_of(DECODING_NAMES)}")
+    codes, scores = _compiled_decoder(method, int(beam_width), top_paths)(
+        tf.cast(tf.convert_to_tensor(logits), tf.float32), tf.cast(tf.convert_to_tensor(lengths), tf.int32))
     codes, scores = codes.numpy(), scores.numpy()
     out = []
     for sample_codes, sample_scores in zip(codes, scores):
         out.append(list(zip(codes_to_symbols(sample_codes, symbols_by_code), (float(s) for s in sample_scores))))
     return out
+
+
+_DECODERS: dict[tuple[str, int, int], tf.types.experimental.PolymorphicFunction] = {}
+
+
+def _compiled_decoder(method: str, beam_width: int, top_paths: int):
+    """:func:`ctc_decode` with these settings as a tf.function (one trace; eager decoding costs ~1 ms a call)."""
+    key = (method, beam_width, top_paths)
+    if key not in _DECODERS:
+        _DECODERS[key] = tf.function(
+            lambda logits, lengths: ctc_decode(logits, lengths, method, beam_width, top_paths),
+            input_signature=[tf.TensorSpec([None, None, None], tf.float32), tf.TensorSpec([None], tf.int32)])
+    return _DECODERS[key]
 
 
 def ctc_log_likelihood(logits, lengths, labels: list[list[int]]) -> np.ndarray:
@@ -256,3 +272,81 @@ def lexicon_decode(logits, lengths, hypotheses: list[list[tuple[str, ...]]], lex
         best = min(mine, key=lambda k: (-log_p[k], distances[k], words[k]))
         out.append((lexicon.words[words[best]], float(np.exp(log_p[best]))))
     return out
+
+
+# ---- decoding settings and one batch of logits to transcriptions ---------------------------
+
+@dataclass
+class Decoding:
+    """How CTC logits become text: :func:`decode_batch`'s settings.
+
+    Attributes:
+        method: ``"greedy"`` or ``"beam_search"``.
+        beam_width: beams kept by beam search.
+        top_paths: hypotheses kept per image (1 for greedy).
+        lexicon: a word list file (:meth:`Lexicon.from_file`), or None for lexicon-free decoding.
+        lexicon_max_distance: the lexicon search radius (CRNN's delta).
+    """
+
+    method: str = GREEDY
+    beam_width: int = 10
+    top_paths: int = 1
+    lexicon: str | None = None
+    lexicon_max_distance: int = 3
+
+    def as_dict(self) -> dict:
+        return {"method": self.method, "beam_width": self.beam_width, "top_paths": self.top_paths,
+                "lexicon": self.lexicon, "lexicon_max_distance": self.lexicon_max_distance}
+
+
+def default_decoding(params: dict, method: str | None = None, beam_width: int | None = None,
+                     top_paths: int | None = None, lexicon: str | None = None,
+                     lexicon_max_distance: int = 3) -> Decoding:
+    """The decoding to use: what is asked, else the training-time setting of the export's params.json.
+
+    ``params``: the export's ``params.json`` (``decoding``, ``beam_width``, ``num_beam_paths``).
+    With a lexicon and beam search, 5 hypotheses (at most ``beam_width``) seed the
+    lexicon search unless ``top_paths`` says otherwise.
+
+    Raises:
+        ValueError: an unknown method, a beam width below 1.
+    """
+    method = method or params.get("decoding") or GREEDY
+    if method not in DECODING_NAMES:
+        raise ValueError(f"unknown decoding {method!r}; use {one_of(DECODING_NAMES)}")
+    beam_width = int(beam_width or params.get("beam_width") or 10)
+    if beam_width < 1:
+        raise ValueError(f"--beam-width must be >= 1, got {beam_width}")
+    if method == GREEDY:
+        top_paths = 1
+    elif top_paths is None:
+        top_paths = 5 if lexicon else int(params.get("num_beam_paths") or 1)
+    top_paths = max(1, min(int(top_paths), beam_width))
+    return Decoding(method, beam_width, top_paths, os.path.abspath(lexicon) if lexicon else None,
+                    lexicon_max_distance)
+
+
+def decode_batch(logits, lengths, symbols_by_code: list[str], decoding: Decoding,
+                 lexicon: Lexicon | None = None) -> list[tuple[tuple[tuple[str, ...], float], list]]:
+    """Transcribe a batch of CTC logits with ``decoding``: the one decoding path of evaluate and predict.
+
+    Args:
+        logits: float ``[batch, time, num_classes]``, class 0 = blank (numpy or tensor).
+        lengths: int ``[batch]`` valid time steps.
+        symbols_by_code: from :attr:`Alphabet.symbols_by_code`.
+        decoding: method, beam width, hypotheses kept, lexicon radius.
+        lexicon: the loaded word list when ``decoding.lexicon`` is set (load it once with
+            :meth:`Lexicon.from_file`), else None.
+
+    Returns:
+        Per sample ``(chosen, hypotheses)``: ``chosen`` is ``(symbols, probability)``, the best
+        hypothesis or, with a lexicon, the lexicon word (:func:`lexicon_decode`);
+        ``hypotheses`` the lexicon-free ``(symbols, probability)`` pairs, best first.
+    """
+    decoded = decode_to_symbols(logits, lengths, symbols_by_code, decoding.method, decoding.beam_width,
+                                decoding.top_paths)
+    if lexicon is None:
+        return [(hyps[0], hyps) for hyps in decoded]
+    chosen = lexicon_decode(logits, lengths, [[h for h, _ in hyps] for hyps in decoded], lexicon,
+                            decoding.lexicon_max_distance)
+    return list(zip(chosen, decoded))

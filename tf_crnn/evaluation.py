@@ -26,14 +26,16 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from . import metrics
 from .alphabet import Alphabet
 from .annotations import Sample, listing, read_csvs
-from .config import DECODING_NAMES, one_of
+
+if TYPE_CHECKING:  # the decoding module loads TensorFlow: imported where it is used
+    from .decoding import Decoding
 
 #: What each metric of the summary means (written into it).
 METRIC_DEFINITIONS = {
@@ -76,21 +78,6 @@ class Prepared:
 
 
 @dataclass
-class Decoding:
-    """How logits become text at evaluation time."""
-
-    method: str = "greedy"
-    beam_width: int = 10
-    top_paths: int = 1
-    lexicon: str | None = None
-    lexicon_max_distance: int = 3
-
-    def as_dict(self) -> dict:
-        return {"method": self.method, "beam_width": self.beam_width, "top_paths": self.top_paths,
-                "lexicon": self.lexicon, "lexicon_max_distance": self.lexicon_max_distance}
-
-
-@dataclass
 class Evaluation:
     """Outcome of :func:`evaluate`."""
 
@@ -105,17 +92,20 @@ class Evaluation:
 
 def prepare(model_dir: str, csv_files: list[str], alphabet_file: str | None = None,
             progress: bool = True, strict: bool = False) -> Prepared:
-    """Load the export and check the data completely before any prediction.
+    """Load the model and check the data completely before any prediction.
 
+    ``model_dir``: a SavedModel export folder, or a ``.tflite`` / ``.onnx`` file of
+    ``tf-crnn export`` (:class:`tf_crnn.loader.PredictionModel` takes each).
     The model decodes with the alphabet it was trained with (``alphabet.json``
-    in the export); ``alphabet_file``, if given, must be that same table (it is
+    in the export, ``NAME.alphabet.json`` beside a model file); ``alphabet_file``, if given, must be that same table (it is
     required for an export without ``alphabet.json``). Labels are checked
     against it with :meth:`Alphabet.check`. Images are checked for the model's
     channels as training checks them (:func:`tf_crnn.data.check_images`); those that
     cannot be read are left out (:attr:`Prepared.unreadable`).
 
     Raises:
-        FileNotFoundError: no SavedModel at ``model_dir``, a CSV or the alphabet file missing.
+        FileNotFoundError: no model at ``model_dir``, a CSV or the alphabet file missing.
+        tf_crnn.runtimes.ModelFileError: a ``.tflite`` / ``.onnx`` file that cannot be loaded.
         AnnotationError / AlphabetError: unreadable CSV rows, label symbols outside the alphabet (file:line).
         UnreadableImages: with ``strict``, images that cannot be read (file:line: path: reason).
         EvaluationError: no image can be read (each listed), alphabet mismatch, no rows.
@@ -123,24 +113,26 @@ def prepare(model_dir: str, csv_files: list[str], alphabet_file: str | None = No
     from .loader import PredictionModel
 
     model_dir = os.path.abspath(model_dir)
-    if not os.path.isfile(os.path.join(model_dir, "saved_model.pb")):
+    if not os.path.isfile(model_dir) and not os.path.isfile(os.path.join(model_dir, "saved_model.pb")):
         hint = ""
         if os.path.isfile(os.path.join(model_dir, "export", "saved_model.pb")):
             hint = f" (did you mean {os.path.join(model_dir, 'export')}?)"
-        what = "folder" if os.path.isdir(model_dir) else "no such folder"
-        raise FileNotFoundError(f"no exported model at {model_dir} ({what} without saved_model.pb){hint}")
+        what = "folder without saved_model.pb" if os.path.isdir(model_dir) else "no such folder or file"
+        raise FileNotFoundError(f"no exported model at {model_dir} ({what}; a model is a SavedModel folder "
+                                f"or a .tflite / .onnx file of tf-crnn export){hint}")
     model = PredictionModel(model_dir)
     if alphabet_file:
         alphabet = Alphabet.from_file(alphabet_file)
         if model.alphabet is not None and model.alphabet.lookup != alphabet.lookup:
             raise EvaluationError(
                 f"the alphabet {alphabet_file} is not the one {model_dir} was trained with "
-                f"({os.path.join(model_dir, 'alphabet.json')}): {_alphabet_difference(model.alphabet, alphabet)}. "
+                f"({model.alphabet_file}): {_alphabet_difference(model.alphabet, alphabet)}. "
                 "Leave out --alphabet to use the model's.")
     elif model.alphabet is not None:
-        alphabet, alphabet_file = model.alphabet, os.path.join(model_dir, "alphabet.json")
+        alphabet, alphabet_file = model.alphabet, model.alphabet_file
     else:
-        raise EvaluationError(f"{model_dir} has no alphabet.json: give the lookup table with --alphabet")
+        raise EvaluationError(f"{model_dir} has no alphabet.json ({model.alphabet_file}): "
+                              "give the lookup table with --alphabet")
     model.alphabet = alphabet
 
     csv_files = list(dict.fromkeys(os.path.abspath(f) for f in csv_files))
@@ -183,31 +175,6 @@ def _check_images(samples: list[Sample], channels: int, progress: bool, strict: 
     return [s for s, _ in readable], [(info.width, info.height) for _, info in readable], unreadable
 
 
-def default_decoding(params: dict, method: str | None = None, beam_width: int | None = None,
-                     top_paths: int | None = None, lexicon: str | None = None,
-                     lexicon_max_distance: int = 3) -> Decoding:
-    """The decoding to use: what is asked, else the training-time setting of the export's params.json.
-
-    With a lexicon and beam search, 5 hypotheses (at most ``beam_width``) seed the
-    lexicon search unless ``top_paths`` says otherwise.
-    """
-    from .decoding import GREEDY
-
-    method = method or params.get("decoding") or GREEDY
-    if method not in DECODING_NAMES:
-        raise EvaluationError(f"unknown decoding {method!r}; use {one_of(DECODING_NAMES)}")
-    beam_width = int(beam_width or params.get("beam_width") or 10)
-    if beam_width < 1:
-        raise EvaluationError(f"--beam-width must be >= 1, got {beam_width}")
-    if method == GREEDY:
-        top_paths = 1
-    elif top_paths is None:
-        top_paths = 5 if lexicon else int(params.get("num_beam_paths") or 1)
-    top_paths = max(1, min(int(top_paths), beam_width))
-    return Decoding(method, beam_width, top_paths, os.path.abspath(lexicon) if lexicon else None,
-                    lexicon_max_distance)
-
-
 # ---- 2. predictions and metrics ------------------------------------------------
 
 def evaluate(prepared: Prepared, decoding: Decoding, batch_size: int = 32, progress: bool = True) -> Evaluation:
@@ -218,7 +185,7 @@ def evaluate(prepared: Prepared, decoding: Decoding, batch_size: int = 32, progr
     """
     from tqdm import tqdm
 
-    from .decoding import Lexicon, decode_to_symbols, lexicon_decode
+    from .decoding import Lexicon, decode_batch
 
     samples, alphabet = prepared.samples, prepared.alphabet
     delimiter = prepared.model.params.get("string_split_delimiter", "|")
@@ -232,11 +199,7 @@ def evaluate(prepared: Prepared, decoding: Decoding, batch_size: int = 32, progr
     batches = prepared.model.iter_logits(paths, batch_size)
     for start, logits, lengths in tqdm(batches, total=math.ceil(len(paths) / batch_size), desc="evaluating",
                                        unit="batch", disable=not progress, mininterval=2.0):
-        decoded = decode_to_symbols(logits, lengths, symbols_by_code, decoding.method, decoding.beam_width,
-                                    decoding.top_paths)
-        chosen = (lexicon_decode(logits, lengths, [[h for h, _ in hyps] for hyps in decoded], lexicon,
-                                 decoding.lexicon_max_distance) if lexicon else [hyps[0] for hyps in decoded])
-        for k, (hyps, pick) in enumerate(zip(decoded, chosen)):
+        for k, (pick, hyps) in enumerate(decode_batch(logits, lengths, symbols_by_code, decoding, lexicon)):
             best[order[start + k]] = pick
             hypotheses[order[start + k]] = hyps
     seconds = time.perf_counter() - start_time
@@ -300,7 +263,7 @@ def summary_dict(prepared: Prepared, decoding: Decoding, result: Evaluation, tra
         "unreadable": prepared.problems,
         "decoding": {**decoding.as_dict(), "lexicon_words": result.lexicon_words},
         "training_decoding": {k: model.params.get(k) for k in ("decoding", "beam_width", "num_beam_paths")},
-        "logits_from": "logits signature" if model.has_logits_signature else "CRNN rebuilt from params.json",
+        "logits_from": model.logits_source,
         "metrics": result.metrics,
         "per_csv": result.per_csv,
         "normalizations": metrics.NORMALIZATIONS,
@@ -361,7 +324,8 @@ class EvaluationRequest:
     """What ``tf-crnn evaluate`` is asked: the model, the data, the decoding and where to write.
 
     ``None`` for a decoding field means the export's training-time setting
-    (:func:`default_decoding`); ``out_dir`` None means ``<model>/../evaluation``;
+    (:func:`tf_crnn.decoding.default_decoding`); ``out_dir`` None means ``<model>/../evaluation``
+    (``<folder>/evaluation/<file name>`` for a ``.tflite`` / ``.onnx`` file);
     ``train_run`` None means the run recorded beside the export (:attr:`PredictionModel.train_run`).
     """
 
@@ -401,19 +365,24 @@ class EvaluationJob:
 
 
 def plan(request: EvaluationRequest) -> EvaluationJob:
-    """Check everything an evaluation needs (:func:`prepare`, :func:`default_decoding`) before any prediction.
+    """Check everything an evaluation needs before any prediction: :func:`prepare`, the decoding
+    (:func:`tf_crnn.decoding.default_decoding`).
 
     Raises:
-        as :func:`prepare` and :func:`default_decoding`.
+        as :func:`prepare` and :func:`tf_crnn.decoding.default_decoding`.
     """
     if request.batch_size < 1:
         raise EvaluationError(f"--batch-size must be >= 1, got {request.batch_size}")
+    from .decoding import default_decoding
+
     prepared = prepare(request.model_dir, request.csv_files, request.alphabet_file, request.progress,
                        request.strict)
     settings = default_decoding(prepared.model.params, request.decoding, request.beam_width, request.top_paths,
                                 request.lexicon, request.lexicon_max_distance)
-    out_dir = os.path.abspath(request.out_dir or os.path.join(os.path.dirname(prepared.model.export_dir),
-                                                              "evaluation"))
+    model_path = prepared.model.export_dir
+    out_dir = os.path.abspath(request.out_dir or (  # a model file: one folder per file, .tflite and .onnx apart
+        os.path.join(os.path.dirname(model_path), "evaluation", os.path.basename(model_path))
+        if os.path.isfile(model_path) else os.path.join(os.path.dirname(model_path), "evaluation")))
     train_run = request.train_run if request.train_run is not None else prepared.model.train_run
     return EvaluationJob(prepared, settings, out_dir, output_tag(prepared.csv_files, settings), train_run,
                          request.batch_size, request.progress)

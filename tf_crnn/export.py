@@ -31,6 +31,28 @@ def logits_fn(model, params: Params):
         Each image is decoded and resized by :func:`tf_crnn.data.preprocess_image`, the
         training pipeline's own function, so export and training see the same pixels.
     """
+    def logits(images):
+        batch, widths = preprocess_batch(images, params)
+        out = model(batch, widths, training=False)
+        return {"logits": tf.cast(out, tf.float32), "lengths": sequence_lengths(widths, model.pool_widths)}
+
+    return logits
+
+
+def preprocess_batch(images: tf.Tensor, params: Params) -> tuple[tf.Tensor, tf.Tensor]:
+    """Encoded images -> the CRNN's input batch, each image by :func:`tf_crnn.data.preprocess_image`.
+
+    Args:
+        images: tf.string ``[batch]``, encoded images (see :func:`tf_crnn.images.model_input`).
+        params: height, width bounds and channels.
+
+    Returns:
+        images: float32 ``[batch, height, width, channels]`` in [-1, 1], right-padded with 0 to the
+            widest image of the batch; widths: int32 ``[batch]``, each image's width before padding.
+
+    Raises:
+        tf.errors.InvalidArgumentError: an image TensorFlow cannot decode (when run).
+    """
     p = params
 
     def one(encoded):
@@ -38,13 +60,9 @@ def logits_fn(model, params: Params):
         # Pad to max_width so tf.map_fn stacks; cropped to the batch's widest image below.
         return tf.pad(image, [[0, 0], [0, p.max_width - width], [0, 0]]), width
 
-    def logits(images):
-        padded, widths = tf.map_fn(one, images, fn_output_signature=(
-            tf.TensorSpec([p.height, p.max_width, p.input_channels], tf.float32), tf.TensorSpec([], tf.int32)))
-        out = model(padded[:, :, :tf.reduce_max(widths), :], widths, training=False)
-        return {"logits": tf.cast(out, tf.float32), "lengths": sequence_lengths(widths, model.pool_widths)}
-
-    return logits
+    padded, widths = tf.map_fn(one, images, fn_output_signature=(
+        tf.TensorSpec([p.height, p.max_width, p.input_channels], tf.float32), tf.TensorSpec([], tf.int32)))
+    return padded[:, :, :tf.reduce_max(widths), :], widths
 
 
 def serving_fn(model, params: Params, alphabet: Alphabet):

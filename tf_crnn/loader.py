@@ -1,17 +1,18 @@
-"""PredictionModel: load a tf-crnn SavedModel export and transcribe images.
+"""PredictionModel: load a tf-crnn model (SavedModel export, TFLite or ONNX file) and transcribe images.
 
 The export (``output_model_dir/export``, or ``export.zip`` from a run's
-artifacts, unzipped) has a ``serving_default`` signature taking encoded image
-bytes; see :func:`tf_crnn.export.export_saved_model`. Images are first turned
-into bytes its in-graph decoder reads as training did (:func:`tf_crnn.images.model_input`:
+artifacts, unzipped) is a SavedModel; see :func:`tf_crnn.export.export_saved_model`.
+``tf-crnn export`` converts it to a ``.tflite`` or ``.onnx`` file with ``NAME.alphabet.json``
+and ``NAME.params.json`` beside it (:mod:`tf_crnn.deploy`). Images are first turned
+into bytes TensorFlow's decoder reads as training did (:func:`tf_crnn.images.model_input`:
 plain PNG / JPEG as they are, anything else converted with Pillow), so a GIF, a TIFF
 or a transparent PNG gives the prediction the training pipeline's pixels would.
 
-:meth:`PredictionModel.iter_logits` gives the CTC logits instead, for decoding
-outside the graph (greedy, beam search, lexicon; see ``tf-crnn evaluate``):
-from the export's ``logits`` signature, or, for exports written before it
-existed, from a CRNN rebuilt from the export's ``params.json`` and given the
-export's weights.
+The formats differ only in how those bytes become CTC logits (:meth:`PredictionModel.iter_logits`):
+the SavedModel's ``logits`` signature (or, for exports written before it existed, a CRNN
+rebuilt from the export's ``params.json`` and given the export's weights), LiteRT or ONNX Runtime
+(:mod:`tf_crnn.runtimes`). The logits are then decoded outside the model, the same way for every
+format and for ``tf-crnn evaluate`` (:func:`tf_crnn.decoding.decode_batch`: greedy, beam search, lexicon).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import tensorflow as tf
 
 from .alphabet import Alphabet
 from .data import decode_failure
+from .decoding import Decoding, Lexicon, decode_batch, default_decoding
 from .images import ACCEPTED, IMAGE_TYPES, ImageError, ImageInput, describe, model_input
 
 
@@ -47,29 +49,53 @@ class Prediction:
     error: str | None = None
 
 
+#: :attr:`PredictionModel.format` of each kind of model.
+SAVED_MODEL, TFLITE, ONNX = "saved_model", "tflite", "onnx"
+
+
 class PredictionModel:
-    """A loaded export.
+    """A loaded model: a SavedModel export, or a ``.tflite`` / ``.onnx`` file of ``tf-crnn export``.
 
     Args:
-        export_dir: folder of the SavedModel (contains ``saved_model.pb``).
+        export_dir: folder of the SavedModel (contains ``saved_model.pb``), or a ``.tflite`` /
+            ``.onnx`` file with ``NAME.params.json`` and ``NAME.alphabet.json`` beside it.
 
     Raises:
-        FileNotFoundError: ``export_dir`` holds no SavedModel.
+        FileNotFoundError: ``export_dir`` is neither, or a model file's ``params.json`` is missing.
+        tf_crnn.runtimes.ModelFileError: a ``.tflite`` / ``.onnx`` file that cannot be loaded (named).
+        ImportError: the runtime of a ``.tflite`` / ``.onnx`` file is not installed (``tf-crnn[deploy]``).
     """
 
     def __init__(self, export_dir: str | os.PathLike):
+        from .deploy import companion_files, format_of
+
         export_dir = os.fspath(export_dir)
-        if not os.path.isfile(os.path.join(export_dir, "saved_model.pb")):
-            raise FileNotFoundError(f"no SavedModel in {export_dir} (expected {export_dir}/saved_model.pb)")
+        #: ``saved_model``, ``tflite`` or ``onnx``.
+        self.format = SAVED_MODEL if os.path.isdir(export_dir) else format_of(export_dir) or SAVED_MODEL
+        if self.format != SAVED_MODEL and not os.path.isfile(export_dir):
+            raise FileNotFoundError(f"no such model file: {export_dir}")
+        if self.format == SAVED_MODEL and not os.path.isfile(os.path.join(export_dir, "saved_model.pb")):
+            raise FileNotFoundError(f"no SavedModel in {export_dir} (expected {export_dir}/saved_model.pb, "
+                                    "or a .tflite / .onnx file of tf-crnn export)")
         self.export_dir = export_dir
-        self._model = tf.saved_model.load(export_dir)
-        self._serve = self._model.signatures["serving_default"]
-        params_file = os.path.join(export_dir, "params.json")
+        if self.format == SAVED_MODEL:
+            self._model = tf.saved_model.load(export_dir)
+            alphabet_file, params_file = (os.path.join(export_dir, f) for f in ("alphabet.json", "params.json"))
+        else:
+            self._model = None
+            alphabet_file, params_file = companion_files(export_dir)
+            if not os.path.isfile(params_file):
+                raise FileNotFoundError(f"{params_file} is missing: a {self.format} model needs the params.json "
+                                        f"tf-crnn export writes beside {export_dir}")
         self.params = json.load(open(params_file, encoding="utf-8")) if os.path.isfile(params_file) else {}
-        alphabet_file = os.path.join(export_dir, "alphabet.json")
         #: The lookup table the model was trained with (None if the export lacks ``alphabet.json``).
         self.alphabet: Alphabet | None = Alphabet.from_file(alphabet_file) if os.path.isfile(alphabet_file) else None
-        self._logits = None
+        #: Where :attr:`alphabet` was read (whether or not the file exists).
+        self.alphabet_file = alphabet_file
+        #: How :meth:`predict` decodes unless told otherwise: the training-time setting of ``params.json``.
+        self.decoding: Decoding = default_decoding(self.params)
+        self._lexicons: dict[str, Lexicon] = {}
+        self._logits = None if self.format == SAVED_MODEL else self._runtime()
 
     @classmethod
     def from_run(cls, run_id, url: str | None = None, db_name: str | None = None,
@@ -118,8 +144,26 @@ class PredictionModel:
 
     @property
     def has_logits_signature(self) -> bool:
-        """Whether the export has the ``logits`` signature (exports from this version on)."""
-        return "logits" in self._model.signatures
+        """Whether the model is a SavedModel export with the ``logits`` signature (exports from this version on)."""
+        return self._model is not None and "logits" in self._model.signatures
+
+    @property
+    def logits_source(self) -> str:
+        """Where the logits come from: ``logits signature``, ``CRNN rebuilt from params.json``,
+        ``TFLite file (LiteRT)`` or ``ONNX file (ONNX Runtime)``."""
+        if self.format == TFLITE:
+            return "TFLite file (LiteRT)"
+        if self.format == ONNX:
+            return "ONNX file (ONNX Runtime)"
+        return "logits signature" if self.has_logits_signature else "CRNN rebuilt from params.json"
+
+    def _runtime(self):
+        """The :mod:`tf_crnn.runtimes` runner of a ``.tflite`` / ``.onnx`` file."""
+        from .config import Params
+        from .runtimes import ONNXRuntime, TFLiteRuntime
+
+        params = Params.from_dict({k: v for k, v in self.params.items() if k in Params.field_names()})
+        return (TFLiteRuntime if self.format == TFLITE else ONNXRuntime)(self.export_dir, params)
 
     def _logits_function(self):
         if self._logits is None:
@@ -129,15 +173,27 @@ class PredictionModel:
                 self._logits = self._rebuilt_logits_function()
         return self._logits
 
-    def _rebuilt_logits_function(self):
-        """For an export without ``logits`` signature: the CRNN of its params.json with its weights."""
+    def crnn(self):
+        """The export's network as a Keras CRNN: rebuilt from its ``params.json`` and given the export's weights.
+
+        For exports without the ``logits`` signature, and for fine-tuning (:mod:`tf_crnn.finetune`).
+
+        Returns:
+            ``(model, params)``: a float32 :class:`tf_crnn.model.CRNN` with :attr:`alphabet`'s classes,
+            and the :class:`tf_crnn.config.Params` of ``params.json``.
+
+        Raises:
+            ValueError: no ``params.json`` / ``alphabet.json``, or weights that do not match the CRNN
+                ``params.json`` describes (the message says which).
+        """
         from .config import Params
-        from .export import logits_fn
         from .model import build_crnn
 
         problem = None
         if not self.params or self.alphabet is None:
             problem = "no params.json / alphabet.json"
+        elif self._model is None:
+            problem = f"only a SavedModel export can be, not a {self.format} file"
         else:
             params = Params.from_dict({k: v for k, v in self.params.items() if k in Params.field_names()})
             model = build_crnn(params, self.alphabet.num_classes)
@@ -146,10 +202,19 @@ class PredictionModel:
                     tuple(a.shape) != tuple(b.shape) for a, b in zip(model.variables, saved)):
                 problem = "its weights do not match the CRNN its params.json describes"
         if problem:
-            raise ValueError(f"{self.export_dir} has no 'logits' signature and cannot be rebuilt ({problem}); "
-                             "re-export it with this version of tf-crnn")
+            raise ValueError(f"{self.export_dir} cannot be rebuilt as a CRNN ({problem})")
         for variable, value in zip(model.variables, saved):
             variable.assign(value)
+        return model, params
+
+    def _rebuilt_logits_function(self):
+        """For an export without ``logits`` signature: the CRNN of its params.json with its weights."""
+        from .export import logits_fn
+
+        try:
+            model, params = self.crnn()
+        except ValueError as e:
+            raise ValueError(f"{e} and has no 'logits' signature; re-export it with this version of tf-crnn") from None
         fn = tf.function(logits_fn(model, params), input_signature=[tf.TensorSpec([None], tf.string)])
         self._rebuilt_model = model  # keep the variables alive
         return lambda images: fn(images)
@@ -196,29 +261,44 @@ class PredictionModel:
                     except tf.errors.InvalidArgumentError as e:
                         raise ImageError(f"{describe(item)}: {decode_failure(e)}") from None
                 raise
-            yield start, out["logits"].numpy(), out["lengths"].numpy()
+            yield start, np.asarray(out["logits"]), np.asarray(out["lengths"])
 
-    def predict_bytes(self, encoded: Sequence[bytes], batch_size: int = 32) -> list[Prediction]:
-        """Transcribe encoded images sent to the export as they are (no check, no conversion).
+    def predict_bytes(self, encoded: Sequence[bytes], batch_size: int = 32,
+                      decoding: Decoding | None = None) -> list[Prediction]:
+        """Transcribe encoded images sent to the model as they are (no check, no conversion).
 
         For bytes ``tf.io.decode_image`` reads as training did: plain PNG / JPEG, or
-        :meth:`encode` output; :meth:`predict` takes anything else.
+        :meth:`encode` output; :meth:`predict` takes anything else. ``decoding`` as :meth:`predict`.
 
         Raises:
             TypeError / ValueError: ``batch_size`` is not a positive integer.
             tf.errors.InvalidArgumentError: TensorFlow cannot decode an image of a batch.
+            FileNotFoundError / ValueError: the lexicon of ``decoding`` is missing or has no usable word.
         """
         check_batch_size(batch_size)
+        decoding = decoding or self.decoding
+        lexicon = self._lexicon(decoding)
+        fn = self._logits_function()
         out: list[Prediction] = []
         for start in range(0, len(encoded), batch_size):
-            result = self._serve(images=tf.constant(list(encoded[start:start + batch_size]), dtype=tf.string))
-            for texts, scores in zip(result["text"].numpy(), result["score"].numpy()):
-                alternatives = tuple((t.decode("utf-8"), float(s)) for t, s in zip(texts, scores))
-                out.append(Prediction(alternatives[0][0], alternatives[0][1], alternatives))
+            result = fn(images=tf.constant(list(encoded[start:start + batch_size]), dtype=tf.string))
+            for (best, score), hypotheses in decode_batch(np.asarray(result["logits"]), np.asarray(result["lengths"]),
+                                                          self.alphabet.symbols_by_code, decoding, lexicon):
+                out.append(Prediction("".join(best), score, tuple(("".join(h), p) for h, p in hypotheses)))
         return out
 
+    def _lexicon(self, decoding: Decoding) -> Lexicon | None:
+        """The word list of ``decoding`` (read once per file), or None."""
+        if self.alphabet is None:
+            raise ValueError(f"{self.export_dir} has no alphabet.json ({self.alphabet_file}): "
+                             "its logits cannot be decoded")
+        if decoding.lexicon and decoding.lexicon not in self._lexicons:
+            self._lexicons[decoding.lexicon] = Lexicon.from_file(
+                decoding.lexicon, self.alphabet.lookup, self.params.get("string_split_delimiter", "|"))
+        return self._lexicons.get(decoding.lexicon) if decoding.lexicon else None
+
     def predict(self, images: Iterable[ImageInput] | ImageInput, batch_size: int = 32,
-                strict: bool = False) -> list[Prediction]:
+                strict: bool = False, decoding: Decoding | None = None) -> list[Prediction]:
         """Transcribe images; bad ones are reported in their :class:`Prediction`, the others transcribed.
 
         Args:
@@ -228,6 +308,10 @@ class PredictionModel:
                 Any format Pillow reads; see :func:`tf_crnn.images.model_input`.
             batch_size: images per model call (a positive int).
             strict: raise at the first image that cannot be read instead of reporting it.
+            decoding: how the CTC logits become text (greedy, beam search, lexicon;
+                :func:`tf_crnn.decoding.default_decoding` makes one); default :attr:`decoding`,
+                the training-time setting. With a lexicon, ``text`` is the lexicon word and
+                ``alternatives`` the lexicon-free hypotheses.
 
         Returns:
             One :class:`Prediction` per image, in order (a list of one for a single image); an image
@@ -238,15 +322,18 @@ class PredictionModel:
                 of another dtype.
             ValueError: ``batch_size`` < 1, or an array of another shape or range.
             FileNotFoundError / tf_crnn.images.ImageError: only with ``strict``, naming the image.
+            FileNotFoundError / ValueError: the lexicon of ``decoding`` is missing or has no usable word.
         """
         check_batch_size(batch_size)
+        decoding = decoding or self.decoding
+        self._lexicon(decoding)  # a bad lexicon fails before any image is read
         items = image_list(images)
         encoded = [self._encode_or_error(item, strict) for item in items]
         results: list[Prediction | None] = [_failed(e) if isinstance(e, Exception) else None for e in encoded]
         readable = [i for i, e in enumerate(encoded) if isinstance(e, bytes)]
         for start in range(0, len(readable), batch_size):
             chunk = readable[start:start + batch_size]
-            for i, prediction in zip(chunk, self._predict_chunk([encoded[i] for i in chunk])):
+            for i, prediction in zip(chunk, self._predict_chunk([encoded[i] for i in chunk], decoding)):
                 if strict and prediction.error:
                     raise ImageError(f"{describe(items[i])}: {prediction.error}")
                 results[i] = prediction
@@ -261,16 +348,16 @@ class PredictionModel:
                 raise type(e)(f"{describe(item)}: {e}") from None
             return e
 
-    def _predict_chunk(self, encoded: list[bytes]) -> list[Prediction]:
+    def _predict_chunk(self, encoded: list[bytes], decoding: Decoding) -> list[Prediction]:
         """:meth:`predict_bytes` of one batch; if TensorFlow rejects an image, image by image."""
         try:
-            return self.predict_bytes(encoded, len(encoded))
+            return self.predict_bytes(encoded, len(encoded), decoding)
         except tf.errors.InvalidArgumentError:
             pass
         out = []
         for data in encoded:  # which image? TensorFlow's error does not say
             try:
-                out.append(self.predict_bytes([data])[0])
+                out.append(self.predict_bytes([data], 1, decoding)[0])
             except tf.errors.InvalidArgumentError as e:
                 out.append(_failed(decode_failure(e)))
         return out

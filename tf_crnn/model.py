@@ -3,7 +3,10 @@
 Architecture after Shi, Bai & Yao, "An End-to-End Trainable Neural Network for
 Image-based Sequence Recognition" (2015, arXiv 1507.05717). The conv feature
 map of height H' is flattened per column, so each image column group becomes
-one time step; padded columns are masked out of the LSTMs and the CTC loss.
+one time step. Padded columns never reach a valid time step's output: the
+forward LSTMs read them only after the valid steps, the backward LSTMs get
+each sample's valid steps reversed in place (``tf.reverse_sequence``), and the
+CTC loss and decoders stop at each sample's length (see :func:`bidirectional`).
 :func:`parameter_count` gives the model's size without building it (the
 trainer sizes its output folder with it).
 """
@@ -14,6 +17,7 @@ import tensorflow as tf
 
 from .alphabet import BLANK
 from .config import Params
+from .stn import SpatialTransformer, parameter_count as stn_parameter_count
 
 
 def sequence_lengths(widths: tf.Tensor, pool_widths: list[int]) -> tf.Tensor:
@@ -46,12 +50,15 @@ class CRNN(keras.Model):
         the CTC blank), with ``time = ceil(width / prod(pool widths))``.
     """
 
-    def __init__(self, params: Params, num_classes: int, mixed_precision: bool = False, **kwargs):
+    def __init__(self, params: Params, num_classes: int, dtype_policy: str | None = None, **kwargs):
         super().__init__(**kwargs)
-        # mixed_float16: float16 compute, float32 weights; the logits stay float32 for a stable CTC loss.
-        dt = {"dtype": "mixed_float16"} if mixed_precision else {}
+        # mixed_float16 / mixed_bfloat16: 16-bit compute, float32 weights; the logits stay float32 for a stable
+        # CTC loss (the classifier's dtype below).
+        dt = {"dtype": dtype_policy} if dtype_policy else {}
         self.pool_widths = params.width_downsampling
         self.num_classes = num_classes
+        # use_stn: a spatial transformer before the conv blocks, in float32 (sampling coordinates need it).
+        self.stn = SpatialTransformer(name="stn", dtype="float32") if params.use_stn else None
         self.conv_blocks = []
         for i, (filters, kernel, pool, bn) in enumerate(zip(
                 params.cnn_features_list, params.cnn_kernel_size, params.cnn_pool_size, params.cnn_batch_norm)):
@@ -63,15 +70,26 @@ class CRNN(keras.Model):
                 block.append(keras.layers.MaxPooling2D(tuple(pool), strides=tuple(pool), padding="same",
                                                         name=f"pool{i + 1}", **dt))
             self.conv_blocks.append(block)
+        # bfloat16 pays on CPUs in the conv blocks (oneDNN's AMX / AVX512-BF16 convolutions) but made the LSTMs'
+        # small per-step matrix products twice as slow as float32 (benchmarks/recurrent_masking.py): under
+        # mixed_bfloat16 the LSTMs compute in float32. float16 (GPUs) keeps them in float16 for cuDNN.
+        rnn_dt = dt if dtype_policy == "mixed_float16" else {}
         self.rnns = [
-            keras.layers.Bidirectional(keras.layers.LSTM(u, return_sequences=True, **dt), name=f"bilstm{i + 1}", **dt)
+            keras.layers.Bidirectional(keras.layers.LSTM(u, return_sequences=True, **rnn_dt), name=f"bilstm{i + 1}",
+                                       **rnn_dt)
             for i, u in enumerate(params.rnn_units)
         ]
-        self.dropouts = [keras.layers.Dropout(params.dropout, **dt) for _ in range(len(params.rnn_units) + 1)]
+        self.dropouts = [keras.layers.Dropout(params.dropout, name=f"dropout{i + 1}", **rnn_dt)
+                         for i in range(len(params.rnn_units) + 1)]
         self.classifier = keras.layers.Dense(num_classes, name="logits", dtype="float32")
+        # tf.train.Checkpoint follows attributes, not Keras' tracked lists (Keras 3 on TensorFlow): without
+        # these, checkpoints held the classifier alone and a resumed training restarted every other layer
+        # from scratch. The names are the layers' own, fixed above, so checkpoint keys are stable.
+        for layer in [*(layer for block in self.conv_blocks for layer in block), *self.rnns, *self.dropouts]:
+            setattr(self, layer.name, layer)
 
     def call(self, images, widths, training=False):
-        x = images
+        x = images if self.stn is None else self.stn(images, widths)
         for block in self.conv_blocks:
             for layer in block:
                 x = layer(x, training=training) if isinstance(layer, keras.layers.BatchNormalization) else layer(x)
@@ -79,19 +97,52 @@ class CRNN(keras.Model):
         shape = tf.shape(x)
         x = tf.transpose(x, [0, 2, 1, 3])
         x = tf.reshape(x, [shape[0], shape[2], x.shape[2] * x.shape[3]])
-        mask = tf.sequence_mask(sequence_lengths(widths, self.pool_widths), shape[2])
+        lengths = sequence_lengths(widths, self.pool_widths)
         for dropout, rnn in zip(self.dropouts, self.rnns):
-            x = rnn(dropout(x, training=training), mask=mask, training=training)
+            x = bidirectional(rnn, dropout(x, training=training), lengths, training)
         return self.classifier(self.dropouts[-1](x, training=training))
 
 
-def build_crnn(params: Params, num_classes: int, mixed_precision: bool = False) -> CRNN:
+def bidirectional(rnn: keras.layers.Bidirectional, x: tf.Tensor, lengths: tf.Tensor, training) -> tf.Tensor:
+    """A BiLSTM over right-padded sequences without a mask; equal to ``rnn(x, mask=...)`` on the valid steps.
+
+    Args:
+        rnn: a ``keras.layers.Bidirectional`` of LSTMs (its forward and backward layers are called).
+        x: ``[batch, time, features]``, each sample valid on its first ``lengths`` steps.
+        lengths: int32 ``[batch]``.
+
+    Returns:
+        ``[batch, time, 2 * units]`` (forward then backward outputs, as ``merge_mode="concat"``).
+        Steps at or past a sample's length hold values the CTC loss and decoders never read.
+
+    Why: Keras runs a masked LSTM through a ``tf.where`` per step for outputs and states, and on
+    GPUs a mask that it cannot prove right-padded keeps it off cuDNN. The forward direction reads
+    padding only after the valid steps, so it needs no mask; the backward direction reads each
+    sample's valid steps reversed in place (``tf.reverse_sequence``), then they are reversed back.
+    Same weights, same checkpoint layout as the masked ``Bidirectional`` call
+    (tests/test_model.py compares the two on padded batches).
+    """
+    if not rnn.built:  # the wrapper itself is never called: build it (and so its two layers) here
+        rnn.build(x.shape)
+    forward = rnn.forward_layer(x, training=training)
+    # The backward layer runs with go_backwards=True (Bidirectional requires it): it reads its input from the
+    # last step to the first and returns outputs in that order. Flipping each sample's valid steps in place and
+    # then the whole time axis makes it read them last to first, before any padding.
+    in_place = tf.reverse_sequence(x, lengths, seq_axis=1, batch_axis=0)
+    backward = rnn.backward_layer(tf.reverse(in_place, axis=[1]), training=training)
+    backward = tf.reverse_sequence(backward, lengths, seq_axis=1, batch_axis=0)
+    return tf.concat([tf.cast(forward, rnn.compute_dtype), tf.cast(backward, rnn.compute_dtype)], axis=-1)
+
+
+def build_crnn(params: Params, num_classes: int, dtype_policy: str | None = None) -> CRNN:
     """Create a CRNN and build its weights on a dummy batch (so checkpoints can restore).
 
-    ``mixed_precision``: compute in float16 with float32 weights and float32 logits
-    (Micikevicius et al. 2018); worth it on GPUs with tensor cores only.
+    ``dtype_policy``: None (float32) or a Keras mixed policy, ``"mixed_float16"`` or
+    ``"mixed_bfloat16"``: 16-bit compute with float32 weights and float32 logits
+    (Micikevicius et al. 2018, "Mixed Precision Training"; see
+    :func:`tf_crnn.trainer.mixed_precision_policy` for which one a machine gets).
     """
-    model = CRNN(params, num_classes, mixed_precision=mixed_precision, name="crnn")
+    model = CRNN(params, num_classes, dtype_policy=dtype_policy, name="crnn")
     model(tf.zeros([1, params.height, params.min_width, params.input_channels]),
           tf.constant([params.min_width], tf.int32))
     return model
@@ -107,7 +158,8 @@ def parameter_count(params: Params, num_classes: int) -> int:
     (tested) and needs no TensorFlow graph, so it can size the output folder before
     any strategy exists.
     """
-    height, channels, count = params.height, params.input_channels, 0
+    height, channels = params.height, params.input_channels
+    count = stn_parameter_count(channels) if params.use_stn else 0
     for filters, kernel, pool, bn in zip(params.cnn_features_list, params.cnn_kernel_size, params.cnn_pool_size,
                                          params.cnn_batch_norm):
         count += kernel * kernel * channels * filters + (4 * filters if bn else filters)

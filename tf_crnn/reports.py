@@ -14,6 +14,7 @@ label (rapidfuzz ``editops``): a substitution ``a -> b`` counts as the pair
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections import Counter
 from typing import Mapping, Sequence
@@ -194,6 +195,58 @@ def prediction_gallery(image_paths: Sequence[str], labels: Sequence[Seq], predic
         cer = distances[i] / max(1, len(labels[i]))
         draw.text((width - 110, y), f"CER {cer:.2f}", fill=MUTED_COLOUR, font=small)
     canvas.save(path)
+    return path
+
+
+def contact_sheet(rows: Sequence[tuple[str, Sequence]], path: str, title: str,
+                  labels: Sequence[str], max_width: int = 1800) -> str:
+    """A PNG of image variants side by side (or one under the other for wide images), a caption per row.
+
+    Args:
+        rows: ``(caption, images)`` per row; each image a uint8 NumPy array ``[height, width,
+            channels]`` (1 or 3 channels), ``len(labels)`` images per row.
+        path: PNG file to write.
+        title: the line on top.
+        labels: what each image of a row is (``original``, ``augmented 1``, ...): column
+            headings side by side, else written left of each image.
+        max_width: the sheet's width in pixels at most when images are placed side by side;
+            they are enlarged 2x (nearest neighbour, single pixels stay visible) when that fits.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        OSError: ``path`` cannot be written.
+    """
+    gap, font, small = 6, _font(14), _font(11)
+    widest = max(im.shape[1] for _, images in rows for im in images)
+    height = max(im.shape[0] for _, images in rows for im in images)
+    side_by_side = len(labels) * (widest + gap) + gap <= max_width
+    across = len(labels) if side_by_side else 1
+    zoom = 2 if across * (2 * widest + gap) + gap <= max_width else 1
+    cell_w, cell_h = zoom * widest + gap, zoom * height + gap
+    left = gap if side_by_side else 90
+    top = 30 + 16 * side_by_side
+    per_row = 16 + (1 if side_by_side else len(labels)) * cell_h
+    canvas = Image.new("RGB", (max(left + across * cell_w, 2 * gap + math.ceil(font.getlength(title))),
+                               top + len(rows) * per_row), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((gap, 6), title, fill=OK_COLOUR, font=font)
+    if side_by_side:
+        for i, label in enumerate(labels):
+            draw.text((left + i * cell_w, 30), label, fill=MUTED_COLOUR, font=small)
+    for r, (caption, images) in enumerate(rows):
+        y0 = top + r * per_row
+        draw.text((gap, y0), caption, fill=MUTED_COLOUR, font=small)
+        for i, (label, array) in enumerate(zip(labels, images)):
+            im = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).convert("RGB")
+            im = im.resize((zoom * im.width, zoom * im.height), Image.NEAREST)
+            x, y = (left + i * cell_w, y0 + 15) if side_by_side else (left, y0 + 15 + i * cell_h)
+            if not side_by_side:
+                draw.text((gap, y + im.height // 2 - 6), label, fill=MUTED_COLOUR, font=small)
+            canvas.paste(im, (x, y))
+            draw.rectangle([x - 1, y - 1, x + im.width, y + im.height], outline=(190, 190, 190))
+    canvas.save(path, format="PNG")
     return path
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -29,16 +30,19 @@ from . import callbacks as callbacks_lib
 from . import cluster, data, interrupts, metrics
 from .alphabet import Alphabet
 from .callbacks import Callback, EpochResult
-from .config import OPTIMIZER_NAMES, STRATEGY_NAMES, Params
+from .config import OPTIMIZER_NAMES, STRATEGY_NAMES, ConfigError, Params
 from .decoding import codes_to_symbols, ctc_decode
 from .export import export_saved_model
 from .model import build_crnn, ctc_loss, parameter_count, sequence_lengths
+from .schedules import WarmupExponentialDecay, make_schedule  # noqa: F401 (WarmupExponentialDecay: was defined here)
 
 log = logging.getLogger(__name__)
 
 EXPORT_DIR = "export"
 BEST_EXPORT_DIR = callbacks_lib.BEST_EXPORT_DIR
 CHECKPOINT_DIR = "checkpoints"
+#: The checkpoint entry that marks a training with ema_decay (its optimizer state holds the averages).
+EMA_CHECKPOINT_KEY = "ema_decay"
 
 
 # ---- strategy and optimizer -------------------------------------------------
@@ -57,9 +61,11 @@ assert set(STRATEGIES) | {"auto"} == set(STRATEGY_NAMES), "config.Strategy and S
 def auto_strategy_name() -> str:
     """What ``strategy=auto`` means here: ``multi_worker`` when ``TF_CONFIG`` lists several workers,
     ``mirrored`` on several GPUs, ``one_device`` on one GPU, else ``default``."""
-    gpus = tf.config.list_logical_devices("GPU")
     if cluster.worker_count() > 1:
         return "multi_worker"
+    # Physical, not logical, devices: listing logical ones starts TensorFlow's runtime, after which
+    # MultiWorkerMirroredStrategy can no longer configure its collective ops.
+    gpus = tf.config.list_physical_devices("GPU")
     return "mirrored" if len(gpus) > 1 else "one_device" if gpus else "default"
 
 
@@ -69,33 +75,6 @@ def pick_strategy(name: str = "auto") -> tf.distribute.Strategy:
     ``auto`` is :func:`auto_strategy_name`.
     """
     return STRATEGIES[auto_strategy_name() if name == "auto" else name]()
-
-
-class WarmupExponentialDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """``scale * lr * min(1, (step + 1) / warmup_steps) * decay_rate ** (step / decay_steps)``.
-
-    ``scale`` is a float32 ``tf.Variable`` (1.0 unless given) that
-    :class:`~tf_crnn.callbacks.ReduceLROnPlateau` lowers; the rest is fixed by the config.
-    """
-
-    def __init__(self, learning_rate: float, decay_steps: int, decay_rate: float, warmup_steps: int = 0,
-                 scale: tf.Variable | None = None):
-        self.learning_rate, self.decay_steps = learning_rate, decay_steps
-        self.decay_rate, self.warmup_steps = decay_rate, warmup_steps
-        self.scale = scale
-
-    def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        lr = self.learning_rate * tf.pow(self.decay_rate, step / self.decay_steps)
-        if self.scale is not None:
-            lr *= tf.cast(self.scale, tf.float32)
-        if self.warmup_steps > 0:
-            lr *= tf.minimum(1.0, (step + 1.0) / self.warmup_steps)
-        return lr
-
-    def get_config(self):
-        return dict(learning_rate=self.learning_rate, decay_steps=self.decay_steps,
-                    decay_rate=self.decay_rate, warmup_steps=self.warmup_steps)
 
 
 @contextlib.contextmanager
@@ -131,19 +110,50 @@ def op_determinism_enabled() -> bool | None:
     return bool(is_enabled())
 
 
-def use_mixed_precision(params: Params) -> bool:
-    """``mixed_precision``: ``on``, ``off``, or ``auto`` = on when TensorFlow sees a GPU."""
-    if params.mixed_precision == "auto":
-        return bool(tf.config.list_logical_devices("GPU"))
-    return params.mixed_precision == "on"
+def cpu_has_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 natively (``amx_bf16`` or ``avx512_bf16`` in ``/proc/cpuinfo``).
+
+    oneDNN, TensorFlow's CPU kernels, runs bfloat16 convolutions and matrix products on AMX tiles or
+    AVX512-BF16 there; elsewhere it emulates them, slower than float32. False where ``/proc/cpuinfo``
+    cannot be read (not Linux).
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
-def make_optimizer(params: Params, lr_scale: tf.Variable | None = None) -> keras.optimizers.Optimizer:
-    """Optimizer with the warm-up + exponential-decay schedule (times ``lr_scale``) and global-norm clipping."""
-    schedule = WarmupExponentialDecay(params.learning_rate, params.learning_decay_steps,
-                                      params.learning_decay_rate, params.warmup_steps, lr_scale)
+def mixed_precision_policy(params: Params) -> str | None:
+    """The Keras dtype policy ``mixed_precision`` means on this machine (None: float32 throughout).
+
+    ``float16`` / ``bfloat16``: that one. ``on``: float16 when TensorFlow sees a GPU, bfloat16
+    otherwise. ``auto``: float16 on a GPU of compute capability 7.0 or more (tensor cores),
+    bfloat16 on a CPU with native bfloat16 (:func:`cpu_has_bfloat16`) and no GPU, else None.
+    ``off``: None.
+    """
+    choice = params.mixed_precision
+    gpus = tf.config.list_physical_devices("GPU")
+    if choice == "auto":
+        if gpus:
+            capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))
+            choice = "float16" if tuple(capability) >= (7, 0) else "off"
+        else:
+            choice = "bfloat16" if cpu_has_bfloat16() else "off"
+    elif choice == "on":
+        choice = "float16" if gpus else "bfloat16"
+    return {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}.get(choice)
+
+
+def make_optimizer(params: Params, schedule: keras.optimizers.schedules.LearningRateSchedule | None = None
+                   ) -> keras.optimizers.Optimizer:
+    """The config's optimizer with ``schedule`` (default :func:`tf_crnn.schedules.make_schedule`), global-norm
+    clipping, and with ``ema_decay`` > 0 Keras' moving average of the weights (``use_ema``, ``ema_momentum``)."""
+    schedule = schedule or make_schedule(params)
     clip = {"global_clipnorm": params.gradient_clip_norm} if params.gradient_clip_norm > 0 else {}
-    return OPTIMIZERS[params.optimizer](learning_rate=schedule, **clip)
+    ema = {"use_ema": True, "ema_momentum": params.ema_decay} if params.ema_decay > 0 else {}
+    return OPTIMIZERS[params.optimizer](learning_rate=schedule, **clip, **ema)
 
 
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
@@ -154,16 +164,64 @@ assert set(OPTIMIZERS) == set(OPTIMIZER_NAMES), "config.Optimizer and OPTIMIZERS
 def output_bytes_estimate(params: Params, num_classes: int) -> int:
     """A generous estimate of what a training writes to ``output_model_dir``, in bytes.
 
-    Weights (float32, :func:`tf_crnn.model.parameter_count`) times: the weights
-    and Adam's two moments in each of ``keep_checkpoints`` + 1 checkpoints, two
-    exports (``export``, ``export_best``) and the temporary copy of an export;
-    plus 64 MB for reports and logs.
+    Weights (float32, :func:`tf_crnn.model.parameter_count`) times: the weights,
+    Adam's two moments (and the moving averages with ``ema_decay``) in each of
+    ``keep_checkpoints`` + 1 checkpoints, two exports (``export``, ``export_best``)
+    and the temporary copy of an export; plus 64 MB for reports and logs.
     """
     weights = 4 * parameter_count(params, num_classes)
-    return weights * (3 * (params.keep_checkpoints + 1) + 3) + 64 * 2**20
+    per_checkpoint = 4 if params.ema_decay > 0 else 3
+    return weights * (per_checkpoint * (params.keep_checkpoints + 1) + 3) + 64 * 2**20
+
+
+def skip_non_finite(grads: list[tf.Tensor]) -> tuple[list[tf.Tensor], tf.Tensor]:
+    """``grads``, or all zeros when any holds an inf or NaN on any replica; and 1.0 if so, else 0.0.
+
+    Call in a replica context. Why: under ``mixed_bfloat16`` on oneDNN, a conv layer's weight
+    gradient came out non-finite in about one training step in 10-100 on Fraktur lines (finite
+    loss, finite activations; not reproducible on the same batch), and with global-norm clipping a
+    single NaN turns every weight into NaN. A zero gradient still advances the optimizer's step
+    (Adam then moves by its momentum alone), as Keras' LossScaleOptimizer's skipped steps do not.
+    """
+    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+    context = tf.distribute.get_replica_context()
+    # Every replica must agree, or the all-reduced gradients would mix zeros and NaNs.
+    finite = context.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32)) < 0.5
+    return [tf.where(finite, g, tf.zeros_like(g)) for g in grads], 1.0 - tf.cast(finite, tf.float32)
+
+
+class CheckpointMismatch(ConfigError):
+    """A checkpoint that does not hold this training's model (written for another network)."""
+
+    def __init__(self, path: str, error: Exception):
+        super().__init__(
+            f"checkpoint {path} does not hold this model's weights ({str(error).splitlines()[0][:200]}): the "
+            "config's network differs from the one that wrote it. Resume with that config, or start anew "
+            "with overwrite_output=True.")
+        self.path = path
+
+
+def lacks_batch_norm_statistics(path: str) -> bool:
+    """Whether a checkpoint is of tf-crnn before 0.5: weights (through the optimizer) but no batch-norm statistics.
+
+    Keras 3 keeps a model's layers in lists tf.train.Checkpoint does not follow; the trainable
+    weights were saved anyway, as the optimizer's, the moving means and variances were not.
+    """
+    names = [name for name, _ in tf.train.list_variables(path)]
+    return (any(n.startswith("optimizer/_trainable_variables/") for n in names)
+            and not any("moving_mean" in n for n in names))
 
 
 # ---- the training loop --------------------------------------------------------
+
+def on_averaged_weights(method):
+    """Decorate a :class:`Trainer` method to run with the averaged weights in the model (``averaged_weights``)."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with self.averaged_weights():
+            return method(self, *args, **kwargs)
+    return run
+
 
 class Trainer:
     """Owns the model, optimizer, checkpoints and compiled steps of one training.
@@ -184,16 +242,26 @@ class Trainer:
         self.strategy = strategy or pick_strategy(params.strategy)
         self.symbols_by_code = alphabet.symbols_by_code
         with self.strategy.scope():
-            self.mixed_precision = use_mixed_precision(params)
-            self.model = build_crnn(params, alphabet.num_classes, self.mixed_precision)
+            #: The Keras dtype policy trained with: None (float32), "mixed_float16" or "mixed_bfloat16".
+            self.dtype_policy = mixed_precision_policy(params)
+            self.model = build_crnn(params, alphabet.num_classes, self.dtype_policy)
             self.lr_scale = tf.Variable(1.0, dtype=tf.float32, trainable=False, name="lr_scale")
-            self.optimizer = make_optimizer(params, self.lr_scale)
-            if self.mixed_precision:
-                # Dynamic loss scaling keeps small float16 gradients from flushing to zero.
+            #: The learning-rate schedule (times lr_scale); fit() tells it the training's length.
+            self.schedule = make_schedule(params, self.lr_scale)
+            self.optimizer = make_optimizer(params, self.schedule)
+            if self.dtype_policy == "mixed_float16":
+                # Dynamic loss scaling keeps small float16 gradients from flushing to zero (bfloat16 has
+                # float32's exponent range and needs none).
                 self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
             self.optimizer.build(self.model.trainable_variables)
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+            #: Training steps applied as zero gradients because of an inf or NaN (not checkpointed).
+            self.skipped_steps = tf.Variable(0.0, trainable=False, name="skipped_steps",
+                                             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
             self.best_cer = tf.Variable(math.inf, dtype=tf.float32, trainable=False, name="best_cer")
+        #: The variables the optimizer was built with (and averages, with ema_decay), frozen or not.
+        self.trained_variables = list(self.model.trainable_variables)
+        self._averaged = False  # whether the model holds the averaged weights (averaged_weights())
         self.callbacks: list[Callback] = [callbacks_lib.BestExport(), *callbacks_lib.from_params(params),
                                            callbacks_lib.EpochLog(), *callbacks]
         # Saved after every other callback: a checkpoint means its epoch's exports and logs are written too,
@@ -210,17 +278,51 @@ class Trainer:
             atexit.register(self.close)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(self.output_dir, CHECKPOINT_DIR), max_to_keep=params.keep_checkpoints)
-        self._train_step = self._eval_step = None  # compiled for the dataset's element spec on first use
+        self._eval_step = None  # compiled for the dataset's element spec on first use
+        self.retrace()
+
+    def retrace(self) -> None:
+        """Compile the training step anew at its next use: after the set of trainable variables changed
+        (:class:`tf_crnn.callbacks.FreezeConvBlocks`), as the traced step holds the list it was traced with."""
+        self._train_step = None  # compiled for the dataset's element spec on first use
         # XLA compiles the per-replica computation only: collectives and the optimizer update stay outside.
-        self._gradient_fn = (tf.function(self._loss_and_gradients, jit_compile=True) if params.jit_compile
+        self._gradient_fn = (tf.function(self._loss_and_gradients, jit_compile=True) if self.params.jit_compile
                              else self._loss_and_gradients)
 
     def _callback_state(self) -> dict:
-        """Checkpoint entries for the callbacks' state (none for the default config: old checkpoints restore)."""
+        """Checkpoint entries beyond model, optimizer, epoch and best CER: the callbacks' state, ``lr_scale`` with
+        ReduceLROnPlateau, ``ema_decay`` with weight averaging (none for the default config: old checkpoints restore).
+        """
         entries = {cb.name: tf.train.Checkpoint(**cb.state()) for cb in self.callbacks if cb.state()}
         if any(isinstance(cb, callbacks_lib.ReduceLROnPlateau) for cb in self.callbacks):
             entries["lr_scale"] = self.lr_scale
+        if self.params.ema_decay > 0:  # marks a checkpoint whose optimizer state holds the averages (restore())
+            entries[EMA_CHECKPOINT_KEY] = tf.Variable(self.params.ema_decay, trainable=False, name="ema_decay")
         return entries
+
+    @contextlib.contextmanager
+    def averaged_weights(self) -> Iterator[None]:
+        """Within the block the model holds the moving averages of its trainable weights (``ema_decay``), if any.
+
+        Polyak averaging as Keras' optimizers keep it (``use_ema``): after every step
+        ``average = ema_decay * average + (1 - ema_decay) * weight`` (the first step sets
+        ``average = weight``). Evaluation and exports run inside this block; training runs on the
+        weights themselves, which are put back bit for bit at the end. Batch-norm statistics are not
+        averaged. Without ``ema_decay`` (or nested in another such block) it does nothing.
+        """
+        optimizer = getattr(self.optimizer, "inner_optimizer", self.optimizer)  # LossScaleOptimizer wraps one
+        if not getattr(optimizer, "use_ema", False) or self._averaged:
+            yield
+            return
+        weights = [keras.ops.convert_to_numpy(v) for v in self.trained_variables]
+        optimizer.finalize_variable_values(self.trained_variables)  # Keras: the averages into the variables
+        self._averaged = True
+        try:
+            yield
+        finally:
+            for variable, value in zip(self.trained_variables, weights):
+                variable.assign(value)
+            self._averaged = False
 
     @property
     def output_dir(self) -> str:
@@ -253,7 +355,24 @@ class Trainer:
         if latest is None:
             log.warning("restore_model=True but no checkpoint in %s: starting from scratch", directory)
             return 0
-        self.checkpoint.restore(latest).assert_existing_objects_matched()
+        with_ema = any(name.split("/")[0] == EMA_CHECKPOINT_KEY for name, _ in tf.train.list_variables(latest))
+        if with_ema != (self.params.ema_decay > 0):  # the optimizer's variables would be matched up wrongly
+            raise ConfigError(f"checkpoint {latest} was written {'with' if with_ema else 'without'} weight "
+                              f"averaging (ema_decay > 0), this training has ema_decay={self.params.ema_decay}: "
+                              "resume with the ema_decay it was written with (any value > 0 for a checkpoint "
+                              "with averaging, 0 for one without)")
+        try:
+            status = self.checkpoint.restore(latest)
+        except ValueError as e:  # a weight of another shape
+            raise CheckpointMismatch(latest, e) from None
+        try:
+            status.assert_existing_objects_matched()
+        except AssertionError as e:
+            if not lacks_batch_norm_statistics(latest):
+                raise CheckpointMismatch(latest, e) from None
+            log.warning("%s was written by tf-crnn before 0.5, which did not save the batch-norm moving statistics: "
+                        "they restart from their initial values and re-adapt during the next epoch, whose eval "
+                        "metrics will be worse than the weights deserve", latest)
         log.info("restored %s (epoch %d)", latest, int(self.epoch.numpy()))
         return int(self.epoch.numpy())
 
@@ -275,12 +394,21 @@ class Trainer:
         count = tf.cast(tf.shape(batch["widths"])[0], tf.float32)
         global_count = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, count)
         loss_sum, grads = self._gradient_fn(batch, global_count)
+        skipped = tf.constant(0.0)
+        if not isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):  # that one skips such steps itself
+            grads, skipped = skip_non_finite(grads)
         self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
-        return loss_sum, count
+        return loss_sum, count, skipped
 
     def distributed_train_step(self, batch):
-        """One training step over all replicas: ``(sum of per-sample CTC losses, images)``, both summed over workers."""
-        loss_sum, count = self.strategy.run(self._replica_train_step, args=(batch,))
+        """One training step over all replicas: ``(sum of per-sample CTC losses, images)``, both summed over workers.
+
+        A step whose gradients hold an inf or NaN on any replica is applied as a zero gradient on all
+        (:func:`skip_non_finite`); :attr:`skipped_steps` counts them.
+        """
+        loss_sum, count, skipped = self.strategy.run(self._replica_train_step, args=(batch,))
+        # The same on every replica (they agree on skipping): their mean is that value.
+        self.skipped_steps.assign_add(self.strategy.reduce(tf.distribute.ReduceOp.MEAN, skipped, axis=None))
         return (self.strategy.reduce(tf.distribute.ReduceOp.SUM, loss_sum, axis=None),
                 self.strategy.reduce(tf.distribute.ReduceOp.SUM, count, axis=None))
 
@@ -335,10 +463,17 @@ class Trainer:
             bar.update(1)
             bar.set_postfix(loss=f"{total_loss / max(1, seen):.3f}", refresh=False)
         bar.close()
+        skipped = int(self.skipped_steps.numpy())
+        if skipped:
+            log.warning("epoch %d: %d training step(s) had an inf or NaN gradient and were applied as zero "
+                        "gradients (mixed_precision=%s)", int(self.epoch.numpy()) + 1, skipped,
+                        self.params.mixed_precision)
+            self.skipped_steps.assign(0.0)
         return total_loss / max(1, seen), seen
 
+    @on_averaged_weights
     def evaluate(self, entries: list[data.Entry], dataset: tf.data.Dataset | None = None) -> tuple[dict[str, float], list]:
-        """Loss and recognition metrics on ``entries``.
+        """Loss and recognition metrics on ``entries``, of the averaged weights with ema_decay.
 
         Returns:
             metrics: ``loss``, ``char_accuracy``, ``sequence_accuracy``, ``cer``, ``wer``.
@@ -386,9 +521,12 @@ class Trainer:
             One :class:`EpochResult` per epoch trained by this call (empty if ``n_epochs`` was reached already).
         """
         p = self.params
-        train_ds = data.make_dataset(train_entries, p, p.train_batch_size, training=True, seed=seed)
-        eval_ds = data.make_dataset(eval_entries, p, p.eval_batch_size, training=False)
+        cache = data.use_image_cache(p, train_entries, eval_entries)
+        train_ds = data.make_dataset(train_entries, p, p.train_batch_size, training=True, seed=seed, cache=cache)
+        eval_ds = data.make_dataset(eval_entries, p, p.eval_batch_size, training=False, cache=cache)
         train_batches = data.batch_count(train_entries, p.train_batch_size)
+        # cosine and one_cycle end at the last step of n_epochs epochs (a resume continues the same curve).
+        self.schedule.set_total_steps(p.n_epochs * min(p.steps_per_epoch or train_batches, train_batches))
         hooks = [*self.callbacks, *callbacks, self.checkpointer]
         results: list[EpochResult] = []
         self.stop_training = False
@@ -418,8 +556,9 @@ class Trainer:
         return EpochResult(int(self.epoch.numpy()), scalars, seen / max(train_time, 1e-9),
                            time.perf_counter() - start, predictions, self.learning_rate())
 
+    @on_averaged_weights
     def export(self, export_dir: str) -> str:
-        """Write the SavedModel of :func:`export_saved_model` for the current weights.
+        """Write the SavedModel of :func:`export_saved_model` for the current weights (averaged, with ema_decay).
 
         On a non-chief worker, a path inside ``output_model_dir`` is redirected into its scratch
         folder (every worker must write the SavedModel, only the chief's is kept).

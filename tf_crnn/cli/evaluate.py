@@ -14,7 +14,8 @@ from ..config import DECODING_NAMES
 from .errors import handles
 
 CLI_DESCRIPTION = """\
-Score an exported model on annotated CSVs (path;|l|a|b|e|l| rows).
+Score an exported model (SavedModel folder, or .tflite / .onnx file of tf-crnn export)
+on annotated CSVs (path;|l|a|b|e|l| rows).
 
 Prints per-character accuracy, full-sequence accuracy, CER, WER and 1 - NED,
 each exact, case-insensitive and alphanumeric-only (the IIIT5K / SVT / IC13
@@ -63,7 +64,8 @@ def register(sub) -> None:
     """Add ``tf-crnn evaluate`` to the ``tf-crnn`` subparsers ``sub``."""
     p = sub.add_parser("evaluate", help="score an export on annotated CSVs: metrics, per-sample CSV, Sacred run",
                        description=CLI_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="export folder (output_model_dir/export)")
+    p.add_argument("--model", required=True, help="export folder (output_model_dir/export), or a .tflite / "
+                                                   ".onnx file of tf-crnn export")
     p.add_argument("--csv", required=True, action="append", metavar="CSV",
                    help="annotated images (path;|l|a|b|e|l|), repeat for several files")
     p.add_argument("--alphabet", help="lookup table to check labels with; must be the model's "

@@ -1,5 +1,9 @@
 """``tf-crnn predict --model EXPORT IMAGE...`` (or ``--run ID``): transcribe images with an exported model.
 
+``--model`` is a SavedModel export folder or a ``.tflite`` / ``.onnx`` file of ``tf-crnn export``;
+the decoding (``--decoding``, ``--beam-width``, ``--lexicon``) is the same for each
+(:func:`tf_crnn.decoding.decode_batch`), by default the training-time setting of ``params.json``.
+
 ``--run ID`` loads the export of a recorded training run from the database
 (:meth:`tf_crnn.loader.PredictionModel.from_run`, cached in ``$TF_CRNN_HOME/models``).
 
@@ -13,18 +17,22 @@ import argparse
 import sys
 
 from .._util import parse_run_id
+from ..config import DECODING_NAMES
 from .errors import EXIT_DATA, EXIT_OK, handles
 
 
 @handles("predict")
 def _predict(args: argparse.Namespace) -> int:
+    from ..decoding import default_decoding
     from ..loader import PredictionModel
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     model = (PredictionModel(args.model) if args.model else
              PredictionModel.from_run(parse_run_id(args.run), args.url, args.db))
-    predictions = model.predict(args.images, batch_size=args.batch_size)
+    decoding = default_decoding(model.params, args.decoding, args.beam_width, lexicon=args.lexicon,
+                                lexicon_max_distance=args.lexicon_max_distance)
+    predictions = model.predict(args.images, batch_size=args.batch_size, decoding=decoding)
     failed = 0
     for path, pred in zip(args.images, predictions):
         if pred.error:
@@ -49,11 +57,19 @@ def register(sub) -> None:
                                    "that cannot be read is reported on stderr and skipped; exit code 1 then "
                                    "only with --strict, 2 when no image could be read.")
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", help="export folder (output_model_dir/export)")
+    source.add_argument("--model", help="export folder (output_model_dir/export), or a .tflite / .onnx file "
+                                        "of tf-crnn export")
     source.add_argument("--run", metavar="ID", help="the export of this training run, from the database")
     p.add_argument("--url", help="MongoDB URL for --run (default: as training: $TF_CRNN_MONGO_URL, else embedded)")
     p.add_argument("--db", help="database for --run (default: tf_crnn)")
     p.add_argument("--batch-size", type=int, default=32, help="images per model call (>= 1, default 32)")
     p.add_argument("--strict", action="store_true", help="exit with code 1 if any image cannot be read")
+    p.add_argument("--decoding", choices=DECODING_NAMES,
+                   help="default: the training-time setting in the model's params.json")
+    p.add_argument("--beam-width", type=int, help="beams kept by beam search (default: params.json's)")
+    p.add_argument("--lexicon", help="word list (one per line): print the lexicon word of highest CTC "
+                                     "probability among those near the hypotheses (CRNN, Shi et al. 2015)")
+    p.add_argument("--lexicon-max-distance", type=int, default=3,
+                   help="edit-distance radius of the lexicon search (CRNN's delta; default 3)")
     p.add_argument("images", nargs="+", help="image files (any format Pillow reads)")
     p.set_defaults(func=_predict)

@@ -317,7 +317,7 @@ def train(params: Params, generate_spec: dict | None, _run, _seed) -> dict:
 
 def train_with(strategy, params: Params, _run, _seed) -> dict:
     """:func:`train` once the strategy exists: data checks, the Trainer, per-epoch logging, export, artifacts."""
-    from .. import callbacks, data, trainer as trainer_lib
+    from .. import callbacks, data, finetune, trainer as trainer_lib
 
     alphabet = Alphabet.from_file(params.lookup_alphabet_file)
     train_entries = data.load_split(params.csv_files_train, params, alphabet, "train")
@@ -327,11 +327,17 @@ def train_with(strategy, params: Params, _run, _seed) -> dict:
     provenance.record(_run, provenance.describe_training_data(params), strategy)
 
     trainer = trainer_lib.Trainer(params, alphabet, strategy)
+    _run.info["dtype_policy"] = trainer.dtype_policy or "float32"
+    print(f"run {_run._id}: computing in {trainer.dtype_policy or 'float32'} (mixed_precision={params.mixed_precision})")
     restored = None
     if params.restore_model:
         restored = trainer.restore()
         _run.info["resumed_from_epoch"] = restored
         _run.info["resumed_from_step"] = int(trainer.optimizer.iterations.numpy())
+    if params.init_from is not None:  # fine-tuning (a resumed checkpoint wins: it holds the fine-tuned weights)
+        _run.info["init_from"] = finetune.initialize(trainer.model, alphabet, params.init_from, params.mongo_url,
+                                                     params.mongo_db_name, resumed_epoch=restored)
+        print(f"run {_run._id}: {finetune.describe(_run.info['init_from'])}")
     # output_model_dir/run.json names the run writing the folder; a resumed run records the one it continues.
     resumed = run_records.record_run(_run, params.output_model_dir, _active["url"], params.mongo_db_name, restored)
 

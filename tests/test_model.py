@@ -1,0 +1,145 @@
+"""The CRNN itself: the unmasked BiLSTM path, whole-model checkpoints, and 16-bit compute (bfloat16 / float16)."""
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_crnn.alphabet import Alphabet
+from tf_crnn.config import Params
+from tf_crnn.data import batch_count, load_split, make_dataset
+from tf_crnn.loader import PredictionModel
+from tf_crnn.model import build_crnn, sequence_lengths
+from tf_crnn.trainer import CheckpointMismatch, Trainer, cpu_has_bfloat16, mixed_precision_policy
+
+from conftest import tiny_params
+
+SMALL = dict(input_shape=[32, 64], max_width=400, input_channels=1, cnn_features_list=[16, 32],
+             cnn_kernel_size=[3, 3], cnn_pool_size=[[2, 2], [16, 1]], cnn_batch_norm=[False, True],
+             rnn_units=[32, 24], dropout=0.0)
+
+
+def masked_reference(model, images, widths):
+    """The CRNN's logits computed the way Keras masks a Bidirectional LSTM (the path before tf-crnn 0.5)."""
+    x = images
+    for block in model.conv_blocks:
+        for layer in block:
+            x = layer(x, training=False) if isinstance(layer, keras.layers.BatchNormalization) else layer(x)
+    shape = tf.shape(x)
+    x = tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [shape[0], shape[2], x.shape[1] * x.shape[3]])
+    mask = tf.sequence_mask(sequence_lengths(widths, model.pool_widths), shape[2])
+    for dropout, rnn in zip(model.dropouts, model.rnns):
+        x = rnn(dropout(x), mask=mask)
+    return model.classifier(x).numpy()
+
+
+def test_unmasked_bilstm_gives_the_masked_logits_on_padded_batches():
+    model = build_crnn(Params(**SMALL), 11)
+    widths = tf.constant([64, 200, 133, 400, 65], tf.int32)
+    images = tf.random.stateless_uniform([5, 32, 400, 1], seed=[1, 2], minval=-1.0, maxval=1.0)
+    images = tf.where(tf.sequence_mask(widths, 400)[:, None, :, None], images, 0.0)  # padded as batches are
+    ours = model(images, widths).numpy()
+    reference = masked_reference(model, images, widths)
+    lengths = sequence_lengths(widths, model.pool_widths).numpy()
+    assert len(set(lengths)) == 5  # every sample padded differently
+    for i, length in enumerate(lengths):
+        # Same float32 operations on the valid steps, in the same order: equal up to 1e-5 (seen: exactly equal).
+        np.testing.assert_allclose(ours[i, :length], reference[i, :length], atol=1e-5)
+    # The padded steps are where the two differ (the backward LSTM's padding is not masked): the test can tell.
+    assert not np.allclose(ours[1, lengths[1]:], reference[1, lengths[1]:], atol=1e-5)
+
+
+def small_trainer(tmp_path, **overrides) -> Trainer:
+    params = Params(**{**SMALL, **overrides}, lookup_alphabet_file=str(tmp_path / "a.json"),
+                    output_model_dir=str(tmp_path / "out"), mixed_precision="off")
+    (tmp_path / "a.json").write_text(json.dumps({str(d): d + 1 for d in range(10)}))
+    return Trainer(params, Alphabet.from_file(params.lookup_alphabet_file))
+
+
+def test_checkpoint_holds_every_weight_and_batch_norm_statistic(tmp_path):
+    first = small_trainer(tmp_path)
+    bn = first.model.conv_blocks[1][1]
+    bn.moving_mean.assign(np.linspace(-1, 1, 32).astype(np.float32))  # as a training leaves them, not as built
+    bn.moving_variance.assign(np.linspace(0.5, 2, 32).astype(np.float32))
+    path = first.manager.save()
+    assert any("bn2/moving_mean" in name for name, _ in tf.train.list_variables(path))
+    second = small_trainer(tmp_path)
+    second.restore()
+    weights = [v for v in first.model.variables if "seed_generator" not in v.path]  # dropout RNG state aside
+    assert len(weights) == len(first.model.trainable_variables) + 2
+    for a, b in zip(weights, [v for v in second.model.variables if "seed_generator" not in v.path]):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+
+def test_checkpoints_of_old_versions_restore_with_a_warning_and_other_networks_are_refused(tmp_path, caplog):
+    trainer = small_trainer(tmp_path)
+    # What tf-crnn < 0.5 wrote: Keras' layer lists were invisible to tf.train.Checkpoint; the trainable weights
+    # were saved as the optimizer's, the batch-norm statistics not at all.
+    old = tf.train.Checkpoint(model=tf.train.Checkpoint(classifier=trainer.model.classifier),
+                              optimizer=tf.train.Checkpoint(_trainable_variables=list(trainer.model.trainable_variables)),
+                              epoch=trainer.epoch)
+    trainer.epoch.assign(3)
+    old.save(str(tmp_path / "out" / "checkpoints" / "ckpt"))
+    again = small_trainer(tmp_path)
+    assert again.restore() == 3
+    assert "did not save the batch-norm moving statistics" in caplog.text
+    np.testing.assert_array_equal(again.model.conv_blocks[0][0].kernel.numpy(),
+                                  trainer.model.conv_blocks[0][0].kernel.numpy())
+    trainer.manager.save()  # a 0.5 checkpoint, restored into a different network
+    other = small_trainer(tmp_path, cnn_features_list=[16, 48])
+    with pytest.raises(CheckpointMismatch, match="network differs"):
+        other.restore()
+
+
+def test_mixed_precision_choice(monkeypatch):
+    assert mixed_precision_policy(Params(mixed_precision="off")) is None
+    assert mixed_precision_policy(Params(mixed_precision="bfloat16")) == "mixed_bfloat16"
+    assert mixed_precision_policy(Params(mixed_precision="float16")) == "mixed_float16"
+    assert mixed_precision_policy(Params(mixed_precision="on")) == "mixed_bfloat16"  # no GPU here
+    flags = open("/proc/cpuinfo").read()
+    assert cpu_has_bfloat16() == ("amx_bf16" in flags or "avx512_bf16" in flags)
+    assert mixed_precision_policy(Params(mixed_precision="auto")) == ("mixed_bfloat16" if cpu_has_bfloat16() else None)
+
+
+@pytest.mark.slow
+def test_bfloat16_training_trains_and_exports_float32(digits_data, tmp_path):
+    params = tiny_params(digits_data, output_model_dir=str(tmp_path / "out"), n_epochs=1, mixed_precision="bfloat16")
+    alphabet = Alphabet.from_file(params.lookup_alphabet_file)
+    train = load_split(params.csv_files_train, params, alphabet, "train", progress=False)
+    trainer = Trainer(params, alphabet)
+    assert trainer.model.conv_blocks[0][0].compute_dtype == "bfloat16"
+    assert trainer.model.classifier.kernel.dtype == "float32" and trainer.model.conv_blocks[0][0].kernel.dtype == "float32"
+    before = trainer.model.conv_blocks[0][0].kernel.numpy().copy()
+    loss, seen = trainer.train_epoch(make_dataset(train, params, 16, training=True, seed=0), batch_count(train, 16))
+    assert seen == len(train) and np.isfinite(loss) and loss > 0
+    assert not np.allclose(before, trainer.model.conv_blocks[0][0].kernel.numpy())
+    export = trainer.export(str(tmp_path / "export"))
+    loaded = tf.saved_model.load(export)
+    for name in ("serving_default", "logits"):
+        signature = loaded.signatures[name]
+        assert signature.structured_input_signature[1]["images"].dtype == tf.string
+    outputs = loaded.signatures["logits"].structured_outputs
+    assert outputs["logits"].dtype == tf.float32 and outputs["lengths"].dtype == tf.int32
+    assert loaded.signatures["serving_default"].structured_outputs["score"].dtype == tf.float32
+    prediction = PredictionModel(export).predict([train[0].sample.image_path])[0]
+    assert prediction.error is None and 0.0 <= prediction.score <= 1.0
+
+
+def test_a_step_with_a_non_finite_gradient_is_applied_as_zero_gradients(tmp_path):
+    trainer = small_trainer(tmp_path)
+    widths = np.array([64, 64], np.int32)
+    batch = {"images": np.zeros([2, 32, 64, 1], np.float32), "widths": widths,
+             "labels": np.array([[1, 2], [3, 0]], np.int32), "label_lengths": np.array([2, 1], np.int32),
+             "index": np.arange(2, dtype=np.int32)}
+    step = tf.function(trainer.distributed_train_step)
+    step(batch)
+    assert int(trainer.skipped_steps.numpy()) == 0
+    before = [v.numpy().copy() for v in trainer.model.trainable_variables]
+    batch["images"][0, 0, 0, 0] = np.nan  # a NaN pixel: NaN activations, NaN gradients everywhere
+    step(batch)
+    assert int(trainer.skipped_steps.numpy()) == 1
+    after = trainer.model.trainable_variables
+    assert all(np.isfinite(v.numpy()).all() for v in after)
+    # Adam with a zero gradient moves by its momentum only: the weights change a little but stay finite.
+    assert max(np.abs(a.numpy() - b).max() for a, b in zip(after, before)) < 10 * trainer.learning_rate() + 1e-6

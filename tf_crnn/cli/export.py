@@ -1,0 +1,66 @@
+"""``tf-crnn export``: convert a SavedModel export to TFLite or ONNX (library: :mod:`tf_crnn.deploy`).
+
+    tf-crnn export --model output/fraktur/export --format tflite --quantize int8 \\
+        --representative data/prepared/fraktur.train.csv --samples 200 -o out/fraktur.tflite
+    tf-crnn export --model output/fraktur/export --format onnx -o out/fraktur.onnx
+"""
+from __future__ import annotations
+
+import argparse
+
+from ..config import DEPLOY_FORMAT_NAMES, QUANTIZATION_NAMES
+from ..deploy import QUANTIZATIONS
+from .errors import handles
+
+CLI_DESCRIPTION = """\
+Convert a tf-crnn SavedModel export into a TFLite or ONNX model file, with
+NAME.alphabet.json and NAME.params.json written beside it: the three files are all
+tf-crnn predict / evaluate (or your own code) need to run it.
+
+Inputs (the images preprocessed as training does: height fixed, width kept, values in [-1, 1]):
+  TFLite  images float32 [1, height, width, channels]; resize the interpreter's input per image
+  ONNX    images float32 [batch, height, width, channels] right-padded, widths int32 [batch]
+Output: CTC logits float32 [batch, time, classes], class 0 = blank (ONNX also: lengths int32 [batch]).
+
+--quantize (TFLite): none (float32), float16 (float16 weights), dynamic (int8 weights),
+int8 (int8 weights and activations calibrated on --samples images of --representative CSV;
+float32 input and output).
+
+example:
+  tf-crnn export --model output/fraktur/export --format tflite --quantize int8 \\
+      --representative data/prepared/fraktur.train.csv --samples 200 -o out/fraktur.tflite
+  tf-crnn export --model output/fraktur/export --format onnx -o out/fraktur.onnx
+"""
+
+
+@handles("export")
+def _export(args: argparse.Namespace) -> int:
+    from ..deploy import convert
+
+    done = convert(args.model, args.output, args.format, args.quantize, args.representative, args.samples,
+                   seed=args.seed, progress=not args.quiet)
+    what = "TFLite, " + QUANTIZATIONS[done.quantize] if done.format == "tflite" else "ONNX, float32"
+    calibrated = f", calibrated on {done.representative_images} image(s)" if done.representative_images else ""
+    print(f"wrote {done.path} ({done.size / 1e6:.2f} MB; {what}{calibrated}) in {done.seconds:.0f} s")
+    print(f"with  {done.alphabet_file}\n      {done.params_file}")
+    print(f"run:  tf-crnn predict --model {args.output} IMAGE...")
+    return 0
+
+
+def register(sub) -> None:
+    """Add ``tf-crnn export`` to the ``tf-crnn`` subparsers ``sub``."""
+    p = sub.add_parser("export", help="convert a SavedModel export to TFLite (fp32 / fp16 / int8) or ONNX",
+                       description=CLI_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="the SavedModel export folder (output_model_dir/export)")
+    p.add_argument("--format", choices=DEPLOY_FORMAT_NAMES, help="default: from the suffix of -o")
+    p.add_argument("--quantize", choices=QUANTIZATION_NAMES, default="none", help="TFLite only (default none)")
+    p.add_argument("--representative", action="append", metavar="CSV",
+                   help="annotated CSV whose images calibrate --quantize int8 (repeatable)")
+    p.add_argument("--samples", type=int, default=200,
+                   help="representative images drawn at random from the CSVs (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="seed of that draw (default 0)")
+    p.add_argument("-o", "--output", required=True,
+                   help="the model file, NAME.tflite or NAME.onnx; NAME.alphabet.json and NAME.params.json "
+                        "are written beside it")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_export)

@@ -1,0 +1,288 @@
+"""Fine-tuning: start a training from another training's weights (``init_from``).
+
+A source is one of:
+
+- an **export** folder (the SavedModel of :func:`tf_crnn.export.export_saved_model`, with
+  ``params.json`` and ``alphabet.json``): its CRNN is rebuilt by
+  :meth:`tf_crnn.loader.PredictionModel.crnn`. A source trained with ``ema_decay`` exported
+  its averaged weights, so these are what it was evaluated with;
+- a **checkpoint** folder (``output_model_dir/checkpoints``; its latest checkpoint) or one
+  checkpoint (its prefix, ``.../checkpoints/ckpt-3``): the model's weights saved after that
+  epoch (the trained weights, not the ``ema_decay`` average, which is optimizer state). The
+  network and alphabet of that training are read from the ``export_best`` (else ``export``)
+  folder beside ``checkpoints``, which every epoch's checkpoint has;
+- a **run** of the training's database: ``run:ID`` or the integer ID; its ``export.zip``
+  artifact, downloaded once and cached by :meth:`tf_crnn.loader.PredictionModel.from_run`.
+
+:func:`copy_weights` puts the source's weights into the freshly built CRNN of the new
+training: every conv block, batch norm and BiLSTM layer must have the same weight shapes
+(else :class:`FinetuneError` names the layer and both shapes); the output layer (``logits``,
+a Dense of ``num_classes`` units) is remapped between the two alphabets by symbol: a symbol
+of both keeps its kernel column and bias, the CTC blank (class 0) keeps its own, and symbols
+the source did not have keep the new model's fresh initialisation.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ._util import parse_run_id
+from .alphabet import BLANK, Alphabet
+from .config import ConfigError, Params, load_config_file
+from .model import build_crnn
+
+log = logging.getLogger(__name__)
+
+#: Folders beside ``checkpoints`` whose ``params.json`` / ``alphabet.json`` describe the checkpoints' training.
+SETTINGS_FOLDERS = ("export_best", "export")
+#: At most this many symbols are listed in the record of what was copied (the counts are always complete).
+LISTED_SYMBOLS = 50
+
+
+class FinetuneError(ConfigError):
+    """``init_from`` cannot be used: no such source, or its network does not fit this training's."""
+
+
+@dataclass
+class Source:
+    """A loaded ``init_from`` source.
+
+    Attributes:
+        model: the source's CRNN with its weights (float32).
+        alphabet: the lookup table it was trained with.
+        record: what the new run records about it (``run.info["init_from"]``): ``source``
+            (``export``, ``checkpoint`` or ``run``), ``path`` and, as known, ``run_id``,
+            ``database``, ``train_run``, ``epoch``, ``config_sha256``.
+    """
+
+    model: keras.Model
+    alphabet: Alphabet
+    record: dict = field(default_factory=dict)
+
+
+def run_reference(init_from) -> int | str | None:
+    """The run id ``init_from`` names (``run:ID`` or an int; digits become an int), or None for a folder."""
+    if isinstance(init_from, int) and not isinstance(init_from, bool):
+        return init_from
+    if isinstance(init_from, str) and init_from.startswith("run:"):
+        return parse_run_id(init_from[len("run:"):].strip())
+    return None
+
+
+def settings_sha256(settings: dict) -> str:
+    """SHA-256 (hex) of a training's settings as canonical JSON (sorted keys): equal settings, equal hash."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
+def load_source(init_from, mongo_url: str | None = None, mongo_db_name: str | None = None) -> Source:
+    """Load what ``init_from`` names (see the module docstring).
+
+    Args:
+        init_from: an export folder, a checkpoint folder or prefix, ``run:ID`` or an int run id.
+        mongo_url, mongo_db_name: the database of a run (resolved as training resolves it).
+
+    Raises:
+        FinetuneError: nothing usable at that path, no such run or a run without export, a
+            checkpoint without the weights or settings of its network.
+        tf_crnn.tracking.urls.TrackingError: the database of a run cannot be reached.
+    """
+    from .loader import PredictionModel
+
+    run_id = run_reference(init_from)
+    if run_id is not None:
+        from .tracking.runs import RunsError
+        from .tracking.urls import DEFAULT_DB_NAME
+
+        try:
+            export = PredictionModel.from_run(run_id, mongo_url, mongo_db_name)
+        except RunsError as e:
+            raise FinetuneError(f"init_from={init_from!r}: {e}") from None
+        return _export_source(export, {"source": "run", "run_id": run_id, "database": mongo_db_name or DEFAULT_DB_NAME})
+    path = os.path.abspath(os.fspath(init_from))
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return _export_source(PredictionModel(path), {"source": "export"})
+    prefix = tf.train.latest_checkpoint(path) if os.path.isdir(path) else (
+        path if tf.io.gfile.exists(path + ".index") else None)
+    if prefix is not None:
+        return _checkpoint_source(prefix)
+    output_folders = ("checkpoints", *SETTINGS_FOLDERS)
+    if os.path.isdir(path) and any(os.path.isdir(os.path.join(path, name)) for name in output_folders):
+        raise FinetuneError(f"init_from={init_from!r} is a training's output folder: name its export "
+                            f"({os.path.join(path, 'export')}), its best export ({os.path.join(path, 'export_best')}) "
+                            f"or its checkpoints ({os.path.join(path, 'checkpoints')})")
+    raise FinetuneError(f"init_from={init_from!r}: {path} is neither an export folder (with saved_model.pb), nor a "
+                        "checkpoint folder or checkpoint, nor a run ('run:ID')")
+
+
+def _export_source(export, record: dict) -> Source:
+    try:
+        model, _ = export.crnn()
+    except ValueError as e:
+        raise FinetuneError(f"init_from: {e}") from None
+    record = {**record, "path": export.export_dir, "config_sha256": settings_sha256(export.params)}
+    if record["source"] == "export" and export.train_run is not None:
+        record["train_run"] = export.train_run
+    return Source(model, export.alphabet, record)
+
+
+def _checkpoint_source(prefix: str) -> Source:
+    """The model weights of checkpoint ``prefix``, in a CRNN built from the settings beside its folder."""
+    output_dir = os.path.dirname(os.path.dirname(prefix))
+    folder = next((os.path.join(output_dir, name) for name in SETTINGS_FOLDERS
+                   if os.path.isfile(os.path.join(output_dir, name, "params.json"))
+                   and os.path.isfile(os.path.join(output_dir, name, "alphabet.json"))), None)
+    if folder is None:
+        raise FinetuneError(f"init_from: checkpoint {prefix} has no params.json and alphabet.json beside it (looked in "
+                            f"{' and '.join(os.path.join(output_dir, n) for n in SETTINGS_FOLDERS)}): without them "
+                            "its network and alphabet are unknown; fine-tune from that training's export instead")
+    settings = load_config_file(os.path.join(folder, "params.json"))
+    params = Params.from_dict({k: v for k, v in settings.items() if k in Params.field_names()})
+    alphabet = Alphabet.from_file(os.path.join(folder, "alphabet.json"))
+    model = build_crnn(params, alphabet.num_classes)
+    # NaN first: whatever the checkpoint does not hold stays NaN and is named below.
+    weights = float_weights(model.variables)
+    for variable in weights:
+        variable.assign(tf.fill(variable.shape, float("nan")))
+    tf.train.Checkpoint(model=model).restore(prefix).expect_partial()
+    missing = sorted({layer_name(model, v) for v in weights if np.isnan(keras.ops.convert_to_numpy(v)).any()})
+    if missing:
+        raise FinetuneError(f"init_from: checkpoint {prefix} holds no weights for layer(s) {', '.join(missing)} of the "
+                            f"network in {folder}/params.json (checkpoints of tf-crnn before 0.5 held only part of "
+                            f"the model): fine-tune from {folder} instead")
+    epoch = os.path.basename(prefix).rsplit("-", 1)[-1]
+    record = {"source": "checkpoint", "path": prefix, "settings": folder, "config_sha256": settings_sha256(settings)}
+    if epoch.isdigit():
+        record["epoch"] = int(epoch)
+    return Source(model, alphabet, record)
+
+
+def float_weights(variables) -> list:
+    """The float variables among ``variables`` (weights and batch-norm statistics; not random-seed states)."""
+    return [v for v in variables if keras.backend.is_float_dtype(v.dtype)]
+
+
+def weighted_layers(model) -> dict[str, keras.layers.Layer]:
+    """The CRNN's layers that hold weights, by their (fixed) names: ``conv1``, ``bn2``, ``bilstm1``, ..., ``logits``."""
+    layers = [*(layer for block in model.conv_blocks for layer in block), *model.rnns, model.classifier]
+    return {layer.name: layer for layer in layers if layer.weights}
+
+
+def layer_name(model, variable) -> str:
+    """The name of the weighted layer of ``model`` that owns ``variable``."""
+    for name, layer in weighted_layers(model).items():
+        if any(variable is w for w in layer.weights):
+            return name
+    return variable.path
+
+
+def _shapes(layer) -> list[tuple[int, ...]]:
+    return [tuple(w.shape) for w in float_weights(layer.weights)]
+
+
+def copy_weights(source: Source, model, alphabet: Alphabet) -> dict:
+    """Put the source's weights into ``model`` (a CRNN for ``alphabet``), the output layer remapped by symbol.
+
+    Args:
+        source: from :func:`load_source`.
+        model: the new training's :class:`tf_crnn.model.CRNN`, built (float32 weights).
+        alphabet: the new training's lookup table.
+
+    Returns:
+        What was done, for the run's record: ``layers`` (names copied whole), ``shared_symbols``,
+        ``new_symbols`` and ``dropped_symbols`` (counts), ``new`` / ``dropped`` (the symbols, at
+        most :data:`LISTED_SYMBOLS` each).
+
+    Raises:
+        FinetuneError: a conv, batch-norm or BiLSTM layer that only one of the two networks has, or of
+            other weight shapes (the message names the layer and both shapes), or an output layer of
+            another input size.
+    """
+    ours, theirs = weighted_layers(model), weighted_layers(source.model)
+    where = source.record.get("path", "the source")
+    unmatched = [*(n for n in ours if n not in theirs), *(n for n in theirs if n not in ours)]
+    if unmatched:
+        name = unmatched[0]
+        has, lacks = ("this training's network", where) if name in ours else (where, "this training's network")
+        raise FinetuneError(f"init_from: layer {name} is in {has} but not in {lacks}: the networks differ "
+                            "(cnn_features_list, cnn_batch_norm, rnn_units must match the source's)")
+    for name in ours:
+        if name != model.classifier.name and _shapes(ours[name]) != _shapes(theirs[name]):
+            raise FinetuneError(f"init_from: layer {name} has weight shapes {_shapes(theirs[name])} in {where} but "
+                                f"{_shapes(ours[name])} in this training's network: the networks differ (conv "
+                                "blocks, input height and channels, rnn_units must match the source's)")
+    copied = []
+    for name, layer in ours.items():
+        if name == model.classifier.name:
+            continue
+        for target, value in zip(float_weights(layer.weights), float_weights(theirs[name].weights)):
+            target.assign(keras.ops.convert_to_numpy(value))
+        copied.append(name)
+    return {"layers": copied, **_remap_classifier(source, model.classifier, alphabet)}
+
+
+def _remap_classifier(source: Source, classifier, alphabet: Alphabet) -> dict:
+    """The output layer: the blank's and every shared symbol's kernel column and bias from the source."""
+    old_kernel, old_bias = (keras.ops.convert_to_numpy(w) for w in (source.model.classifier.kernel,
+                                                                    source.model.classifier.bias))
+    kernel, bias = (keras.ops.convert_to_numpy(w).copy() for w in (classifier.kernel, classifier.bias))
+    if old_kernel.shape[0] != kernel.shape[0]:
+        raise FinetuneError(f"init_from: layer {classifier.name} takes {old_kernel.shape[0]} features in "
+                            f"{source.record.get('path', 'the source')} but {kernel.shape[0]} in this training's "
+                            "network")
+    pairs = [(BLANK, BLANK)] + [(code, source.alphabet.lookup[symbol]) for symbol, code in alphabet.lookup.items()
+                                if symbol in source.alphabet.lookup]
+    new_codes, old_codes = (np.array(codes, dtype=np.int64) for codes in zip(*pairs))
+    kernel[:, new_codes] = old_kernel[:, old_codes]
+    bias[new_codes] = old_bias[old_codes]
+    classifier.kernel.assign(kernel)
+    classifier.bias.assign(bias)
+    new = [s for s in alphabet.lookup if s not in source.alphabet.lookup]
+    dropped = [s for s in source.alphabet.lookup if s not in alphabet.lookup]
+    return {"shared_symbols": len(pairs) - 1, "new_symbols": len(new), "dropped_symbols": len(dropped),
+            "new": new[:LISTED_SYMBOLS], "dropped": dropped[:LISTED_SYMBOLS]}
+
+
+def initialize(model, alphabet: Alphabet, init_from, mongo_url: str | None = None,
+               mongo_db_name: str | None = None, resumed_epoch: int | None = None) -> dict:
+    """Fine-tuning's start: load ``init_from`` (:func:`load_source`) and copy it into ``model`` (:func:`copy_weights`).
+
+    Args:
+        model, alphabet: the new training's CRNN and lookup table.
+        init_from, mongo_url, mongo_db_name: as :func:`load_source`.
+        resumed_epoch: the epoch of the checkpoint a resumed training (``restore_model``) restored,
+            if any: the checkpoint wins (it holds the fine-tuned weights already); nothing is loaded.
+
+    Returns:
+        The record for ``run.info["init_from"]``: the source's record plus ``copied`` (what
+        :func:`copy_weights` returns); for a resumed training ``{"init_from": ..., "applied": False,
+        "resumed_from_epoch": N}``.
+
+    Raises:
+        FinetuneError, tf_crnn.tracking.urls.TrackingError: as :func:`load_source` and :func:`copy_weights`.
+    """
+    if resumed_epoch:
+        record = {"init_from": init_from, "applied": False, "resumed_from_epoch": int(resumed_epoch)}
+    else:
+        source = load_source(init_from, mongo_url, mongo_db_name)
+        record = {**source.record, "copied": copy_weights(source, model, alphabet)}
+    log.info("%s", describe(record))
+    return record
+
+
+def describe(record: dict) -> str:
+    """One line on what :func:`initialize` did, from its record (for the run's output)."""
+    if not record.get("applied", True):
+        return (f"init_from={record['init_from']!r} not loaded: restore_model=True resumes the epoch "
+                f"{record['resumed_from_epoch']} checkpoint, which continues from the fine-tuned weights")
+    copied = record["copied"]
+    what = f"run {record['run_id']}'s export" if record["source"] == "run" else f"{record['source']} {record['path']}"
+    return (f"weights from {what}: layers {', '.join(copied['layers'])} copied; output layer remapped: "
+            f"{copied['shared_symbols']} symbol(s) shared, {copied['new_symbols']} new, "
+            f"{copied['dropped_symbols']} dropped")
