@@ -347,3 +347,14 @@ def test_output_estimate_covers_checkpoints_and_exports():
                                              .to_dict())
     # Shi et al.'s CRNN has about 8.7 M weights: 4 checkpoints with Adam state + 3 exports is > 500 MB.
     assert 450 * 2**20 < default < 900 * 2**20
+
+
+def test_atomic_writes_get_the_permissions_open_gives(tmp_path):
+    import stat
+
+    from tf_crnn._util import current_umask, write_json
+
+    path = write_json(tmp_path / "params.json", {"a": 1})
+    plain = tmp_path / "plain.json"
+    plain.write_text("{}")
+    assert stat.S_IMODE(os.stat(path).st_mode) == stat.S_IMODE(os.stat(plain).st_mode) == 0o666 & ~current_umask()

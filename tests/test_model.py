@@ -51,8 +51,8 @@ def test_unmasked_bilstm_gives_the_masked_logits_on_padded_batches():
 
 
 def small_trainer(tmp_path, **overrides) -> Trainer:
-    params = Params(**{**SMALL, **overrides}, lookup_alphabet_file=str(tmp_path / "a.json"),
-                    output_model_dir=str(tmp_path / "out"), mixed_precision="off")
+    params = Params(**{**SMALL, "mixed_precision": "off", **overrides}, lookup_alphabet_file=str(tmp_path / "a.json"),
+                    output_model_dir=str(tmp_path / "out"))
     (tmp_path / "a.json").write_text(json.dumps({str(d): d + 1 for d in range(10)}))
     return Trainer(params, Alphabet.from_file(params.lookup_alphabet_file))
 
@@ -143,3 +143,14 @@ def test_a_step_with_a_non_finite_gradient_is_applied_as_zero_gradients(tmp_path
     assert all(np.isfinite(v.numpy()).all() for v in after)
     # Adam with a zero gradient moves by its momentum only: the weights change a little but stay finite.
     assert max(np.abs(a.numpy() - b).max() for a, b in zip(after, before)) < 10 * trainer.learning_rate() + 1e-6
+
+
+def test_a_bfloat16_checkpoint_resumes_in_float32(tmp_path):
+    first = small_trainer(tmp_path, mixed_precision="bfloat16")
+    assert first.dtype_policy == "mixed_bfloat16"
+    first.manager.save()
+    second = small_trainer(tmp_path)
+    assert second.dtype_policy is None
+    second.restore()
+    for a, b in zip(first.model.trainable_variables, second.model.trainable_variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)

@@ -21,7 +21,8 @@ def atomic_write(path: str | os.PathLike, newline: str | None = None, binary: bo
 
     Writes to a temporary file in the same folder (created if needed) and
     renames it over ``path`` when the ``with`` block ends without error; on an
-    error the temporary file is removed and ``path`` is untouched.
+    error the temporary file is removed and ``path`` is untouched. The file gets the
+    permissions ``open`` would give it (0666 less the umask).
 
     Raises:
         OSError: the folder cannot be created or written.
@@ -31,12 +32,29 @@ def atomic_write(path: str | os.PathLike, newline: str | None = None, binary: bo
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.tmp-")
     try:
+        # mkstemp makes the file private (0600); the result gets what open() would give it (0666 less the umask).
+        os.chmod(tmp, 0o666 & ~current_umask())
         with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline=newline)) as f:
             yield f
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it (Linux ``/proc/self/status``; 0o022 where unreadable).
+
+    ``os.umask`` can only read it by setting it, which would race with other threads creating files.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
 
 
 def write_json(path: str | os.PathLike, value, indent: int | None = 1) -> str:
