@@ -54,6 +54,19 @@ def test_seeds_do_not_overlap_shifted(tmp_path):
     assert _files(tmp_path / "s0")["000001.png"] != _files(tmp_path / "s1")["000000.png"]
 
 
+def test_numbers_geometric_distortion_options(tmp_path):
+    default = synthetic.generate_numbers(tmp_path / "d", 4, seed=3, workers=1, progress=False)
+    same = synthetic.generate_numbers(tmp_path / "s", 4, seed=3, workers=1, progress=False, max_rotation=3.0,
+                                      max_perspective=0.05)
+    strong = synthetic.generate_numbers(tmp_path / "x", 4, seed=3, workers=1, progress=False, max_rotation=15.0,
+                                        max_perspective=0.2)
+    assert _files(tmp_path / "d") == _files(tmp_path / "s")  # the defaults are today's
+    assert _files(tmp_path / "d") != _files(tmp_path / "x")
+    assert Path(default).read_text().split("|")[1:] == Path(strong).read_text().split("|")[1:]  # same labels
+    with pytest.raises(ValueError, match="max_rotation"):
+        synthetic.generate_numbers(tmp_path / "bad", 3, max_rotation=-1.0, progress=False)
+
+
 def test_numbers_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="min_length"):
         synthetic.generate_numbers(tmp_path, 3, min_length=5, max_length=2)

@@ -146,7 +146,8 @@ def _generate_numbers(args: argparse.Namespace) -> int:
 
     csv_path = generate_numbers(args.out_dir, args.n, seed=args.seed, min_length=args.min_length,
                                 max_length=args.max_length, height=args.height, workers=args.workers,
-                                progress=not args.no_progress, style=args.style, fonts=args.fonts)
+                                progress=not args.no_progress, style=args.style, fonts=args.fonts,
+                                max_rotation=args.max_rotation, max_perspective=args.max_perspective)
     print(f"{args.n} images -> {csv_path}")
     return 0
 
@@ -169,6 +170,11 @@ def _add_generate(sub) -> None:
     n.add_argument("--min-length", type=int, default=3)
     n.add_argument("--max-length", type=int, default=8)
     n.add_argument("--style", choices=("printed", "handwritten"), default="printed")
+    n.add_argument("--max-rotation", type=float, default=3.0, metavar="DEG",
+                   help="rotate each image by up to DEG degrees either way (default 3)")
+    n.add_argument("--max-perspective", type=float, default=0.05, metavar="F",
+                   help="move each corner of the text by up to F x its height: perspective, shear and scale "
+                        "(default 0.05; 0.2 is strong)")
     t = kinds.add_parser("text", help="words or short lines in several fonts")
     t.add_argument("--words", help="word list or text corpus (UTF-8; default: built-in English words)")
     t.add_argument("--max-words", type=int, default=1, help="words per image, 1..N")

@@ -70,6 +70,8 @@ class _Spec:
     max_words: int = 1
     color: bool = False
     elastic: float = 0.0
+    max_rotation: float = 3.0  # degrees (numbers; text uses 1.5x the defaults)
+    max_perspective: float = 0.05  # corner displacement as a fraction of the height
     digit_bitmaps: tuple = field(default=(), repr=False)  # per digit: array (k, 8, 8)
     name_width: int = 6
 
@@ -147,8 +149,10 @@ def _make_sample(index: int) -> tuple[str, tuple[str, ...]]:
         mask = _handwritten(text, spec, rng)
     else:
         mask = _printed(text, spec, rng)
-    strength = 1.5 if spec.kind == "text" else 1.0
-    mask = render.warp(mask, rng, max_angle=3.0 * strength, max_perspective=0.05 * strength)
+    if spec.kind == "text":
+        mask = render.warp(mask, rng, max_angle=4.5, max_perspective=0.075)
+    else:
+        mask = render.warp(mask, rng, max_angle=spec.max_rotation, max_perspective=spec.max_perspective)
     mask = render.resize_to_height(mask, out_height)
     image = render.compose(mask, rng, color=spec.color)
     path = os.path.join(spec.out_dir, "images", f"{index:0{spec.name_width}d}.png")
@@ -213,7 +217,8 @@ def _load_sklearn_digits() -> tuple:
 def generate_numbers(out_dir: str | os.PathLike, n: int, seed: int = 0, min_length: int = 3,
                      max_length: int = 8, height: int = 32, workers: int | None = None,
                      progress: bool = True, style: str = "printed",
-                     fonts: str | os.PathLike | Sequence[str] | None = None) -> str:
+                     fonts: str | os.PathLike | Sequence[str] | None = None,
+                     max_rotation: float = 3.0, max_perspective: float = 0.05) -> str:
     """Generate ``n`` images of random digit strings.
 
     ``style="printed"`` renders with matplotlib's DejaVu fonts (or ``fonts``):
@@ -238,6 +243,9 @@ def generate_numbers(out_dir: str | os.PathLike, n: int, seed: int = 0, min_leng
         style: ``"printed"`` or ``"handwritten"``.
         fonts: font folder or list of font files for ``printed``
             (default: matplotlib's DejaVu fonts).
+        max_rotation: the text is rotated by up to this many degrees either way.
+        max_perspective: each corner of the text box moves by up to this times its
+            height (perspective, shear and scale together; 0.05 mild, 0.2 strong).
 
     Returns:
         The path of ``out_dir/labels.csv``.
@@ -251,8 +259,11 @@ def generate_numbers(out_dir: str | os.PathLike, n: int, seed: int = 0, min_leng
     if style not in STYLES:
         raise ValueError(f"style must be one of {STYLES}, got {style!r}")
     out_dir = os.path.abspath(os.fspath(out_dir))
+    if max_rotation < 0 or max_perspective < 0:
+        raise ValueError(f"max_rotation and max_perspective must be >= 0, got {max_rotation}, {max_perspective}")
     common = dict(out_dir=out_dir, seed=seed, height=height, min_length=min_length,
-                  max_length=max_length, name_width=max(6, len(str(n - 1))))
+                  max_length=max_length, name_width=max(6, len(str(n - 1))),
+                  max_rotation=float(max_rotation), max_perspective=float(max_perspective))
     if style == "handwritten":
         spec = _Spec(kind="handwritten", digit_bitmaps=_load_sklearn_digits(), **common)
     else:
