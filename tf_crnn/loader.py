@@ -85,7 +85,8 @@ class PredictionModel:
             self._model = None
             alphabet_file, params_file = companion_files(export_dir)
             if not os.path.isfile(params_file):
-                raise FileNotFoundError(f"{params_file} is missing: a {self.format} model needs the params.json "
+                label = {"onnx": "an ONNX", "tflite": "a TFLite"}.get(self.format, f"a {self.format}")
+                raise FileNotFoundError(f"{params_file} is missing: {label} model needs the params.json "
                                         f"tf-crnn export writes beside {export_dir}")
         self.params = json.load(open(params_file, encoding="utf-8")) if os.path.isfile(params_file) else {}
         #: The lookup table the model was trained with (None if the export lacks ``alphabet.json``).
