@@ -71,7 +71,7 @@ class CRNN(keras.Model):
                                                         name=f"pool{i + 1}", **dt))
             self.conv_blocks.append(block)
         # bfloat16 pays on CPUs in the conv blocks (oneDNN's AMX / AVX512-BF16 convolutions) but made the LSTMs'
-        # small per-step matrix products twice as slow as float32 (benchmarks/recurrent_masking.py): under
+        # small per-step matrix products 1.35-1.4x slower than float32 (benchmarks/recurrent_masking.py): under
         # mixed_bfloat16 the LSTMs compute in float32. float16 (GPUs) keeps them in float16 for cuDNN.
         rnn_dt = dt if dtype_policy == "mixed_float16" else {}
         self.rnns = [
@@ -83,8 +83,9 @@ class CRNN(keras.Model):
                          for i in range(len(params.rnn_units) + 1)]
         self.classifier = keras.layers.Dense(num_classes, name="logits", dtype="float32")
         # tf.train.Checkpoint follows attributes, not Keras' tracked lists (Keras 3 on TensorFlow): without
-        # these, checkpoints held the classifier alone and a resumed training restarted every other layer
-        # from scratch. The names are the layers' own, fixed above, so checkpoint keys are stable.
+        # these, a training checkpoint got the trainable weights only through the optimizer's variable list
+        # and lost the batch-norm moving statistics. The names are the layers' own, fixed above, so
+        # checkpoint keys are stable.
         for layer in [*(layer for block in self.conv_blocks for layer in block), *self.rnns, *self.dropouts]:
             setattr(self, layer.name, layer)
 
