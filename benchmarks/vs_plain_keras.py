@@ -56,20 +56,6 @@ def setup_params(setup: str, csv: str, epochs: int, out: str, overrides: dict | 
     return Params(**{**config, **(overrides or {})})
 
 
-def parse_overrides(pairs: list[str]) -> dict:
-    """``["mixed_precision=off", "cache_images=off"]`` -> a dict, values read as JSON where they parse."""
-    overrides = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--set {pair}: expected KEY=VALUE")
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value
-    return overrides
-
-
 def ensure_csv(setup: str, csv: str | None) -> str:
     if csv:
         return csv
@@ -196,7 +182,12 @@ def main() -> None:
                         help="a config key of tf-crnn's training (repeatable), e.g. to measure one lever: "
                              "mixed_precision=off, cache_images=off")
     args = parser.parse_args()
-    overrides = parse_overrides(args.set)
+    from tf_crnn.config import ConfigError, parse_assignments
+
+    try:
+        overrides = parse_assignments(args.set, "--set")
+    except ConfigError as e:
+        raise SystemExit(str(e)) from None
     header(f"tf-crnn vs plain Keras model.fit: {args.setup}")
     from tf_crnn._util import free_port
     from tf_crnn.tracking.server import EmbeddedServer

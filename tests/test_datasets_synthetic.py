@@ -56,7 +56,7 @@ def test_seeds_do_not_overlap_shifted(tmp_path):
 
 def test_numbers_geometric_distortion_options(tmp_path):
     default = synthetic.generate_numbers(tmp_path / "d", 4, seed=3, workers=1, progress=False)
-    same = synthetic.generate_numbers(tmp_path / "s", 4, seed=3, workers=1, progress=False, max_rotation=3.0,
+    synthetic.generate_numbers(tmp_path / "s", 4, seed=3, workers=1, progress=False, max_rotation=3.0,
                                       max_perspective=0.05)
     strong = synthetic.generate_numbers(tmp_path / "x", 4, seed=3, workers=1, progress=False, max_rotation=15.0,
                                         max_perspective=0.2)

@@ -162,6 +162,26 @@ def load_config_file(path: str | os.PathLike) -> dict:
     return values
 
 
+def parse_assignments(pairs: list[str], option: str) -> dict:
+    """``["n_epochs=3", "cache_images=off"]`` -> ``{"n_epochs": 3, "cache_images": "off"}``.
+
+    Values are read as JSON where they parse (numbers, booleans, lists, as in a config file), else kept as text.
+
+    Raises:
+        ConfigError: an item without ``=`` (the message names ``option``).
+    """
+    values = {}
+    for item in pairs:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"{option} takes KEY=VALUE, got {item!r}")
+        try:
+            values[key] = json.loads(value)
+        except ValueError:
+            values[key] = value
+    return values
+
+
 def check_config_files(argv: list[str]) -> None:
     """Read every JSON file named after ``with`` on a Sacred command line, so a broken one is named.
 

@@ -36,15 +36,9 @@ def _table(frame) -> str:
 def _list(args: argparse.Namespace) -> int:
     from ..tracking import runs
 
-    where = {}
-    for item in args.where or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--where takes KEY=VALUE, got {item!r}")
-        try:
-            where[key] = json.loads(value)  # numbers, booleans, lists as in a config file
-        except ValueError:
-            where[key] = value
+    from ..config import parse_assignments
+
+    where = parse_assignments(args.where or [], "--where")
     database = _database(args)
     try:
         if args.sweep:
