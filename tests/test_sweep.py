@@ -140,3 +140,23 @@ def test_sweep_records_trials_as_runs_and_prunes_a_trial_behind_the_median(tmp_p
     completed = [float(row[3]) for row in rows if row[2] == "COMPLETE"]
     assert completed == sorted(completed)
     assert f"best: trial {summary['best']['trial']}: COMPLETE" in out
+
+
+def test_keep_going_goes_past_failing_trials_and_exits_1_naming_them(tmp_path, digits_data, mongo_url, capsys):
+    # A corrupt image with on_bad_sample=error: every trial's training stops while loading its data.
+    train = tmp_path / "train.csv"
+    folder = digits_data / "data" / "train"
+    rows = "".join(f"{folder / line}\n" for line in (folder / "labels.csv").read_text(encoding="utf-8").splitlines())
+    (tmp_path / "broken.png").write_bytes(b"not a PNG")
+    train.write_text(rows + f"{tmp_path / 'broken.png'};1|2\n", encoding="utf-8")
+    base = write_base(tmp_path, digits_data, mongo_url, csv_files_train=[str(train)], on_bad_sample="error")
+    space_file = write_space(tmp_path, {"dropout": {"type": "float", "low": 0.0, "high": 0.2}})
+    code = main(["sweep", str(space_file), "--name", "broken", "--trials", "2", "--keep-going",
+                 "--sampler-seed", "0", "--config", str(base)])
+    out, err = capsys.readouterr()
+    assert code == 1, err[-2000:]
+    assert out.count(": FAIL (") == 2  # both trials ran: the first failure did not stop the sweep
+    assert "tf-crnn sweep: 2 of 2 trials of this call failed: trial 0 (run " in err
+    assert "broken.png" in err and "Traceback" not in err
+    study = sweep.open_study("broken", str(tmp_path / "out"))
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 2

@@ -75,14 +75,25 @@ def _sweep(args: argparse.Namespace) -> int:
     runner = sweep.Sweep(study, space, base)
     catch = (Exception,) if args.keep_going else ()
     out = sys.stdout
+    finished: list[dict] = []  # this call's trials, as they end
+
+    def on_trial(trial) -> None:
+        finished.append(sweep.trial_row(trial))
+        print(_progress_line(finished[-1]), flush=True)
+
     try:  # with --json, the trainings' output and the progress go to stderr: stdout is the JSON alone
         with contextlib.redirect_stdout(sys.stderr if args.json else out):
             print(f"sweep {name}: study in {redact_url(storage)} ({len(study.trials)} earlier trials), "
                   f"trials in {runner.folder}")
-            runner.run(args.trials, args.timeout, catch,
-                       on_trial=lambda trial: print(_progress_line(sweep.trial_row(trial)), flush=True))
+            runner.run(args.trials, args.timeout, catch, on_trial=on_trial)
     finally:  # also after an error or Ctrl-C: what finished is in the study
         _print_summary(study, args.json, out)
+    failed = [row for row in finished if row["state"] == "FAIL"]
+    if failed:  # --keep-going went on past them, but a scheduler must still learn of them (as make -k does)
+        print(f"tf-crnn sweep: {len(failed)} of {len(finished)} trials of this call failed: "
+              + "; ".join(f"trial {row['trial']} (run {row['run']}): {row['error']}" for row in failed),
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -106,7 +117,8 @@ def register(sub) -> None:
     p.add_argument("--no-pruning", action="store_true", help="run every trial to its last epoch")
     p.add_argument("--sampler-seed", type=int, help="seed of Optuna's TPE sampler (reproducible suggestions)")
     p.add_argument("--keep-going", action="store_true",
-                   help="a failing trial is recorded (FAIL) and the sweep goes on; by default it stops the sweep")
+                   help="a failing trial is recorded (FAIL) and the sweep goes on (the exit code is then 1); by default "
+                        "it stops the sweep")
     p.add_argument("--json", action="store_true", help="print the trials and the best one as JSON")
     p.add_argument("--config", action="append", default=[], metavar="FILE",
                    help="base config file (JSON, as for tf-crnn train with FILE); repeatable, later files win")
