@@ -133,6 +133,20 @@ class Alphabet:
     def __contains__(self, symbol: str) -> bool:
         return symbol in self.lookup
 
+    def difference(self, other: "Alphabet", names: tuple[str, str] = ("the first", "the second")) -> str:
+        """What differs between two lookup tables, for a message ("" when they are the same).
+
+        ``names`` name the two tables: ``2 symbols only in NAME ['x', 'y']; 1 symbols with other codes ['z']``
+        (at most 10 symbols of each kind are listed).
+        """
+        only_self = sorted(set(self.lookup) - set(other.lookup))
+        only_other = sorted(set(other.lookup) - set(self.lookup))
+        recoded = sorted(s for s in set(self.lookup) & set(other.lookup) if self.lookup[s] != other.lookup[s])
+        parts = [f"{len(x)} {what} {x[:10]}" for x, what in ((only_self, f"symbols only in {names[0]}"),
+                                                              (only_other, f"symbols only in {names[1]}"),
+                                                              (recoded, "symbols with other codes")) if x]
+        return "; ".join(parts)
+
     def unknown_symbols(self, samples: Iterable[Sample]) -> list[UnknownSymbol]:
         """Every label symbol that is not in the alphabet, with file and line."""
         return [

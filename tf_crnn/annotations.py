@@ -86,7 +86,10 @@ def graphemes(text: str) -> list[str]:
     ``"aͤb"`` gives ``["aͤ", "b"]``: a base letter and its combining marks form
     one symbol, as OCR ground truth expects.
     """
-    return regex.findall(r"\X", text)
+    return _GRAPHEME.findall(text)
+
+
+_GRAPHEME = regex.compile(r"\X")  # compiled once: regex.findall's pattern cache costs more than the split
 
 
 def normalize(text: str, form: str | None = "NFC") -> str:

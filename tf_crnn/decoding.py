@@ -1,4 +1,5 @@
-"""CTC decoding: greedy (best path), beam search and lexicon search; the CTC feasibility rule.
+"""CTC decoding: greedy (best path), beam search and lexicon search; the CTC feasibility rule; the
+probability of a given label (all paths, or the best one).
 
 Class 0 is the CTC blank (see :mod:`tf_crnn.alphabet`). Both decoders collapse
 repeated labels and then drop blanks (Graves et al. 2006). TensorFlow's beam
@@ -7,8 +8,10 @@ the classes for it and maps the indices back.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -160,6 +163,41 @@ def ctc_log_likelihood(logits, lengths, labels: list[list[int]]) -> np.ndarray:
     needed = np.array([ctc_steps_needed(label) for label in labels])
     feasible = np.isfinite(loss) & (needed <= np.asarray(lengths).reshape(-1))
     return np.where(feasible, -loss, -np.inf)
+
+
+def ctc_best_path_log_probability(log_probs, length: int, label: Sequence[int]) -> float:
+    """``log`` of the probability of the most probable CTC path that spells ``label`` (Viterbi).
+
+    The maximum, over the frame-by-frame labellings that collapse to ``label`` (Graves et al. 2006),
+    of their probability; :func:`ctc_log_likelihood` sums over them instead. For the greedy
+    transcription this is the greedy (best path) score. NumPy, one image.
+
+    Args:
+        log_probs: float ``[time, num_classes]``, log-softmax of the logits, class 0 = blank.
+        length: valid frames (the first ``length`` rows).
+        label: codes (>= 1); may be empty.
+
+    Returns:
+        a float <= 0; ``-inf`` when ``label`` cannot be spelled in ``length`` frames.
+    """
+    frames = np.asarray(log_probs, np.float64)[:int(length)]
+    label = [int(c) for c in label]
+    if len(frames) < ctc_steps_needed(label):
+        return -math.inf
+    if len(frames) == 0:
+        return 0.0
+    states = np.full(2 * len(label) + 1, BLANK)  # blank, label[0], blank, label[1], ..., blank
+    states[1::2] = label
+    skip = np.zeros(len(states), bool)  # a path may jump over the blank between two different symbols
+    skip[2:] = (states[2:] != BLANK) & (states[2:] != states[:-2])
+    best = np.full(len(states), -np.inf)
+    best[:2] = frames[0, states[:2]]
+    for t in range(1, len(frames)):
+        previous = best.copy()
+        previous[1:] = np.maximum(previous[1:], best[:-1])
+        previous[2:] = np.where(skip[2:], np.maximum(previous[2:], best[:-2]), previous[2:])
+        best = previous + frames[t, states]
+    return float(best[-2:].max())
 
 
 class Lexicon:

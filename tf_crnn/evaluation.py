@@ -8,8 +8,8 @@ is :func:`tf_crnn.tracking.experiments.run_logged_evaluation`.
    (:func:`tf_crnn.data.check_images`), before anything is computed. A label
    problem is an error naming ``file:line``; an image that cannot be read is
    left out and listed (``file:line: path: reason``), or with ``strict`` an error.
-2. :func:`evaluate` gets the CTC logits from the export
-   (:meth:`PredictionModel.iter_logits`) and decodes them here, so the decoding
+2. :func:`evaluate` gets the CTC logits from the export and decodes them outside it
+   (:meth:`PredictionModel.iter_decoded`), so the decoding
    need not be the one the model was trained with: greedy, beam search (top-k
    hypotheses) or lexicon-constrained (:func:`tf_crnn.decoding.lexicon_decode`).
    It scores the predictions with :func:`tf_crnn.metrics.normalized_metrics`
@@ -18,6 +18,10 @@ is :func:`tf_crnn.tracking.experiments.run_logged_evaluation`.
    :func:`format_table` is the printed table.
 4. :func:`plan` (steps 1 and the decoding) and :func:`run` (steps 2 and 3)
    take an :class:`EvaluationRequest`, the whole evaluation in one object.
+
+Several models are evaluated as one by confidence voting (:class:`tf_crnn.voting.VotingModel`,
+greedy decoding): the summary says so and lists them, the per-sample CSV has each model's own
+transcription, and the file names end in ``.vote<N>``.
 """
 from __future__ import annotations
 
@@ -26,13 +30,15 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import pandas as pd
 
 from . import metrics
 from .alphabet import Alphabet
 from .annotations import Sample, listing, read_csvs
+from .voting import METHOD as VOTING_METHOD
+from .voting import VotingModel, voting_decoding
 
 if TYPE_CHECKING:  # the decoding module loads TensorFlow: imported where it is used
     from .decoding import Decoding
@@ -63,13 +69,23 @@ class UnreadableImages(EvaluationError):
 class Prepared:
     """Checked inputs of an evaluation."""
 
-    model: Any  # tf_crnn.loader.PredictionModel
+    model: Any  # tf_crnn.loader.PredictionModel, or tf_crnn.voting.VotingModel for several
     alphabet: Alphabet
     alphabet_file: str
     samples: list[Sample]  # the rows whose image can be read: those evaluated
     sizes: list[tuple[int, int]]  # (width, height) of each image
     csv_files: list[str]
     unreadable: list[tuple[Sample, str]] = field(default_factory=list)  # rows left out, with the reason
+
+    @property
+    def voting(self) -> bool:
+        """Whether several models vote (:attr:`model` is a :class:`tf_crnn.voting.VotingModel`)."""
+        return isinstance(self.model, VotingModel)
+
+    @property
+    def model_name(self) -> str | list[str]:
+        """What was evaluated: the model's path, or the list of the voting models' paths."""
+        return self.model.export_dirs if self.voting else self.model.export_dir
 
     @property
     def problems(self) -> list[str]:
@@ -90,12 +106,13 @@ class Evaluation:
 
 # ---- 1. inputs -------------------------------------------------------------------
 
-def prepare(model_dir: str, csv_files: list[str], alphabet_file: str | None = None,
+def prepare(model_dir: str | Sequence[str], csv_files: list[str], alphabet_file: str | None = None,
             progress: bool = True, strict: bool = False) -> Prepared:
     """Load the model and check the data completely before any prediction.
 
     ``model_dir``: a SavedModel export folder, or a ``.tflite`` / ``.onnx`` file of
-    ``tf-crnn export`` (:class:`tf_crnn.loader.PredictionModel` takes each).
+    ``tf-crnn export`` (:class:`tf_crnn.loader.PredictionModel` takes each); or a list of
+    several, which then vote (:class:`tf_crnn.voting.VotingModel`; a list of one is that model).
     The model decodes with the alphabet it was trained with (``alphabet.json``
     in the export, ``NAME.alphabet.json`` beside a model file); ``alphabet_file``, if given, must be that same table (it is
     required for an export without ``alphabet.json``). Labels are checked
@@ -109,10 +126,36 @@ def prepare(model_dir: str, csv_files: list[str], alphabet_file: str | None = No
         AnnotationError / AlphabetError: unreadable CSV rows, label symbols outside the alphabet (file:line).
         UnreadableImages: with ``strict``, images that cannot be read (file:line: path: reason).
         EvaluationError: no image can be read (each listed), alphabet mismatch, no rows.
+        tf_crnn.voting.VotingError: models to vote with different alphabets.
+    """
+    model_dirs = [model_dir] if isinstance(model_dir, (str, os.PathLike)) else list(model_dir)
+    given = Alphabet.from_file(alphabet_file) if alphabet_file else None
+    models = [_load_model(os.path.abspath(path), given, alphabet_file) for path in model_dirs]
+    model = models[0] if len(models) == 1 else VotingModel(models)
+    alphabet = model.alphabet
+    alphabet_file = alphabet_file or model.alphabet_file
+
+    csv_files = list(dict.fromkeys(os.path.abspath(f) for f in csv_files))
+    samples = read_csvs(csv_files, model.params.get("csv_delimiter", ";"),
+                        model.params.get("string_split_delimiter", "|"))
+    if not samples:
+        raise EvaluationError(f"no rows in {', '.join(csv_files)}")
+    alphabet.check(samples)
+    channels = sorted(set(model.input_channels if isinstance(model, VotingModel) else [model.input_channels]))
+    readable, sizes, unreadable = _check_images(samples, channels, progress, strict)
+    return Prepared(model, alphabet, os.path.abspath(alphabet_file), readable, sizes, csv_files, unreadable)
+
+
+def _load_model(model_dir: str, given: Alphabet | None, alphabet_file: str | None):
+    """The model at ``model_dir`` with its alphabet: its own, which ``given`` (``--alphabet``) must equal,
+    or ``given`` for a model without one.
+
+    Raises:
+        FileNotFoundError: no model there (with a hint when ``model_dir/export`` is one).
+        EvaluationError: ``given`` is not the model's alphabet, or neither exists.
     """
     from .loader import PredictionModel
 
-    model_dir = os.path.abspath(model_dir)
     if not os.path.isfile(model_dir) and not os.path.isfile(os.path.join(model_dir, "saved_model.pb")):
         hint = ""
         if os.path.isfile(os.path.join(model_dir, "export", "saved_model.pb")):
@@ -121,42 +164,22 @@ def prepare(model_dir: str, csv_files: list[str], alphabet_file: str | None = No
         raise FileNotFoundError(f"no exported model at {model_dir} ({what}; a model is a SavedModel folder "
                                 f"or a .tflite / .onnx file of tf-crnn export){hint}")
     model = PredictionModel(model_dir)
-    if alphabet_file:
-        alphabet = Alphabet.from_file(alphabet_file)
-        if model.alphabet is not None and model.alphabet.lookup != alphabet.lookup:
+    if given is not None:
+        if model.alphabet is not None and model.alphabet.lookup != given.lookup:
+            difference = model.alphabet.difference(given, ("the model's", "the given"))
             raise EvaluationError(
                 f"the alphabet {alphabet_file} is not the one {model_dir} was trained with "
-                f"({model.alphabet_file}): {_alphabet_difference(model.alphabet, alphabet)}. "
-                "Leave out --alphabet to use the model's.")
-    elif model.alphabet is not None:
-        alphabet, alphabet_file = model.alphabet, model.alphabet_file
-    else:
+                f"({model.alphabet_file}): {difference}. Leave out --alphabet to use the model's.")
+        model.alphabet = given
+    elif model.alphabet is None:
         raise EvaluationError(f"{model_dir} has no alphabet.json ({model.alphabet_file}): "
                               "give the lookup table with --alphabet")
-    model.alphabet = alphabet
-
-    csv_files = list(dict.fromkeys(os.path.abspath(f) for f in csv_files))
-    samples = read_csvs(csv_files, model.params.get("csv_delimiter", ";"),
-                        model.params.get("string_split_delimiter", "|"))
-    if not samples:
-        raise EvaluationError(f"no rows in {', '.join(csv_files)}")
-    alphabet.check(samples)
-    readable, sizes, unreadable = _check_images(samples, model.input_channels, progress, strict)
-    return Prepared(model, alphabet, os.path.abspath(alphabet_file), readable, sizes, csv_files, unreadable)
+    return model
 
 
-def _alphabet_difference(a: Alphabet, b: Alphabet) -> str:
-    only_a = sorted(set(a.lookup) - set(b.lookup))
-    only_b = sorted(set(b.lookup) - set(a.lookup))
-    recoded = sorted(s for s in set(a.lookup) & set(b.lookup) if a.lookup[s] != b.lookup[s])
-    parts = [f"{len(x)} {what} {x[:10]}" for x, what in ((only_a, "symbols only in the model's"),
-                                                          (only_b, "symbols only in the given"),
-                                                          (recoded, "symbols with other codes")) if x]
-    return "; ".join(parts)
-
-
-def _check_images(samples: list[Sample], channels: int, progress: bool, strict: bool):
-    """Check every image once: the readable samples, their ``(width, height)``, the others with the reason.
+def _check_images(samples: list[Sample], channels: list[int], progress: bool, strict: bool):
+    """Check every image once per input channels of the models: the readable samples, their
+    ``(width, height)``, the others with the reason (an image one model cannot read is left out).
 
     Raises:
         UnreadableImages: some cannot be read and ``strict``.
@@ -164,7 +187,8 @@ def _check_images(samples: list[Sample], channels: int, progress: bool, strict: 
     """
     from .data import check_images  # imports TensorFlow
 
-    infos = check_images([s.image_path for s in samples], channels, progress)
+    checks = [check_images([s.image_path for s in samples], c, progress) for c in channels]
+    infos = [next((i for i in found if isinstance(i, str)), found[0]) for found in zip(*checks)]
     unreadable = [(s, info) for s, info in zip(samples, infos) if isinstance(info, str)]
     bad = [f"{s.where()}: {s.image_path}: {reason}" for s, reason in unreadable]
     if bad and (strict or len(bad) == len(samples)):
@@ -185,21 +209,20 @@ def evaluate(prepared: Prepared, decoding: Decoding, batch_size: int = 32, progr
     """
     from tqdm import tqdm
 
-    from .decoding import Lexicon, decode_batch
+    from .decoding import Lexicon
 
     samples, alphabet = prepared.samples, prepared.alphabet
     delimiter = prepared.model.params.get("string_split_delimiter", "|")
     lexicon = Lexicon.from_file(decoding.lexicon, alphabet.lookup, delimiter) if decoding.lexicon else None
     order = sorted(range(len(samples)), key=lambda i: prepared.sizes[i][0] / max(1, prepared.sizes[i][1]))
     paths = [samples[i].image_path for i in order]
-    symbols_by_code = alphabet.symbols_by_code
     best: list = [None] * len(samples)
-    hypotheses: list = [None] * len(samples)
+    hypotheses: list = [None] * len(samples)  # with several models: each model's own transcription
     start_time = time.perf_counter()
-    batches = prepared.model.iter_logits(paths, batch_size)
-    for start, logits, lengths in tqdm(batches, total=math.ceil(len(paths) / batch_size), desc="evaluating",
-                                       unit="batch", disable=not progress, mininterval=2.0):
-        for k, (pick, hyps) in enumerate(decode_batch(logits, lengths, symbols_by_code, decoding, lexicon)):
+    batches = prepared.model.iter_decoded(paths, batch_size, decoding, lexicon)
+    for start, decoded in tqdm(batches, total=math.ceil(len(paths) / batch_size), desc="evaluating",
+                               unit="batch", disable=not progress, mininterval=2.0):
+        for k, (pick, hyps) in enumerate(decoded):
             best[order[start + k]] = pick
             hypotheses[order[start + k]] = hyps
     seconds = time.perf_counter() - start_time
@@ -226,7 +249,10 @@ def evaluate(prepared: Prepared, decoding: Decoding, batch_size: int = 32, progr
         rows[f"gt_length_{name}"] = [len(gt) for gt in norm_labels]
     if lexicon:
         rows["lexicon_free_prediction"] = ["".join(h[0][0]) for h in hypotheses]
-    if decoding.top_paths > 1:
+    if prepared.voting:
+        rows["model_predictions"] = [json.dumps([["".join(s), round(p, 6)] for s, p in h], ensure_ascii=False)
+                                     for h in hypotheses]
+    elif decoding.top_paths > 1:
         rows["hypotheses"] = [json.dumps([["".join(s), round(p, 6)] for s, p in h], ensure_ascii=False)
                               for h in hypotheses]
     frame = pd.DataFrame(rows)
@@ -243,19 +269,27 @@ def evaluate(prepared: Prepared, decoding: Decoding, batch_size: int = 32, progr
 
 # ---- 3. outputs -------------------------------------------------------------------
 
-def output_tag(csv_files: list[str], decoding: Decoding) -> str:
-    """File name stem: the CSV names, the decoding, ``-lexicon`` if one is used."""
+def output_tag(csv_files: list[str], decoding: Decoding, num_models: int = 1) -> str:
+    """File name stem: the CSV names, the decoding, ``-lexicon`` if one is used, ``.vote<N>`` for a vote of N models."""
     stems = [os.path.splitext(os.path.basename(f))[0] for f in csv_files]
     name = "+".join(stems[:3]) + (f"+{len(stems) - 3}more" if len(stems) > 3 else "")
-    return f"{name}.{decoding.method}" + ("-lexicon" if decoding.lexicon else "")
+    return (f"{name}.{decoding.method}" + ("-lexicon" if decoding.lexicon else "")
+            + (f".vote{num_models}" if num_models > 1 else ""))
 
 
 def summary_dict(prepared: Prepared, decoding: Decoding, result: Evaluation, train_run=None,
                  evaluation_run=None, predictions_csv: str | None = None) -> dict:
-    """Everything about one evaluation except the per-sample rows (the JSON summary)."""
+    """Everything about one evaluation except the per-sample rows (the JSON summary).
+
+    A vote has ``model`` and ``logits_from`` as lists (one item per model) and a ``vote`` entry
+    (``num_models``, ``models``, ``method``).
+    """
     model = prepared.model
+    vote = ({"vote": {"num_models": len(model), "models": model.export_dirs, "method": VOTING_METHOD}}
+            if prepared.voting else {})
     return {
-        "model": model.export_dir,
+        "model": prepared.model_name,
+        **vote,
         "csv_files": prepared.csv_files,
         "alphabet": prepared.alphabet_file,
         "num_samples": len(prepared.samples),
@@ -305,11 +339,14 @@ def format_table(summary: dict) -> str:
     if d["lexicon"]:
         how += f", lexicon {d['lexicon']} ({d['lexicon_words']} words, max distance {d['lexicon_max_distance']})"
     unreadable = summary.get("num_unreadable", 0)
-    lines = [f"model:    {summary['model']}",
-             f"data:     {', '.join(summary['csv_files'])} ({summary['num_samples']} samples"
-             + (f"; {unreadable} unreadable image(s) left out, listed in the summary" if unreadable else "") + ")",
-             f"decoding: {how}; {summary['images_per_second']:.1f} images/s",
-             "", table(summary["metrics"])]
+    vote = summary.get("vote")
+    lines = ([f"model:    vote of {vote['num_models']} models, {vote['method']}:"]
+             + [f"  {i}. {path}" for i, path in enumerate(vote["models"], 1)] if vote else
+             [f"model:    {summary['model']}"])
+    lines += [f"data:     {', '.join(summary['csv_files'])} ({summary['num_samples']} samples"
+              + (f"; {unreadable} unreadable image(s) left out, listed in the summary" if unreadable else "") + ")",
+              f"decoding: {how}; {summary['images_per_second']:.1f} images/s",
+              "", table(summary["metrics"])]
     for csv_file, part in summary.get("per_csv", {}).items():
         lines += ["", f"{csv_file} ({part['num_samples']} samples)", table(part["metrics"])]
     lines += ["", "normalizations:"] + [f"  {k}: {v}" for k, v in summary["normalizations"].items()]
@@ -327,9 +364,13 @@ class EvaluationRequest:
     (:func:`tf_crnn.decoding.default_decoding`); ``out_dir`` None means ``<model>/../evaluation``
     (``<folder>/evaluation/<file name>`` for a ``.tflite`` / ``.onnx`` file);
     ``train_run`` None means the run recorded beside the export (:attr:`PredictionModel.train_run`).
+
+    ``model_dir`` may list several models: they vote (greedy decoding only; ``out_dir`` None then
+    means ``evaluation`` in the folder that holds them all, or beside the first model when that is the
+    file system's root; ``train_run`` None means the list of theirs).
     """
 
-    model_dir: str
+    model_dir: str | Sequence[str]
     csv_files: list[str]
     alphabet_file: str | None = None
     out_dir: str | None = None
@@ -358,7 +399,7 @@ class EvaluationJob:
 
     def config(self) -> dict:
         """The evaluation's settings as recorded in a run's config."""
-        return {"model": self.prepared.model.export_dir, "csv_files": self.prepared.csv_files,
+        return {"model": self.prepared.model_name, "csv_files": self.prepared.csv_files,
                 "alphabet": self.prepared.alphabet_file, "decoding": self.decoding.as_dict(),
                 "train_run": self.train_run, "num_samples": len(self.prepared.samples),
                 "num_unreadable": len(self.prepared.unreadable)}
@@ -366,26 +407,36 @@ class EvaluationJob:
 
 def plan(request: EvaluationRequest) -> EvaluationJob:
     """Check everything an evaluation needs before any prediction: :func:`prepare`, the decoding
-    (:func:`tf_crnn.decoding.default_decoding`).
+    (:func:`tf_crnn.decoding.default_decoding`; for several models :func:`tf_crnn.voting.voting_decoding`).
 
     Raises:
-        as :func:`prepare` and :func:`tf_crnn.decoding.default_decoding`.
+        as :func:`prepare`, :func:`tf_crnn.decoding.default_decoding` and :func:`tf_crnn.voting.voting_decoding`.
     """
     if request.batch_size < 1:
         raise EvaluationError(f"--batch-size must be >= 1, got {request.batch_size}")
     from .decoding import default_decoding
 
+    voting = not isinstance(request.model_dir, (str, os.PathLike)) and len(request.model_dir) > 1
+    # a decoding a vote cannot do is refused before anything is loaded
+    settings = voting_decoding(request.decoding, request.lexicon) if voting else None
     prepared = prepare(request.model_dir, request.csv_files, request.alphabet_file, request.progress,
                        request.strict)
-    settings = default_decoding(prepared.model.params, request.decoding, request.beam_width, request.top_paths,
-                                request.lexicon, request.lexicon_max_distance)
-    model_path = prepared.model.export_dir
-    out_dir = os.path.abspath(request.out_dir or (  # a model file: one folder per file, .tflite and .onnx apart
-        os.path.join(os.path.dirname(model_path), "evaluation", os.path.basename(model_path))
-        if os.path.isfile(model_path) else os.path.join(os.path.dirname(model_path), "evaluation")))
+    if voting:
+        paths = prepared.model.export_dirs
+        common = os.path.commonpath(paths)  # exports OUT/fold_1/export, OUT/fold_2/export: OUT/evaluation
+        if common in paths or os.path.dirname(common) == common:  # one model several times; nothing but the root
+            common = os.path.dirname(paths[0])
+        default_out = os.path.join(common, "evaluation")
+    else:
+        settings = default_decoding(prepared.model.params, request.decoding, request.beam_width, request.top_paths,
+                                    request.lexicon, request.lexicon_max_distance)
+        model_path = prepared.model.export_dir  # a model file: one folder per file, .tflite and .onnx apart
+        default_out = (os.path.join(os.path.dirname(model_path), "evaluation", os.path.basename(model_path))
+                       if os.path.isfile(model_path) else os.path.join(os.path.dirname(model_path), "evaluation"))
+    out_dir = os.path.abspath(request.out_dir or default_out)
     train_run = request.train_run if request.train_run is not None else prepared.model.train_run
-    return EvaluationJob(prepared, settings, out_dir, output_tag(prepared.csv_files, settings), train_run,
-                         request.batch_size, request.progress)
+    tag = output_tag(prepared.csv_files, settings, len(prepared.model) if prepared.voting else 1)
+    return EvaluationJob(prepared, settings, out_dir, tag, train_run, request.batch_size, request.progress)
 
 
 @dataclass

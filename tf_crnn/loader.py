@@ -13,6 +13,7 @@ the SavedModel's ``logits`` signature (or, for exports written before it existed
 rebuilt from the export's ``params.json`` and given the export's weights), LiteRT or ONNX Runtime
 (:mod:`tf_crnn.runtimes`). The logits are then decoded outside the model, the same way for every
 format and for ``tf-crnn evaluate`` (:func:`tf_crnn.decoding.decode_batch`: greedy, beam search, lexicon).
+Several models transcribe together by confidence voting with :class:`tf_crnn.voting.VotingModel`.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import json
 import numbers
 import os
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -249,20 +250,51 @@ class PredictionModel:
         """
         check_batch_size(batch_size)
         items = image_list(images)
-        fn = self._logits_function()
         for start in range(0, len(items), batch_size):
             chunk = items[start:start + batch_size]
-            encoded = [self._encode_or_error(item, strict=True) for item in chunk]
+            encoded = [encode_or_error(self.encode, item, strict=True) for item in chunk]
             try:
-                out = fn(images=tf.constant(encoded, dtype=tf.string))
+                logits, lengths = self.logits_of(encoded)
             except tf.errors.InvalidArgumentError:
                 for item, data in zip(chunk, encoded):  # which image? TensorFlow's error does not say
                     try:
-                        fn(images=tf.constant([data], dtype=tf.string))
+                        self.logits_of([data])
                     except tf.errors.InvalidArgumentError as e:
                         raise ImageError(f"{describe(item)}: {decode_failure(e)}") from None
                 raise
-            yield start, np.asarray(out["logits"]), np.asarray(out["lengths"])
+            yield start, logits, lengths
+
+    def iter_decoded(self, images: Sequence[ImageInput] | ImageInput, batch_size: int = 32,
+                     decoding: Decoding | None = None, lexicon: Lexicon | None = None
+                     ) -> Iterator[tuple[int, list[tuple[tuple[tuple[str, ...], float], list]]]]:
+        """:meth:`iter_logits` decoded with :func:`tf_crnn.decoding.decode_batch`, batch by batch.
+
+        Args:
+            decoding: default :attr:`decoding`; lexicon: its loaded word list, if it has one.
+
+        Yields:
+            ``(start, decoded)``: ``decoded`` is :func:`~tf_crnn.decoding.decode_batch`'s list for
+            ``images[start:start + len(decoded)]``.
+
+        Raises:
+            as :meth:`iter_logits`.
+        """
+        decoding = decoding or self.decoding
+        for start, logits, lengths in self.iter_logits(images, batch_size):
+            yield start, decode_batch(logits, lengths, self.alphabet.symbols_by_code, decoding, lexicon)
+
+    def logits_of(self, encoded: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        """CTC logits of encoded images sent to the model as they are (see :meth:`predict_bytes`).
+
+        Returns:
+            ``(logits, lengths)``: float32 ``[batch, time, num_classes]`` (class 0 = blank), int32 ``[batch]``.
+
+        Raises:
+            tf.errors.InvalidArgumentError: TensorFlow cannot decode an image.
+            ValueError: the export has neither the ``logits`` signature nor what is needed to rebuild it.
+        """
+        out = self._logits_function()(images=tf.constant(list(encoded), dtype=tf.string))
+        return np.asarray(out["logits"]), np.asarray(out["lengths"])
 
     def predict_bytes(self, encoded: Sequence[bytes], batch_size: int = 32,
                       decoding: Decoding | None = None) -> list[Prediction]:
@@ -279,12 +311,11 @@ class PredictionModel:
         check_batch_size(batch_size)
         decoding = decoding or self.decoding
         lexicon = self._lexicon(decoding)
-        fn = self._logits_function()
         out: list[Prediction] = []
         for start in range(0, len(encoded), batch_size):
-            result = fn(images=tf.constant(list(encoded[start:start + batch_size]), dtype=tf.string))
-            for (best, score), hypotheses in decode_batch(np.asarray(result["logits"]), np.asarray(result["lengths"]),
-                                                          self.alphabet.symbols_by_code, decoding, lexicon):
+            logits, lengths = self.logits_of(encoded[start:start + batch_size])
+            for (best, score), hypotheses in decode_batch(logits, lengths, self.alphabet.symbols_by_code,
+                                                          decoding, lexicon):
                 out.append(Prediction("".join(best), score, tuple(("".join(h), p) for h, p in hypotheses)))
         return out
 
@@ -328,40 +359,70 @@ class PredictionModel:
         check_batch_size(batch_size)
         decoding = decoding or self.decoding
         self._lexicon(decoding)  # a bad lexicon fails before any image is read
-        items = image_list(images)
-        encoded = [self._encode_or_error(item, strict) for item in items]
-        results: list[Prediction | None] = [_failed(e) if isinstance(e, Exception) else None for e in encoded]
-        readable = [i for i, e in enumerate(encoded) if isinstance(e, bytes)]
-        for start in range(0, len(readable), batch_size):
-            chunk = readable[start:start + batch_size]
-            for i, prediction in zip(chunk, self._predict_chunk([encoded[i] for i in chunk], decoding)):
-                if strict and prediction.error:
-                    raise ImageError(f"{describe(items[i])}: {prediction.error}")
-                results[i] = prediction
-        return results
+        return predict_images(images, self.encode, lambda encoded: self.predict_bytes(encoded, len(encoded), decoding),
+                              batch_size, strict)
 
-    def _encode_or_error(self, item, strict: bool) -> bytes | Exception:
-        """:meth:`encode` of ``item``, or the reason it cannot be read (raised when ``strict``)."""
-        try:
-            return self.encode(item)
-        except (OSError, ImageError) as e:
-            if strict:
-                raise type(e)(f"{describe(item)}: {e}") from None
-            return e
 
-    def _predict_chunk(self, encoded: list[bytes], decoding: Decoding) -> list[Prediction]:
-        """:meth:`predict_bytes` of one batch; if TensorFlow rejects an image, image by image."""
+def predict_images(images: Iterable[ImageInput] | ImageInput, encode: Callable[[ImageInput], Any],
+                   transcribe: Callable[[list], list[Prediction]], batch_size: int = 32,
+                   strict: bool = False) -> list[Prediction]:
+    """The loop of :meth:`PredictionModel.predict`, for any model that encodes and transcribes images.
+
+    Every image is encoded first; one that cannot be read gets a :class:`Prediction` with ``error``
+    (or, with ``strict``, stops everything). The others are transcribed ``batch_size`` at a time; when
+    TensorFlow cannot decode an image of a batch, the batch is transcribed image by image to find it.
+
+    Args:
+        images: as :meth:`PredictionModel.predict`.
+        encode: one image -> what ``transcribe`` takes for it (:meth:`PredictionModel.encode`);
+            raises OSError or :class:`ImageError` for an image that cannot be read.
+        transcribe: a list of encoded images -> one :class:`Prediction` each; raises
+            ``tf.errors.InvalidArgumentError`` when TensorFlow cannot decode one of them.
+        batch_size, strict: as :meth:`PredictionModel.predict`.
+
+    Returns:
+        one :class:`Prediction` per image, in order.
+
+    Raises:
+        as :meth:`PredictionModel.predict`.
+    """
+    check_batch_size(batch_size)
+    items = image_list(images)
+    encoded = [encode_or_error(encode, item, strict) for item in items]
+    results: list[Prediction | None] = [_failed(e) if isinstance(e, Exception) else None for e in encoded]
+    readable = [i for i, e in enumerate(encoded) if not isinstance(e, Exception)]
+    for start in range(0, len(readable), batch_size):
+        chunk = readable[start:start + batch_size]
+        for i, prediction in zip(chunk, _transcribe_chunk(transcribe, [encoded[i] for i in chunk])):
+            if strict and prediction.error:
+                raise ImageError(f"{describe(items[i])}: {prediction.error}")
+            results[i] = prediction
+    return results
+
+
+def encode_or_error(encode: Callable[[ImageInput], Any], item, strict: bool):
+    """``encode(item)``, or why ``item`` cannot be read (OSError / ImageError; raised, naming it, when ``strict``)."""
+    try:
+        return encode(item)
+    except (OSError, ImageError) as e:
+        if strict:
+            raise type(e)(f"{describe(item)}: {e}") from None
+        return e
+
+
+def _transcribe_chunk(transcribe: Callable[[list], list[Prediction]], encoded: list) -> list[Prediction]:
+    """``transcribe`` one batch; if TensorFlow rejects an image, image by image."""
+    try:
+        return transcribe(encoded)
+    except tf.errors.InvalidArgumentError:
+        pass
+    out = []
+    for data in encoded:  # which image? TensorFlow's error does not say
         try:
-            return self.predict_bytes(encoded, len(encoded), decoding)
-        except tf.errors.InvalidArgumentError:
-            pass
-        out = []
-        for data in encoded:  # which image? TensorFlow's error does not say
-            try:
-                out.append(self.predict_bytes([data], 1, decoding)[0])
-            except tf.errors.InvalidArgumentError as e:
-                out.append(_failed(decode_failure(e)))
-        return out
+            out.append(transcribe([data])[0])
+        except tf.errors.InvalidArgumentError as e:
+            out.append(_failed(decode_failure(e)))
+    return out
 
 
 def check_batch_size(batch_size) -> None:

@@ -1,4 +1,4 @@
-"""The data set subcommands of ``tf-crnn``: prepare, alphabet, generate, validate.
+"""The data set subcommands of ``tf-crnn``: prepare, alphabet, generate, fonts, validate.
 
 :func:`register` adds them to the top-level parser's subparsers; each sets
 ``func=handler`` where ``handler(args) -> int`` is the exit code
@@ -10,6 +10,9 @@ Examples::
 
     tf-crnn generate numbers data/generated/digits -n 5000 --seed 0
     tf-crnn generate text data/generated/words -n 2000 --max-words 3 --fonts system
+    tf-crnn generate text data/generated/fraktur_lines -n 1000 --fonts data/fonts/fraktur \
+        --from-csv data/prepared/fraktur.train.csv --lines --case keep --alphabet data/alphabets/fraktur.json
+    tf-crnn fonts check data/fonts/fraktur --alphabet data/alphabets/fraktur.json --csv data/prepared/fraktur.train.csv
     tf-crnn prepare gt-pairs ../shared/data/archiscribe data/prepared/fraktur.csv \\
         --group-by parent --split-by-group "train=0,1 eval=2 mod=5"
     tf-crnn prepare iiit5k ../shared/data/iiit5k data/prepared/iiit5k.csv --group-by source --split-by-group each
@@ -21,6 +24,8 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
 from ..config import PREPARE_FORMAT_NAMES
 from .errors import handles
@@ -154,13 +159,45 @@ def _generate_numbers(args: argparse.Namespace) -> int:
 
 @handles("generate text")
 def _generate_text(args: argparse.Namespace) -> int:
+    import warnings
+
     from ..datasets.synthetic import generate_text
 
-    csv_path = generate_text(args.out_dir, args.n, words=args.words, fonts=args.fonts, seed=args.seed,
-                             height=args.height, max_words=args.max_words, color=args.color,
-                             elastic=args.elastic, workers=args.workers, progress=not args.no_progress)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        csv_path = generate_text(
+            args.out_dir, args.n, words=args.words, fonts=args.fonts, seed=args.seed, height=args.height,
+            max_words=args.max_words, color=args.color, elastic=args.elastic, workers=args.workers,
+            progress=not args.no_progress, csv=args.from_csv, lines=args.lines, min_words=args.min_words,
+            case=args.case, historic_s=args.historic_s, alphabet=args.alphabet, max_rotation=args.max_rotation,
+            max_perspective=args.max_perspective, blur=args.blur, ink_bleed=args.ink_bleed,
+            speckles=args.speckles, binarize=args.binarize, invert=args.invert, max_spacing=args.max_spacing,
+            csv_delimiter=args.csv_delimiter,
+            string_split_delimiter=args.string_split_delimiter)
+    for w in caught:
+        if issubclass(w.category, UserWarning):
+            print(f"tf-crnn generate text: WARNING: {w.message}", file=sys.stderr)
     print(f"{args.n} images -> {csv_path}")
+    print(_font_summary(os.path.join(os.path.dirname(csv_path), "fonts.json")))
     return 0
+
+
+def _font_summary(path: str) -> str:
+    """Per font: images drawn and what it lacks (from ``fonts.json``), for the terminal."""
+    import json
+
+    with open(path, encoding="utf-8") as f:
+        record = json.load(f)
+    lines = [f"fonts ({path}):"]
+    for font in record["fonts"]:
+        lacks = list(font["lacks"])
+        shown = f"lacks {len(lacks)}: {' '.join(lacks[:20])}{' ...' if len(lacks) > 20 else ''}" if lacks \
+            else "draws every symbol"
+        lines.append(f"  {os.path.basename(font['font'])}: {font['images']} images, "
+                     f"draws {font['texts_drawable']}/{record['texts']} texts, {shown}")
+    for font in record["not_used"]:
+        lines.append(f"  {os.path.basename(font['font'])}: not used: {font['reason']}")
+    return "\n".join(lines)
 
 
 def _add_generate(sub) -> None:
@@ -175,17 +212,91 @@ def _add_generate(sub) -> None:
     n.add_argument("--max-perspective", type=float, default=0.05, metavar="F",
                    help="move each corner of the text by up to F x its height: perspective, shear and scale "
                         "(default 0.05; 0.2 is strong)")
-    t = kinds.add_parser("text", help="words or short lines in several fonts")
-    t.add_argument("--words", help="word list or text corpus (UTF-8; default: built-in English words)")
-    t.add_argument("--max-words", type=int, default=1, help="words per image, 1..N")
+    t = kinds.add_parser(
+        "text", help="words or lines of text in several fonts",
+        description="Render words or lines from a word list, a text file or the labels of CSVs, each image in "
+                    "a font that draws all its symbols (checked code point by code point; fonts.json in OUT_DIR "
+                    "says per font what it lacks and how many images it drew).")
+    t.add_argument("--words", help="word list or text corpus (UTF-8; default: built-in English words unless "
+                                   "--from-csv); with --lines, a text file of one line per image")
+    t.add_argument("--from-csv", nargs="+", metavar="CSV",
+                   help="annotation CSV(s) whose labels are the text: their words (as often as they occur), "
+                        "or with --lines the labels themselves")
+    t.add_argument("--lines", action="store_true", help="one whole line of the source per image")
+    t.add_argument("--min-words", type=int, default=1, help="words per image, at least (default 1)")
+    t.add_argument("--max-words", type=int, default=1, help="words per image, at most (default 1)")
+    t.add_argument("--case", choices=("mixed", "keep"), default="mixed",
+                   help="mixed: 15%% upper case, 15%% first letter upper (default); keep: the source's case")
+    t.add_argument("--historic-s", action="store_true",
+                   help="spell s as long s (ſ) inside words, as historic German print does (texts with a ſ are kept)")
+    t.add_argument("--alphabet", help="lookup table JSON: leave out texts with symbols it lacks")
     t.add_argument("--color", action="store_true", help="RGB images (default greyscale)")
+    t.add_argument("--max-rotation", type=float, default=4.5, metavar="DEG",
+                   help="rotate by up to DEG degrees either way (default 4.5; lines: 0.5)")
+    t.add_argument("--max-perspective", type=float, default=0.075, metavar="F",
+                   help="move each corner by up to F x the text height: perspective, shear, scale (default 0.075)")
     t.add_argument("--elastic", type=float, default=0.02, help="elastic distortion, fraction of height (0 = off)")
+    t.add_argument("--max-spacing", type=float, default=0.25, metavar="F",
+                   help="extra space between letters up to F x the font size (default 0.25; printed lines: 0.08)")
+    t.add_argument("--blur", type=float, default=1.0, metavar="PX", help="largest Gaussian blur radius (default 1)")
+    t.add_argument("--ink-bleed", type=float, default=0.0, metavar="S",
+                   help="ink bleed / erosion strength 0..1, on half of the images (default 0)")
+    t.add_argument("--speckles", type=float, default=0.0, metavar="S",
+                   help="specks on the paper and holes in the ink, strength 0..1 (default 0)")
+    t.add_argument("--binarize", type=float, default=0.0, metavar="P",
+                   help="share 0..1 of the images made black and white, as bitonal scans (default 0)")
+    t.add_argument("--invert", type=float, default=0.0, metavar="P",
+                   help="share 0..1 of the images with light text on a dark ground, as on signs (default 0)")
+    _add_delimiters(t)
     _add_generator_options(n)
     _add_generator_options(t)
     n.add_argument("--fonts", help="font folder for printed style (default: matplotlib's DejaVu)")
-    t.add_argument("--fonts", help="font folder, or 'system' for /usr/share/fonts (default: matplotlib's DejaVu)")
+    t.add_argument("--fonts", nargs="+",
+                   help="font folders or files, or 'system' for /usr/share/fonts (default: matplotlib's DejaVu)")
     n.set_defaults(func=_generate_numbers)
     t.set_defaults(func=_generate_text)
+
+
+# --------------------------------------------------------------------------- fonts
+
+@handles("fonts check")
+def _fonts_check(args: argparse.Namespace) -> int:
+    from ..alphabet import Alphabet
+    from ..datasets.fonts import check_fonts
+    from ..datasets.synthetic import csv_texts, font_files, read_lines
+
+    if not (args.alphabet or args.csv or args.words):
+        raise ValueError("give the symbols to check: --alphabet, --csv and/or --words")
+    symbols = list(Alphabet.from_file(args.alphabet).lookup) if args.alphabet else []
+    texts = None
+    if args.csv or args.words:
+        texts = []
+        if args.csv:
+            texts += csv_texts(args.csv, args.csv_delimiter, args.string_split_delimiter)
+        if args.words:
+            texts += read_lines(args.words)
+    report = check_fonts(font_files(args.fonts or None), symbols, texts)
+    print(report.format())
+    return 0 if report.ok else 1
+
+
+def _add_fonts(sub) -> None:
+    p = sub.add_parser("fonts", help="check which symbols fonts can draw")
+    actions = p.add_subparsers(dest="fonts_command", required=True)
+    c = actions.add_parser(
+        "check", help="per font, the symbols it cannot draw; the symbols no font draws (exit 1 if any)",
+        description="Checks every code point of every symbol (a base letter and each combining mark on its own: "
+                    "'aͤ' needs a and U+0364) against each font: a code point the font draws as nothing or as its "
+                    ".notdef box is missing. Symbol and dingbat fonts (letters mapped to other glyphs) are "
+                    "reported as not usable. Exit 0 when every symbol has a font, 1 when some has none.")
+    c.add_argument("fonts", nargs="*",
+                   help="font files or folders, or 'system' for /usr/share/fonts (default: matplotlib's DejaVu)")
+    c.add_argument("--alphabet", help="lookup table JSON: check its symbols")
+    c.add_argument("--csv", nargs="+", help="annotation CSVs: check their labels' symbols, count them, and "
+                                            "tell how many labels each font draws whole")
+    c.add_argument("--words", help="a UTF-8 text file (word list, corpus): check its symbols, per line")
+    _add_delimiters(c)
+    c.set_defaults(func=_fonts_check)
 
 
 # --------------------------------------------------------------------------- validate
@@ -212,7 +323,7 @@ def _add_validate(sub) -> None:
 
 
 def register(subparsers) -> None:
-    """Add ``prepare``, ``alphabet`` (build/check), ``generate`` (numbers/text) and ``validate``.
+    """Add ``prepare``, ``alphabet`` (build/check), ``generate`` (numbers/text), ``fonts`` (check) and ``validate``.
 
     Args:
         subparsers: the object returned by ``ArgumentParser.add_subparsers()``.
@@ -220,5 +331,6 @@ def register(subparsers) -> None:
     _add_prepare(subparsers)
     _add_alphabet(subparsers)
     _add_generate(subparsers)
+    _add_fonts(subparsers)
     _add_validate(subparsers)
 

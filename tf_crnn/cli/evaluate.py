@@ -3,6 +3,7 @@
     tf-crnn evaluate --model output/fraktur/export --csv data/prepared/fraktur.eval.csv \\
         [--alphabet data/alphabets/fraktur.json] [--out DIR] [--decoding greedy|beam_search] \\
         [--beam-width N] [--top-paths K] [--lexicon words.txt] [--log [--train-run ID]] [--strict]
+    tf-crnn evaluate --model out/fold_1/export --model out/fold_2/export --model out/fold_3/export --csv ...
 """
 from __future__ import annotations
 
@@ -26,6 +27,11 @@ into --out. The decoding defaults to the export's training-time setting;
 logits are decoded outside the model). --log records the evaluation as a Sacred
 run of the experiment 'crnn-evaluate' with the training run's id.
 
+Several --model vote (confidence voting of Reul et al. 2018 over the aligned greedy
+transcriptions, tf_crnn/voting.py): they must share the alphabet; the decoding is greedy;
+the outputs are named <csv>.greedy.vote<N>.* and go by default to evaluation/ in the folder
+that holds all the models.
+
 An image that cannot be read (missing, corrupt) is reported on stderr with its
 file:line and left out of the metrics (listed in the summary); --strict makes
 that an error (exit code 1) before anything is evaluated. No readable image: exit code 2.
@@ -34,6 +40,7 @@ example:
   tf-crnn evaluate --model output/fraktur/export --csv data/prepared/fraktur.eval.csv
   tf-crnn evaluate --model output/iiit5k/export --csv data/prepared/iiit5k.test.csv \\
       --decoding beam_search --beam-width 10 --lexicon words.txt --log
+  tf-crnn evaluate --model out/fold_1/export --model out/fold_2/export --csv data/eval.csv
 """
 
 
@@ -43,7 +50,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from ..annotations import listing  # pandas: loaded when the command runs, not for every tf-crnn call
 
     request = evaluation.EvaluationRequest(
-        model_dir=args.model, csv_files=args.csv, alphabet_file=args.alphabet, out_dir=args.out,
+        model_dir=args.model[0] if len(args.model) == 1 else args.model, csv_files=args.csv,
+        alphabet_file=args.alphabet, out_dir=args.out,
         decoding=args.decoding, beam_width=args.beam_width, top_paths=args.top_paths, lexicon=args.lexicon,
         lexicon_max_distance=args.lexicon_max_distance, batch_size=args.batch_size,
         train_run=parse_run_id(args.train_run), progress=not args.quiet, strict=args.strict)
@@ -64,8 +72,9 @@ def register(sub) -> None:
     """Add ``tf-crnn evaluate`` to the ``tf-crnn`` subparsers ``sub``."""
     p = sub.add_parser("evaluate", help="score an export on annotated CSVs: metrics, per-sample CSV, Sacred run",
                        description=CLI_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="export folder (output_model_dir/export), or a .tflite / "
-                                                   ".onnx file of tf-crnn export")
+    p.add_argument("--model", required=True, action="append", metavar="MODEL",
+                   help="export folder (output_model_dir/export), or a .tflite / .onnx file of tf-crnn export; "
+                        "repeat it to evaluate the vote of several models")
     p.add_argument("--csv", required=True, action="append", metavar="CSV",
                    help="annotated images (path;|l|a|b|e|l|), repeat for several files")
     p.add_argument("--alphabet", help="lookup table to check labels with; must be the model's "

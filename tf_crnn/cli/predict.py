@@ -4,6 +4,9 @@
 the decoding (``--decoding``, ``--beam-width``, ``--lexicon``) is the same for each
 (:func:`tf_crnn.decoding.decode_batch`), by default the training-time setting of ``params.json``.
 
+Several ``--model`` transcribe together by confidence voting (:class:`tf_crnn.voting.VotingModel`;
+greedy decoding, one alphabet); each line's score is then the vote's.
+
 ``--run ID`` loads the export of a recorded training run from the database
 (:meth:`tf_crnn.loader.PredictionModel.from_run`, cached in ``$TF_CRNN_HOME/models``).
 
@@ -25,13 +28,18 @@ from .errors import EXIT_DATA, EXIT_OK, handles
 def _predict(args: argparse.Namespace) -> int:
     from ..decoding import default_decoding
     from ..loader import PredictionModel
+    from ..voting import VotingModel, voting_decoding
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    model = (PredictionModel(args.model) if args.model else
-             PredictionModel.from_run(parse_run_id(args.run), args.url, args.db))
-    decoding = default_decoding(model.params, args.decoding, args.beam_width, lexicon=args.lexicon,
-                                lexicon_max_distance=args.lexicon_max_distance)
+    if args.model and len(args.model) > 1:
+        decoding = voting_decoding(args.decoding, args.lexicon)  # before loading anything
+        model = VotingModel(args.model)
+    else:
+        model = (PredictionModel(args.model[0]) if args.model else
+                 PredictionModel.from_run(parse_run_id(args.run), args.url, args.db))
+        decoding = default_decoding(model.params, args.decoding, args.beam_width, lexicon=args.lexicon,
+                                    lexicon_max_distance=args.lexicon_max_distance)
     predictions = model.predict(args.images, batch_size=args.batch_size, decoding=decoding)
     failed = 0
     for path, pred in zip(args.images, predictions):
@@ -57,8 +65,9 @@ def register(sub) -> None:
                                    "that cannot be read is reported on stderr and skipped; exit code 1 then "
                                    "only with --strict, 2 when no image could be read.")
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", help="export folder (output_model_dir/export), or a .tflite / .onnx file "
-                                        "of tf-crnn export")
+    source.add_argument("--model", action="append", metavar="MODEL",
+                        help="export folder (output_model_dir/export), or a .tflite / .onnx file of tf-crnn export; "
+                             "repeat it to transcribe by the vote of several models")
     source.add_argument("--run", metavar="ID", help="the export of this training run, from the database")
     p.add_argument("--url", help="MongoDB URL for --run (default: as training: $TF_CRNN_MONGO_URL, else embedded)")
     p.add_argument("--db", help="database for --run (default: tf_crnn)")

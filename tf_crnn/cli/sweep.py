@@ -59,11 +59,11 @@ def _print_summary(study, as_json: bool, out) -> None:
 def _sweep(args: argparse.Namespace) -> int:
     import optuna
 
-    from ..tracking import sweep
+    from ..tracking import experiments, sweep
     from ..tracking.urls import redact_url
 
-    base = sweep.base_config(args.config, args.set)
-    params = sweep.base_params(base)
+    base = experiments.base_config(args.config, args.set)
+    params = experiments.base_params(base)
     space = sweep.load_space(args.space, base)  # every mistake in the space stops here, before any training
     name = sweep.check_name(args.name or Path(args.space).stem)
     sweep.check_budget(args.trials, args.timeout)

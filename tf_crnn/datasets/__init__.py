@@ -1,11 +1,12 @@
 """Data set tools: converters to the tf-crnn CSV format, synthetic generators, checks.
 
-Their ``tf-crnn`` subcommands (prepare, alphabet, generate, validate) are in :mod:`tf_crnn.cli.datasets`.
+Their ``tf-crnn`` subcommands (prepare, alphabet, generate, fonts, validate) are in :mod:`tf_crnn.cli.datasets`.
 
 Modules (imported on use, none needs TensorFlow):
 
-- :mod:`~tf_crnn.datasets.synthetic`: rendered digits, words, handwritten digits.
-- :mod:`~tf_crnn.datasets.render`: the image effects the generators use.
+- :mod:`~tf_crnn.datasets.synthetic`: rendered digits, words and text lines, handwritten digits.
+- :mod:`~tf_crnn.datasets.render`: the image effects and degradations the generators use.
+- :mod:`~tf_crnn.datasets.fonts`: which font draws which symbol; symbol fonts.
 - :mod:`~tf_crnn.datasets.converters`: ``prepare`` from common annotation formats.
 - :mod:`~tf_crnn.datasets.alphabet_tools`: build / check lookup tables from CSVs.
 - :mod:`~tf_crnn.datasets.validate`: decode every image, CTC feasibility, histograms.

@@ -10,7 +10,9 @@ Everything here works on one image and takes an explicit
 3. a slight rotation plus perspective, cropped with random margins
    (:func:`warp`), then a resize to the output height;
 4. composition onto a paper-like background with ink colour, blur and
-   Gaussian noise (:func:`compose`).
+   Gaussian noise (:func:`compose`), optionally with the marks of printing and
+   scanning: ink bleed or erosion (:func:`bleed`), specks of dirt and holes in
+   the ink (:func:`speckle`), and binarisation (:func:`binarize`).
 
 Only Pillow, numpy and (for the elastic distortion) scipy are used.
 """
@@ -26,7 +28,8 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from ..annotations import graphemes
 
-FONT_SUFFIXES = (".ttf", ".otf", ".ttc")
+#: Font files Pillow (FreeType) reads; WOFF2 needs a FreeType built with brotli (Pillow's wheels are).
+FONT_SUFFIXES = (".ttf", ".otf", ".ttc", ".woff", ".woff2")
 
 # A code point no font maps; its rendering is the font's .notdef glyph, used to
 # detect symbols a font lacks (Pillow would silently draw a box instead).
@@ -71,23 +74,43 @@ def load_font(path: str, size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(path, size)
 
 
-def missing_symbols(font_path: str, symbols: Sequence[str]) -> list[str]:
-    """The symbols that ``font_path`` cannot draw (a code point renders as its .notdef box).
+def missing_code_points(font_path: str, symbols: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """For each symbol ``font_path`` cannot draw, the code points of it that the font lacks.
 
-    Every code point of a symbol is checked (a base letter and its combining
-    marks); whitespace is not.
+    Every code point of a symbol is checked on its own, a base letter and each of
+    its combining marks (``'aͤ'`` needs ``a`` and U+0364), since a font may have
+    one and not the other; whitespace is not checked. A code point is missing
+    when it draws nothing or the font's .notdef glyph (the box Pillow would
+    silently draw instead).
+
+    Returns:
+        ``{symbol: (missing code points, ...)}`` for the symbols the font lacks, in
+        the order given.
     """
     # BASIC layout maps one code point to one glyph; raqm would add a dotted
     # circle under a lone combining mark and hide that the mark is missing.
     font = ImageFont.truetype(font_path, 24, layout_engine=ImageFont.Layout.BASIC)
     notdef = font.getmask(_MISSING)
     notdef_key = (notdef.size, bytes(notdef))
+    lacking: dict[str, bool] = {}
 
     def lacks(char: str) -> bool:
-        mask = font.getmask(char)
-        return mask.size == (0, 0) or (mask.size, bytes(mask)) == notdef_key
+        if char not in lacking:
+            mask = font.getmask(char)
+            lacking[char] = mask.size == (0, 0) or (mask.size, bytes(mask)) == notdef_key
+        return lacking[char]
 
-    return [s for s in symbols if any(lacks(c) for c in s if not c.isspace())]
+    missing = {}
+    for symbol in symbols:
+        absent = tuple(c for c in dict.fromkeys(symbol) if not c.isspace() and lacks(c))
+        if absent:
+            missing[symbol] = absent
+    return missing
+
+
+def missing_symbols(font_path: str, symbols: Sequence[str]) -> list[str]:
+    """The symbols that ``font_path`` cannot draw (see :func:`missing_code_points`)."""
+    return list(missing_code_points(font_path, symbols))
 
 
 def text_mask(text: str, font: ImageFont.FreeTypeFont, spacing: float, rng: np.random.Generator,
@@ -238,9 +261,87 @@ def background(shape: tuple[int, int], rng: np.random.Generator, color: bool) ->
     return paper if color else paper[..., 0]
 
 
+def bleed(mask: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+    """Ink bleed or erosion: blur the ink mask, then threshold it again, softly.
+
+    A threshold below one half thickens the strokes and rounds them (ink spread
+    into the paper), above one half thins them (worn type, faint impression);
+    the draw favours bleeding. Blur and threshold range grow with ``strength``
+    (0..1) and the blur with the mask's height (as at 32 px, scaled), so the
+    effect looks the same at any resolution.
+
+    Returns:
+        A float32 mask of the same shape, in [0, 1].
+    """
+    from scipy import ndimage  # scipy is a dependency; imported here as in elastic()
+
+    scale = mask.shape[0] / 32
+    sigma = rng.uniform(0.3, 0.3 + 0.9 * strength) * scale
+    level = rng.uniform(0.5 - 0.3 * strength, 0.5 + 0.12 * strength)
+    blurred = ndimage.gaussian_filter(mask.astype(np.float32), sigma)
+    return np.clip((blurred - level) / 0.2 + 0.5, 0, 1).astype(np.float32)
+
+
+def speckle(mask: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+    """Specks of dirt on the paper and small holes in the ink, as on old prints.
+
+    About ``strength`` x (pixels / 400) of each, round, 0.4-1.3 px in radius at a
+    32 px height (scaled with the height), of random darkness.
+
+    Returns:
+        The ink mask with the specks added and the holes taken out, float32 in [0, 1].
+    """
+    h, w = mask.shape
+    scale = h / 32
+    layers = []
+    for _ in range(2):  # specks, then holes
+        layer = Image.new("L", (w, h), 0)
+        draw = ImageDraw.Draw(layer)
+        count = int(rng.poisson(strength * h * w / 400))
+        xs, ys = rng.uniform(0, w, count), rng.uniform(0, h, count)
+        radii = rng.uniform(0.4, 1.3, count) * scale
+        shades = rng.integers(120, 256, count)
+        for x, y, r, shade in zip(xs, ys, radii, shades):
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=int(shade))
+        layers.append(np.asarray(layer, dtype=np.float32) / 255.0)
+    specks, holes = layers
+    return (np.maximum(mask, specks) * (1 - holes)).astype(np.float32)
+
+
+def binarize(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Black and white, as a bitonal scan: threshold at Otsu's level, moved a little at random.
+
+    The noise already on the image makes ragged stroke edges and isolated pixels
+    (binarisation noise). An RGB image is thresholded on its grey level and stays RGB.
+    """
+    grey = np.asarray(image.convert("L"), dtype=np.uint8)
+    level = otsu_level(grey) + rng.uniform(-12, 12)
+    bits = np.where(grey > level, 255, 0).astype(np.uint8)
+    out = Image.fromarray(bits, "L")
+    return out.convert("RGB") if image.mode == "RGB" else out
+
+
+def otsu_level(grey: np.ndarray) -> float:
+    """Otsu's threshold of a uint8 image: the level that best separates two classes of grey."""
+    hist = np.bincount(grey.ravel(), minlength=256).astype(np.float64)
+    weight = np.cumsum(hist)
+    total = weight[-1]
+    means = np.cumsum(hist * np.arange(256))
+    w0, w1 = weight[:-1], total - weight[:-1]
+    valid = (w0 > 0) & (w1 > 0)
+    if not valid.any():
+        return 127.5
+    m0 = means[:-1] / np.where(w0 > 0, w0, 1)
+    m1 = (means[-1] - means[:-1]) / np.where(w1 > 0, w1, 1)
+    between = np.where(valid, w0 * w1 * (m0 - m1) ** 2, -1)
+    return float(np.argmax(between)) + 0.5
+
+
 def compose(mask: np.ndarray, rng: np.random.Generator, color: bool = False,
-            max_blur: float = 1.0, noise: tuple[float, float] = (1.0, 8.0)) -> Image.Image:
-    """Put an ink mask on paper: dark ink, slight blur, Gaussian noise.
+            max_blur: float = 1.0, noise: tuple[float, float] = (1.0, 8.0), ink_bleed: float = 0.0,
+            speckles: float = 0.0, binarize_probability: float = 0.0, invert_probability: float = 0.0
+            ) -> Image.Image:
+    """Put an ink mask on paper: dark ink, slight blur, Gaussian noise, and the optional degradations.
 
     Args:
         mask: ink mask (float32 [0, 1]) at the final size.
@@ -248,10 +349,22 @@ def compose(mask: np.ndarray, rng: np.random.Generator, color: bool = False,
         color: RGB output with tinted paper and coloured dark ink; else greyscale.
         max_blur: largest Gaussian blur radius in pixels.
         noise: range of the Gaussian noise standard deviation (grey levels).
+        ink_bleed: strength 0..1 of :func:`bleed` (0: off), applied to half of the images.
+        speckles: strength 0..1 of :func:`speckle` (0: off).
+        binarize_probability: share of images made black and white (:func:`binarize`), 0..1.
+        invert_probability: share of images inverted (light text on a dark ground, as on
+            many signs), 0..1.
+
+    An option at 0 draws no random number, so the images of the other options
+    stay as they were without it.
 
     Returns:
-        A Pillow image, mode ``L`` or ``RGB``.
+        A Pillow image, mode ``L`` or ``RGB``, the mask's size.
     """
+    if ink_bleed > 0 and rng.random() < 0.5:
+        mask = bleed(mask, rng, ink_bleed)
+    if speckles > 0:
+        mask = speckle(mask, rng, speckles)
     paper = background(mask.shape, rng, color)
     ink = rng.uniform(0, 80, 3 if color else 1)
     opacity = rng.uniform(0.75, 1.0)  # faded print
@@ -267,4 +380,9 @@ def compose(mask: np.ndarray, rng: np.random.Generator, color: bool = False,
         image = image.filter(ImageFilter.GaussianBlur(radius))
     pixels = np.asarray(image, dtype=np.float32)
     pixels = pixels + rng.normal(0, rng.uniform(*noise), pixels.shape)
-    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), image.mode)
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), image.mode)
+    if binarize_probability > 0 and rng.random() < binarize_probability:
+        image = binarize(image, rng)
+    if invert_probability > 0 and rng.random() < invert_probability:
+        image = Image.fromarray(255 - np.asarray(image), image.mode)
+    return image

@@ -1,4 +1,4 @@
-"""Synthetic training data: rendered digit strings, words and handwritten digits.
+"""Synthetic training data: rendered digit strings, words, text lines and handwritten digits.
 
 Each generator writes ``out_dir/images/NNNNNN.png``, ``out_dir/labels.csv``
 (the tf-crnn annotation format of :mod:`tf_crnn.annotations`, image paths
@@ -11,13 +11,20 @@ the number of worker processes never changes the output, and two data sets
 generated with seeds 0 and 1 share no image (a plain ``seed + i`` would make
 them overlap almost entirely). The same fonts and library versions give
 byte-identical PNGs.
+
+Fonts: every font is checked against the symbols of the text source first
+(:mod:`tf_crnn.datasets.fonts`); a font draws only the texts whose every symbol
+it has, a symbol or dingbat font is not used, and :func:`generate_text` writes
+``out_dir/fonts.json`` saying, per font, what it lacks and how many images it drew.
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import sys
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -25,16 +32,20 @@ from typing import Iterable, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from .._util import write_json
 from ..alphabet import Alphabet
-from ..annotations import graphemes, write_csv
+from ..annotations import graphemes, read_csvs, write_csv
+from . import fonts as font_check
 from . import render
 
 DIGITS = "0123456789"
 STYLES = ("printed", "handwritten")
 
-# Symbols that the CSV format cannot hold inside a label (csv_delimiter and
-# string_split_delimiter); corpus tokens containing them are dropped.
-_UNWRITABLE = (";", "|")
+# The symbol the CSV format cannot hold inside a label (string_split_delimiter);
+# texts containing it are dropped. (A ';' is fine: a row is split at its first ';'.)
+_UNWRITABLE = ("|",)
+#: How :func:`generate_text` varies the case: ``mixed`` (15 % upper case, 15 % first letter upper) or ``keep``.
+CASES = ("mixed", "keep")
 
 # Default vocabulary of generate_text: common English words (written here, not
 # copied from a corpus); samples also vary case and add numbers/punctuation.
@@ -66,11 +77,21 @@ class _Spec:
     max_length: int = 8
     fonts: tuple[str, ...] = ()
     font_missing: tuple[frozenset, ...] = ()  # per font: symbols it cannot draw
-    words: tuple[str, ...] = ()
+    words: tuple[str, ...] = ()  # text: the words (or whole lines) samples are made of
+    font_words: tuple = field(default=(), repr=False)  # text: per font, indices of the words it draws
+    allowed: frozenset | None = None  # text: the symbols a label may have (None: any)
+    min_words: int = 1
     max_words: int = 1
+    case: str = "mixed"
     color: bool = False
     elastic: float = 0.0
-    max_rotation: float = 3.0  # degrees (numbers; text uses 1.5x the defaults)
+    blur: float = 1.0  # largest Gaussian blur radius, pixels
+    ink_bleed: float = 0.0  # strengths 0..1 of render.compose's degradations
+    speckles: float = 0.0
+    binarize: float = 0.0  # share of images made black and white
+    max_spacing: float = 0.25  # largest extra space between letters, fraction of the font size
+    invert: float = 0.0  # share of images with light text on a dark ground
+    max_rotation: float = 3.0  # degrees either way (generate_text passes its own, 4.5 by default)
     max_perspective: float = 0.05  # corner displacement as a fraction of the height
     digit_bitmaps: tuple = field(default=(), repr=False)  # per digit: array (k, 8, 8)
     name_width: int = 6
@@ -93,35 +114,37 @@ def _digit_text(spec: _Spec, rng: np.random.Generator) -> str:
     return "".join(rng.choice(list(DIGITS), length))
 
 
-def _word_text(spec: _Spec, rng: np.random.Generator) -> str:
-    count = int(rng.integers(1, spec.max_words + 1))
-    words = [spec.words[int(rng.integers(len(spec.words)))] for _ in range(count)]
-    case = rng.random()
-    text = " ".join(words)
-    if case < 0.15:
-        cased = text.upper()
-    elif case < 0.3:
-        cased = text.capitalize()
-    else:
-        cased = text
-    # Keep the variant only if some font draws it all (else fall back, deterministically).
-    for candidate in (cased, text, words[0]):
-        if _fonts_for(spec, candidate):
-            return candidate
-    return words[0]  # unreachable: every vocabulary word has a font (see _font_coverage)
+def _text(spec: _Spec, rng: np.random.Generator) -> tuple[int, str]:
+    """A font, then ``min_words``..``max_words`` words it draws, joined by spaces; maybe re-cased."""
+    font = int(rng.integers(len(spec.fonts)))
+    pool = spec.font_words[font]
+    count = int(rng.integers(spec.min_words, spec.max_words + 1))
+    text = " ".join(spec.words[pool[int(rng.integers(len(pool)))]] for _ in range(count))
+    if spec.case == "mixed":
+        case = rng.random()
+        if case < 0.15:
+            cased = text.upper()
+        elif case < 0.3:
+            cased = text[:1].upper() + text[1:]
+        else:
+            cased = text
+        # Keep the variant only if the font draws it and the alphabet has it (ß -> SS, ſ -> S are fine).
+        if cased != text and _drawable(spec, font, cased):
+            text = cased
+    return font, text
 
 
-def _fonts_for(spec: _Spec, text: str) -> list[int]:
-    """Indices of the fonts that can draw every grapheme of ``text``."""
-    needed = set(graphemes(text))
-    return [i for i, missing in enumerate(spec.font_missing) if not needed & missing]
+def _drawable(spec: _Spec, font: int, text: str) -> bool:
+    symbols = set(graphemes(text)) - {" "}
+    return not symbols & spec.font_missing[font] and (spec.allowed is None or symbols <= spec.allowed)
 
 
-def _printed(text: str, spec: _Spec, rng: np.random.Generator):
-    choices = _fonts_for(spec, text)
-    font_path = spec.fonts[choices[int(rng.integers(len(choices)))]]
-    font = render.load_font(font_path, int(rng.integers(24, 49)))
-    spacing = rng.uniform(-0.04, 0.25) * font.size
+def _printed(text: str, spec: _Spec, rng: np.random.Generator, font_index: int | None = None):
+    if font_index is None:
+        choices = [i for i, missing in enumerate(spec.font_missing) if not set(graphemes(text)) & missing]
+        font_index = choices[int(rng.integers(len(choices)))]
+    font = render.load_font(spec.fonts[font_index], int(rng.integers(24, 49)))
+    spacing = rng.uniform(-0.04, spec.max_spacing) * font.size
     mask = render.text_mask(text, font, spacing, rng, baseline_jitter=rng.uniform(0, 0.04) * font.size)
     if spec.elastic and rng.random() < 0.5:
         mask = render.elastic(mask, rng, alpha=spec.elastic * mask.shape[0], sigma=mask.shape[0] / 6)
@@ -136,32 +159,36 @@ def _handwritten(text: str, spec: _Spec, rng: np.random.Generator):
     return render.bitmap_mask(bitmaps, 40, rng)
 
 
-def _make_sample(index: int) -> tuple[str, tuple[str, ...]]:
-    """Render sample ``index`` of the worker's spec; returns (image path, symbols)."""
+def _make_sample(index: int) -> tuple[str, tuple[str, ...], int]:
+    """Render sample ``index`` of the worker's spec; returns (image path, symbols, font index or -1)."""
     spec = _SPEC
     rng = _rng(spec.seed, index)
     out_height = int(rng.integers(spec.height, int(spec.height * 1.5) + 1))
+    font = -1
     if spec.kind == "text":
-        text = _word_text(spec, rng)
+        font, text = _text(spec, rng)
     else:
         text = _digit_text(spec, rng)
     if spec.kind == "handwritten":
         mask = _handwritten(text, spec, rng)
     else:
-        mask = _printed(text, spec, rng)
-    if spec.kind == "text":
-        mask = render.warp(mask, rng, max_angle=4.5, max_perspective=0.075)
-    else:
-        mask = render.warp(mask, rng, max_angle=spec.max_rotation, max_perspective=spec.max_perspective)
+        mask = _printed(text, spec, rng, None if font < 0 else font)
+    mask = render.warp(mask, rng, max_angle=spec.max_rotation, max_perspective=spec.max_perspective)
     mask = render.resize_to_height(mask, out_height)
-    image = render.compose(mask, rng, color=spec.color)
+    image = render.compose(mask, rng, color=spec.color, max_blur=spec.blur, ink_bleed=spec.ink_bleed,
+                           speckles=spec.speckles, binarize_probability=spec.binarize,
+                           invert_probability=spec.invert)
     path = os.path.join(spec.out_dir, "images", f"{index:0{spec.name_width}d}.png")
     image.save(path, optimize=False)
-    return path, tuple(graphemes(text))
+    return path, tuple(graphemes(text)), font
 
 
-def _run(spec: _Spec, n: int, workers: int | None, progress: bool, symbols: Iterable[str]) -> str:
-    """Render ``n`` samples in parallel and write labels.csv + alphabet.json; returns the CSV path."""
+def _run(spec: _Spec, n: int, workers: int | None, progress: bool, symbols: Iterable[str]) -> tuple[str, Counter]:
+    """Render ``n`` samples in parallel and write labels.csv + alphabet.json.
+
+    Returns:
+        The CSV's path and how many images each font index drew.
+    """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     os.makedirs(os.path.join(spec.out_dir, "images"), exist_ok=True)
@@ -182,9 +209,9 @@ def _run(spec: _Spec, n: int, workers: int | None, progress: bool, symbols: Iter
                 bar.update()
     bar.close()
     csv_path = os.path.join(spec.out_dir, "labels.csv")
-    write_csv(rows, csv_path, relative=True)
+    write_csv([(path, symbols) for path, symbols, _ in rows], csv_path, relative=True)
     Alphabet.from_symbols(sorted(set(symbols))).save(os.path.join(spec.out_dir, "alphabet.json"))
-    return csv_path
+    return csv_path, Counter(font for _, _, font in rows)
 
 
 def _pool_context():
@@ -269,7 +296,7 @@ def generate_numbers(out_dir: str | os.PathLike, n: int, seed: int = 0, min_leng
     else:
         usable = _usable_fonts(fonts, DIGITS)
         spec = _Spec(kind="digits", fonts=tuple(usable), font_missing=(frozenset(),) * len(usable), **common)
-    return _run(spec, n, workers, progress, DIGITS)
+    return _run(spec, n, workers, progress, DIGITS)[0]
 
 
 def _font_list(fonts) -> list[str]:
@@ -282,17 +309,26 @@ def _font_list(fonts) -> list[str]:
     return [os.fspath(f) for f in fonts]
 
 
+def font_files(fonts) -> list[str]:
+    """The font files ``fonts`` names: None (matplotlib's DejaVu), ``"system"`` (``/usr/share/fonts``),
+    a folder (searched recursively), a font file, or a list of any of these."""
+    if fonts is None or isinstance(fonts, (str, os.PathLike)):
+        fonts = [fonts]
+    files: list[str] = []
+    for entry in fonts:
+        if entry is not None and os.path.isfile(entry):
+            files.append(os.fspath(entry))
+        else:
+            files.extend(_font_list(entry))
+    return list(dict.fromkeys(files))
+
+
 def _usable_fonts(fonts, symbols: Iterable[str]) -> list[str]:
     """The fonts that can draw every symbol (fonts lacking glyphs would teach wrong labels)."""
-    candidates = _font_list(fonts)
+    candidates = font_files(fonts)
     symbols = sorted(set(symbols))
-    usable = []
-    for path in candidates:
-        try:
-            if not render.missing_symbols(path, symbols):
-                usable.append(path)
-        except OSError:
-            continue  # unreadable or unsupported font file
+    report = font_check.check_fonts(candidates, symbols)
+    usable = [f.path for f in report.fonts if f.error is None and not f.missing]
     if not usable:
         raise FileNotFoundError(
             f"none of the {len(candidates)} font(s) can draw all symbols {''.join(symbols)!r}"
@@ -300,19 +336,8 @@ def _usable_fonts(fonts, symbols: Iterable[str]) -> list[str]:
     return usable
 
 
-def _font_coverage(fonts, symbols: Iterable[str]) -> tuple[list[str], list[frozenset]]:
-    """Readable fonts and, for each, the symbols it lacks (checked once, used per sample)."""
-    symbols = sorted(set(symbols))
-    paths, missing = [], []
-    for path in _font_list(fonts):
-        try:
-            lacking = frozenset(render.missing_symbols(path, symbols))
-        except OSError:
-            continue  # unreadable or unsupported font file
-        if len(lacking) < len(symbols):
-            paths.append(path)
-            missing.append(lacking)
-    return paths, missing
+def _split_words(texts: Iterable[str]) -> list[str]:
+    return [w for t in texts for w in t.split()]
 
 
 def read_words(source: str | os.PathLike | Sequence[str] | None) -> list[str]:
@@ -324,8 +349,8 @@ def read_words(source: str | os.PathLike | Sequence[str] | None) -> list[str]:
             duplicates removed, first occurrence order kept).
 
     Returns:
-        The words, without those containing ``;`` or ``|`` (the CSV format
-        cannot hold them in a label).
+        The words, without those containing ``|`` (the CSV format cannot hold
+        it in a label).
 
     Raises:
         FileNotFoundError: the path does not exist.
@@ -334,10 +359,7 @@ def read_words(source: str | os.PathLike | Sequence[str] | None) -> list[str]:
     if source is None:
         words = list(BUILTIN_WORDS)
     elif isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"word list not found: {path}")
-        words = path.read_text(encoding="utf-8-sig").split()
+        words = _read_text_file(source).split()
     else:
         words = [w for w in source]
     words = [w for w in dict.fromkeys(words) if w and not any(c in w for c in _UNWRITABLE)]
@@ -346,26 +368,91 @@ def read_words(source: str | os.PathLike | Sequence[str] | None) -> list[str]:
     return words
 
 
-def generate_text(out_dir: str | os.PathLike, n: int, words=None, fonts=None, seed: int = 0,
-                  height: int = 32, max_words: int = 1, color: bool = False,
-                  elastic: float = 0.02, workers: int | None = None, progress: bool = True) -> str:
-    """Generate ``n`` images of words or short lines of text.
+def _read_text_file(path: str | os.PathLike) -> str:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"word list not found: {path}")
+    return path.read_text(encoding="utf-8-sig")
 
-    Each sample is 1..``max_words`` random words from the vocabulary (joined by
-    spaces; 15 % upper-cased, 15 % capitalized), rendered with a random font,
-    size and letter spacing, on textured paper with random tint, with blur,
-    noise, rotation, perspective and (on half of the images) an elastic
-    distortion. Labels are split into grapheme clusters.
+
+def read_lines(source: str | os.PathLike | Sequence[str]) -> list[str]:
+    """Whole lines of text for :func:`generate_text` with ``lines=True``.
 
     Args:
-        out_dir: output folder; ``images/``, ``labels.csv``, ``alphabet.json``.
+        source: the path of a UTF-8 text file (one line a sample) or a sequence of lines.
+
+    Returns:
+        The non-empty lines, whitespace runs made one space, without those
+        containing ``|``; duplicates kept (a line appears as often as in the source).
+    """
+    raw = _read_text_file(source).splitlines() if isinstance(source, (str, os.PathLike)) else list(source)
+    lines = [" ".join(line.split()) for line in raw]
+    return [line for line in lines if line and not any(c in line for c in _UNWRITABLE)]
+
+
+def csv_texts(csv_files: str | os.PathLike | Sequence[str | os.PathLike], csv_delimiter: str = ";",
+              string_split_delimiter: str = "|") -> list[str]:
+    """The labels of annotation CSVs as texts (each label's symbols joined), in file order.
+
+    Read with :func:`tf_crnn.annotations.read_csvs`, so the CSVs training reads
+    are read the same way here (the images are not opened).
+    """
+    if isinstance(csv_files, (str, os.PathLike)):
+        csv_files = [csv_files]
+    return [s.text for s in read_csvs(csv_files, csv_delimiter, string_split_delimiter)]
+
+
+_LONG_S = re.compile(r"s(?=[^\W\d_])")
+
+
+def long_s(text: str) -> str:
+    """Historic German spelling of s: long ``ſ`` inside and at the start of a word, round ``s`` at its end.
+
+    ``s`` followed by a letter becomes ``ſ`` (``Reisender`` -> ``Reiſender``,
+    ``das`` stays). A text that has a ``ſ`` already is returned unchanged: it is
+    spelt historically. The rule misses the round s at the end of a syllable inside
+    a compound (``Ausgabe``, historically ``Ausgabe``, becomes ``Auſgabe``): on the
+    Fraktur training labels (archiscribe, 3,864 s/ſ) it gives the printed letter in
+    91.7 % of the cases.
+    """
+    return text if "ſ" in text else _LONG_S.sub("ſ", text)
+
+
+def generate_text(out_dir: str | os.PathLike, n: int, words=None, fonts=None, seed: int = 0,
+                  height: int = 32, max_words: int = 1, color: bool = False,
+                  elastic: float = 0.02, workers: int | None = None, progress: bool = True, *,
+                  csv=None, lines: bool = False, min_words: int = 1, case: str = "mixed",
+                  historic_s: bool = False, alphabet=None, max_rotation: float = 4.5,
+                  max_perspective: float = 0.075, blur: float = 1.0, ink_bleed: float = 0.0,
+                  speckles: float = 0.0, binarize: float = 0.0, invert: float = 0.0, max_spacing: float = 0.25,
+                  csv_delimiter: str = ";",
+                  string_split_delimiter: str = "|") -> str:
+    """Generate ``n`` images of words or lines of text.
+
+    Each sample picks a font, then ``min_words``..``max_words`` random words of
+    the vocabulary that this font draws (joined by spaces; with ``case="mixed"``
+    15 % upper-cased, 15 % with the first letter upper-cased), or one whole line
+    with ``lines=True``, and renders it with a random size and letter spacing,
+    rotation, perspective (shear and scale), baseline jitter and (on half of the
+    images) an elastic distortion, on textured paper with random tint, blur and
+    noise, and the optional ink bleed, specks and binarisation. Labels are split
+    into grapheme clusters.
+
+    Fonts: each is checked against the symbols of the text source
+    (:func:`tf_crnn.datasets.fonts.check_fonts`, code point by code point). A font
+    draws only the texts it has every symbol of; unreadable and symbol fonts, and
+    fonts that draw none of the texts, are not used; texts no font draws are left
+    out. All three are warned about, and ``out_dir/fonts.json`` records per font
+    the symbols it lacks, how many texts it draws and how many images it drew.
+
+    Args:
+        out_dir: output folder; ``images/``, ``labels.csv``, ``alphabet.json``, ``fonts.json``.
         n: number of images.
-        words: None (built-in English words), a list of words, or a path to a
-            word list / text corpus (see :func:`read_words`).
-        fonts: None (matplotlib's DejaVu fonts), ``"system"``
-            (``/usr/share/fonts``), a font folder, or a list of font files.
-            Each image uses a font that draws all its symbols; words that
-            no font draws are left out (with a warning).
+        words: None (built-in English words unless ``csv`` is given), a list of
+            words (lines with ``lines=True``), or a path to a word list / text
+            corpus (see :func:`read_words`, :func:`read_lines`).
+        fonts: None (matplotlib's DejaVu fonts), ``"system"`` (``/usr/share/fonts``),
+            a font folder, a font file, or a list of these.
         seed: base seed; image ``i`` depends only on ``(seed, i)``.
         height: minimum image height in pixels (up to 1.5x).
         max_words: longest line, in words.
@@ -373,39 +460,135 @@ def generate_text(out_dir: str | os.PathLike, n: int, words=None, fonts=None, se
         elastic: elastic distortion amplitude as a fraction of the height (0 = off).
         workers: processes (default ``os.cpu_count()``).
         progress: show a tqdm progress bar.
+        csv: annotation CSV(s) whose labels are (also) the text source: their words
+            (as often as they occur) or, with ``lines=True``, the labels themselves.
+        lines: each sample is one whole line of the source (a line of the text
+            file, a CSV label) instead of words put together.
+        min_words: shortest line, in words.
+        case: ``"mixed"`` or ``"keep"`` (the source's case only).
+        historic_s: spell the source's s as ``ſ`` where historic German print
+            does, roughly (:func:`long_s`); texts with a ``ſ`` are kept as they are.
+        alphabet: a lookup table (path or :class:`~tf_crnn.alphabet.Alphabet`):
+            texts with a symbol it lacks are left out, so the labels fit a training's alphabet.
+        max_rotation: the text is rotated by up to this many degrees either way
+            (long lines: keep it small, 0.5).
+        max_perspective: each corner of the text box moves by up to this times its height.
+        blur: largest Gaussian blur radius, pixels.
+        ink_bleed: strength 0..1 of ink bleed / erosion (:func:`render.bleed`) on half the images.
+        speckles: strength 0..1 of specks on the paper and holes in the ink (:func:`render.speckle`).
+        binarize: share 0..1 of the images made black and white (:func:`render.binarize`).
+        invert: share 0..1 of the images inverted: light text on a dark ground (scene text).
+        max_spacing: largest extra space between letters, as a fraction of the font
+            size (drawn from -0.04 up to it; printed lines: 0.08).
+        csv_delimiter, string_split_delimiter: the format of ``csv``.
 
     Returns:
-        The path of ``out_dir/labels.csv``. ``alphabet.json`` holds every
-        symbol of the vocabulary (and its upper-case forms), so it does not
-        depend on which words were drawn.
+        The path of ``out_dir/labels.csv``. ``alphabet.json`` holds every symbol
+        the kept texts can produce (and their upper-case forms with ``case="mixed"``),
+        so it does not depend on which texts were drawn.
 
     Raises:
-        FileNotFoundError: word list or fonts not found, or no font covers the vocabulary.
-        ValueError: ``n`` < 1, ``max_words`` < 1 or an empty vocabulary.
+        FileNotFoundError: a text source or the fonts not found, or no font draws any text.
+        ValueError: ``n`` < 1, bad word counts, case or strengths, or an empty source.
     """
-    if max_words < 1:
-        raise ValueError(f"max_words must be >= 1, got {max_words}")
-    vocabulary = read_words(words)
-    all_symbols = {g for w in vocabulary for g in graphemes(w) + graphemes(w.upper())}
-    font_paths, font_missing = _font_coverage(fonts, all_symbols)
-    drawable = [w for w in vocabulary if any(not set(graphemes(w)) & m for m in font_missing)]
-    if not drawable:
-        raise FileNotFoundError(f"none of the fonts ({fonts or 'matplotlib DejaVu'}) can draw any word of the vocabulary")
-    if len(drawable) < len(vocabulary):
-        kept = set(drawable)
-        dropped = [w for w in vocabulary if w not in kept]
-        warnings.warn(f"{len(dropped)} of {len(vocabulary)} words left out: no font draws all their symbols "
-                      f"(e.g. {dropped[:5]}); give more fonts (--fonts) to keep them", stacklevel=2)
+    if not 1 <= min_words <= max_words:
+        raise ValueError(f"need 1 <= min_words <= max_words, got {min_words}, {max_words}")
+    if lines and max_words > 1:
+        raise ValueError("lines=True draws one whole line per image: leave max_words (and min_words) at 1")
+    if case not in CASES:
+        raise ValueError(f"case must be one of {CASES}, got {case!r}")
+    for name, value in (("ink_bleed", ink_bleed), ("speckles", speckles), ("binarize", binarize), ("invert", invert)):
+        if not 0 <= value <= 1:
+            raise ValueError(f"{name} must be in 0..1, got {value}")
+    if min(max_rotation, max_perspective, blur, elastic) < 0 or max_spacing < -0.04:
+        raise ValueError("max_rotation, max_perspective, blur and elastic must be >= 0, max_spacing >= -0.04")
+    texts: list[str] = []
+    if csv is not None:
+        labels = csv_texts(csv, csv_delimiter, string_split_delimiter)
+        texts += labels if lines else _split_words(labels)  # words as often as they occur
+    if words is not None:
+        texts += read_lines(words) if lines else read_words(words)
+    elif csv is None:
+        if lines:
+            raise ValueError("lines=True needs a text file (words) or CSV labels (csv) to take the lines from")
+        texts = read_words(None)
+    texts = [t for t in texts if not any(c in t for c in _UNWRITABLE)]
+    if historic_s:
+        texts = [long_s(t) for t in texts]
+    if not texts:
+        raise ValueError("the text source holds no usable text")
+    # Split each distinct text into symbols once (a word list may hold 300,000 of them).
+    distinct = list(dict.fromkeys(texts))
+    symbol_sets = {t: frozenset(graphemes(t)) - {" "} for t in distinct}
+    allowed = None
+    outside_alphabet: list[str] = []
+    if alphabet is not None:
+        table = alphabet if isinstance(alphabet, Alphabet) else Alphabet.from_file(alphabet)
+        allowed = frozenset(table.lookup)
+        outside_alphabet = [t for t in distinct if not symbol_sets[t] <= allowed]
+        if outside_alphabet:
+            excluded = set(outside_alphabet)
+            texts = [t for t in texts if t not in excluded]
+            distinct = [t for t in distinct if t not in excluded]
+            if not texts:
+                raise ValueError(f"no text of the source fits the alphabet (e.g. {outside_alphabet[:3]})")
+            warnings.warn(f"{len(outside_alphabet)} of {len(symbol_sets)} {'lines' if lines else 'words'} left out: "
+                          f"symbols the alphabet lacks (e.g. {outside_alphabet[:5]})", stacklevel=2)
+    word_sets = [symbol_sets[t] for t in distinct]
+    symbols = set().union(*word_sets)
+    if case == "mixed":
+        symbols |= set().union(*(frozenset(graphemes(t.upper())) for t in distinct)) - {" "}
+    candidates = font_files(fonts)
+    report = font_check.check_fonts(candidates, sorted(symbols))
+    per_font = font_check.texts_per_font(report.fonts, word_sets)
+    used = [(f, d) for f, d in zip(report.fonts, per_font) if f.error is None and d]
+    if not used:
+        raise FileNotFoundError(f"none of the {len(candidates)} fonts ({fonts or 'matplotlib DejaVu'}) "
+                                "can draw any text of the source")
+    drawable_ids = set().union(*(d for _, d in used))
+    no_font = [t for i, t in enumerate(distinct) if i not in drawable_ids]
+    if no_font:
+        warnings.warn(f"{len(no_font)} of {len(distinct)} {'lines' if lines else 'words'} left out: no font draws "
+                      f"all their symbols (e.g. {no_font[:5]}); give more fonts (--fonts) to keep them", stacklevel=2)
+    not_used = [f for f in report.fonts if all(f is not g for g, _ in used)]
+    if not_used:
+        warnings.warn("fonts not used: " + "; ".join(f"{f.name}: {f.error or 'draws none of the texts'}"
+                                                     for f in not_used), stacklevel=2)
+    # Samples draw from the texts with their frequency in the source (distinct index per occurrence).
+    position = {t: i for i, t in enumerate(distinct)}
+    occurrences: dict[int, list[int]] = {}
+    for k, t in enumerate(texts):
+        occurrences.setdefault(position[t], []).append(k)
+    font_words = tuple(np.array([k for i in d for k in occurrences[i]], dtype=np.int64) for _, d in used)
+    font_missing = tuple(frozenset(f.missing) for f, _ in used)
     spec = _Spec(out_dir=os.path.abspath(os.fspath(out_dir)), kind="text", seed=seed, height=height,
-                 fonts=tuple(font_paths), font_missing=tuple(font_missing), words=tuple(drawable),
-                 max_words=max_words, color=color, elastic=elastic,
+                 fonts=tuple(f.path for f, _ in used), font_missing=font_missing, words=tuple(texts),
+                 font_words=font_words, allowed=allowed, min_words=min_words, max_words=max_words, case=case,
+                 color=color, elastic=elastic, max_rotation=float(max_rotation),
+                 max_perspective=float(max_perspective), blur=float(blur), ink_bleed=float(ink_bleed),
+                 speckles=float(speckles), binarize=float(binarize), invert=float(invert),
+                 max_spacing=float(max_spacing),
                  name_width=max(6, len(str(n - 1))))
-    # The table covers every symbol the kept words can produce (as written or upper-cased).
-    symbols = set()
-    for w in drawable:
-        symbols.update(graphemes(w))
-        if any(not set(graphemes(w.upper())) & m for m in font_missing):
-            symbols.update(graphemes(w.upper()))
-    if max_words > 1:
-        symbols.add(" ")
-    return _run(spec, n, workers, progress, symbols)
+    # The table covers every symbol the kept texts can produce (as written or upper-cased).
+    table_symbols: set[str] = set().union(*(word_sets[i] for i in drawable_ids))
+    if case == "mixed":
+        for i in drawable_ids:
+            upper = distinct[i].upper()
+            if upper != distinct[i] and any(_drawable(spec, k, upper) for k in range(len(spec.fonts))):
+                table_symbols.update(graphemes(upper))
+    if max_words > 1 or any(" " in distinct[i] for i in drawable_ids):
+        table_symbols.add(" ")
+    table_symbols.discard("")
+    csv_path, images = _run(spec, n, workers, progress, table_symbols)
+    record = {
+        "fonts": [{"font": f.path, "images": images.get(i, 0), "texts_drawable": len(d),
+                   "lacks": {sym: [f"U+{ord(c):04X}" for c in cps] for sym, cps in f.missing.items()}}
+                  for i, (f, d) in enumerate(used)],
+        "not_used": [{"font": f.path, "reason": f.error or "draws none of the texts"} for f in not_used],
+        "texts": len(distinct),
+        "left_out_no_font": len(no_font), "left_out_no_font_examples": no_font[:20],
+        "left_out_alphabet": len(outside_alphabet), "left_out_alphabet_examples": outside_alphabet[:20],
+        "symbols_no_font_draws": report.undrawable,
+    }
+    write_json(os.path.join(spec.out_dir, "fonts.json"), record)
+    return csv_path

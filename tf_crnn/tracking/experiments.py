@@ -33,17 +33,18 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from sacred import Experiment
+from sacred.arg_parser import get_config_updates
 from sacred.metrics_logger import linearize_metrics
 from sacred.observers.mongo import parse_mongo_db_arg
-from sacred.utils import apply_backspaces_and_linefeeds
+from sacred.utils import apply_backspaces_and_linefeeds, recursive_update
 
 from .. import cluster, interrupts, reports
 from .._util import warn, write_json
 from ..alphabet import Alphabet
-from ..config import ConfigError, Params
+from ..config import ConfigError, Params, load_config_file
 from . import output_lock, provenance, run_records
 from .observer import FAILURE_DIR, FALLBACK_DIR, ResilientMongoObserver, mongo_observer
 from .urls import DEFAULT_DB_NAME, TrackingError, host_port, redact_url, resolve_url
@@ -54,6 +55,34 @@ TENSORBOARD_SAMPLES = 6
 REPORT_DIR = "reports"  # inside output_model_dir
 TENSORBOARD_DIR = "tensorboard"  # inside output_model_dir
 METRIC_NAMES = ("train.loss", "eval.loss", "eval.char_accuracy", "eval.sequence_accuracy", "eval.cer")
+
+
+#: Keys of the Sacred config of ``crnn`` that are not :class:`Params` fields.
+NON_PARAM_KEYS = ("seed", "generate_data")
+
+
+def base_config(config_files: Sequence[str] = (), updates: Sequence[str] = ()) -> dict:
+    """A config of ``crnn`` for trainings started in this process (a sweep's trials, cross-fold
+    trainings): JSON config files in order, then ``key=value`` updates, as Sacred combines them.
+
+    The same as ``with config.json key=value`` of a training: Sacred's parsing of values
+    (Python literals, else text) and dotted keys for nested values (``generate_data.train_size=500``).
+
+    Raises:
+        ConfigError: a file that is missing or not a JSON object, or an update without ``=``.
+    """
+    parsed, not_updates = get_config_updates(list(updates))
+    if not_updates:
+        raise ConfigError(f"{not_updates[0]!r} is no key=value update")
+    config: dict = {}
+    for name in config_files:
+        recursive_update(config, load_config_file(name))
+    return recursive_update(config, parsed)
+
+
+def base_params(base: dict) -> Params:
+    """A :func:`base_config` as :class:`Params` (defaults for what it leaves out). Raises: ConfigError."""
+    return Params.from_dict(base, ignore=NON_PARAM_KEYS)
 
 
 def mongo_option_updates(spec: str) -> dict:
@@ -586,7 +615,7 @@ def run_logged_evaluation(job, mongo_url: str | None = None, mongo_db_name: str 
     @experiment.main
     def main(_run):
         _run.info["train_run"] = job.train_run
-        _run.info["model"] = job.prepared.model.export_dir
+        _run.info["model"] = job.prepared.model_name  # a list of paths for a vote
         written = evaluation.run(job, _run._id)
         print(evaluation.report(written))
         for normalization, values in written.summary["metrics"].items():

@@ -35,7 +35,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,15 +43,11 @@ import optuna
 import pandas as pd
 import yaml
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
-from sacred.arg_parser import get_config_updates
-from sacred.utils import recursive_update
-
-from ..config import ConfigError, Params, load_config_file, type_problem
+from ..config import ConfigError, Params, type_problem
 from . import experiments
+from .experiments import base_params
 from .runs import Database, shown_status
 
-#: Keys of the Sacred config that are not :class:`Params` fields.
-NON_PARAM_KEYS = ("seed", "generate_data")
 #: Config keys a search space may not vary, and why.
 FIXED_KEYS = {
     "output_model_dir": "the sweep gives each trial <output_model_dir>/sweep_<name>/trial_<k>",
@@ -184,7 +180,7 @@ def parse_space(raw: dict, base: dict, source: str) -> dict[str, Dimension]:
     range, every choice) a valid config (``dropout`` up to 1.5 is refused here).
 
     Args:
-        base: the base config (:func:`base_config`).
+        base: the base config (:func:`tf_crnn.tracking.experiments.base_config`).
         source: the file, for messages.
 
     Raises:
@@ -215,31 +211,6 @@ def parse_space(raw: dict, base: dict, source: str) -> dict[str, Dimension]:
 def load_space(path: str | os.PathLike, base: dict) -> dict[str, Dimension]:
     """:func:`read_space` then :func:`parse_space`. Raises: SweepError."""
     return parse_space(read_space(path), base, str(path))
-
-
-# ---- base config --------------------------------------------------------------------
-
-def base_config(config_files: Sequence[str] = (), updates: Sequence[str] = ()) -> dict:
-    """The base config of a sweep: JSON config files in order, then ``key=value`` updates, as Sacred combines them.
-
-    The same as ``with config.json key=value`` of a training: Sacred's parsing of values
-    (Python literals, else text) and dotted keys for nested values (``generate_data.train_size=500``).
-
-    Raises:
-        ConfigError: a file that is missing or not a JSON object, or an update without ``=``.
-    """
-    parsed, not_updates = get_config_updates(list(updates))
-    if not_updates:
-        raise ConfigError(f"{not_updates[0]!r} is no key=value update")
-    config: dict = {}
-    for name in config_files:
-        recursive_update(config, load_config_file(name))
-    return recursive_update(config, parsed)
-
-
-def base_params(base: dict) -> Params:
-    """The base config as :class:`Params` (defaults for what it leaves out). Raises: ConfigError."""
-    return Params.from_dict(base, ignore=NON_PARAM_KEYS)
 
 
 # ---- study --------------------------------------------------------------------------
@@ -335,7 +306,7 @@ class Sweep:
     Args:
         study: from :func:`open_study`.
         space: from :func:`load_space`.
-        base: the base config (:func:`base_config`); each trial's ``output_model_dir`` is
+        base: the base config (:func:`tf_crnn.tracking.experiments.base_config`); each trial's ``output_model_dir`` is
             :func:`trial_dir` of the base's.
     """
 
