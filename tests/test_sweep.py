@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import optuna
 import pymongo
 import pytest
 
-from conftest import metric_series, tiny_params
+from conftest import ROOT, metric_series, tiny_params, train_env, wait_for
 from tf_crnn.cli import main
 from tf_crnn.tracking import experiments, sweep
 from tf_crnn.tracking.runs import Database
@@ -160,3 +165,31 @@ def test_keep_going_goes_past_failing_trials_and_exits_1_naming_them(tmp_path, d
     assert "broken.png" in err and "Traceback" not in err
     study = sweep.open_study("broken", str(tmp_path / "out"))
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 2
+
+
+def test_a_trial_whose_sweep_was_killed_is_marked_fail_when_the_study_is_opened(tmp_path, digits_data, mongo_url):
+    base = write_base(tmp_path, digits_data, mongo_url, n_epochs=200)  # runs until killed
+    space_file = write_space(tmp_path, {"dropout": {"type": "float", "low": 0.0, "high": 0.2}})
+    storage = sweep.default_storage(str(tmp_path / "out"), "killed")
+    command = [sys.executable, "-m", "tf_crnn.cli", "sweep", str(space_file), "--name", "killed", "--trials", "1",
+               "--config", str(base)]
+    process = subprocess.Popen(command, cwd=ROOT, env=train_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        def running() -> bool:
+            try:
+                trials = optuna.load_study(study_name="killed", storage=storage).trials
+            except KeyError:  # the study does not exist yet
+                return False
+            return [t.state for t in trials] == [optuna.trial.TrialState.RUNNING]
+
+        wait_for(running, 120, "the trial to run")
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(30)
+    assert process.returncode == -signal.SIGKILL
+    # Resumed (or listed) within the grace period, it may still be running elsewhere: left as it is.
+    assert [t.state for t in sweep.open_study("killed", str(tmp_path / "out")).trials] == \
+        [optuna.trial.TrialState.RUNNING]
+    time.sleep(2.5)
+    study = sweep.open_study("killed", str(tmp_path / "out"), grace_period=2)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL]

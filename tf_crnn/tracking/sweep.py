@@ -35,6 +35,7 @@ import json
 import math
 import os
 import re
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -249,24 +250,40 @@ def median_pruner(startup_trials: int = 5, from_epoch: int = 1) -> optuna.pruner
     return optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=from_epoch)
 
 
+#: Optuna's trial heartbeat, in seconds: a running trial's process records one every HEARTBEAT_S; a RUNNING trial
+#: without one for GRACE_S (its process was killed, its machine went away) is marked FAIL when the study is next
+#: opened, instead of staying RUNNING for ever.
+HEARTBEAT_S, GRACE_S = 30, 120
+
+
 def open_study(name: str, output_model_dir: str, storage: str | None = None,
                pruner: optuna.pruners.BasePruner | None = None,
-               sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
+               sampler: optuna.samplers.BaseSampler | None = None, grace_period: int = GRACE_S) -> optuna.Study:
     """Create or resume (same name, same storage) the study of a sweep, minimizing the best eval CER.
+
+    Trials record a heartbeat (:data:`HEARTBEAT_S`); opening the study marks RUNNING trials whose last
+    heartbeat is older than ``grace_period`` seconds FAIL (Optuna's ``fail_stale_trials``): a sweep killed
+    with SIGKILL leaves no trial RUNNING once it is resumed or listed.
 
     Args:
         storage: an Optuna storage URL (``sqlite:///sweeps.db``, ``postgresql://...``); None:
             :func:`default_storage`.
         pruner: None: :func:`median_pruner` with Optuna's defaults.
         sampler: None: Optuna's default (TPE).
+        grace_period: seconds without a heartbeat after which a RUNNING trial counts as dead.
 
     Raises:
         SweepError: a name that cannot name a folder.
     """
     check_name(name)
-    return optuna.create_study(study_name=name, storage=storage or default_storage(output_model_dir, name),
-                               load_if_exists=True, direction="minimize", pruner=pruner or median_pruner(),
-                               sampler=sampler)
+    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.9: known, not the user's concern
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        rdb = optuna.storages.RDBStorage(storage or default_storage(output_model_dir, name),
+                                         heartbeat_interval=HEARTBEAT_S, grace_period=grace_period)
+        study = optuna.create_study(study_name=name, storage=rdb, load_if_exists=True, direction="minimize",
+                                    pruner=pruner or median_pruner(), sampler=sampler)
+        optuna.storages.fail_stale_trials(study)
+    return study
 
 
 # ---- trials -------------------------------------------------------------------------
