@@ -48,3 +48,14 @@ def test_captured_out_is_bounded():
     text = "".join(f"\rstep {i:3d}" for i in range(100)) + "\n" + "x" * 1_000_000
     out = bounded_captured_out(text)
     assert out.startswith("step  99\n") and len(out) < 230_000 and "characters cut" in out
+
+
+def test_confusions_chart_of_symbols_its_font_lacks_warns_nothing(tmp_path):
+    import warnings
+    from collections import Counter
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib's "Glyph ... missing from font(s)" would fail here
+        path = reports.confusions_chart(Counter({("⸗", "-"): 3, ("u\u0364", "u"): 2}), str(tmp_path / "c.png"))
+    with Image.open(path) as image:
+        assert image.size[0] > 100 and image.size[1] > 50

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections import Counter
 from typing import Mapping, Sequence
 
@@ -133,8 +134,12 @@ def confusions_chart(counts: Counter, path: str, top: int = 25) -> str:
     ax.barh(range(len(common)), [n for _, n in common], color="#c0392b")
     ax.set_yticks(range(len(common)), names, fontsize=9)
     ax.set(title=f"most frequent confusions (label → prediction), top {len(common)}", xlabel="count")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    with warnings.catch_warnings():
+        # Symbols DejaVu Sans lacks (⸗, combining e above, ...) are drawn as boxes; matplotlib warns once per
+        # glyph and per call, a screenful at the end of every Fraktur training that the user can do nothing about.
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font", category=UserWarning)
+        fig.tight_layout()
+        fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
 
