@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -180,9 +181,14 @@ def test_a_trial_whose_sweep_was_killed_is_marked_fail_when_the_study_is_opened(
                 trials = optuna.load_study(study_name="killed", storage=storage).trials
             except KeyError:  # the study does not exist yet
                 return False
-            return [t.state for t in trials] == [optuna.trial.TrialState.RUNNING]
+            if [t.state for t in trials] != [optuna.trial.TrialState.RUNNING]:
+                return False
+            # Optuna skips a RUNNING trial that has no heartbeat yet (its thread writes the first one just after
+            # the trial starts): killed before that, the trial could not be told stale and the test would race.
+            with sqlite3.connect(storage.removeprefix("sqlite:///")) as connection:
+                return connection.execute("SELECT COUNT(*) FROM trial_heartbeats").fetchone()[0] == 1
 
-        wait_for(running, 120, "the trial to run")
+        wait_for(running, 120, "the trial to run and record its first heartbeat")
     finally:
         os.kill(process.pid, signal.SIGKILL)
         process.wait(30)
@@ -190,6 +196,6 @@ def test_a_trial_whose_sweep_was_killed_is_marked_fail_when_the_study_is_opened(
     # Resumed (or listed) within the grace period, it may still be running elsewhere: left as it is.
     assert [t.state for t in sweep.open_study("killed", str(tmp_path / "out")).trials] == \
         [optuna.trial.TrialState.RUNNING]
-    time.sleep(2.5)
+    time.sleep(4)  # > grace period + 1 s: SQLite's now() has whole seconds
     study = sweep.open_study("killed", str(tmp_path / "out"), grace_period=2)
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL]
