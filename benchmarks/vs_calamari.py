@@ -338,7 +338,8 @@ def main() -> None:
                              "--calamari-arg=5 (the comparison is of its defaults)")
     parser.add_argument("--score-only", action="store_true",
                         help="do not train: score the best model of an earlier run in --work")
-    parser.add_argument("--json", type=Path, help="also write the figures here (default WORK/summary.json)")
+    parser.add_argument("--json", type=Path, help="write the figures here (default WORK/summary.json; --score-only reads Calamari's "
+                             "training record from WORK/summary.json either way)")
     args = parser.parse_args()
 
     header(f"tf-crnn vs Calamari {args.calamari_version}, Fraktur, {args.budget_minutes:g} min budget")
@@ -365,7 +366,11 @@ def main() -> None:
 
     summary_path = args.json or work / "summary.json"
     if args.score_only:
-        calamari = json.loads(summary_path.read_text(encoding="utf-8"))["calamari"]
+        trained = work / "summary.json"  # what the training run recorded, whatever --json names this time
+        if not trained.is_file():
+            sys.exit(f"error: --score-only: no {trained} (written by an earlier run of this script with the "
+                     "same --work): train Calamari first (leave out --score-only)")
+        calamari = json.loads(trained.read_text(encoding="utf-8"))["calamari"]
         calamari.update(calamari_log_summary(Path(calamari["log"]).read_text(encoding="utf-8", errors="replace")))
     else:
         link_split(train, work / "data" / "train")
@@ -411,8 +416,11 @@ def main() -> None:
           f"log {calamari['log']}")
     minutes = [r["minutes"] for r in rows if r["minutes"] is not None]
     if len(minutes) == 2 and abs(minutes[0] - minutes[1]) > 0.05 * max(minutes):
-        print(f"note: the training wall times differ by more than 5 % ({minutes_text(minutes[0])} vs "
-              f"{minutes_text(minutes[1])}): not an equal-time comparison")
+        # rows[0] is tf-crnn's when there are two: say which system the difference favours.
+        favoured = "Calamari" if minutes[0] < minutes[1] else "tf-crnn"
+        print(f"note: the training wall times differ by more than 5 % (tf-crnn {minutes_text(minutes[0])}, "
+              f"Calamari {minutes_text(minutes[1])}): not an equal-time comparison; the difference favours "
+              f"{favoured}")
     summary_path.write_text(json.dumps({"command": sys.argv, "calamari": calamari, "rows": rows},
                                        indent=1, default=str), encoding="utf-8")
     print(f"figures: {summary_path}")
