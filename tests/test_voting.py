@@ -68,6 +68,21 @@ def test_confidence_decides_when_all_three_disagree():
     assert vote([hyp("y", 0.5), hyp("x", 0.5)]).symbols == ("y",)
 
 
+def test_alternatives_let_the_symbol_the_others_rank_second_win():
+    # Three models read three different symbols between 'a' and 'c'; two of them rank "z" second.
+    def reading(middle, confidence, alternatives):
+        return Hypothesis(("a", middle, "c"), (0.9, confidence, 0.9), alternatives=((), alternatives, ()))
+
+    readers = [reading("z", 0.5, (("k", 0.3),)), reading("k", 0.55, (("z", 0.4),)), reading("l", 0.6, (("z", 0.35),))]
+    assert vote(readers).symbols == tuple("azc")  # z: 0.5 + 0.4 + 0.35 against k 0.85, l 0.6
+    # Without alternatives (best symbols only) the surest reader wins that slot.
+    assert vote([Hypothesis(h.symbols, h.confidences) for h in readers]).symbols == tuple("alc")
+    # An alternative counts only for symbols some model reads there: "q" ranked second by all cannot win.
+    assert vote([reading(m, 0.5, (("q", 0.45),)) for m in "xyx"]).symbols == tuple("axc")
+    assert readers[1].probability(1, "z") == 0.4 and readers[1].probability(1, "k") == 0.55
+    assert readers[1].probability(1, "l") == 0.0 and readers[1].probability(0, "z") == 0.0
+
+
 def test_empty_transcriptions_vote_with_their_blank_confidence():
     empty = Hypothesis((), (), blank_confidence=0.99)
     assert vote([empty, hyp("7", 0.4), hyp("", 0.5)]).symbols == ()
@@ -97,6 +112,10 @@ def test_hypothesis_and_decoding_checks():
         Hypothesis(("a", "b"), (0.5,))
     with pytest.raises(ValueError, match="in \\[0, 1\\]"):
         Hypothesis(("a",), (1.5,))
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        Hypothesis(("a",), (0.5,), alternatives=((("b", float("nan")),),))
+    with pytest.raises(ValueError, match="2 symbols but alternatives for 1"):
+        Hypothesis(("a", "b"), (0.5, 0.5), alternatives=((),))
     with pytest.raises(ValueError, match="no hypothesis"):
         vote([])
     assert voting_decoding().method == voting_decoding("greedy").method == "greedy"
@@ -116,6 +135,9 @@ def test_greedy_hypotheses_and_best_path_probability():
     log_probs = np.log(np.clip(p, 1e-12, 1))[None]
     (h,) = greedy_hypotheses(log_probs, [8], ["", "a", "b"])
     assert h.symbols == ("a", "b", "a") and h.confidences == pytest.approx((0.8, 0.8, 0.5))
+    # alternatives from each symbol's peak frame (0, 3, 7), blank left out, below 0.01 left out
+    assert [dict(a) for a in h.alternatives] == [{"b": pytest.approx(.1)}, {"a": pytest.approx(.1)},
+                                                 {"b": pytest.approx(.3)}]
     best = np.log(p[np.arange(8), p[:8].argmax(1)]).sum()
     assert ctc_best_path_log_probability(log_probs[0], 8, [1, 2, 1]) == pytest.approx(best)
     assert ctc_best_path_log_probability(log_probs[0], 8, [1, 2]) < best  # another label: a worse path

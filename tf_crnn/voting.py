@@ -17,13 +17,16 @@ Here, symbol by symbol (a symbol can be several code points, as in the CSV label
    far by Levenshtein edit operations (rapidfuzz), a slot standing for its symbol of highest summed
    confidence. A substitution puts the new symbol into the slot, a deletion gives the hypothesis nothing
    there, an insertion opens a new slot where the others have nothing.
-3. :func:`vote`: in each slot every hypothesis votes for its symbol with the symbol's confidence, or
-   for "nothing" with :meth:`Hypothesis.nothing_confidence` (the mean confidence of its own symbols
-   beside the gap). The candidate with the highest sum wins; ties go to the candidate with more votes,
-   then to the one of the earliest hypothesis in the given order. A slot that "nothing" wins adds no symbol.
+3. :func:`vote`: in each slot every hypothesis that has a symbol there gives each candidate symbol of
+   the slot its probability for it (its own symbol: the symbol's confidence; another candidate: that
+   symbol's probability among its :attr:`Hypothesis.alternatives`, 0 if not among them), and every
+   hypothesis that has nothing there votes for "nothing" with :meth:`Hypothesis.nothing_confidence`
+   (the mean confidence of its own symbols beside the gap). The candidate with the highest sum wins;
+   ties go to the candidate more hypotheses read, then to the one of the earliest hypothesis in the
+   given order. A slot that "nothing" wins adds no symbol.
 
-Unlike the paper and Calamari, a model votes with its best symbol only, not with the alternatives
-(the other classes' probabilities) of each position.
+As in the paper and Calamari, a model votes with the alternatives of each position too, not only its
+best symbol: where three models read three different symbols, the symbol the others rank second can win.
 
 :class:`VotingModel` applies this to loaded models (:class:`tf_crnn.loader.PredictionModel`):
 ``tf-crnn evaluate`` and ``tf-crnn predict`` with several ``--model``. The algorithm itself (this
@@ -64,23 +67,45 @@ class Hypothesis:
             frames that emitted it).
         blank_confidence: how sure the model is that the image holds no text at all; used only when
             ``symbols`` is empty (:func:`greedy_hypotheses`: the mean blank probability over the frames).
+        alternatives: per symbol, other symbols the model gives a probability there, as
+            ``((symbol, probability), ...)`` (:func:`greedy_hypotheses`: the most probable other classes
+            of the frame where the symbol's probability peaks); empty (the default): none known, the
+            model votes with its best symbols only.
 
     Raises:
-        ValueError: ``symbols`` and ``confidences`` differ in length, or a confidence is not in [0, 1].
+        ValueError: ``symbols`` and ``confidences`` (or non-empty ``alternatives``) differ in length, or a
+            confidence or probability is not in [0, 1].
     """
 
     symbols: tuple[str, ...]
     confidences: tuple[float, ...]
     blank_confidence: float = 1.0
+    alternatives: tuple[tuple[tuple[str, float], ...], ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "symbols", tuple(self.symbols))
         object.__setattr__(self, "confidences", tuple(float(c) for c in self.confidences))
+        object.__setattr__(self, "alternatives",
+                           tuple(tuple((str(a), float(p)) for a, p in others) for others in self.alternatives))
         if len(self.symbols) != len(self.confidences):
             raise ValueError(f"{len(self.symbols)} symbols but {len(self.confidences)} confidences")
-        for value in (*self.confidences, self.blank_confidence):
+        if self.alternatives and len(self.alternatives) != len(self.symbols):
+            raise ValueError(f"{len(self.symbols)} symbols but alternatives for {len(self.alternatives)}")
+        probabilities = (p for others in self.alternatives for _, p in others)
+        for value in (*self.confidences, self.blank_confidence, *probabilities):
             if not 0.0 <= value <= 1.0:  # also refuses NaN
                 raise ValueError(f"confidences must be in [0, 1], got {value!r}")
+
+    def probability(self, position: int, candidate: str) -> float:
+        """The model's probability for ``candidate`` at its symbol ``position``: the symbol's confidence if
+        it is that symbol, its probability among the :attr:`alternatives` there, else 0."""
+        if candidate == self.symbols[position]:
+            return self.confidences[position]
+        if self.alternatives:
+            for symbol, probability in self.alternatives[position]:
+                if symbol == candidate:
+                    return probability
+        return 0.0
 
     def nothing_confidence(self, gap: int) -> float:
         """How sure the model is that nothing stands in gap ``gap`` (0: before its first symbol, ``k``:
@@ -116,7 +141,9 @@ def greedy_hypotheses(log_probs, lengths, symbols_by_code: Sequence[str]) -> lis
     The best path takes the most probable class of each frame; runs of the same class collapse into
     one symbol and blanks are dropped (Graves et al. 2006; what :func:`tf_crnn.decoding.ctc_decode`
     does with ``greedy``). A symbol's confidence is the highest probability of its class over the
-    frames of its run. Codes without a symbol (``""`` in ``symbols_by_code``) emit nothing.
+    frames of its run. Codes without a symbol (``""`` in ``symbols_by_code``) emit nothing. Its
+    alternatives are the :data:`ALTERNATIVES` most probable other symbol classes (blank excluded) of the
+    frame where that peak is, those of probability at least :data:`MIN_ALTERNATIVE`.
 
     Args:
         log_probs: float ``[batch, time, num_classes]``, log-softmax of the logits, class 0 = blank.
@@ -141,15 +168,35 @@ def greedy_hypotheses(log_probs, lengths, symbols_by_code: Sequence[str]) -> lis
         path = frames.argmax(axis=-1)
         starts = np.flatnonzero(np.diff(path, prepend=-1))  # first frame of each run of one class
         ends = np.append(starts[1:], len(path))
-        symbols, confidences = [], []
+        symbols, confidences, alternatives = [], [], []
         for start, end in zip(starts, ends):
             code = int(path[start])
             if code != BLANK and symbols_by_code[code]:
+                peak = start + int(frames[start:end, code].argmax())
                 symbols.append(symbols_by_code[code])
-                confidences.append(min(1.0, math.exp(float(frames[start:end, code].max()))))
+                confidences.append(min(1.0, math.exp(float(frames[peak, code]))))
+                alternatives.append(_alternatives(frames[peak], code, symbols_by_code))
         blank = float(np.exp(frames[:, BLANK]).mean()) if len(frames) else 1.0
-        out.append(Hypothesis(tuple(symbols), tuple(confidences), min(1.0, blank)))
+        out.append(Hypothesis(tuple(symbols), tuple(confidences), min(1.0, blank), tuple(alternatives)))
     return out
+
+
+#: Per voted symbol, at most this many other classes vote too (:func:`greedy_hypotheses`), those of
+#: probability at least MIN_ALTERNATIVE: beyond that they cannot outweigh a symbol another model reads.
+ALTERNATIVES, MIN_ALTERNATIVE = 4, 0.01
+
+
+def _alternatives(frame_log_probs: np.ndarray, code: int, symbols_by_code: Sequence[str]) -> tuple:
+    """The most probable other symbol classes of one frame, ``((symbol, probability), ...)``."""
+    ranked = np.argsort(frame_log_probs)[::-1][:ALTERNATIVES + 2]  # + the symbol itself and the blank
+    out = []
+    for other in ranked:
+        other = int(other)
+        probability = min(1.0, math.exp(float(frame_log_probs[other])))
+        if other in (code, BLANK) or not symbols_by_code[other] or probability < MIN_ALTERNATIVE:
+            continue
+        out.append((symbols_by_code[other], probability))
+    return tuple(out[:ALTERNATIVES])
 
 
 def _order(hypotheses: Sequence[Hypothesis]) -> list[int]:
@@ -242,16 +289,20 @@ def vote(hypotheses: Sequence[Hypothesis]) -> Vote:
     seen = [0] * n  # symbols of each hypothesis in the slots so far: the gap it is in
     symbols, confidences = [], []
     for slot in slots:
-        totals: dict[str | None, list] = {}  # candidate -> [summed confidence, votes, first hypothesis]
+        totals: dict[str | None, list] = {}  # candidate -> [summed probability, votes, first hypothesis]
         for k, position in enumerate(slot):
-            if position is None:
-                candidate, confidence = None, hypotheses[k].nothing_confidence(seen[k])
-            else:
-                candidate, confidence = hypotheses[k].symbols[position], hypotheses[k].confidences[position]
-                seen[k] += 1
+            candidate = None if position is None else hypotheses[k].symbols[position]
             total = totals.setdefault(candidate, [0.0, 0, k])
-            total[0] += confidence
             total[1] += 1
+            if position is None:
+                total[0] += hypotheses[k].nothing_confidence(seen[k])
+            else:
+                seen[k] += 1
+        for k, position in enumerate(slot):
+            if position is not None:  # its probability for each symbol read in this slot, its own included
+                for candidate, total in totals.items():
+                    if candidate is not None:
+                        total[0] += hypotheses[k].probability(position, candidate)
         winner = max(totals, key=lambda c: (totals[c][0], totals[c][1], -totals[c][2]))
         if winner is not None:
             symbols.append(winner)
