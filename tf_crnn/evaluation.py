@@ -141,7 +141,7 @@ def prepare(model_dir: str | Sequence[str], csv_files: list[str], alphabet_file:
     if not samples:
         raise EvaluationError(f"no rows in {', '.join(csv_files)}")
     alphabet.check(samples)
-    channels = sorted(set(model.input_channels if isinstance(model, VotingModel) else [model.input_channels]))
+    channels = sorted({m.input_channels for m in models})  # each voting model reads images its own way
     readable, sizes, unreadable = _check_images(samples, channels, progress, strict)
     return Prepared(model, alphabet, os.path.abspath(alphabet_file), readable, sizes, csv_files, unreadable)
 
