@@ -125,7 +125,8 @@ class Vote:
 
     Attributes:
         symbols: the voted transcription.
-        confidences: per voted symbol, its summed confidence divided by the number of hypotheses, in [0, 1].
+        confidences: per voted symbol, its summed probability (:func:`vote`) divided by the number of
+            hypotheses, in [0, 1].
         slots: the confusion network of :func:`align`: per slot, each hypothesis's symbol there (in the
             order the hypotheses were given) or None where it has nothing.
     """
@@ -181,8 +182,8 @@ def greedy_hypotheses(log_probs, lengths, symbols_by_code: Sequence[str]) -> lis
     return out
 
 
-#: Per voted symbol, at most this many other classes vote too (:func:`greedy_hypotheses`), those of
-#: probability at least MIN_ALTERNATIVE: beyond that they cannot outweigh a symbol another model reads.
+#: Per symbol read, at most this many other classes vote too (:func:`greedy_hypotheses`), those of
+#: probability at least MIN_ALTERNATIVE: rarer ones keep the hypotheses small and change almost no vote.
 ALTERNATIVES, MIN_ALTERNATIVE = 4, 0.01
 
 
