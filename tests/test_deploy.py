@@ -3,6 +3,7 @@ PredictionModel, tf-crnn predict and tf-crnn evaluate like the SavedModel; the e
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +117,39 @@ def test_every_format_transcribes_as_the_saved_model(trained, converted):
 
 
 @pytest.mark.slow
+def test_int8_keeps_the_lstm_cell_state_in_float(trained, converted):
+    """The LSTM cell state stays float32 in int8 (deploy.INT8_FLOAT_NODES): quantized, a Fraktur line model's
+    (range about +-250) lost every small update and read blanks only. Checks that Keras' op names still match
+    the pattern (3 ops per LSTM direction) and that the matrix products stay int8 (same file size)."""
+    export, _, _ = trained
+    params = json.loads((export / "params.json").read_text())
+    tensors = deploy.tflite_tensors(converted["int8"].read_bytes())
+    cell_state = [t for t in tensors if re.search(deploy.INT8_FLOAT_NODES[1], t["name"])]
+    assert len({t["name"] for t in cell_state}) == 3 * 2 * len(params["rnn_units"]), [t["name"] for t in cell_state]
+    assert all(t["dtype"] == np.float32 for t in cell_state), [(t["name"], t["dtype"]) for t in cell_state]
+    matmuls = [t for t in tensors if re.search(r"lstm_cell[^/]*/MatMul", t["name"])]
+    assert matmuls and any(t["dtype"] == np.int8 for t in matmuls)
+
+
+@pytest.mark.slow
+def test_transcription_change_tells_a_sound_conversion_from_a_damaged_one(trained):
+    """What `tf-crnn export` prints after int8: 0 for the model's own float32 TFLite file, above the warning
+    threshold for a file whose network lost its training (an untrained CRNN of the same shape)."""
+    from tf_crnn.loader import PredictionModel
+    from tf_crnn.model import build_crnn
+
+    export, train_csv, _ = trained
+    source = PredictionModel(export)
+    model, params = source.crnn()
+    images = deploy.representative_images([str(train_csv)], params, 8, progress=False)
+    sound = deploy.tflite_model(model, params, progress=False)
+    assert deploy.transcription_change(model, sound, images) == 0.0
+    untrained = build_crnn(params, source.alphabet.num_classes)
+    damaged = deploy.tflite_model(untrained, params, progress=False)
+    assert deploy.transcription_change(model, damaged, images) > deploy.INT8_CHANGE_WARNING
+
+
+@pytest.mark.slow
 def test_tflite_and_onnx_go_through_evaluate_and_predict(trained, converted, tmp_path, capsys):
     export, _, eval_csv = trained
     summaries = {}
@@ -162,8 +196,12 @@ def test_export_cli_writes_int8_and_rejects_bad_input(trained, tmp_path, capsys)
     out = tmp_path / "out" / "m.tflite"
     assert cli_main(["export", "--model", str(export), "--quantize", "int8", "--representative", str(train_csv),
                      "--samples", "8", "--quiet", "-o", str(out)]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert f"wrote {out}" in printed and "calibrated on 8 image(s)" in printed
+    # The int8 model's transcriptions checked against float32's on the calibration images: a figure, no warning.
+    change = re.search(r"int8 against float32 on 8 calibration image\(s\): ([0-9.]+) % ", printed)
+    assert change and float(change.group(1)) <= 100 * deploy.INT8_CHANGE_WARNING and "warning" not in captured.err
     assert (tmp_path / "out" / "m.alphabet.json").is_file() and (tmp_path / "out" / "m.params.json").is_file()
 
     def refused(*args: str) -> str:

@@ -112,7 +112,7 @@ def test_a_crnn_with_stn_trains_exports_predicts_and_converts(tmp_path):
         texts = [p.text for p in PredictionModel(path).predict(paths)]
         if quantize == "none":
             assert texts == expected
-        else:  # the sampler stays float32 in int8 (deploy.INT8_FLOAT_SCOPES): without that, all blank here
+        else:  # the sampler stays float32 in int8 (deploy.INT8_FLOAT_NODES): without that, all blank here
             assert cer([tuple(t) for t in expected], [tuple(t) for t in texts]) <= 0.1, (expected, texts)
     onnx = deploy.convert(export, tmp_path / "m.onnx", progress=False).path
     assert [p.text for p in PredictionModel(onnx).predict(paths, batch_size=1)] == expected

@@ -62,10 +62,22 @@ assert tuple(QUANTIZATIONS) == QUANTIZATION_NAMES, "config.Quantization and QUAN
 #: ("Type 'INT8' is not supported by reverse_sequence"). REVERSE_SEQUENCE is the BiLSTM's per-image reversal
 #: (:func:`tf_crnn.model.bidirectional`); it moves values without arithmetic, so float costs no accuracy.
 INT8_FLOAT_OPS = ("REVERSE_SEQUENCE",)
-#: Name scopes whose tensors stay float32 in ``int8``: the spatial transformer's sampler (``use_stn``), whose
-#: pixel coordinates (up to max_width) need more than 8 bits (:data:`tf_crnn.stn.SAMPLER_SCOPE`, checked in
-#: :func:`tflite_model`; not imported here, it loads TensorFlow).
-INT8_FLOAT_SCOPES = ("/sampler/",)
+#: Tensors (regular expressions searched in their names, in every subgraph) whose ops stay float32 in ``int8``;
+#: everything else, the LSTMs' matrix products and gates included, is int8, so the file size does not change:
+#: - the spatial transformer's sampler (``use_stn``): its pixel coordinates (up to max_width) need more than
+#:   8 bits (:data:`tf_crnn.stn.SAMPLER_SCOPE`, checked in :func:`tflite_model`; not imported here, it loads
+#:   TensorFlow);
+#: - the LSTM cell state, the ops of Keras' ``LSTMCell`` named ``mul`` (f * c_prev), ``add``
+#:   (c = f * c_prev + i * g) and ``Tanh_1`` (tanh(c)), inside each LSTM's WHILE loop: a line model's cell state
+#:   grows along the line (calibrated range up to about ±250 on Fraktur lines, an int8 step of about 2), so
+#:   quantized it lost every small update and the Fraktur recipe's model read blanks only (CER 100 %; found by
+#:   comparing each tensor of the int8 and float32 models on one line).
+INT8_FLOAT_NODES = (r"/sampler/", r"lstm_cell[^/]*/(mul|add|Tanh_1)$")
+#: ``int8``: how many calibration images :func:`convert` transcribes with the int8 model and the float32 one.
+INT8_CHECK_IMAGES = 16
+#: ``int8``: above this CER between those transcriptions, ``tf-crnn export`` warns (a quantization that broke
+#: the model, as the WHILE case above did, shows as 100 %; a sound one as a few tenths of a percent).
+INT8_CHANGE_WARNING = 0.05
 #: What the TFLite converter and LiteRT print on stderr for every conversion (kept off the terminal).
 CONVERTER_NOISE = ("fully_quantize:", "Created TensorFlow Lite XNNPACK delegate")
 
@@ -86,6 +98,11 @@ class Converted:
         alphabet_file, params_file: its companions (:func:`companion_files`).
         representative_images: images the int8 calibration used (0 otherwise).
         seconds: wall time of the conversion.
+        int8_change: ``int8`` only, else None: the CER (fraction) of the int8 model's greedy
+            transcriptions (class codes) against the float32 model's, on the first
+            :data:`INT8_CHECK_IMAGES` calibration images; above :data:`INT8_CHANGE_WARNING` the
+            quantization has damaged the model (``tf-crnn export`` warns).
+        int8_checked: how many images ``int8_change`` covers (0 otherwise).
     """
 
     path: str
@@ -96,6 +113,8 @@ class Converted:
     params_file: str
     representative_images: int = 0
     seconds: float = 0.0
+    int8_change: float | None = None
+    int8_checked: int = 0
 
 
 def companion_files(model_file: str | os.PathLike) -> tuple[str, str]:
@@ -207,13 +226,16 @@ def convert(export_dir: str | os.PathLike, output: str | os.PathLike, format: st
 
     source = PredictionModel(export_dir)
     model, params = source.crnn()
-    used = 0
+    used, change, checked = 0, None, []
     if format == TFLITE:
         calibration = None
         if quantize == "int8":
             calibration = representative_images(representative, params, samples, seed, progress)
             used = len(calibration)
         content = tflite_model(model, params, quantize, calibration, progress)
+        if calibration:
+            checked = calibration[:INT8_CHECK_IMAGES]
+            change = transcription_change(model, content, checked)
     else:
         content = onnx_model(model, params)
     with atomic_write(output, binary=True) as f:
@@ -223,7 +245,7 @@ def convert(export_dir: str | os.PathLike, output: str | os.PathLike, format: st
         with open(os.path.join(export_dir, source_file), encoding="utf-8") as f:
             write_json(target, json.load(f))
     return Converted(output, format, quantize, len(content), alphabet_file, params_file, used,
-                     time.perf_counter() - started)
+                     time.perf_counter() - started, change, len(checked))
 
 
 def representative_images(csv_files: list[str], params, samples: int = 200, seed: int = 0,
@@ -284,7 +306,7 @@ def tflite_model(model, params, quantize: str = "none", calibration: list | None
 
     from .stn import SAMPLER_SCOPE
 
-    assert f"/{SAMPLER_SCOPE}/" in INT8_FLOAT_SCOPES, "INT8_FLOAT_SCOPES names the sampler's scope"
+    assert f"/{SAMPLER_SCOPE}/" in INT8_FLOAT_NODES, "INT8_FLOAT_NODES names the sampler's scope"
 
     @tf.function(input_signature=[tf.TensorSpec([1, params.height, None, params.input_channels], tf.float32,
                                                 name="images")])
@@ -317,10 +339,8 @@ def tflite_model(model, params, quantize: str = "none", calibration: list | None
                 options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(INT8_FLOAT_OPS))
                 debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=dataset,
                                                                      debug_options=options)
-                from ai_edge_litert.interpreter import Interpreter
-
-                float_nodes = [t["name"] for t in Interpreter(model_content=debugger.calibrated_model)
-                               .get_tensor_details() if any(scope in t["name"] for scope in INT8_FLOAT_SCOPES)]
+                float_nodes = sorted({t["name"] for t in tflite_tensors(debugger.calibrated_model)
+                                      if any(re.search(pattern, t["name"]) for pattern in INT8_FLOAT_NODES)})
                 if float_nodes:
                     debugger.options = tf.lite.experimental.QuantizationDebugOptions(
                         denylisted_ops=list(INT8_FLOAT_OPS), denylisted_nodes=float_nodes)
@@ -337,6 +357,21 @@ def tflite_model(model, params, quantize: str = "none", calibration: list | None
     return content
 
 
+def tflite_tensors(content: bytes) -> list[dict]:
+    """LiteRT's details (name, dtype, quantization...) of every tensor of a TFLite model, all subgraphs
+    (the main graph and, for each LSTM, its WHILE loop's condition and body)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=content)
+    tensors, subgraph = [], 0
+    while True:
+        try:
+            tensors += interpreter.get_tensor_details(subgraph_index=subgraph)
+        except ValueError:  # "subgraph_index is out of range"
+            return tensors
+        subgraph += 1
+
+
 def check_tflite_runs(content: bytes, image) -> None:
     """Run a converted model once in LiteRT on ``image`` (float32 ``[1, height, width, channels]``).
 
@@ -347,20 +382,75 @@ def check_tflite_runs(content: bytes, image) -> None:
         DeployError: LiteRT cannot run the model (naming the op when it says).
     """
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        import ai_edge_litert.interpreter  # noqa: F401
     except ImportError:  # no runtime to check with (tf-crnn[deploy] installs it)
         return
+    tflite_logits(content, [image])
+
+
+def tflite_logits(content: bytes, images: list) -> list:
+    """The logits of a TFLite CRNN (batch 1) for each image, run by LiteRT.
+
+    Args:
+        content: the flatbuffer (:func:`tflite_model`).
+        images: float32 arrays ``[1, height, width, channels]`` in [-1, 1], any widths.
+
+    Returns:
+        float32 arrays ``[1, time, num_classes]``, one per image.
+
+    Raises:
+        DeployError: LiteRT cannot run the model (naming the op when it says).
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    out = []
     try:
         interpreter = Interpreter(model_content=content)
         index = interpreter.get_input_details()[0]["index"]
-        interpreter.resize_tensor_input(index, image.shape)
-        interpreter.allocate_tensors()
-        interpreter.set_tensor(index, image)
-        interpreter.invoke()
+        output = interpreter.get_output_details()[0]["index"]
+        for image in images:
+            interpreter.resize_tensor_input(index, image.shape)
+            interpreter.allocate_tensors()
+            interpreter.set_tensor(index, image)
+            interpreter.invoke()
+            out.append(interpreter.get_tensor(output).copy())
     except Exception as e:
         op = re.search(r"\(([A-Z_0-9]+)\) failed to prepare", str(e))
         raise DeployError(f"LiteRT cannot run the converted model{' at op ' + op.group(1) if op else ''}: "
                           f"{str(e).strip().splitlines()[0]}") from None
+    return out
+
+
+def transcription_change(model, content: bytes, images: list) -> float:
+    """CER of a TFLite model's greedy transcriptions against the float32 CRNN's, on ``images``.
+
+    Transcriptions are compared as CTC class codes (greedy: argmax per step, repeats merged,
+    blanks dropped), the float32 model's taken as the reference, so no alphabet is needed.
+
+    Args:
+        model: the float32 :class:`tf_crnn.model.CRNN` the file was converted from.
+        content: the TFLite flatbuffer.
+        images: float32 arrays ``[1, height, width, channels]`` in [-1, 1].
+
+    Returns:
+        edit distance sum / reference length sum (:func:`tf_crnn.metrics.cer`); 1.0 for a model
+        that reads blanks where the float32 one reads text.
+
+    Raises:
+        DeployError: LiteRT cannot run the model.
+    """
+    import tensorflow as tf
+
+    from .decoding import ctc_decode
+    from .metrics import cer
+
+    def codes(logits) -> tuple[int, ...]:
+        decoded, _ = ctc_decode(tf.convert_to_tensor(logits), tf.shape(logits)[1:2])
+        return tuple(int(c) for c in decoded.numpy()[0, 0] if c)
+
+    converted = [codes(logits) for logits in tflite_logits(content, images)]
+    reference = [codes(tf.cast(model(image, tf.shape(image)[2:3], training=False), tf.float32)) for image in images]
+    return cer(reference, converted)
 
 
 def onnx_model(model, params, opset: int | None = None) -> bytes:

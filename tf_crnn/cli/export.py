@@ -7,12 +7,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..config import DEPLOY_FORMAT_NAMES, QUANTIZATION_NAMES
-from ..deploy import QUANTIZATIONS
+from ..deploy import INT8_CHANGE_WARNING, INT8_CHECK_IMAGES, QUANTIZATIONS
 from .errors import handles
 
-CLI_DESCRIPTION = """\
+CLI_DESCRIPTION = f"""\
 Convert a tf-crnn SavedModel export into a TFLite or ONNX model file, with
 NAME.alphabet.json and NAME.params.json written beside it: the three files are all
 tf-crnn predict / evaluate (or your own code) need to run it.
@@ -24,7 +25,9 @@ Output: CTC logits float32 [batch, time, classes], class 0 = blank (ONNX also: l
 
 --quantize (TFLite): none (float32), float16 (float16 weights), dynamic (int8 weights),
 int8 (int8 weights and activations calibrated on --samples images of --representative CSV;
-float32 input and output).
+float32 input and output; the LSTM cell state stays float32). After an int8 conversion the
+first {INT8_CHECK_IMAGES} calibration images are transcribed by the int8 and the float32 model and the CER
+between them is printed, with a warning above {100 * INT8_CHANGE_WARNING:.0f} %.
 
 example:
   tf-crnn export --model output/fraktur/export --format tflite --quantize int8 \\
@@ -43,6 +46,13 @@ def _export(args: argparse.Namespace) -> int:
     calibrated = f", calibrated on {done.representative_images} image(s)" if done.representative_images else ""
     print(f"wrote {done.path} ({done.size / 1e6:.2f} MB; {what}{calibrated}) in {done.seconds:.0f} s")
     print(f"with  {done.alphabet_file}\n      {done.params_file}")
+    if done.int8_change is not None:
+        print(f"int8 against float32 on {done.int8_checked} calibration image(s): "
+              f"{100 * done.int8_change:.2f} % of the transcriptions' symbols changed (CER)")
+        if done.int8_change > INT8_CHANGE_WARNING:
+            print(f"warning: above {100 * INT8_CHANGE_WARNING:.0f} %: the quantization has damaged this model; "
+                  f"score it with `tf-crnn evaluate --model {args.output} --csv EVAL.csv`, or use "
+                  f"--quantize dynamic (int8 weights, float activations)", file=sys.stderr)
     print(f"run:  tf-crnn predict --model {args.output} IMAGE...")
     return 0
 
