@@ -76,7 +76,7 @@ INT8_FLOAT_NODES = (r"/sampler/", r"lstm_cell[^/]*/(mul|add|Tanh_1)$")
 #: ``int8``: how many calibration images :func:`convert` transcribes with the int8 model and the float32 one.
 INT8_CHECK_IMAGES = 16
 #: ``int8``: above this CER between those transcriptions, ``tf-crnn export`` warns (a quantization that broke
-#: the model, as the WHILE case above did, shows as 100 %; a sound one as a few tenths of a percent).
+#: the model, as quantizing the LSTM cell state did, shows as 100 %; a sound one as a few tenths of a percent).
 INT8_CHANGE_WARNING = 0.05
 #: What the TFLite converter and LiteRT print on stderr for every conversion (kept off the terminal).
 CONVERTER_NOISE = ("fully_quantize:", "Created TensorFlow Lite XNNPACK delegate")
