@@ -124,7 +124,7 @@ def test_int8_keeps_the_lstm_cell_state_in_float(trained, converted):
     export, _, _ = trained
     params = json.loads((export / "params.json").read_text())
     tensors = deploy.tflite_tensors(converted["int8"].read_bytes())
-    cell_state = [t for t in tensors if re.search(deploy.INT8_FLOAT_NODES[1], t["name"])]
+    cell_state = [t for t in tensors if re.search(deploy.LSTM_CELL_STATE_NODES, t["name"])]
     assert len({t["name"] for t in cell_state}) == 3 * 2 * len(params["rnn_units"]), [t["name"] for t in cell_state]
     assert all(t["dtype"] == np.float32 for t in cell_state), [(t["name"], t["dtype"]) for t in cell_state]
     matmuls = [t for t in tensors if re.search(r"lstm_cell[^/]*/MatMul", t["name"])]

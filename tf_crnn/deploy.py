@@ -72,7 +72,8 @@ INT8_FLOAT_OPS = ("REVERSE_SEQUENCE",)
 #:   grows along the line (calibrated range up to about ±250 on Fraktur lines, an int8 step of about 2), so
 #:   quantized it lost every small update and the Fraktur recipe's model read blanks only (CER 100 %; found by
 #:   comparing each tensor of the int8 and float32 models on one line).
-INT8_FLOAT_NODES = (r"/sampler/", r"lstm_cell[^/]*/(mul|add|Tanh_1)$")
+LSTM_CELL_STATE_NODES = r"lstm_cell[^/]*/(mul|add|Tanh_1)$"
+INT8_FLOAT_NODES = (r"/sampler/", LSTM_CELL_STATE_NODES)
 #: ``int8``: how many calibration images :func:`convert` transcribes with the int8 model and the float32 one.
 INT8_CHECK_IMAGES = 16
 #: ``int8``: above this CER between those transcriptions, ``tf-crnn export`` warns (a quantization that broke
