@@ -1,4 +1,4 @@
-"""Training step of the CRNN's BiLSTM stack: Keras' masked Bidirectional against tf-crnn's unmasked path.
+"""Training step of the CRNN's BiLSTM stack: Keras' masked Bidirectional against tf-crnn's unmasked paths.
 
     python benchmarks/recurrent_masking.py                        # word and line shapes, float32 and bfloat16
     python benchmarks/recurrent_masking.py --steps 2 --rounds 1   # tiny (CI)
@@ -7,9 +7,11 @@ The recurrent part alone (the conv blocks do not depend on it): random features 
 features]`` right-padded to random lengths, two BiLSTM layers and the classifier, forward, a
 squared loss on the valid steps, backward, no optimizer. ``masked``: ``Bidirectional(x,
 mask=...)``, what tf-crnn ran before 0.5; ``unmasked``: :func:`tf_crnn.model.bidirectional`
-(forward LSTM unmasked, backward LSTM on each sample's valid steps reversed in place). Both
-modes share the weights; rounds alternate A B B A; the first ``--warmup`` steps (tracing) are
-left out.
+(forward LSTM unmasked, backward LSTM on each sample's valid steps reversed in place) with Keras'
+own LSTM layers, what evaluation and export run; ``hoisted``: the same in training, where each
+direction runs as :func:`tf_crnn.model.hoisted_lstm` when :func:`tf_crnn.model.uses_hoisted_lstm`
+says so (float32 on a CPU; otherwise it is Keras' LSTM again). All modes share the weights; rounds
+alternate A B C C B A; the first ``--warmup`` steps (tracing) are left out.
 """
 from __future__ import annotations
 
@@ -20,8 +22,8 @@ import time
 from _common import header
 
 #: name -> (batch, time steps, features per step, LSTM units): the experiment configs' recurrent shapes
-SHAPES = {"word": (32, 25, 256, 128),   # experiments/iiit5k.json: 32 x 100 words, T = 100 / 4
-          "line": (16, 300, 256, 192)}  # experiments/fraktur.json: lines of about 1200 px, T = width / 4
+SHAPES = {"word": (32, 25, 512, 128),   # experiments/iiit5k.json: 32 x 100 words, T = 100 / 4, 2 rows x 256
+          "line": (16, 300, 512, 192)}  # experiments/fraktur.json: lines of about 1200 px, T = width / 4
 
 
 def main() -> None:
@@ -32,7 +34,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2, help="ABBA rounds")
     args = parser.parse_args()
-    header("BiLSTM training step: masked vs unmasked")
+    header("BiLSTM training step: masked vs unmasked vs hoisted")
     for shape in args.shapes:
         for policy in args.policies:
             bench(shape, policy, args)
@@ -42,7 +44,7 @@ def bench(shape: str, policy: str, args) -> None:
     import keras
     import tensorflow as tf
 
-    from tf_crnn.model import bidirectional
+    from tf_crnn.model import bidirectional, uses_hoisted_lstm
 
     batch, steps, features, units = SHAPES[shape]
     rnns = [keras.layers.Bidirectional(keras.layers.LSTM(units, return_sequences=True, dtype=policy), dtype=policy)
@@ -56,35 +58,39 @@ def bench(shape: str, policy: str, args) -> None:
     classifier(tf.zeros([1, 2 * units]))
     variables = [v for layer in [*rnns, classifier] for v in layer.trainable_variables]
 
-    def forward(masked: bool):
+    def forward(mode: str):
         h = x
         for rnn in rnns:
-            h = rnn(h, mask=mask) if masked else bidirectional(rnn, h, lengths, True)
+            # The layers have no dropout: ``training`` only picks the path (hoisted loop or Keras' LSTM).
+            h = rnn(h, mask=mask) if mode == "masked" else bidirectional(rnn, h, lengths, mode == "hoisted")
         return classifier(h)
 
-    def make_step(masked: bool):
+    def make_step(mode: str):
         @tf.function
         def step():
             with tf.GradientTape() as tape:
-                out = tf.cast(forward(masked), tf.float32)
+                out = tf.cast(forward(mode), tf.float32)
                 loss = tf.reduce_sum(tf.where(mask[:, :, None], out, 0.0) ** 2)
             return loss, tape.gradient(loss, variables)
         return step
 
-    step_fns = {"masked": make_step(True), "unmasked": make_step(False)}
-    times = {"masked": [], "unmasked": []}
+    modes = ["masked", "unmasked", "hoisted"]
+    step_fns = {mode: make_step(mode) for mode in modes}
+    times = {mode: [] for mode in modes}
     for mode, fn in step_fns.items():
         for _ in range(args.warmup):
             fn()[0].numpy()
-    for mode in ["masked", "unmasked", "unmasked", "masked"] * args.rounds:
+    for mode in (modes + modes[::-1]) * args.rounds:
         for _ in range(args.steps // 2 or 1):
             start = time.perf_counter()
             step_fns[mode]()[0].numpy()
             times[mode].append(time.perf_counter() - start)
-    masked, unmasked = statistics.median(times["masked"]), statistics.median(times["unmasked"])
+    median = {mode: statistics.median(times[mode]) for mode in modes}
+    hoisted = "hoisted loop" if uses_hoisted_lstm(rnns[0].forward_layer) else "Keras' LSTM: not hoisted here"
     print(f"{shape} (batch {batch}, {steps} steps x {features} features, 2 x BiLSTM({units})), {policy}: "
-          f"masked {1000 * masked:.1f} ms/step, unmasked {1000 * unmasked:.1f} ms/step (medians of "
-          f"{len(times['masked'])}), unmasked is {masked / unmasked:.2f}x as fast", flush=True)
+          + ", ".join(f"{mode} {1000 * median[mode]:.1f} ms/step" for mode in modes)
+          + f" (medians of {len(times['masked'])}); unmasked is {median['masked'] / median['unmasked']:.2f}x, "
+          f"hoisted ({hoisted}) {median['masked'] / median['hoisted']:.2f}x as fast as masked", flush=True)
 
 
 if __name__ == "__main__":

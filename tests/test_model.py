@@ -10,7 +10,7 @@ from tf_crnn.alphabet import Alphabet
 from tf_crnn.config import Params
 from tf_crnn.data import batch_count, load_split, make_dataset
 from tf_crnn.loader import PredictionModel
-from tf_crnn.model import build_crnn, sequence_lengths
+from tf_crnn.model import bidirectional, build_crnn, ctc_loss, ctc_loss_kernel, sequence_lengths, uses_hoisted_lstm
 from tf_crnn.trainer import CheckpointMismatch, Trainer, cpu_has_bfloat16, mixed_precision_policy
 
 from conftest import tiny_params
@@ -48,6 +48,53 @@ def test_unmasked_bilstm_gives_the_masked_logits_on_padded_batches():
         np.testing.assert_allclose(ours[i, :length], reference[i, :length], atol=1e-5)
     # The padded steps are where the two differ (the backward LSTM's padding is not masked): the test can tell.
     assert not np.allclose(ours[1, lengths[1]:], reference[1, lengths[1]:], atol=1e-5)
+
+
+def test_the_hoisted_lstm_of_training_gives_keras_outputs_and_gradients_on_padded_batches():
+    model = build_crnn(Params(**SMALL), 11)
+    rnn = model.rnns[0]
+    assert uses_hoisted_lstm(rnn.forward_layer) and uses_hoisted_lstm(rnn.backward_layer)
+    x = tf.random.stateless_uniform([4, 30, 32], seed=[3, 4], minval=-1.0, maxval=1.0)
+    lengths = tf.constant([30, 7, 19, 1], tf.int32)
+    upstream = tf.random.stateless_normal([4, 30, 64], seed=[5, 6])
+
+    def outputs_and_gradients(training):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = bidirectional(rnn, x, lengths, training)  # dropout-free layers: training changes the path only
+            loss = tf.reduce_sum(y * upstream)
+        return [y, *tape.gradient(loss, [x, *rnn.trainable_variables])]
+
+    keras_path, hoisted = outputs_and_gradients(False), outputs_and_gradients(True)
+    assert len(keras_path) == 8  # outputs, input gradient, 3 weights per direction
+    for ours, reference in zip(hoisted, keras_path):
+        # Same float32 operations, the input products summed in another order: equal to 1e-4 (seen: 2e-6).
+        np.testing.assert_allclose(ours.numpy(), reference.numpy(), atol=1e-4)
+    # And the test can tell the two directions apart: a wrong reversal would not pass.
+    assert not np.allclose(hoisted[0][:, :, :32], hoisted[0][:, :, 32:], atol=1e-3)
+
+
+def test_the_ctc_kernel_gives_the_dense_ctc_loss_and_gradient_and_zero_for_impossible_labels():
+    logits = tf.random.stateless_normal([4, 12, 7], seed=[7, 8])
+    labels = tf.constant([[1, 2, 3, 0, 0], [6, 6, 6, 6, 6], [2, 0, 0, 0, 0], [4, 4, 5, 1, 2]], tf.int32)
+    label_lengths = tf.constant([3, 5, 1, 5], tf.int32)
+    logit_lengths = tf.constant([12, 8, 3, 6], tf.int32)  # sample 1 needs 9 steps (repeats need blanks): impossible
+
+    def loss_and_gradient(fn):
+        with tf.GradientTape() as tape:
+            tape.watch(logits)
+            loss = fn(labels, label_lengths, logits, logit_lengths)
+            total = tf.reduce_sum(tf.where(tf.math.is_finite(loss), loss, 0.0))
+        return loss.numpy(), tape.gradient(total, logits).numpy()
+
+    dense = lambda *args: tf.nn.ctc_loss(args[0], args[2], args[1], args[3], logits_time_major=False, blank_index=0)
+    (ours, our_grad), (reference, reference_grad) = loss_and_gradient(ctc_loss_kernel), loss_and_gradient(dense)
+    feasible = [0, 2, 3]
+    np.testing.assert_allclose(ours[feasible], reference[feasible], rtol=1e-5)
+    np.testing.assert_allclose(our_grad[feasible], reference_grad[feasible], atol=1e-5)
+    assert np.abs(our_grad[feasible]).max() > 0.01  # real gradients were compared
+    assert not np.isfinite(ours[1]) and np.all(our_grad[1] == 0)  # no path: inf, no gradient
+    assert ctc_loss(labels, label_lengths, logits, logit_lengths).numpy()[1] == 0.0  # and the loss reads 0
 
 
 def small_trainer(tmp_path, **overrides) -> Trainer:
