@@ -10,8 +10,10 @@ mask=...)``, what tf-crnn ran before 0.5; ``unmasked``: :func:`tf_crnn.model.bid
 (forward LSTM unmasked, backward LSTM on each sample's valid steps reversed in place) with Keras'
 own LSTM layers, what evaluation and export run; ``hoisted``: the same in training, where each
 direction runs as :func:`tf_crnn.model.hoisted_lstm` when :func:`tf_crnn.model.uses_hoisted_lstm`
-says so (float32 on a CPU; otherwise it is Keras' LSTM again). All modes share the weights; rounds
-alternate A B C C B A; the first ``--warmup`` steps (tracing) are left out.
+says so (float32 on a CPU; otherwise it is Keras' LSTM again); ``hoisted-bf16``: the same with the
+input projections in bfloat16, what the CRNN trains under ``mixed_bfloat16`` (float32 layers only).
+All modes share the weights; rounds alternate A B C D D C B A; the first ``--warmup`` steps (tracing)
+are left out.
 """
 from __future__ import annotations
 
@@ -62,7 +64,9 @@ def bench(shape: str, policy: str, args) -> None:
         h = x
         for rnn in rnns:
             # The layers have no dropout: ``training`` only picks the path (hoisted loop or Keras' LSTM).
-            h = rnn(h, mask=mask) if mode == "masked" else bidirectional(rnn, h, lengths, mode == "hoisted")
+            projection = "bfloat16" if mode == "hoisted-bf16" else None
+            h = (rnn(h, mask=mask) if mode == "masked" else
+                 bidirectional(rnn, h, lengths, mode.startswith("hoisted"), projection))
         return classifier(h)
 
     def make_step(mode: str):
@@ -74,7 +78,7 @@ def bench(shape: str, policy: str, args) -> None:
             return loss, tape.gradient(loss, variables)
         return step
 
-    modes = ["masked", "unmasked", "hoisted"]
+    modes = ["masked", "unmasked", "hoisted"] + (["hoisted-bf16"] if policy == "float32" else [])
     step_fns = {mode: make_step(mode) for mode in modes}
     times = {mode: [] for mode in modes}
     for mode, fn in step_fns.items():
@@ -90,7 +94,9 @@ def bench(shape: str, policy: str, args) -> None:
     print(f"{shape} (batch {batch}, {steps} steps x {features} features, 2 x BiLSTM({units})), {policy}: "
           + ", ".join(f"{mode} {1000 * median[mode]:.1f} ms/step" for mode in modes)
           + f" (medians of {len(times['masked'])}); unmasked is {median['masked'] / median['unmasked']:.2f}x, "
-          f"hoisted ({hoisted}) {median['masked'] / median['hoisted']:.2f}x as fast as masked", flush=True)
+          f"hoisted ({hoisted}) {median['masked'] / median['hoisted']:.2f}x"
+          + (f", hoisted-bf16 {median['masked'] / median['hoisted-bf16']:.2f}x" if "hoisted-bf16" in median else "")
+          + " as fast as masked", flush=True)
 
 
 if __name__ == "__main__":

@@ -74,6 +74,9 @@ class CRNN(keras.Model):
         # small per-step matrix products 1.35-1.4x slower than float32 (benchmarks/recurrent_masking.py): under
         # mixed_bfloat16 the LSTMs compute in float32. float16 (GPUs) keeps them in float16 for cuDNN.
         rnn_dt = dt if dtype_policy == "mixed_float16" else {}
+        # Their input projections, outside the time loop in training (hoisted_lstm), are one large matrix
+        # product each: those do pay in bfloat16.
+        self.projection_dtype = "bfloat16" if dtype_policy == "mixed_bfloat16" else None
         self.rnns = [
             keras.layers.Bidirectional(keras.layers.LSTM(u, return_sequences=True, **rnn_dt), name=f"bilstm{i + 1}",
                                        **rnn_dt)
@@ -100,17 +103,19 @@ class CRNN(keras.Model):
         x = tf.reshape(x, [shape[0], shape[2], x.shape[2] * x.shape[3]])
         lengths = sequence_lengths(widths, self.pool_widths)
         for dropout, rnn in zip(self.dropouts, self.rnns):
-            x = bidirectional(rnn, dropout(x, training=training), lengths, training)
+            x = bidirectional(rnn, dropout(x, training=training), lengths, training, self.projection_dtype)
         return self.classifier(self.dropouts[-1](x, training=training))
 
 
-def bidirectional(rnn: keras.layers.Bidirectional, x: tf.Tensor, lengths: tf.Tensor, training) -> tf.Tensor:
+def bidirectional(rnn: keras.layers.Bidirectional, x: tf.Tensor, lengths: tf.Tensor, training,
+                  projection_dtype: str | None = None) -> tf.Tensor:
     """A BiLSTM over right-padded sequences without a mask; equal to ``rnn(x, mask=...)`` on the valid steps.
 
     Args:
         rnn: a ``keras.layers.Bidirectional`` of LSTMs (its forward and backward layers are called).
         x: ``[batch, time, features]``, each sample valid on its first ``lengths`` steps.
         lengths: int32 ``[batch]``.
+        projection_dtype: passed to :func:`hoisted_lstm` (training on a CPU only).
 
     Returns:
         ``[batch, time, 2 * units]`` (forward then backward outputs, as ``merge_mode="concat"``).
@@ -127,8 +132,12 @@ def bidirectional(rnn: keras.layers.Bidirectional, x: tf.Tensor, lengths: tf.Ten
     """
     if not rnn.built:  # the wrapper itself is never called: build it (and so its two layers) here
         rnn.build(x.shape)
-    run = hoisted_lstm if training and uses_hoisted_lstm(rnn.forward_layer) else (
-        lambda layer, inputs: layer(inputs, training=training))
+    if training and uses_hoisted_lstm(rnn.forward_layer):
+        def run(layer, inputs):
+            return hoisted_lstm(layer, inputs, projection_dtype)
+    else:
+        def run(layer, inputs):
+            return layer(inputs, training=training)
     forward = run(rnn.forward_layer, x)
     # The backward layer runs with go_backwards=True (Bidirectional requires it): it reads its input from the
     # last step to the first and returns outputs in that order. Flipping each sample's valid steps in place and
@@ -152,12 +161,15 @@ def uses_hoisted_lstm(layer: keras.layers.LSTM) -> bool:
             and cell.recurrent_activation is keras.activations.sigmoid)
 
 
-def hoisted_lstm(layer: keras.layers.LSTM, x: tf.Tensor) -> tf.Tensor:
+def hoisted_lstm(layer: keras.layers.LSTM, x: tf.Tensor, projection_dtype: str | None = None) -> tf.Tensor:
     """``layer(x)`` for an LSTM with ``return_sequences=True``, its input projection taken out of the time loop.
 
     Args:
         layer: a built ``keras.layers.LSTM`` (:func:`uses_hoisted_lstm` true); its own weights are used.
         x: float32 ``[batch, time, features]``.
+        projection_dtype: None (float32) or ``"bfloat16"``: the dtype of the input projection's matrix
+            product (the CRNN passes bfloat16 under ``mixed_bfloat16``, whose conv features hold bfloat16
+            values already). The recurrence, the gates and the cell state are float32 either way.
 
     Returns:
         float32 ``[batch, time, units]``, the outputs in the order the layer reads its steps (reversed time
@@ -174,7 +186,9 @@ def hoisted_lstm(layer: keras.layers.LSTM, x: tf.Tensor) -> tf.Tensor:
     if layer.go_backwards:
         x = tf.reverse(x, axis=[1])
     # [time, batch, 4 * units]: every step's input projection at once.
-    projected = tf.einsum("btf,fg->tbg", x, cell.kernel.value) + cell.bias.value
+    dtype = projection_dtype or x.dtype
+    projected = tf.einsum("btf,fg->tbg", tf.cast(x, dtype), tf.cast(cell.kernel.value, dtype))
+    projected = tf.cast(projected, tf.float32) + cell.bias.value
     steps = tf.shape(projected)[0]
     inputs = tf.TensorArray(projected.dtype, size=steps).unstack(projected)
     recurrent = cell.recurrent_kernel.value
