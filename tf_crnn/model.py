@@ -200,8 +200,10 @@ def hoisted_lstm(layer: keras.layers.LSTM, x: tf.Tensor, projection_dtype: str |
         return t + 1, h, c, outputs.write(t, h)
 
     zeros = tf.zeros([tf.shape(x)[0], cell.units], projected.dtype)
+    # maximum_iterations: XLA (jit_compile) needs it to size the gradient's accumulators.
     _, _, _, outputs = tf.while_loop(lambda t, *_: t < steps, step,
-                                     [tf.constant(0), zeros, zeros, tf.TensorArray(projected.dtype, size=steps)])
+                                     (tf.constant(0), zeros, zeros, tf.TensorArray(projected.dtype, size=steps)),
+                                     maximum_iterations=steps)
     return tf.transpose(outputs.stack(), [1, 0, 2])
 
 
@@ -243,14 +245,20 @@ def parameter_count(params: Params, num_classes: int) -> int:
     return count + (features + 1) * num_classes
 
 
-def ctc_loss(labels: tf.Tensor, label_lengths: tf.Tensor, logits: tf.Tensor, logit_lengths: tf.Tensor) -> tf.Tensor:
+def ctc_loss(labels: tf.Tensor, label_lengths: tf.Tensor, logits: tf.Tensor, logit_lengths: tf.Tensor,
+             xla: bool = False) -> tf.Tensor:
     """Per-sample CTC negative log-likelihood (Graves et al. 2006), blank = class 0.
+
+    On a CPU computed by TensorFlow's CTC kernel (:func:`ctc_loss_kernel`); on a GPU, or with ``xla``
+    (inside a ``jit_compile`` function: XLA has no implementation of that kernel), by ``tf.nn.ctc_loss``'s
+    dense formulation.
 
     Args:
         labels: int32 ``[batch, max_label_length]``, alphabet codes, right-padded.
         label_lengths: int32 ``[batch]``.
         logits: float32 ``[batch, time, num_classes]``.
         logit_lengths: int32 ``[batch]`` valid time steps per sample.
+        xla: whether the caller is compiled by XLA.
 
     Returns:
         float32 ``[batch]``. A sample whose label cannot be aligned (longer than
@@ -260,7 +268,7 @@ def ctc_loss(labels: tf.Tensor, label_lengths: tf.Tensor, logits: tf.Tensor, log
     """
     labels, logits = tf.cast(labels, tf.int32), tf.cast(logits, tf.float32)
     label_lengths, logit_lengths = tf.cast(label_lengths, tf.int32), tf.cast(logit_lengths, tf.int32)
-    if tf.config.list_logical_devices("GPU"):
+    if xla or tf.config.list_logical_devices("GPU"):
         loss = tf.nn.ctc_loss(labels=labels, logits=logits, label_length=label_lengths, logit_length=logit_lengths,
                               logits_time_major=False, blank_index=BLANK)
     else:

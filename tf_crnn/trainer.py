@@ -382,7 +382,7 @@ class Trainer:
         with tf.GradientTape() as tape:
             logits = self.model(batch["images"], batch["widths"], training=True)
             lengths = sequence_lengths(batch["widths"], self.model.pool_widths)
-            per_sample = ctc_loss(batch["labels"], batch["label_lengths"], logits, lengths)
+            per_sample = ctc_loss(batch["labels"], batch["label_lengths"], logits, lengths, xla=self.params.jit_compile)
             loss = tf.reduce_sum(per_sample) / tf.maximum(global_count, 1.0)
             # The identity unless the optimizer is a LossScaleOptimizer (mixed precision); inside the tape.
             loss = self.optimizer.scale_loss(loss)
