@@ -142,3 +142,21 @@ def test_text_words_no_font_can_draw_are_left_out_with_warning(tmp_path):
         csv_path = synthetic.generate_text(tmp_path, 4, words=["gut", "Ba\u0364der"], workers=1, progress=False)
     assert {s.text.lower() for s in read_csv(csv_path)} == {"gut"}
     assert "\u0364" not in "".join(Alphabet.from_file(tmp_path / "alphabet.json").lookup)
+
+
+def test_generation_in_a_training_process_ends_its_workers_quietly(tmp_path):
+    # The quick start generates its data inside train.py, under tf-crnn's SIGTERM / Ctrl-C handlers; the pool's
+    # workers are forked from it and terminated with SIGTERM when the generation ends.
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom tf_crnn import interrupts\nfrom tf_crnn.datasets import synthetic\n"
+              "with interrupts.stop_on_signals():\n"
+              "    synthetic.generate_numbers(sys.argv[1], 40, seed=1, workers=2, progress=False)\n"
+              "print('done')\n")
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "g")], capture_output=True, text=True,
+                            timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "done"
+    assert "Traceback" not in result.stderr and "SIGTERM" not in result.stderr, result.stderr
+    assert len(read_csv(str(tmp_path / "g" / "labels.csv"))) == 40

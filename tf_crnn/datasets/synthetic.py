@@ -22,6 +22,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
+import signal
 import sys
 import warnings
 from collections import Counter
@@ -103,6 +104,15 @@ _SPEC: _Spec | None = None  # the worker's spec, set by _init_worker
 def _init_worker(spec: _Spec) -> None:
     global _SPEC
     _SPEC = spec
+
+
+def _init_pool_worker(spec: _Spec) -> None:
+    # A forked worker inherits the training's stop handlers (tf_crnn.interrupts), so the pool's terminate()
+    # at the end of every generation printed a traceback per worker ("stopped by SIGTERM"). A worker dies
+    # quietly on SIGTERM, and ignores Ctrl-C: the parent gets it too, stops and terminates the pool.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _init_worker(spec)
 
 
 def _rng(seed: int, index: int) -> np.random.Generator:
@@ -202,7 +212,7 @@ def _run(spec: _Spec, n: int, workers: int | None, progress: bool, symbols: Iter
             rows[i] = _make_sample(i)
             bar.update()
     else:
-        with _pool_context().Pool(workers, initializer=_init_worker, initargs=(spec,)) as pool:
+        with _pool_context().Pool(workers, initializer=_init_pool_worker, initargs=(spec,)) as pool:
             chunk = max(1, min(64, n // (workers * 8)))
             for i, row in zip(range(n), pool.imap(_make_sample, range(n), chunksize=chunk)):
                 rows[i] = row
