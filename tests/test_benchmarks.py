@@ -68,3 +68,15 @@ def test_deploy_formats_scores_and_times_every_format(digits_data, tmp_path):
     assert "| format | file size | CER |" in result.stdout and "machine:" in result.stdout
     assert "aim int8 file <= 30% of fp32" in result.stdout
 
+
+
+def test_recurrent_masking_times_the_masked_unmasked_and_hoisted_paths():
+    result = subprocess.run(
+        [sys.executable, "benchmarks/recurrent_masking.py", "--shapes", "word", "--policies", "float32",
+         "--steps", "2", "--warmup", "1", "--rounds", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(row for row in result.stdout.splitlines() if row.startswith("word (batch 32"))
+    for mode in ("masked", "unmasked", "hoisted", "hoisted-bf16"):
+        assert f" {mode} " in line and "ms/step" in line
+    assert "hoisted (hoisted loop)" in line and "machine:" in result.stdout
