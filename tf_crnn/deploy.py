@@ -402,11 +402,11 @@ def tflite_logits(content: bytes, images: list) -> list:
     Raises:
         DeployError: LiteRT cannot run the model (naming the op when it says).
     """
-    from ai_edge_litert.interpreter import Interpreter
+    from .runtimes import litert_interpreter
 
     out = []
     try:
-        interpreter = Interpreter(model_content=content)
+        interpreter = litert_interpreter(model_content=content)
         index = interpreter.get_input_details()[0]["index"]
         output = interpreter.get_output_details()[0]["index"]
         for image in images:

@@ -15,6 +15,7 @@ training saw. See :mod:`tf_crnn.deploy` for the inputs and outputs of each file.
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import numpy as np
@@ -31,6 +32,37 @@ LITERT_NOISE = ("Created TensorFlow Lite XNNPACK delegate",)
 
 class ModelFileError(ValueError):
     """A model file that cannot be used; the message names the file and why."""
+
+
+log = logging.getLogger(__name__)
+
+
+def litert_interpreter(**source):
+    """LiteRT's ``Interpreter(**source)`` (``model_path=`` or ``model_content=``, ``num_threads=``), allocated.
+
+    When LiteRT's default XNNPACK delegate fails to prepare the model, the model runs on LiteRT's builtin
+    kernels instead (slower), with a warning. Why: XNNPACK refuses some int8 models whose quantization
+    parameters it does not support (seen: an int8 CRNN with a spatial transformer, "failed to create XNNPACK
+    runtime", depending on the trained weights), which the builtin kernels run correctly.
+
+    Raises:
+        ValueError / RuntimeError: LiteRT cannot load or prepare the model at all.
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(**source)
+    try:
+        interpreter.allocate_tensors()
+        return interpreter
+    except RuntimeError as e:
+        if "XNNPACK" not in str(e):
+            raise
+        reason = str(e).strip().splitlines()[0]
+    log.warning("LiteRT's XNNPACK delegate cannot run this model (%s): using LiteRT's builtin kernels (slower)",
+                reason)
+    interpreter = Interpreter(**source, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter.allocate_tensors()
+    return interpreter
 
 
 _PREPROCESSORS: dict[str, tf.types.experimental.PolymorphicFunction] = {}
@@ -61,14 +93,13 @@ class TFLiteRuntime:
 
     def __init__(self, path: str, params: Params, threads: int | None = None):
         try:
-            from ai_edge_litert.interpreter import Interpreter
+            import ai_edge_litert.interpreter  # noqa: F401
         except ImportError:
             raise ImportError("running a .tflite model needs LiteRT: pip install 'tf-crnn[deploy]'") from None
         self.path = path
         try:
             with filtered_stderr(LITERT_NOISE):  # printed by the first allocation in a process
-                self.interpreter = Interpreter(model_path=path, num_threads=threads or os.cpu_count() or 1)
-                self.interpreter.allocate_tensors()
+                self.interpreter = litert_interpreter(model_path=path, num_threads=threads or os.cpu_count() or 1)
         except Exception as e:  # LiteRT raises ValueError / RuntimeError for a file it cannot read
             raise ModelFileError(f"{path}: not a TFLite model LiteRT can load ({_first_line(e)})") from None
         inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
