@@ -69,7 +69,6 @@ def test_deploy_formats_scores_and_times_every_format(digits_data, tmp_path):
     assert "aim int8 file <= 30% of fp32" in result.stdout
 
 
-
 def test_recurrent_masking_times_the_masked_unmasked_and_hoisted_paths():
     result = subprocess.run(
         [sys.executable, "benchmarks/recurrent_masking.py", "--shapes", "word", "--policies", "float32",
