@@ -135,6 +135,24 @@ def test_checkpoint_holds_every_weight_and_batch_norm_statistic(tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
 
 
+def test_restore_takes_a_checkpoint_written_after_the_record_of_the_checkpoints(tmp_path, caplog):
+    # kill -9 between the two writes of CheckpointManager.save: ckpt-2 is complete, the record still names ckpt-1.
+    first = small_trainer(tmp_path)
+    for epoch in (1, 2):
+        first.epoch.assign(epoch)
+        first.manager.save()
+    folder = tmp_path / "out" / "checkpoints"
+    record = (folder / "checkpoint").read_text()
+    (folder / "checkpoint").write_text(record.replace("ckpt-2", "ckpt-1"))
+    assert tf.train.latest_checkpoint(str(folder)).endswith("ckpt-1")
+    assert small_trainer(tmp_path).restore() == 2
+    assert "ckpt-2 is newer than the checkpoint record names" in caplog.text
+    # The record intact: no warning, the recorded checkpoint.
+    (folder / "checkpoint").write_text(record)
+    caplog.clear()
+    assert small_trainer(tmp_path).restore() == 2 and "newer than" not in caplog.text
+
+
 def test_checkpoints_of_old_versions_restore_with_a_warning_and_other_networks_are_refused(tmp_path, caplog):
     trainer = small_trainer(tmp_path)
     # What tf-crnn < 0.5 wrote: Keras' layer lists were invisible to tf.train.Checkpoint; the trainable weights

@@ -16,6 +16,7 @@ import functools
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 EXPORT_DIR = "export"
 BEST_EXPORT_DIR = callbacks_lib.BEST_EXPORT_DIR
 CHECKPOINT_DIR = "checkpoints"
+_CHECKPOINT_INDEX = re.compile(r"ckpt-(\d+)\.index")  # tf.train.CheckpointManager's default file names
 #: The checkpoint entry that marks a training with ema_decay (its optimizer state holds the averages).
 EMA_CHECKPOINT_KEY = "ema_decay"
 
@@ -223,6 +225,26 @@ def on_averaged_weights(method):
     return run
 
 
+
+def newest_checkpoint(directory: str) -> str | None:
+    """The prefix of the newest complete checkpoint in ``directory`` (``.../ckpt-N``), or None if there is none.
+
+    ``tf.train.CheckpointManager`` writes ``ckpt-N.index`` (the file that makes a checkpoint complete:
+    TensorFlow writes it last) before it updates its record (the ``checkpoint`` file): a process killed
+    between the two leaves the record naming ``ckpt-N-1``. Then the higher-numbered checkpoint is newer and
+    is returned, so a resume after ``kill -9`` keeps every epoch that was checkpointed.
+    """
+    recorded = tf.train.latest_checkpoint(directory)
+    numbers = [int(match.group(1)) for name in (os.listdir(directory) if os.path.isdir(directory) else ())
+               if (match := _CHECKPOINT_INDEX.fullmatch(name))]
+    if numbers and (recorded is None or max(numbers) > int(recorded.rsplit("-", 1)[1])):
+        newest = os.path.join(directory, f"ckpt-{max(numbers)}")
+        log.warning("%s is newer than the checkpoint record names (%s; the process that wrote it was stopped "
+                    "before updating the record): restoring it", newest, recorded)
+        return newest
+    return recorded
+
+
 class Trainer:
     """Owns the model, optimizer, checkpoints and compiled steps of one training.
 
@@ -351,7 +373,7 @@ class Trainer:
         machines that folder must be on storage they all read (NFS, GCS, ...).
         """
         directory = os.path.join(self.params.output_model_dir, CHECKPOINT_DIR)
-        latest = tf.train.latest_checkpoint(directory)
+        latest = newest_checkpoint(directory)
         if latest is None:
             log.warning("restore_model=True but no checkpoint in %s: starting from scratch", directory)
             return 0
