@@ -225,18 +225,17 @@ def on_averaged_weights(method):
     return run
 
 
-
 def newest_checkpoint(directory: str) -> str | None:
     """The prefix of the newest complete checkpoint in ``directory`` (``.../ckpt-N``), or None if there is none.
 
-    ``tf.train.CheckpointManager`` writes ``ckpt-N.index`` (the file that makes a checkpoint complete:
-    TensorFlow writes it last) before it updates its record (the ``checkpoint`` file): a process killed
+    ``tf.train.CheckpointManager`` writes ``ckpt-N.index`` (which TensorFlow writes once the checkpoint's
+    data files are in place) before it updates its record (the ``checkpoint`` file): a process killed
     between the two leaves the record naming ``ckpt-N-1``. Then the higher-numbered checkpoint is newer and
     is returned, so a resume after ``kill -9`` keeps every epoch that was checkpointed.
     """
     recorded = tf.train.latest_checkpoint(directory)
-    numbers = [int(match.group(1)) for name in (os.listdir(directory) if os.path.isdir(directory) else ())
-               if (match := _CHECKPOINT_INDEX.fullmatch(name))]
+    names = tf.io.gfile.listdir(directory) if tf.io.gfile.isdir(directory) else []  # gfile: also gs:// folders
+    numbers = [int(match.group(1)) for name in names if (match := _CHECKPOINT_INDEX.fullmatch(name))]
     if numbers and (recorded is None or max(numbers) > int(recorded.rsplit("-", 1)[1])):
         newest = os.path.join(directory, f"ckpt-{max(numbers)}")
         log.warning("%s is newer than the checkpoint record names (%s; the process that wrote it was stopped "
