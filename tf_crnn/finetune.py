@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from ._util import parse_run_id
+from .trainer import newest_checkpoint
 from .alphabet import BLANK, Alphabet
 from .config import ConfigError, Params, load_config_file
 from .model import build_crnn
@@ -108,7 +109,7 @@ def load_source(init_from, mongo_url: str | None = None, mongo_db_name: str | No
     path = os.path.abspath(os.fspath(init_from))
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
         return _export_source(PredictionModel(path), {"source": "export"})
-    prefix = tf.train.latest_checkpoint(path) if os.path.isdir(path) else (
+    prefix = newest_checkpoint(path) if os.path.isdir(path) else (
         path if tf.io.gfile.exists(path + ".index") else None)
     if prefix is not None:
         return _checkpoint_source(prefix)
