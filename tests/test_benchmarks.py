@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -79,3 +80,30 @@ def test_recurrent_masking_times_the_masked_unmasked_and_hoisted_paths():
     for mode in ("masked", "unmasked", "hoisted", "hoisted-bf16"):
         assert f" {mode} " in line and "ms/step" in line
     assert "hoisted (hoisted loop)" in line and "machine:" in result.stdout
+
+
+@pytest.mark.slow
+def test_recipe_budget_gives_each_variant_the_epochs_its_calibration_fits_in_the_budget(digits_data, mongo_url,
+                                                                                       tmp_path):
+    from conftest import train_env, write_config
+
+    config = write_config(tmp_path, digits_data, n_epochs=1)
+    work = tmp_path / "work"
+    result = subprocess.run(
+        [sys.executable, "benchmarks/recipe_budget.py", "--budget-minutes", "0.75", "--config", str(config),
+         "--work", str(work), "--set", "seed=3", "--variant", "base=", "--variant",
+         "small=rnn_units=[8],cnn_features_list=[4,8]", "--epochs", "small=2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900, env=train_env(TF_CRNN_MONGO_URL=mongo_url))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = {row["variant"]: row for row in json.loads((work / "summary.json").read_text())}
+    base, small = rows["base"], rows["small"]
+    # base: n_epochs = 2 + floor((budget - W) / E) from its 2-epoch calibration run, a run of its own.
+    wall_s, epoch_s = base["calibration"]["wall_s"], base["calibration"]["epoch_s"]
+    assert base["n_epochs"] == max(1, 2 + math.floor((45 - wall_s) / epoch_s))
+    assert base["calibration"]["run_id"] not in (None, base["run_id"]) and len(base["cer_per_epoch"]) == base["n_epochs"]
+    assert small["n_epochs"] == 2 and small["calibration"] is None and len(small["cer_per_epoch"]) == 2
+    assert small["weights"] < base["weights"]
+    assert small["updates"] == ["seed=3", "rnn_units=[8]", "cnn_features_list=[4,8]"]
+    assert all(row["cer"] == row["cer_per_epoch"][-1] and row["best_cer"] == min(row["cer_per_epoch"])
+               for row in rows.values())
+    assert "machine:" in result.stdout and "best CER %" in result.stdout
