@@ -116,7 +116,7 @@ def main() -> None:
         else:
             calibration = train(args.config, [*updates, "n_epochs=2"], args.work / f"{name}_calibration",
                                 args.work / f"{name}_calibration.log")
-            epoch_s = calibration["epochs"][1]["seconds"]
+            epoch_s = max(1.0, calibration["epochs"][1]["seconds"])  # the log's whole seconds (tiny runs: 0)
             n_epochs = max(1, 2 + math.floor((budget_s - calibration["wall_s"]) / epoch_s))
             print(f"{name}: calibration run {calibration['run_id']}: {calibration['wall_s']:.0f} s wall, "
                   f"second epoch {epoch_s:.0f} s -> {n_epochs} epochs", flush=True)
@@ -133,7 +133,7 @@ def main() -> None:
                "best_cer": best["eval.cer"], "best_epoch": epochs.index(best) + 1,
                "cer_per_epoch": [row["eval.cer"] for row in epochs],
                "calibration": calibration and {"run_id": calibration["run_id"], "wall_s": calibration["wall_s"],
-                                               "epoch_s": calibration["epochs"][1]["seconds"]}}
+                                               "epoch_s": epoch_s}}
         rows.append(row)
         print(json.dumps(row), flush=True)
         (args.work / "summary.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
