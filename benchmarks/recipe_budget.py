@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import subprocess
 import sys
 import time
@@ -39,7 +40,7 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
         raise SystemExit(f"--variant {text!r}: write NAME=KEY=VALUE[,KEY=VALUE...] (NAME= for the config as it is)")
     updates, depth, current = [], 0, ""
     for char in rest:
-        depth += char in "[{(" and 1 or (char in "]})" and -1 or 0)
+        depth += (char in "[{(") - (char in "]})")
         if char == "," and depth == 0:
             updates.append(current)
             current = ""
@@ -123,15 +124,15 @@ def main() -> None:
         if args.calibrate_only:
             continue
         result = train(args.config, [*updates, f"n_epochs={n_epochs}"], args.work / name, args.work / f"{name}.log")
-        epochs, seconds = result["epochs"], sorted(row["seconds"] for row in result["epochs"])
-        best = min(epochs, key=lambda row: row["eval.cer"])
+        epochs = result["epochs"]
+        best = min(epochs, key=lambda epoch: epoch["eval.cer"])
         row = {"variant": name, "updates": updates, "n_epochs": n_epochs, "run_id": result["run_id"],
                "weights": weight_count(args.work / name / "export"), "wall_min": result["wall_s"] / 60,
-               "epoch_s_median": seconds[len(seconds) // 2],
+               "epoch_s_median": statistics.median_high(epoch["seconds"] for epoch in epochs),
                "cer": epochs[-1]["eval.cer"], "wer": epochs[-1]["eval.wer"],
                "line_accuracy": epochs[-1]["eval.sequence_accuracy"],
                "best_cer": best["eval.cer"], "best_epoch": epochs.index(best) + 1,
-               "cer_per_epoch": [row["eval.cer"] for row in epochs],
+               "cer_per_epoch": [epoch["eval.cer"] for epoch in epochs],
                "calibration": calibration and {"run_id": calibration["run_id"], "wall_s": calibration["wall_s"],
                                                "epoch_s": epoch_s}}
         rows.append(row)
