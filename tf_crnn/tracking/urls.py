@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import os
 import socket
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 import pymongo
 from pymongo.errors import ConfigurationError, PyMongoError
 
 ENV_URL = "TF_CRNN_MONGO_URL"
 DEFAULT_DB_NAME = "tf_crnn"
+TLS_FILE_OPTIONS = ("tlsCAFile", "tlsCertificateKeyFile", "tlsCRLFile")  # URL options that name a local file
 
 
 class TrackingError(RuntimeError):
@@ -57,6 +58,10 @@ def ping(url: str, timeout_s: float = 3.0, db_name: str | None = None) -> None:
     credentials that the URL does not give. ``ping`` needs no authentication on
     MongoDB, so only the read of ``db_name``'s collection names finds the last case.
     """
+    unreadable = unreadable_tls_file(url)
+    if unreadable:
+        raise TrackingError(f"{redact_url(url)} is not a usable MongoDB URL ({unreadable}): fix the path in "
+                            f"mongo_url / ${ENV_URL}")
     try:
         with pymongo.MongoClient(url, serverSelectionTimeoutMS=int(timeout_s * 1000),
                                  connectTimeoutMS=int(timeout_s * 1000)) as client:
@@ -68,6 +73,24 @@ def ping(url: str, timeout_s: float = 3.0, db_name: str | None = None) -> None:
                             f"fix mongo_url / ${ENV_URL}") from None
     except PyMongoError as e:
         raise TrackingError(connection_problem(url, e, db_name)) from None
+
+
+def unreadable_tls_file(url: str) -> str | None:
+    """Which TLS file option of ``url`` names a file this process cannot read, in words; None when all can be read.
+
+    Checked here, before pymongo, so the message names the option and the path whatever a pymongo release
+    says of it (4.20 stopped naming the file).
+    """
+    options = {key.lower(): value for key, value in parse_qsl(urlsplit(url).query)}
+    for key in TLS_FILE_OPTIONS:
+        path = options.get(key.lower())
+        if path is None:
+            continue
+        if not os.path.isfile(path):
+            return f"{key}={path} is not an existing file"
+        if not os.access(path, os.R_OK):
+            return f"{key}={path} cannot be read by this user"
+    return None
 
 
 def connection_problem(url: str, error: Exception, db_name: str | None = None) -> str:
