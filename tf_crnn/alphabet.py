@@ -7,7 +7,6 @@ codes 1..N and the model emits ``N + 1`` logits per time step (more precisely
 """
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from typing import Iterable, Mapping, Sequence
 
 from ._util import write_json
 from .annotations import Sample, listing
+from .textfiles import TextFileError, load_json
 
 #: Class index of the CTC blank label (Graves et al. 2006). Codes start at 1.
 BLANK = 0
@@ -70,16 +70,13 @@ class Alphabet:
 
         Raises:
             FileNotFoundError: no such file.
-            AlphabetError: not valid JSON or not a valid table (names the file).
+            AlphabetError: not UTF-8, not valid JSON, a symbol given twice, or not a valid table (names the file).
         """
         path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"alphabet lookup table not found: {path}")
         try:
-            with open(path, encoding="utf-8") as f:
-                table = json.load(f)
-        except json.JSONDecodeError as e:
-            raise AlphabetError(f"{path}: not valid JSON ({e})") from e
+            table = load_json(path, "alphabet lookup table")
+        except TextFileError as e:
+            raise AlphabetError(str(e)) from None
         if not isinstance(table, dict):
             raise AlphabetError(f"{path}: expected a JSON object {{\"symbol\": code}}")
         try:

@@ -23,6 +23,7 @@ import pandas as pd
 import regex
 
 from ._util import atomic_write
+from .textfiles import TextFileError, read_text
 
 
 class AnnotationError(ValueError):
@@ -134,18 +135,19 @@ def read_csv(
 
     Raises:
         FileNotFoundError: the CSV does not exist.
-        AnnotationError: not UTF-8, a row without delimiter, or an empty path
-            or label (message names file and line).
+        AnnotationError: not UTF-8 (the line and byte offset, and the command that converts it: see
+            :mod:`tf_crnn.textfiles`), a header row, a row without delimiter, or an empty path or label (message
+            names file and line). A 0-byte file gives no samples.
     """
     csv_file = os.path.abspath(os.fspath(csv_file))
-    if not os.path.isfile(csv_file):
-        raise FileNotFoundError(f"annotation CSV not found: {csv_file}")
-    base = os.path.dirname(csv_file)
     try:
-        with open(csv_file, encoding="utf-8-sig") as f:
-            lines = pd.Series(f.read().splitlines(), dtype=object)
-    except UnicodeDecodeError as e:
-        raise AnnotationError(f"{csv_file}: not UTF-8 text ({e}); re-save it as UTF-8") from None
+        text = read_text(csv_file, "annotation CSV")
+    except TextFileError as e:
+        raise AnnotationError(str(e)) from None
+    base = os.path.dirname(csv_file)
+    lines = pd.Series(text.splitlines(), dtype=object)
+    if lines.empty:
+        return []  # a 0-byte file: no rows (the split's check says when a split ends up with none)
     # Split at the FIRST delimiter only: the label may itself contain it (a ';' symbol).
     fields = lines.str.split(csv_delimiter, n=1, expand=True)
     if fields.shape[1] == 1:
@@ -161,11 +163,24 @@ def read_csv(
             )
         if path == "":
             raise AnnotationError(f"{csv_file}:{line}: empty image path")
+        if line == 1 and _looks_like_header(path, base):
+            raise AnnotationError(
+                f"{csv_file}:1: {path}{csv_delimiter}{label} looks like a header row, but tf-crnn's CSVs have none "
+                f"(each row is image path{csv_delimiter}label): delete the first line")
         symbols = split_label(label, string_split_delimiter)
         if not symbols:
             raise AnnotationError(f"{csv_file}:{line}: empty label for {path}")
         samples.append(Sample(os.path.normpath(os.path.join(base, path)), symbols, csv_file, line))
     return samples
+
+
+_HEADER_WORDS = {"path", "image", "images", "file", "filename", "file_name", "image_path", "imagepath", "img",
+                 "filepath", "name", "id"}
+
+
+def _looks_like_header(path: str, base: str) -> bool:
+    """Whether a first row's path field is a column name (``path``, ``filename``, ...) and no file of that name exists."""
+    return path.strip().lower() in _HEADER_WORDS and not os.path.exists(os.path.join(base, path))
 
 
 def read_csvs(

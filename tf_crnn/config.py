@@ -22,6 +22,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+from .textfiles import TextFileError, load_json
+
 
 Optimizer = Literal["adam", "adamw", "rmsprop", "sgd"]
 Strategy = Literal["auto", "default", "one_device", "mirrored", "multi_worker"]
@@ -145,16 +147,16 @@ def load_config_file(path: str | os.PathLike) -> dict:
     """The settings of a JSON config file as a dict.
 
     Raises:
-        ConfigError: no such file, invalid JSON (the message names the file, line and column), or not an object.
+        ConfigError: no such file, not UTF-8, invalid JSON (the message names the file, line and column), a key
+            given twice, or not an object.
     """
     try:
-        with open(path, encoding="utf-8") as f:
-            values = json.load(f)
+        values = load_json(path, "config file")
     except FileNotFoundError:
         raise ConfigError(f"config file {path} not found") from None
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"config file {path} is not valid JSON: line {e.lineno}, column {e.colno}: {e.msg}") from None
-    except (OSError, UnicodeDecodeError) as e:
+    except TextFileError as e:
+        raise ConfigError(str(e)) from None
+    except OSError as e:
         raise ConfigError(f"cannot read config file {path}: {e}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"config file {path} must hold a JSON object {{\"key\": value, ...}}, not a "

@@ -233,21 +233,19 @@ class Lexicon:
 
         Raises:
             FileNotFoundError: no such file.
+            TextFileError: not UTF-8 (a ``ValueError``).
             ValueError: no usable word in it.
         """
         from .annotations import graphemes, split_label
+        from .textfiles import read_text
 
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"lexicon not found: {path}")
         words = []
-        with open(path, encoding="utf-8-sig") as f:
-            for line in f:
-                line = line.rstrip("\r\n")
-                if not line.strip():
-                    continue
-                d = string_split_delimiter
-                words.append(split_label(line, d) if len(line) > 1 and line.startswith(d) and line.endswith(d)
-                             else tuple(graphemes(line.strip())))
+        for line in read_text(path, "lexicon").splitlines():
+            if not line.strip():
+                continue
+            d = string_split_delimiter
+            words.append(split_label(line, d) if len(line) > 1 and line.startswith(d) and line.endswith(d)
+                         else tuple(graphemes(line.strip())))
         try:
             return cls(words, lookup)
         except ValueError as e:
