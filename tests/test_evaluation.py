@@ -202,7 +202,7 @@ def test_evaluate_errors_name_the_problem(trained_export, tmp_path, capsys):
     bad = tmp_path / "bad.csv"
     image = Path(eval_csv).parent / open(eval_csv, encoding="utf-8").readline().split(";")[0]
     bad.write_text(f"{tmp_path / 'gone.png'};|1|2|\n{image};|1|x|\n", encoding="utf-8")
-    assert cli_main(["evaluate", "--model", export_dir, "--csv", str(bad), "--quiet"]) == 2
+    assert cli_main(["evaluate", "--model", export_dir, "--csv", str(bad), "--quiet", "--strict"]) == 2
     assert f"{bad}:2: symbol 'x'" in capsys.readouterr().err  # labels are checked first
     bad.write_text(str(tmp_path / "gone.png") + ";|1|2|\n", encoding="utf-8")
     assert cli_main(["evaluate", "--model", export_dir, "--csv", str(bad), "--quiet"]) == 2
@@ -274,3 +274,31 @@ def test_evaluate_leaves_out_unreadable_images_and_reads_every_format(trained_ex
 
     assert cli_main(args + ["--strict"]) == 1
     assert f"{csv}:2: {tmp_path / 'corrupt.png'}" in capsys.readouterr().err
+
+
+def test_symbols_outside_the_alphabet_are_scored_as_errors_and_listed(trained_export, tmp_path, capsys):
+    export_dir, eval_csv = trained_export
+    rows = [line.split(";", 1) for line in open(eval_csv, encoding="utf-8").read().splitlines()[:4]]
+    base = Path(eval_csv).parent
+    mixed = tmp_path / "new_book.csv"
+    # line 2 gains a symbol the digits model lacks, line 4 two of them
+    labels = [rows[0][1], rows[1][1] + "β|", rows[2][1], "|ã|" + rows[3][1] + "ã|"]
+    mixed.write_text("".join(f"{base / r[0]};{label}\n" for r, label in zip(rows, labels)), encoding="utf-8")
+    out = tmp_path / "out"
+    assert cli_main(["evaluate", "--model", export_dir, "--csv", str(mixed), "--quiet", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "2 line(s) have 3 label symbol(s) the model's alphabet lacks (ã β)" in captured.err
+    assert f"{mixed}:2: symbol 'β' (U+03B2) is not in the alphabet" in captured.err
+    assert "2 line(s) with 3 symbol(s) outside the model's alphabet, scored as errors: ã β" in captured.out
+    summary, scored = _outputs(out, "new_book.greedy")
+    assert summary["num_samples"] == 4
+    assert summary["outside_alphabet"]["symbols"] == {"ã": 2, "β": 1}
+    assert summary["outside_alphabet"]["lines"] == 2 and summary["outside_alphabet"]["occurrences"] == 3
+    # the model can only produce digits: each foreign symbol is at least one edit
+    assert scored.prediction.str.fullmatch(r"[0-9]*").all()
+    assert (scored.edit_distance[[1, 3]].to_numpy() >= [1, 2]).all()
+    assert summary["metrics"]["exact"]["cer"] == pytest.approx(scored.edit_distance.sum() / scored.gt_length.sum())
+    assert cli_main(["evaluate", "--model", export_dir, "--csv", str(mixed), "--quiet", "--strict",
+                     "--out", str(tmp_path / "strict")]) == 2
+    assert "3 label symbol(s) not in the alphabet" in capsys.readouterr().err
+    assert not (tmp_path / "strict").exists()

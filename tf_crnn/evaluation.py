@@ -6,8 +6,9 @@ is :func:`tf_crnn.tracking.experiments.run_logged_evaluation`.
 1. :func:`prepare` loads the export, reads the CSVs, checks every label against
    the alphabet and checks every image once as training does
    (:func:`tf_crnn.data.check_images`), before anything is computed. A label
-   problem is an error naming ``file:line``; an image that cannot be read is
-   left out and listed (``file:line: path: reason``), or with ``strict`` an error.
+   symbol the model's alphabet lacks is scored (the model can never produce it,
+   so it counts as an error) and listed; an image that cannot be read is
+   left out and listed (``file:line: path: reason``). With ``strict`` either is an error.
 2. :func:`evaluate` gets the CTC logits from the export and decodes them outside it
    (:meth:`PredictionModel.iter_decoded`), so the decoding
    need not be the one the model was trained with: greedy, beam search (top-k
@@ -35,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import pandas as pd
 
 from . import metrics
-from .alphabet import Alphabet
+from .alphabet import Alphabet, UnknownSymbol
 from .annotations import Sample, listing, read_csvs
 from .voting import METHOD as VOTING_METHOD
 from .voting import VotingModel, voting_decoding
@@ -76,6 +77,7 @@ class Prepared:
     sizes: list[tuple[int, int]]  # (width, height) of each image
     csv_files: list[str]
     unreadable: list[tuple[Sample, str]] = field(default_factory=list)  # rows left out, with the reason
+    unknown_symbols: list[UnknownSymbol] = field(default_factory=list)  # label symbols outside the alphabet (scored)
 
     @property
     def voting(self) -> bool:
@@ -91,6 +93,20 @@ class Prepared:
     def problems(self) -> list[str]:
         """One line per row left out: ``file:line: path: reason``."""
         return [f"{s.where()}: {s.image_path}: {reason}" for s, reason in self.unreadable]
+
+    def outside_alphabet(self) -> dict:
+        """The label symbols outside the model's alphabet among the evaluated rows, for the summary.
+
+        ``{"lines": rows with any, "occurrences": symbols in all, "symbols": {symbol: count}, "where": [file:line ...]}``.
+        """
+        evaluated = {(s.csv_file, s.line) for s in self.samples}
+        found = [u for u in self.unknown_symbols if (u.csv_file, u.line) in evaluated]
+        counts: dict[str, int] = {}
+        for u in found:
+            counts[u.symbol] = counts.get(u.symbol, 0) + 1
+        return {"lines": len({(u.csv_file, u.line) for u in found}), "occurrences": len(found),
+                "symbols": dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))),
+                "where": [str(u) for u in found]}
 
 
 @dataclass
@@ -123,7 +139,9 @@ def prepare(model_dir: str | Sequence[str], csv_files: list[str], alphabet_file:
     Raises:
         FileNotFoundError: no model at ``model_dir``, a CSV or the alphabet file missing.
         tf_crnn.runtimes.ModelFileError: a ``.tflite`` / ``.onnx`` file that cannot be loaded.
-        AnnotationError / AlphabetError: unreadable CSV rows, label symbols outside the alphabet (file:line).
+        AnnotationError: unreadable CSV rows (file:line).
+        AlphabetError: with ``strict``, label symbols outside the alphabet (file:line); without it they are
+            kept in :attr:`Prepared.unknown_symbols` and scored as errors.
         UnreadableImages: with ``strict``, images that cannot be read (file:line: path: reason).
         EvaluationError: no image can be read (each listed), alphabet mismatch, no rows.
         tf_crnn.voting.VotingError: models to vote with different alphabets.
@@ -140,10 +158,13 @@ def prepare(model_dir: str | Sequence[str], csv_files: list[str], alphabet_file:
                         model.params.get("string_split_delimiter", "|"))
     if not samples:
         raise EvaluationError(f"no rows in {', '.join(csv_files)}")
-    alphabet.check(samples)
+    if strict:
+        alphabet.check(samples)
+    unknown = alphabet.unknown_symbols(samples)  # the model cannot produce them: scored as errors, listed
     channels = sorted({m.input_channels for m in models})  # each voting model reads images its own way
     readable, sizes, unreadable = _check_images(samples, channels, progress, strict)
-    return Prepared(model, alphabet, os.path.abspath(alphabet_file), readable, sizes, csv_files, unreadable)
+    return Prepared(model, alphabet, os.path.abspath(alphabet_file), readable, sizes, csv_files, unreadable,
+                    unknown)
 
 
 def _load_model(model_dir: str, given: Alphabet | None, alphabet_file: str | None):
@@ -295,6 +316,7 @@ def summary_dict(prepared: Prepared, decoding: Decoding, result: Evaluation, tra
         "num_samples": len(prepared.samples),
         "num_unreadable": len(prepared.unreadable),
         "unreadable": prepared.problems,
+        "outside_alphabet": prepared.outside_alphabet(),
         "decoding": {**decoding.as_dict(), "lexicon_words": result.lexicon_words},
         "training_decoding": {k: model.params.get(k) for k in ("decoding", "beam_width", "num_beam_paths")},
         "logits_from": model.logits_source,
@@ -339,12 +361,15 @@ def format_table(summary: dict) -> str:
     if d["lexicon"]:
         how += f", lexicon {d['lexicon']} ({d['lexicon_words']} words, max distance {d['lexicon_max_distance']})"
     unreadable = summary.get("num_unreadable", 0)
+    outside = summary.get("outside_alphabet") or {"lines": 0}
     vote = summary.get("vote")
     lines = ([f"model:    vote of {vote['num_models']} models, {vote['method']}:"]
              + [f"  {i}. {path}" for i, path in enumerate(vote["models"], 1)] if vote else
              [f"model:    {summary['model']}"])
     lines += [f"data:     {', '.join(summary['csv_files'])} ({summary['num_samples']} samples"
-              + (f"; {unreadable} unreadable image(s) left out, listed in the summary" if unreadable else "") + ")",
+              + (f"; {unreadable} unreadable image(s) left out, listed in the summary" if unreadable else "")
+              + (f"; {outside['lines']} line(s) with {outside['occurrences']} symbol(s) outside the model's "
+                 f"alphabet, scored as errors: {' '.join(outside['symbols'])}" if outside["lines"] else "") + ")",
               f"decoding: {how}; {summary['images_per_second']:.1f} images/s",
               "", table(summary["metrics"])]
     for csv_file, part in summary.get("per_csv", {}).items():
@@ -382,7 +407,7 @@ class EvaluationRequest:
     batch_size: int = 32
     train_run: Any = None
     progress: bool = True
-    strict: bool = False  # an unreadable image stops the evaluation (else it is left out and listed)
+    strict: bool = False  # an unreadable image or a label symbol outside the alphabet stops the evaluation
 
 
 @dataclass

@@ -35,6 +35,9 @@ that holds all the models.
 An image that cannot be read (missing, corrupt) is reported on stderr with its
 file:line and left out of the metrics (listed in the summary); --strict makes
 that an error (exit code 1) before anything is evaluated. No readable image: exit code 2.
+A label symbol the model's alphabet lacks (a new book's ã, β, ...) is reported on stderr
+and scored: the model cannot produce it, so it counts as an error in CER and WER, and
+the summary lists the symbols and lines; --strict refuses such labels (exit code 2).
 
 example:
   tf-crnn evaluate --model output/fraktur/export --csv data/prepared/fraktur.eval.csv
@@ -59,6 +62,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     if job.prepared.unreadable:
         print(f"tf-crnn evaluate: leaving out {len(job.prepared.unreadable)} image(s) that cannot be read:\n"
               + listing(job.prepared.problems), file=sys.stderr)
+    outside = job.prepared.outside_alphabet()
+    if outside["lines"]:
+        print(f"tf-crnn evaluate: warning: {outside['lines']} line(s) have {outside['occurrences']} label symbol(s) "
+              f"the model's alphabet lacks ({' '.join(outside['symbols'])}); the model cannot produce them, so they "
+              f"count as errors (--strict refuses them):\n" + listing(outside["where"]), file=sys.stderr)
     if args.log:
         from ..tracking.experiments import run_logged_evaluation
 
@@ -98,6 +106,7 @@ def register(sub) -> None:
     p.add_argument("--mongo-url", help="MongoDB for --log (default: $TF_CRNN_MONGO_URL, else the embedded server)")
     p.add_argument("--mongo-db-name", help="database for --log (default: tf_crnn)")
     p.add_argument("--strict", action="store_true",
-                   help="stop (exit code 1) if any image cannot be read, instead of leaving it out")
+                   help="stop if any image cannot be read (exit code 1) or any label has a symbol outside the "
+                        "model's alphabet (exit code 2), instead of leaving the image out / scoring the symbol")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_evaluate)
