@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -66,6 +67,47 @@ def test_unreachable_database_is_reported_before_installing(tmp_path, monkeypatc
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(tracking.TrackingError, match=r"cannot reach MongoDB at mongodb://u:\*\*\*@127.0.0.1:9/"):
         board.Board("mongodb://u:pw@127.0.0.1:9/", root=tmp_path / "omniboard").start()
+
+
+def test_a_board_open_to_the_network_needs_a_password_from_the_environment():
+    assert board.credentials("127.0.0.1", {}) is None and board.credentials("localhost", {}) is None
+    assert board.credentials("::1", {}) is None and board.credentials("127.0.0.2", {}) is None
+    for host in ("0.0.0.0", "10.1.2.3", "::"):
+        with pytest.raises(board.BoardError, match=rf"Omniboard on {re.escape(host)} would be open to the network.*"
+                                                   r"TF_CRNN_BOARD_PASSWORD=\.\.\..*never on the command line"):
+            board.credentials(host, {})
+    assert board.credentials("0.0.0.0", {"TF_CRNN_BOARD_PASSWORD": "pw"}) == ("admin", "pw")
+    assert board.credentials("0.0.0.0", {"TF_CRNN_BOARD_PASSWORD": "pw", "TF_CRNN_BOARD_USER": "ocr"}) == ("ocr", "pw")
+    with pytest.raises(board.BoardError, match="must not contain ':'"):
+        board.credentials("0.0.0.0", {"TF_CRNN_BOARD_PASSWORD": "p:w"})
+
+
+def test_cli_refuses_a_network_address_without_a_password_before_starting_anything(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CRNN_BOARD_PASSWORD", "TF_CRNN_BOARD_USER")}
+    proc = subprocess.run([sys.executable, "-m", "tf_crnn.cli", "board", "--host", "0.0.0.0",
+                           "--url", "mongodb://127.0.0.1:9/"], cwd=ROOT, capture_output=True, text=True,
+                          env={**env, "TF_CRNN_HOME": str(tmp_path / "home")}, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "tf-crnn board: error: Omniboard on 0.0.0.0 would be open to the network" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "home" / "omniboard").exists()
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The addresses with a socket listening on TCP ``port`` on this machine, read from /proc/net/tcp{,6}."""
+    import ipaddress
+
+    found = set()
+    for table, width in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
+        with open(table, encoding="ascii") as f:
+            for line in f.readlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                address, port_hex = local.split(":")
+                if state != "0A" or int(port_hex, 16) != port:  # 0A: LISTEN
+                    continue
+                raw = bytes.fromhex(address)  # the kernel prints each 32-bit word in host (little-endian) order
+                raw = b"".join(raw[i:i + 4][::-1] for i in range(0, width, 4))
+                found.add(str(ipaddress.ip_address(raw)))
+    return found
 
 
 # ---- with Omniboard -----------------------------------------------------------------------
@@ -138,6 +180,39 @@ def test_cli_serves_runs_in_the_foreground_until_ctrl_c(trained_run, mongo_url, 
     print(out)
     assert proc.returncode == 0 and "Omniboard stopped" in out, f"exit code {proc.returncode}; output:\n{out}"
     assert "board_viewer:***@" in out and password not in out
+
+
+@pytest.mark.slow
+def test_board_listens_on_loopback_only_and_with_a_password_on_another_address(trained_run, mongo_url,
+                                                                              omniboard_root, monkeypatch):
+    """127.0.0.1 by default (Omniboard alone would take every interface); another address only with the password
+    of the environment, which never shows in Omniboard's command line. 127.0.0.2 stands in for a network address:
+    it is this machine's too, so no traffic leaves it."""
+    run_id, _ = trained_run
+    monkeypatch.delenv("TF_CRNN_BOARD_PASSWORD", raising=False)
+    with board.Board(mongo_url, DB_NAME, port=0, root=omniboard_root, metric_columns=()) as local:
+        assert listening_addresses(local.port) == {"127.0.0.1"}
+        assert local.address == f"http://127.0.0.1:{local.port}/sacred"
+        with urllib.request.urlopen(f"{local.address}/api/v1/Runs/count", timeout=10) as response:
+            assert response.status == 200
+    password = "board-secret-7d2a"
+    monkeypatch.setenv("TF_CRNN_BOARD_USER", "reader")
+    monkeypatch.setenv("TF_CRNN_BOARD_PASSWORD", password)
+    with board.Board(mongo_url, DB_NAME, port=0, root=omniboard_root, metric_columns=(),
+                     host="127.0.0.2") as shared:
+        assert listening_addresses(shared.port) == {"127.0.0.2"}
+        url = f"http://127.0.0.2:{shared.port}/sacred/api/v1/Runs?select=_id"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, timeout=10)
+        assert refused.value.code == 401
+        wrong = shared._request(url)
+        wrong.add_header("Authorization", "Basic " + __import__("base64").b64encode(b"reader:guess").decode())
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(wrong, timeout=10)
+        with urllib.request.urlopen(shared._request(url), timeout=10) as response:
+            assert {"_id": run_id} in json.loads(response.read())
+        cmdline = Path(f"/proc/{shared._proc.pid}/cmdline").read_bytes().decode()
+        assert password not in cmdline and "-u" not in cmdline.split("\0")
 
 
 def _scroll_to_header(page, name: str):

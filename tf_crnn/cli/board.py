@@ -7,25 +7,38 @@ from .. import interrupts
 from .errors import handles
 
 
-def serve(url: str | None = None, db: str | None = None, port: int | None = None, verbose: bool = False) -> int:
+def serve(url: str | None = None, db: str | None = None, port: int | None = None, verbose: bool = False,
+          host: str | None = None) -> int:
     """Run Omniboard until Ctrl-C (or SIGTERM); return an exit code.
+
+    ``host`` None serves this machine only (127.0.0.1); any other address opens Omniboard to the network, with
+    the basic authentication of ``TF_CRNN_BOARD_USER`` / ``TF_CRNN_BOARD_PASSWORD`` (required then).
 
     Raises:
         tf_crnn.tracking.urls.TrackingError: the database cannot be reached.
         tf_crnn.tracking.board.BoardError: Omniboard cannot be installed or started.
     """
-    from ..tracking.board import DEFAULT_PORT, Board
+    from ..tracking.board import DEFAULT_PORT, ENV_USER, LOCAL_HOST, Board, credentials, is_loopback
     from ..tracking.urls import DEFAULT_DB_NAME, resolve_url
 
+    host = host or LOCAL_HOST
+    auth = credentials(host)  # before the database is resolved: refused without a password on a network address
     url = resolve_url(url)
     board = Board(url, db or DEFAULT_DB_NAME, DEFAULT_PORT if port is None else port,
-                  on_output=(lambda line: print(f"  omniboard: {line}", flush=True)) if verbose else None)
+                  on_output=(lambda line: print(f"  omniboard: {line}", flush=True)) if verbose else None, host=host)
+    if is_loopback(host):
+        reach = f"only from this machine ({host}){', with a password' if auth else ''}"
+    else:
+        reach = (f"from the network on {host}, with basic authentication (user '{auth[0]}', password from "
+                 f"${ENV_USER.replace('USER', 'PASSWORD')})")
 
     try:
         with interrupts.stop_on_signals():  # SIGTERM too, and SIGINT in a background job
             address = board.start()
-            print(f"Omniboard: {address}\n  {board.describe()}\n"
-                  f"  (listens on all network interfaces, without a password; Ctrl-C stops it)", flush=True)
+            print(f"Omniboard: {address}\n  {board.describe()}\n  (reachable {reach}; Ctrl-C stops it)", flush=True)
+            if not is_loopback(host):
+                print(f"  warning: anyone who can reach {host}:{board.port} and has the password sees every run, its "
+                      f"output and artifacts, and can delete runs", flush=True)
             for note in board.notes:
                 print(f"  note: {note}", flush=True)
             code = board.wait()
@@ -41,7 +54,7 @@ def serve(url: str | None = None, db: str | None = None, port: int | None = None
 
 @handles("board")
 def _board(args: argparse.Namespace) -> int:
-    return serve(args.url, args.db, args.port, args.verbose)
+    return serve(args.url, args.db, args.port, args.verbose, args.host)
 
 
 def register(sub) -> None:
@@ -58,5 +71,9 @@ def register(sub) -> None:
     p.add_argument("--url", help="MongoDB URL (default: as training: $TF_CRNN_MONGO_URL, else the embedded server)")
     p.add_argument("--db", default=DEFAULT_DB_NAME,
                    help=f"database name, mongo_db_name of the runs (default {DEFAULT_DB_NAME})")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1: this machine only); another address, "
+                                  "e.g. 0.0.0.0 for every interface, opens the board to the network and requires "
+                                  "basic authentication: TF_CRNN_BOARD_PASSWORD (and TF_CRNN_BOARD_USER, default "
+                                  "admin) in the environment")
     p.add_argument("--verbose", action="store_true", help="echo Omniboard's own log (one line per request)")
     p.set_defaults(func=_board)

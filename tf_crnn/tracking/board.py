@@ -5,8 +5,17 @@ it with npm into ``$TF_CRNN_HOME/omniboard`` (``~/.tf_crnn/omniboard``) the
 first time it is needed and starts it against the database that training uses
 (:func:`tf_crnn.tracking.urls.resolve_url`)::
 
-    tf-crnn board                    # foreground, Ctrl-C stops it
+    tf-crnn board                    # foreground, Ctrl-C stops it; http://127.0.0.1:9000/sacred
     tf-crnn board --port 9001 --url mongodb://host:27017/ --db tf_crnn
+
+Omniboard shows every run, its captured output and artifacts, and can delete
+runs. It listens on 127.0.0.1 only (Omniboard itself would listen on every
+network interface: ``omniboard_preload.js`` binds the address), so only
+users of this machine reach it. ``host="0.0.0.0"`` (``tf-crnn board --host``)
+opens it to the network on purpose, and then only with Omniboard's basic
+authentication: the user and password come from the environment
+(``TF_CRNN_BOARD_USER``, default ``admin``, and ``TF_CRNN_BOARD_PASSWORD``),
+never from the command line, where every user of the machine could read them.
 
 From Python (tests, notebooks)::
 
@@ -56,10 +65,47 @@ DEFAULT_METRIC_COLUMNS = (
 )
 
 _LISTENING = re.compile(r"Omniboard is listening on port (\d+)")
+LOCAL_HOST = "127.0.0.1"
+ENV_USER, ENV_PASSWORD = "TF_CRNN_BOARD_USER", "TF_CRNN_BOARD_PASSWORD"
+PRELOAD = Path(__file__).with_name("omniboard_preload.js")  # binds the address, passes the authentication
 
 
 class BoardError(RuntimeError):
     """Omniboard cannot be installed or started."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is an address of this machine only (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def credentials(host: str, environ=os.environ) -> tuple[str, str] | None:
+    """The basic authentication for a board on ``host``: ``(user, password)`` from the environment, or None.
+
+    Raises:
+        BoardError: ``host`` is not a loopback address and ``TF_CRNN_BOARD_PASSWORD`` is not set (a board open to
+            the network without a password is refused), or the user or password holds a ``:`` (Omniboard's
+            ``-u USER:PASSWORD:SECRET`` cannot carry one).
+    """
+    password = environ.get(ENV_PASSWORD) or None
+    user = environ.get(ENV_USER) or "admin"
+    if password is None:
+        if is_loopback(host):
+            return None
+        raise BoardError(f"Omniboard on {host} would be open to the network, where it shows and can delete every "
+                         f"run: set a password in the environment first ({ENV_PASSWORD}=..., and {ENV_USER}=... "
+                         f"for a user other than admin), never on the command line")
+    if ":" in user or ":" in password:
+        raise BoardError(f"{ENV_USER} and {ENV_PASSWORD} must not contain ':' (Omniboard's -u USER:PASSWORD:SECRET "
+                         f"cannot carry it): choose others")
+    return user, password
 
 
 # ---- installation ---------------------------------------------------------------
@@ -156,12 +202,15 @@ class Board:
         on_output: called with each line Omniboard prints (default: kept in :attr:`output` only).
         metric_columns: ``(column name, metric, min|max|last|avg)`` added to the runs table when the
             database has no metric columns yet (default :data:`DEFAULT_METRIC_COLUMNS`; ``()``: none).
+        host: the address Omniboard listens on: 127.0.0.1 (default) serves this machine only; any other
+            (``0.0.0.0``: every interface) requires ``TF_CRNN_BOARD_PASSWORD`` (:func:`credentials`).
     """
 
     def __init__(self, url: str, db: str = DEFAULT_DB_NAME, port: int = DEFAULT_PORT,
                  root: Path | None = None, on_output: Callable[[str], None] | None = None,
-                 metric_columns=DEFAULT_METRIC_COLUMNS):
+                 metric_columns=DEFAULT_METRIC_COLUMNS, host: str = LOCAL_HOST):
         self.url, self.db, self.root = url, db, Path(root or install_dir())
+        self.host = host
         self.metric_columns = tuple(metric_columns)
         self.notes: list[str] = []  # what went wrong on the side (metric columns not added)
         self.requested_port = port
@@ -173,10 +222,21 @@ class Board:
 
     @property
     def address(self) -> str:
-        """``http://127.0.0.1:PORT/sacred``, the page with the runs table."""
+        """``http://HOST:PORT/sacred``, the page with the runs table (127.0.0.1 for a board on every interface)."""
         if self.port is None:
             raise BoardError("Omniboard is not running")
-        return f"http://127.0.0.1:{self.port}{BASE_PATH}"
+        host = LOCAL_HOST if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}{BASE_PATH}"
+
+    def _request(self, url: str, data: bytes | None = None) -> urllib.request.Request:
+        """A request to this board, with its basic authentication when it has one."""
+        headers = {"Content-Type": "application/json"}
+        auth = credentials(self.host)
+        if auth:
+            import base64
+
+            headers["Authorization"] = "Basic " + base64.b64encode(":".join(auth).encode()).decode()
+        return urllib.request.Request(url, data=data, headers=headers)
 
     def describe(self) -> str:
         """What is served, from where, with any password as ``***``."""
@@ -195,17 +255,18 @@ class Board:
         """
         if self.running():
             return self.address
+        credentials(self.host)  # refuses a board open to the network without a password, before anything starts
         ping(self.url)
         script = install(self.root)
         args, extra_env = omniboard_args(self.url, self.db)
         port = self.requested_port or free_port()
-        env = {**os.environ, **extra_env, "PORT": str(port)}
+        env = {**os.environ, **extra_env, "PORT": str(port), "TF_CRNN_BOARD_HOST": self.host}
         env.pop("OMNIBOARD_CONFIG", None)  # would replace the database given here
         self.port = None
         self._listening.clear()
         self.output.clear()
-        self._proc = subprocess.Popen([_node(), str(script), *args], cwd=script.parent, env=env,
-                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        self._proc = subprocess.Popen([_node(), "--require", str(PRELOAD), str(script), *args], cwd=script.parent,
+                                      env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, text=True, errors="replace",
                                       start_new_session=True)
         threading.Thread(target=self._read_output, args=(self._proc,), daemon=True).start()
@@ -219,9 +280,7 @@ class Board:
 
     def _api(self, path: str, body: dict | None = None):
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"{self.address}/api/v1/{path}", data=data,
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(self._request(f"{self.address}/api/v1/{path}", data), timeout=10) as response:
             return json.loads(response.read() or b"null")
 
     def _add_metric_columns(self) -> None:
@@ -239,7 +298,8 @@ class Board:
                               f"'+/- Metric Columns' in Omniboard")
 
     def _read_output(self, proc: subprocess.Popen) -> None:
-        secrets = url_secrets(self.url)
+        auth = credentials(self.host)
+        secrets = url_secrets(self.url) + ((auth[1],) if auth else ())
         for line in proc.stdout:
             line = scrub(line.rstrip("\n"), secrets)
             self.output.append(line)
@@ -258,7 +318,7 @@ class Board:
         # Listening is not enough: the runs API answers once Omniboard has connected to the database.
         while True:
             try:
-                with urllib.request.urlopen(f"{self.address}/api/v1/Runs/count", timeout=5) as response:
+                with urllib.request.urlopen(self._request(f"{self.address}/api/v1/Runs/count"), timeout=5) as response:
                     if response.status == 200:
                         return
             except (urllib.error.URLError, OSError):
