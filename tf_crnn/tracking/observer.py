@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 
-from pymongo.errors import PyMongoError
+from bson.errors import BSONError
 from sacred.observers import FileStorageObserver, MongoObserver
 from sacred.serializer import flatten
 
@@ -28,6 +28,33 @@ OBSERVER_TIMEOUT_S = 5.0
 FINAL_WAIT_S = 60.0
 FALLBACK_DIR = "sacred_runs"          # in output_model_dir: Sacred FileStorageObserver copy, only after an outage
 FAILURE_DIR = "sacred_failed_runs"    # in output_model_dir: Sacred's pickled run document when the last save fails
+
+
+#: What MongoDB (or the BSON encoder before it) refuses in a document, where a retry cannot help: a value BSON
+#: cannot encode (``InvalidDocument``; an int past 64 bits raises ``OverflowError``), a document over 16 MB
+#: (``DocumentTooLarge``, an ``InvalidDocument``). The observer then stores :func:`storable` copies.
+REJECTED = (BSONError, OverflowError)
+#: Captured output kept in the MongoDB run document when the whole would be too large (the tail; all of it
+#: stays in the local copy's cout.txt).
+CAPTURED_OUT_KEPT = 1_000_000
+_INT64 = (-2 ** 63, 2 ** 63 - 1)
+
+
+def storable(value):
+    """``value`` (nested dicts, lists, scalars) with what BSON cannot encode replaced by its text.
+
+    Ints outside 64 bits become strings (``"1180591620717411303424"``); dict keys become strings. The rest is
+    kept as it is: Sacred has already flattened objects to JSON-like values (``sacred.serializer.flatten``).
+    """
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return value if _INT64[0] <= value <= _INT64[1] else str(value)
+    if isinstance(value, dict):
+        return {str(k): storable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [storable(v) for v in value]
+    return value
 
 
 #: Files of Sacred's FileStorageObserver run folder; an artifact of the same name is kept as ``artifact_<name>``.
@@ -117,13 +144,20 @@ class ResilientMongoObserver(MongoObserver):
         self.incomplete = False  # the final event gave up: MongoDB lacks part of the run (see local_record)
         self._late = False       # metrics arrived after it (Sacred's last heartbeat)
         self._spool = None
+        self._rejections: set[str] = set()  # kinds of refused values already reported
 
     # -- Sacred events --
     def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
         config, meta_info = scrub(config, self.secrets), scrub(meta_info, self.secrets)
         self._start_args = copy.deepcopy(dict(ex_info=ex_info, command=command, host_info=host_info,
                                               start_time=start_time, config=config, meta_info=meta_info))
-        return super().started_event(ex_info, command, host_info, start_time, config, meta_info, _id)
+        try:
+            return super().started_event(ex_info, command, host_info, start_time, config, meta_info, _id)
+        except REJECTED as e:  # a config value BSON cannot encode: store its text, and say so (with the run's id)
+            _id = super().started_event(ex_info, command, host_info, start_time, storable(config),
+                                        storable(meta_info), _id)
+            self._note_rejected(e, "the config")
+            return _id
 
     def queued_event(self, ex_info, command, host_info, queue_time, config, meta_info, _id):
         return super().queued_event(ex_info, command, host_info, queue_time,
@@ -168,8 +202,8 @@ class ResilientMongoObserver(MongoObserver):
                 try:
                     super().artifact_event(name, filename, metadata, content_type)
                     return
-                except PyMongoError as e:
-                    self._went_down(e)
+                except Exception as e:  # every failure of the write: Sacred would drop this observer
+                    self._write_failed(e, f"artifact {name}")
             if not had_fallback and self.fallback is not None:
                 self._fallback_call("artifact_event", **local)
             self._pending_artifacts.append((name, self._keep_copy(name, filename), metadata, content_type))
@@ -214,13 +248,22 @@ class ResilientMongoObserver(MongoObserver):
                     series = self._not_yet_stored(name, series)
                 if series["steps"]:
                     self._uncertain.add(name)
-                    MongoObserver.log_metrics(self, {name: series}, self._info)
+                    self._log_metric(name, series)
                 self._uncertain.discard(name)
                 del self._pending[name]
             return True
-        except PyMongoError as e:
-            self._went_down(e)
+        except Exception as e:  # every failure of a write: Sacred would drop this observer for good
+            self._write_failed(e, "metrics")
             return False
+
+    def _log_metric(self, name, series) -> None:
+        """Store one metric's new values; values BSON cannot encode are stored as their text (and said once)."""
+        try:
+            MongoObserver.log_metrics(self, {name: series}, self._info)
+        except REJECTED as e:
+            self._note_rejected(e, f"metric {name}")
+            self._info = storable(self._info)
+            MongoObserver.log_metrics(self, {name: dict(series, values=storable(series["values"]))}, self._info)
 
     def _not_yet_stored(self, name, series):
         """The values of ``series`` whose timestamp is not in the stored series yet."""
@@ -238,9 +281,9 @@ class ResilientMongoObserver(MongoObserver):
                 self._pending_artifacts.pop(0)
             if self._info:
                 self.run_entry["info"] = flatten(scrub(self._info, self.secrets))
-            self.runs.update_one({"_id": self.run_entry["_id"]}, {"$set": self.run_entry}, upsert=True)
-        except PyMongoError as e:
-            self._went_down(e)
+            self._save_run_entry()
+        except Exception as e:  # every failure of a write: Sacred would drop this observer for good
+            self._write_failed(e, "the run")
             return False
         if self._closed:
             self.incomplete = False  # a late retry (join) stored what the final wait could not
@@ -251,6 +294,40 @@ class ResilientMongoObserver(MongoObserver):
                                                 if self.fallback is not None else ""), file=sys.stderr, flush=True)
             self.down_since = None
         return True
+
+    def _save_run_entry(self) -> None:
+        """Write the run document; what MongoDB refuses in it is stored as text or trimmed (and said once)."""
+        try:
+            self.runs.update_one({"_id": self.run_entry["_id"]}, {"$set": self.run_entry}, upsert=True)
+            return
+        except REJECTED as e:
+            self._note_rejected(e, "the run document")
+        entry = storable(self.run_entry)
+        out = entry.get("captured_out") or ""
+        if len(out) > CAPTURED_OUT_KEPT:  # a run document over 16 MB is its captured output, nearly always
+            where = f"{self.fallback.dir}/cout.txt" if self.fallback is not None else "the run's console"
+            entry["captured_out"] = (f"[tf-crnn: the first {len(out) - CAPTURED_OUT_KEPT} characters of the output "
+                                     f"are only in {where}]\n" + out[-CAPTURED_OUT_KEPT:])
+        self.runs.update_one({"_id": entry["_id"]}, {"$set": entry}, upsert=True)
+
+    def _write_failed(self, error: Exception, what: str) -> None:
+        """A write to MongoDB failed: an outage (buffer, local copy) or a refused value (local copy, said once)."""
+        if isinstance(error, REJECTED):
+            self._note_rejected(error, what)
+            self._went_down(error)  # retried with storable values at the next write; the local copy has all
+        else:
+            self._went_down(error)
+
+    def _note_rejected(self, error: Exception, what: str) -> None:
+        """Say once per kind of refusal that MongoDB refused part of the run, and keep the whole in the local copy."""
+        kind = type(error).__name__
+        self._start_fallback()
+        if kind in self._rejections:
+            return
+        self._rejections.add(kind)
+        where = self.fallback.dir if self.fallback is not None else "nowhere (no local copy could be written)"
+        warn(f"MongoDB at {self.shown_url} refused {what} of run {self.run_entry.get('_id')} ({kind}: "
+             f"{str(error)[:200]}): tf-crnn stores it there as text or trimmed; the whole record is in {where}")
 
     def _final(self, fallback_event) -> None:
         self._closed = True
@@ -322,11 +399,16 @@ class ResilientMongoObserver(MongoObserver):
             kept = os.path.join(self.fallback.dir, local_artifact_name(name))
             if os.path.isfile(kept):
                 return kept
-        if self._spool is None:
-            self._spool = tempfile.mkdtemp(prefix="tf_crnn_pending_artifacts_")
-        kept = os.path.join(self._spool, f"{len(self._pending_artifacts)}_{os.path.basename(name)}")
-        shutil.copyfile(filename, kept)
-        return kept
+        try:
+            if self._spool is None:
+                self._spool = tempfile.mkdtemp(prefix="tf_crnn_pending_artifacts_")
+            kept = os.path.join(self._spool, f"{len(self._pending_artifacts)}_{os.path.basename(name)}")
+            shutil.copyfile(filename, kept)
+            return kept
+        except OSError as e:  # a full disk: upload from where the file is, if it is still there then
+            warn(f"cannot keep a copy of artifact {name} until MongoDB answers ({e}); it will be uploaded from "
+                 f"{filename} if that file still exists then")
+            return filename
 
 
 def mongo_observer(url: str, db_name: str = DEFAULT_DB_NAME, failure_dir: str | None = None,
