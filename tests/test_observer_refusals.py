@@ -99,3 +99,19 @@ def test_storable_turns_only_what_bson_cannot_encode_into_text(value, expected):
     from tf_crnn.tracking.observer import storable
 
     assert storable(value) == expected
+
+
+def test_import_run_stores_a_local_copy_with_refused_values_the_observers_way(mongo_url, tmp_path, capsys):
+    from tf_crnn.tracking.run_import import import_run, read_local_run
+
+    run, observer = _run_with_refused_values(mongo_url, "tf_crnn_refusals_src", tmp_path / "fallback")
+    capsys.readouterr()
+    result = import_run(read_local_run(observer.local_record), mongo_url, "tf_crnn_refusals_imported")
+    db = pymongo.MongoClient(mongo_url)["tf_crnn_refusals_imported"]
+    doc = db.runs.find_one({"_id": result.run_id})
+    assert result.created and doc["status"] == "COMPLETED" and doc["result"] == 3
+    assert doc["config"]["big_setting"] == str(HUGE) and doc["info"]["huge"] == str(HUGE)
+    assert doc["captured_out"].startswith("[tf-crnn: the first ")
+    assert f"are only in {Path(observer.local_record).resolve() / 'cout.txt'}]" in doc["captured_out"]
+    series = {m["name"]: m["values"] for m in db.metrics.find({"run_id": result.run_id})}
+    assert series == {"loss": [1.0, 0.5], "big": [str(HUGE)]}

@@ -57,6 +57,18 @@ def storable(value):
     return value
 
 
+def storable_run(entry: dict, full_output_at: str) -> dict:
+    """A copy of run document ``entry`` that MongoDB accepts: :func:`storable` values, and the captured output cut
+    to its last :data:`CAPTURED_OUT_KEPT` characters (a run document over 16 MB is its output, nearly always), with
+    a first line saying that the whole is at ``full_output_at``."""
+    entry = storable(entry)
+    out = entry.get("captured_out") or ""
+    if len(out) > CAPTURED_OUT_KEPT:
+        entry["captured_out"] = (f"[tf-crnn: the first {len(out) - CAPTURED_OUT_KEPT} characters of the output are "
+                                 f"only in {full_output_at}]\n" + out[-CAPTURED_OUT_KEPT:])
+    return entry
+
+
 #: Files of Sacred's FileStorageObserver run folder; an artifact of the same name is kept as ``artifact_<name>``.
 FILE_STORAGE_FILES = ("run.json", "config.json", "cout.txt", "metrics.json", "info.json")
 
@@ -302,12 +314,8 @@ class ResilientMongoObserver(MongoObserver):
             return
         except REJECTED as e:
             self._note_rejected(e, "the run document")
-        entry = storable(self.run_entry)
-        out = entry.get("captured_out") or ""
-        if len(out) > CAPTURED_OUT_KEPT:  # a run document over 16 MB is its captured output, nearly always
-            where = f"{self.fallback.dir}/cout.txt" if self.fallback is not None else "the run's console"
-            entry["captured_out"] = (f"[tf-crnn: the first {len(out) - CAPTURED_OUT_KEPT} characters of the output "
-                                     f"are only in {where}]\n" + out[-CAPTURED_OUT_KEPT:])
+        where = f"{self.fallback.dir}/cout.txt" if self.fallback is not None else "the run's console"
+        entry = storable_run(self.run_entry, where)
         self.runs.update_one({"_id": entry["_id"]}, {"$set": entry}, upsert=True)
 
     def _write_failed(self, error: Exception, what: str) -> None:

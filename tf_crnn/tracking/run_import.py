@@ -24,7 +24,7 @@ import pymongo
 from pymongo.errors import PyMongoError
 from sacred.observers import MongoObserver
 
-from .observer import OBSERVER_TIMEOUT_S, artifact_name, stored_time, unstored
+from .observer import OBSERVER_TIMEOUT_S, REJECTED, artifact_name, storable, storable_run, stored_time, unstored
 from .urls import DEFAULT_DB_NAME, ENV_URL, TrackingError, redact_url, resolve_url
 
 FINAL_STATUSES = ("COMPLETED", "FAILED", "INTERRUPTED", "TIMEOUT")
@@ -214,15 +214,28 @@ def _import(local: LocalRun, db, url: str) -> ImportResult:
         raise RunImportError(f"run {existing['_id']} is complete in {redact_url(url)} database '{db.name}' "
                              f"already ({existing['status']}, every metric value and artifact of {local.folder}): "
                              f"nothing imported")
-    writer.run_entry = doc
+    full_output = os.path.join(os.path.abspath(local.folder), "cout.txt")
     if existing is None:
-        writer.insert()  # the record's _id, or the next free one
+        writer.run_entry = doc
+        try:
+            writer.insert()  # the record's _id, or the next free one
+        except REJECTED:  # what the observer could not store (a 64-bit overflow, 16 MB): the same way it stores it
+            writer.run_entry = doc = storable_run(doc, full_output)
+            writer.insert()
+    writer.run_entry = doc
     doc.setdefault("info", {})
-    writer.log_metrics(missing_metrics, doc["info"])  # Sacred's layout; new metric documents go into info.metrics
+    for name, series in missing_metrics.items():  # Sacred's layout; new metric documents go into info.metrics
+        try:
+            writer.log_metrics({name: series}, doc["info"])
+        except REJECTED:  # a value BSON cannot encode (nothing of this metric was written): its text
+            writer.log_metrics({name: dict(series, values=storable(series["values"]))}, doc["info"])
     for name in missing_artifacts:
         writer.artifact_event(name, local.artifacts[name], content_type=mimetypes.guess_type(name)[0])
     doc.update(_ending(local, doc))
     doc["info"]["imported_from"] = os.path.abspath(local.folder)
-    db.runs.update_one({"_id": doc["_id"]}, {"$set": doc})
+    try:
+        db.runs.update_one({"_id": doc["_id"]}, {"$set": doc})
+    except REJECTED:
+        db.runs.update_one({"_id": doc["_id"]}, {"$set": storable_run(doc, full_output)})
     return ImportResult(doc["_id"], existing is None, doc["status"],
                         sum(len(s["steps"]) for s in missing_metrics.values()), missing_artifacts)
