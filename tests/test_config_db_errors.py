@@ -131,3 +131,36 @@ def test_a_training_against_a_server_wanting_credentials_stops_before_it_starts(
         ex.run(config_updates={**params.to_dict(), "mongo_url": f"mongodb://{auth_server}/",
                                "mongo_db_name": "tf_crnn_auth"}, options={"--capture": "sys"})
     assert not (tmp_path / "out" / "checkpoints").exists()  # nothing trained
+
+
+def test_urls_are_taken_apart_by_pymongos_parser_ipv6_and_srv_without_dns():
+    from tf_crnn.tracking.urls import host_port, hosts
+
+    assert host_port("mongodb://[::1]/tf_crnn") == "[::1]:27017"  # was "[::1]" without its port
+    assert host_port("mongodb://u:p@[::1]:27018,other:1/db?tls=true") == "[::1]:27018"
+    assert hosts("mongodb://a,b:2/") == [("a", 27017), ("b", 2)]
+    # SRV: one DNS name whose records give hosts and ports; nothing is resolved here (no network in tests)
+    assert hosts("mongodb+srv://u:p@cluster0.example.invalid/db?retryWrites=true") == [
+        ("cluster0.example.invalid", None)]
+    assert host_port("mongodb+srv://cluster0.example.invalid/") is None  # was "cluster0...:27017"
+    with pytest.raises(TrackingError, match=r"postgresql://u:\*\*\*@h/db is not a MongoDB URL"):
+        hosts("postgresql://u:pw@h/db")
+
+
+def test_every_secret_a_url_carries_is_redacted_and_scrubbed():
+    from tf_crnn.tracking.urls import redact_url, scrub, url_secrets
+
+    url = ("mongodb://trainer:p%2Fw@db:27017/?tls=true&tlsCertificateKeyFile=/k.pem"
+           "&tlsCertificateKeyFilePassword=k3y%26pass&authMechanism=MONGODB-AWS"
+           "&authMechanismProperties=AWS_SESSION_TOKEN:t0k%2Ben,SERVICE_NAME:x")
+    shown = redact_url(url)
+    assert shown == ("mongodb://trainer:***@db:27017/?tls=true&tlsCertificateKeyFile=/k.pem"
+                     "&tlsCertificateKeyFilePassword=***&authMechanism=MONGODB-AWS"
+                     "&authMechanismProperties=AWS_SESSION_TOKEN:***,SERVICE_NAME:x")
+    secrets = url_secrets(url)
+    for secret in ("p/w", "p%2Fw", "k3y&pass", "k3y%26pass", "t0k+en", "t0k%2Ben"):
+        assert secret in secrets
+    message = f"auth failed for {url} (password p/w, key k3y&pass, token t0k+en)"
+    assert scrub(message, secrets) == f"auth failed for {shown} (password ***, key ***, token ***)"
+    assert redact_url("mongodb://h/?tls=true") == "mongodb://h/?tls=true" and url_secrets("mongodb://h/") == ()
+

@@ -92,7 +92,7 @@ def test_missing_file_and_bad_json_name_the_file(tmp_path):
         read_text(tmp_path / "nowhere.txt", "lexicon")
     bad = tmp_path / "bad.json"
     bad.write_text('{"a": 1,\n "b": }', encoding="utf-8")
-    with pytest.raises(TextFileError, match=r"bad.json: the table is not valid JSON: line 2, column 7"):
+    with pytest.raises(TextFileError, match=r"table .*bad.json is not valid JSON: line 2, column 7"):
         load_json(bad, "table")
 
 

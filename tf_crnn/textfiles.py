@@ -106,5 +106,4 @@ def load_json(path: str | os.PathLike, what: str = "JSON file"):
     try:
         return json.loads(text, object_pairs_hook=unique_keys)
     except json.JSONDecodeError as e:
-        raise TextFileError(f"{path}: the {what} is not valid JSON: line {e.lineno}, column {e.colno}: {e.msg}") \
-            from None
+        raise TextFileError(f"{what} {path} is not valid JSON: line {e.lineno}, column {e.colno}: {e.msg}") from None

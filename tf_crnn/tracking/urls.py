@@ -9,21 +9,28 @@ Resolution order of the database URL (:func:`resolve_url`):
    ``$TF_CRNN_HOME/db`` (``~/.tf_crnn/db`` by default) and reused by later runs
    (:mod:`tf_crnn.tracking.server`).
 
-Passwords in URLs are replaced by ``***`` (:func:`redact_url`, :func:`scrub`)
-wherever a URL is stored or printed.
+Every secret a URL can carry (the password, and the query options
+``tlsCertificateKeyFilePassword`` and ``authMechanismProperties``' ``AWS_SESSION_TOKEN``) is replaced by
+``***`` (:func:`redact_url`, :func:`scrub`) wherever a URL is stored or printed. URLs are taken apart
+with pymongo's own parser (``pymongo.uri_parser``: hosts, IPv6 literals, options), never by hand;
+``mongodb+srv://`` URLs are read without resolving their DNS records.
 """
 from __future__ import annotations
 
 import os
 import socket
-from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import pymongo
 from pymongo.errors import ConfigurationError, PyMongoError
+from pymongo.uri_parser import split_hosts, split_options
 
 ENV_URL = "TF_CRNN_MONGO_URL"
 DEFAULT_DB_NAME = "tf_crnn"
 TLS_FILE_OPTIONS = ("tlsCAFile", "tlsCertificateKeyFile", "tlsCRLFile")  # URL options that name a local file
+SECRET_OPTIONS = ("tlsCertificateKeyFilePassword", "sslPEMKeyPassword")  # URL options whose whole value is secret
+SECRET_PROPERTIES = ("AWS_SESSION_TOKEN",)  # authMechanismProperties entries whose value is secret
+SRV_SCHEME = "mongodb+srv://"
 
 
 class TrackingError(RuntimeError):
@@ -33,20 +40,64 @@ class TrackingError(RuntimeError):
 # ---- URLs ---------------------------------------------------------------------
 
 def redact_url(url: str | None) -> str | None:
-    """``mongodb://user:secret@host/db`` -> ``mongodb://user:***@host/db``; other URLs unchanged."""
+    """``url`` with every secret it carries as ``***``; the rest as written.
+
+    ``mongodb://user:secret@host/db?tlsCertificateKeyFilePassword=pw`` ->
+    ``mongodb://user:***@host/db?tlsCertificateKeyFilePassword=***``; ``AWS_SESSION_TOKEN:...`` inside
+    ``authMechanismProperties`` likewise. A URL without secrets is returned unchanged.
+    """
     if not url:
         return url
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{quote(unquote(parts.username or ''), safe='')}:***@{host}"))
+    if parts.password is not None:
+        host = parts.netloc.rsplit("@", 1)[1]
+        parts = parts._replace(netloc=f"{quote(unquote(parts.username or ''), safe='')}:***@{host}")
+    if parts.query:
+        parts = parts._replace(query="&".join(_redact_option(item) for item in parts.query.split("&")))
+    return urlunsplit(parts)
 
 
-def host_port(url: str) -> str:
-    """``host:port`` of the first host of a MongoDB URL (what Omniboard's ``-m`` wants)."""
-    netloc = urlsplit(url).netloc.rsplit("@", 1)[-1].split(",")[0]
-    return netloc if ":" in netloc else f"{netloc}:27017"
+def _redact_option(item: str) -> str:
+    """One ``key=value`` of a URL's query with a secret value as ``***``."""
+    key, sep, value = item.partition("=")
+    if key.lower() in {o.lower() for o in SECRET_OPTIONS}:
+        return f"{key}{sep}***"
+    if key.lower() == "authmechanismproperties":
+        props = [p.partition(":") for p in unquote(value).split(",")]
+        return f"{key}{sep}" + quote(",".join(f"{k}:***" if k in SECRET_PROPERTIES else f"{k}{c}{v}"
+                                              for k, c, v in props), safe=":,*")
+    return item
+
+
+def hosts(url: str) -> list[tuple[str, int | None]]:
+    """The ``(host, port)`` pairs of a MongoDB URL, by pymongo's parser (IPv6 literals without brackets).
+
+    The port of a ``mongodb://`` host defaults to 27017; a ``mongodb+srv://`` URL names one DNS name whose SRV
+    records give the real hosts and ports, so its port is None (not resolved here: no DNS look-up).
+
+    Raises:
+        TrackingError: not a ``mongodb://`` or ``mongodb+srv://`` URL, or hosts pymongo cannot read.
+    """
+    srv = url.startswith(SRV_SCHEME)
+    if not (srv or url.startswith("mongodb://")):
+        raise TrackingError(f"{redact_url(url)} is not a MongoDB URL (mongodb://HOST[:PORT]/ or "
+                            f"mongodb+srv://NAME/): fix mongo_url / ${ENV_URL}")
+    netloc = url.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0].rpartition("@")[2]
+    try:
+        found = split_hosts(netloc, default_port=None if srv else 27017)
+    except (ConfigurationError, ValueError) as e:
+        raise TrackingError(f"{redact_url(url)} is not a usable MongoDB URL ({scrub(str(e), url_secrets(url))}): "
+                            f"fix mongo_url / ${ENV_URL}") from None
+    return [(host, None if srv else port) for host, port in found]
+
+
+def host_port(url: str) -> str | None:
+    """``host:port`` of the first host of a ``mongodb://`` URL (Omniboard's ``-m``), IPv6 in brackets;
+    None for a ``mongodb+srv://`` URL, whose port only its DNS records know."""
+    host, port = hosts(url)[0]
+    if port is None:
+        return None
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def ping(url: str, timeout_s: float = 3.0, db_name: str | None = None) -> None:
@@ -81,7 +132,7 @@ def unreadable_tls_file(url: str) -> str | None:
     Checked here, before pymongo, so the message names the option and the path whatever a pymongo release
     says of it (4.20 stopped naming the file).
     """
-    options = {key.lower(): value for key, value in parse_qsl(urlsplit(url).query)}
+    options = {key.lower(): value for key, value in url_options(url).items()}
     for key in TLS_FILE_OPTIONS:
         path = options.get(key.lower())
         if path is None:
@@ -138,13 +189,26 @@ def resolve_url(config_url: str | None = None, start_embedded: bool = True, db_n
 
 
 def _port_open(url: str, timeout_s: float = 1.0) -> bool:
-    """Whether the first host of ``url`` accepts TCP connections."""
-    host, _, port = host_port(url).rpartition(":")
+    """Whether the first host of ``url`` accepts TCP connections (False for an SRV name: no port to try)."""
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+        host, port = hosts(url)[0]
+        if port is None:
+            return False
+        with socket.create_connection((host, port), timeout=timeout_s):
             return True
-    except (OSError, ValueError):
+    except (OSError, ValueError, TrackingError):
         return False
+
+
+def url_options(url: str) -> dict[str, str]:
+    """The query options of a MongoDB URL as pymongo reads them (names as written, values unquoted), unvalidated."""
+    query = urlsplit(url).query
+    if not query:
+        return {}
+    try:
+        return {k: str(v) for k, v in split_options(query, validate=False, warn=False).items()}
+    except (ConfigurationError, ValueError):
+        return {}  # pymongo's own connection attempt then names the problem
 
 
 # ---- secrets ----------------------------------------------------------------
@@ -163,8 +227,18 @@ def scrub(value, secrets: tuple[str, ...]):
 
 
 def url_secrets(url: str | None) -> tuple[str, ...]:
-    """The password of a URL, raw and percent-encoded (empty when there is none)."""
-    password = urlsplit(url).password if url else None
-    if not password:
+    """Every secret of a URL (password, secret options), raw and percent-encoded (empty when there is none)."""
+    if not url:
         return ()
-    return tuple({unquote(password), password, quote(unquote(password), safe="")})
+    found = []
+    password = urlsplit(url).password
+    if password:
+        found.append(password)
+    for key, value in url_options(url).items():
+        if key.lower() in {o.lower() for o in SECRET_OPTIONS}:
+            found.append(value)
+        elif key.lower() == "authmechanismproperties":
+            found += [v for k, _, v in (p.partition(":") for p in value.split(",")) if k in SECRET_PROPERTIES and v]
+    return tuple(sorted({form for secret in found if secret
+                         for form in (unquote(secret), secret, quote(unquote(secret), safe=""))}, key=len,
+                        reverse=True))  # longest first: a secret that contains another is replaced whole
