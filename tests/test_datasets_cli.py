@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 import pytest
@@ -10,6 +11,7 @@ from PIL import Image
 from tf_crnn.alphabet import Alphabet
 from tf_crnn.annotations import read_csv, write_csv
 from tf_crnn.cli import datasets as cli
+from tf_crnn.datasets.text_spec import TextSpec
 
 
 def run(argv: list[str]) -> int:
@@ -94,6 +96,24 @@ def test_generate_cli(tmp_path, capsys):
                 "--no-progress"]) == 0
     assert len(read_csv(tmp_path / "t" / "labels.csv")) == 2
     assert run(["generate", "numbers", str(tmp_path / "bad"), "-n", "2", "--min-length", "9"]) == 2
+
+
+def test_generate_text_defaults_are_the_text_specs():
+    # The options are made from TextSpec's fields: same names (dest), same defaults.
+    parser = argparse.ArgumentParser(prog="tf-crnn")
+    cli.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["generate", "text", "out", "-n", "1"])
+    for field in dataclasses.fields(TextSpec):
+        assert getattr(args, field.name) == field.default, field.name
+    args = parser.parse_args(["generate", "text", "out", "-n", "1", "--from-csv", "a.csv", "b.csv", "--lines"])
+    assert args.csv == ["a.csv", "b.csv"] and args.lines
+
+
+def test_generate_text_cli_bad_value_exit_2(tmp_path, capsys):
+    assert run(["generate", "text", str(tmp_path / "t"), "-n", "2", "--min-words", "3", "--max-words", "2",
+                "--no-progress"]) == 2
+    assert "min_words <= max_words" in capsys.readouterr().err
+    assert not (tmp_path / "t").exists()  # refused before anything is written
 
 
 def test_register_adds_all_subcommands():

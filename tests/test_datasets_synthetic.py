@@ -10,6 +10,7 @@ from PIL import Image
 from tf_crnn.alphabet import Alphabet
 from tf_crnn.annotations import read_csv
 from tf_crnn.datasets import synthetic
+from tf_crnn.datasets.text_spec import TextSpec
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -79,8 +80,8 @@ def test_numbers_bad_arguments(tmp_path):
 def test_text_with_word_file_unicode_and_colour(tmp_path):
     words = tmp_path / "words.txt"
     words.write_text("Straße\nnaïve café\nbad|word x;y\nZürich\n", encoding="utf-8")
-    csv_path = synthetic.generate_text(tmp_path / "out", 8, words=words, seed=1, max_words=2,
-                                       color=True, workers=2, progress=False)
+    csv_path = synthetic.generate_text(tmp_path / "out", 8, TextSpec(words=words, max_words=2, color=True), seed=1,
+                                       workers=2, progress=False)
     samples = read_csv(csv_path)
     assert len(samples) == 8
     # "bad|word" cannot be a label ('|' splits symbols); "x;y" can (a row is split at its first ';').
@@ -102,9 +103,24 @@ def test_text_deterministic(tmp_path):
     assert _files(tmp_path / "a") == _files(tmp_path / "b")
 
 
+def test_text_spec_refuses_bad_values_when_made():
+    for kwargs, message in (({"min_words": 3, "max_words": 2}, "min_words <= max_words"),
+                            ({"lines": True, "max_words": 2}, "one whole line"),
+                            ({"case": "upper"}, "case must be one of"),
+                            ({"binarize": 1.5}, "binarize must be in 0..1"),
+                            ({"blur": -1.0}, "must be >= 0"),
+                            ({"max_spacing": -0.1}, "max_spacing >= -0.04"),
+                            ({"height": 0}, "height must be >= 1")):
+        with pytest.raises(ValueError, match=message):
+            TextSpec(**kwargs)
+    spec = TextSpec(max_words=3)
+    with pytest.raises(AttributeError):
+        spec.max_words = 1  # frozen: a spec handed to generate_text cannot change under it
+
+
 def test_text_fonts_lacking_glyphs_are_rejected(tmp_path):
     with pytest.raises(FileNotFoundError, match="can draw"):
-        synthetic.generate_text(tmp_path, 2, words=["汉字"], progress=False)
+        synthetic.generate_text(tmp_path, 2, TextSpec(words=["汉字"]), progress=False)
 
 
 def test_text_font_folder(tmp_path):
@@ -113,10 +129,10 @@ def test_text_font_folder(tmp_path):
     folder.mkdir()
     for f in fonts:
         (folder / Path(f).name).write_bytes(Path(f).read_bytes())
-    csv_path = synthetic.generate_text(tmp_path / "out", 3, fonts=folder, workers=1, progress=False)
+    csv_path = synthetic.generate_text(tmp_path / "out", 3, TextSpec(fonts=folder), workers=1, progress=False)
     assert len(read_csv(csv_path)) == 3
     with pytest.raises(FileNotFoundError, match="font folder not found"):
-        synthetic.generate_text(tmp_path / "x", 3, fonts=tmp_path / "nope", progress=False)
+        synthetic.generate_text(tmp_path / "x", 3, TextSpec(fonts=tmp_path / "nope"), progress=False)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, reason="scikit-learn not installed (optional)")
@@ -139,7 +155,8 @@ def test_handwritten_without_sklearn_says_what_to_install(tmp_path):
 def test_text_words_no_font_can_draw_are_left_out_with_warning(tmp_path):
     # DejaVu has no U+0364 (combining small e): rendering it would draw a box under a wrong label.
     with pytest.warns(UserWarning, match="1 of 2 words left out"):
-        csv_path = synthetic.generate_text(tmp_path, 4, words=["gut", "Ba\u0364der"], workers=1, progress=False)
+        csv_path = synthetic.generate_text(tmp_path, 4, TextSpec(words=["gut", "Ba\u0364der"]), workers=1,
+                                           progress=False)
     assert {s.text.lower() for s in read_csv(csv_path)} == {"gut"}
     assert "\u0364" not in "".join(Alphabet.from_file(tmp_path / "alphabet.json").lookup)
 

@@ -18,6 +18,7 @@ from tf_crnn.alphabet import Alphabet
 from tf_crnn.annotations import read_csv, write_csv
 from tf_crnn.cli import main as cli_main
 from tf_crnn.datasets import fonts, render, synthetic
+from tf_crnn.datasets.text_spec import TextSpec
 
 REPO = Path(__file__).resolve().parents[1]
 FRAKTUR_FONTS = REPO / "data" / "fonts" / "fraktur"
@@ -87,7 +88,7 @@ def test_symbol_fonts_are_recognised_and_not_used(symbol_font, tmp_path):
     # The glyph check alone would pass it: every letter draws something.
     assert render.missing_symbols(symbol_font, list(string.ascii_letters)) == []
     with pytest.warns(UserWarning, match="fonts not used: SymbolLike.ttf: symbol font"):
-        synthetic.generate_text(tmp_path, 3, words=["abc"], fonts=[symbol_font, _dejavu_sans()], workers=1,
+        synthetic.generate_text(tmp_path, 3, TextSpec(words=["abc"], fonts=[symbol_font, _dejavu_sans()]), workers=1,
                                 progress=False)
     record = json.loads((tmp_path / "fonts.json").read_text(encoding="utf-8"))
     assert [f["font"] for f in record["fonts"]] == [_dejavu_sans()] and record["fonts"][0]["images"] == 3
@@ -98,15 +99,16 @@ def test_a_font_lacking_a_glyph_never_draws_a_text_with_it(font_with_r_rotunda, 
     dejavu = _dejavu_sans()
     # Only texts with ꝛ: DejaVuSans draws none of them, so it is not used at all (and said so).
     with pytest.warns(UserWarning, match="DejaVuSans.ttf: draws none of the texts"):
-        synthetic.generate_text(tmp_path / "only", 6, words=["aꝛb", "ꝛc."], fonts=[dejavu, font_with_r_rotunda],
-                                case="keep", workers=1, progress=False)
+        synthetic.generate_text(tmp_path / "only", 6,
+                                TextSpec(words=["aꝛb", "ꝛc."], fonts=[dejavu, font_with_r_rotunda], case="keep"),
+                                workers=1, progress=False)
     record = json.loads((tmp_path / "only" / "fonts.json").read_text(encoding="utf-8"))
     assert [(f["font"], f["images"]) for f in record["fonts"]] == [(font_with_r_rotunda, 6)]
     assert record["not_used"] == [{"font": dejavu, "reason": "draws none of the texts"}]
     # Mixed: DejaVuSans draws only the texts without ꝛ; what it lacks is in fonts.json.
-    csv_path = synthetic.generate_text(tmp_path / "mixed", 40, words=["aꝛb", "gut"],
-                                       fonts=[dejavu, font_with_r_rotunda], case="keep", workers=2,
-                                       progress=False)
+    csv_path = synthetic.generate_text(tmp_path / "mixed", 40,
+                                       TextSpec(words=["aꝛb", "gut"], fonts=[dejavu, font_with_r_rotunda], case="keep"),
+                                       workers=2, progress=False)
     record = json.loads((tmp_path / "mixed" / "fonts.json").read_text(encoding="utf-8"))
     by_font = {f["font"]: f for f in record["fonts"]}
     assert by_font[dejavu]["lacks"] == {"ꝛ": ["U+A75B"]} and by_font[dejavu]["texts_drawable"] == 1
@@ -123,27 +125,28 @@ def test_text_from_csv_labels_as_lines_and_as_words(tmp_path):
     rows = [(str(tmp_path / p), s) for p, s in labels[:2]] + [(str(tmp_path / "x4.png"), labels[3][1])]
     csv_path = tmp_path / "src.csv"
     write_csv(rows, csv_path)  # the images need not exist: only the labels are read
-    out = synthetic.generate_text(tmp_path / "lines", 12, csv=csv_path, lines=True, case="keep", workers=1,
+    out = synthetic.generate_text(tmp_path / "lines", 12, TextSpec(csv=csv_path, lines=True, case="keep"), workers=1,
                                   progress=False)
     assert {s.text for s in read_csv(out)} <= {"Der Weg.", "gut und", "a;b"}
     assert " " in Alphabet.from_file(tmp_path / "lines" / "alphabet.json").lookup
-    out = synthetic.generate_text(tmp_path / "words", 20, csv=csv_path, min_words=2, max_words=3, case="keep",
+    out = synthetic.generate_text(tmp_path / "words", 20, TextSpec(csv=csv_path, min_words=2, max_words=3, case="keep"),
                                   workers=1, progress=False)
     for sample in read_csv(out):
         words = sample.text.split(" ")
         assert 2 <= len(words) <= 3 and set(words) <= {"Der", "Weg.", "gut", "und", "a;b"}
     with pytest.raises(ValueError, match="one whole line"):
-        synthetic.generate_text(tmp_path / "bad", 2, csv=csv_path, lines=True, max_words=3, progress=False)
+        TextSpec(csv=csv_path, lines=True, max_words=3)
     with pytest.raises(FileNotFoundError, match="annotation CSV not found"):
-        synthetic.generate_text(tmp_path / "bad", 2, csv=tmp_path / "nope.csv", progress=False)
+        synthetic.generate_text(tmp_path / "bad", 2, TextSpec(csv=tmp_path / "nope.csv"), progress=False)
 
 
 def test_alphabet_filter_and_historic_s(tmp_path):
     table = tmp_path / "table.json"
     Alphabet.from_symbols(list("abcdeſs ")).save(table)
     with pytest.warns(UserWarning, match="1 of 3 words left out: symbols the alphabet lacks"):
-        out = synthetic.generate_text(tmp_path / "out", 10, words=["das", "abs", "xyz"], alphabet=table,
-                                      historic_s=True, case="keep", workers=1, progress=False)
+        out = synthetic.generate_text(tmp_path / "out", 10, TextSpec(words=["das", "abs", "xyz"], alphabet=table,
+                                                                     historic_s=True, case="keep"),
+                                      workers=1, progress=False)
     assert {s.text for s in read_csv(out)} <= {"das", "abs"}  # final s stays round
     assert synthetic.long_s("Reisender sagt es.") == "Reiſender ſagt es."
     assert synthetic.long_s("Ausgabe") == "Auſgabe"  # the rule's known miss (end of a syllable)
@@ -183,10 +186,10 @@ def test_degradations_off_draw_no_random_numbers():
 
 
 def test_generate_text_with_degradations_is_deterministic(tmp_path):
-    options = dict(words=["Weg", "und", "Steg"], min_words=2, max_words=3, case="keep", max_rotation=0.5,
-                   max_spacing=0.08, ink_bleed=0.6, speckles=0.3, binarize=0.5, invert=0.2, progress=False)
-    a = synthetic.generate_text(tmp_path / "a", 8, seed=3, workers=1, **options)
-    synthetic.generate_text(tmp_path / "b", 8, seed=3, workers=2, **options)
+    spec = TextSpec(words=["Weg", "und", "Steg"], min_words=2, max_words=3, case="keep", max_rotation=0.5,
+                    max_spacing=0.08, ink_bleed=0.6, speckles=0.3, binarize=0.5, invert=0.2)
+    a = synthetic.generate_text(tmp_path / "a", 8, spec, seed=3, workers=1, progress=False)
+    synthetic.generate_text(tmp_path / "b", 8, spec, seed=3, workers=2, progress=False)
     assert Path(a).read_bytes() == (tmp_path / "b" / "labels.csv").read_bytes()
     for name in ("000000.png", "000007.png"):
         assert (tmp_path / "a" / "images" / name).read_bytes() == (tmp_path / "b" / "images" / name).read_bytes()
@@ -194,7 +197,7 @@ def test_generate_text_with_degradations_is_deterministic(tmp_path):
         with Image.open(sample.image_path) as im:
             assert im.mode == "L" and 32 <= im.height <= 48
     with pytest.raises(ValueError, match="ink_bleed must be in 0..1"):
-        synthetic.generate_text(tmp_path / "c", 2, ink_bleed=2.0, progress=False)
+        TextSpec(ink_bleed=2.0)
 
 
 def test_fonts_check_command(font_with_r_rotunda, tmp_path, capsys):

@@ -21,7 +21,7 @@ SMALL = dict(input_shape=[32, 64], max_width=400, input_channels=1, cnn_features
 
 
 def masked_reference(model, images, widths):
-    """The CRNN's logits computed the way Keras masks a Bidirectional LSTM (the path before tf-crnn 0.5)."""
+    """The CRNN's logits computed the way Keras masks a Bidirectional LSTM (tf-crnn 0.4.0's path before 2026-11-22)."""
     x = images
     for block in model.conv_blocks:
         for layer in block:
@@ -155,8 +155,8 @@ def test_restore_takes_a_checkpoint_written_after_the_record_of_the_checkpoints(
 
 def test_checkpoints_of_old_versions_restore_with_a_warning_and_other_networks_are_refused(tmp_path, caplog):
     trainer = small_trainer(tmp_path)
-    # What tf-crnn < 0.5 wrote: Keras' layer lists were invisible to tf.train.Checkpoint; the trainable weights
-    # were saved as the optimizer's, the batch-norm statistics not at all.
+    # What tf-crnn 0.4.0 wrote before 2026-11-22: Keras' layer lists were invisible to tf.train.Checkpoint; the
+    # trainable weights were saved as the optimizer's, the batch-norm statistics not at all.
     old = tf.train.Checkpoint(model=tf.train.Checkpoint(classifier=trainer.model.classifier),
                               optimizer=tf.train.Checkpoint(_trainable_variables=list(trainer.model.trainable_variables)),
                               epoch=trainer.epoch)

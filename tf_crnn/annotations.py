@@ -7,8 +7,8 @@ One row per image::
 ``;`` (``csv_delimiter``) separates the image path from the label and ``|``
 (``string_split_delimiter``) separates the label's symbols, so one symbol can
 be several code points (``aͤ``, ``special_char``). This is the format of the
-original tf-crnn (0.5 and before). Relative image paths resolve against
-the folder of the CSV file. No header row.
+original tf-crnn (github.com/solivr/tf-crnn, 0.5 and before). Relative image
+paths resolve against the folder of the CSV file. No header row.
 
 This module has no TensorFlow dependency so converters and tools can use it.
 """

@@ -180,7 +180,12 @@ class ReduceLROnPlateau(_PlateauCounter):
 
     Acts on ``trainer.lr_scale``, a factor on the learning-rate schedule
     (:class:`tf_crnn.schedules.Scaled`), so the schedule keeps its
-    shape at a lower level. The learning rate never goes below ``min_lr``.
+    shape at a lower level. ``min_lr`` (0: none) bounds the reductions, not the
+    rate: a reduction that would take the current step's rate below ``min_lr``
+    sets it to ``min_lr`` instead, and none is made once the rate is at or below
+    it (the scale is never raised). The schedule goes on decaying after a
+    reduction (``exponential``, ``cosine``, ``one_cycle``), so later steps can
+    train below ``min_lr``.
     """
 
     name = "lr_plateau"

@@ -308,7 +308,10 @@ class Params:
             CER improvement larger than early_stopping_min_delta (0: off).
         lr_plateau_patience: multiply the learning rate by lr_plateau_factor
             after this many epochs without an eval CER improvement larger than
-            lr_plateau_min_delta, never below lr_plateau_min_lr (0: off).
+            lr_plateau_min_delta (0: off). A reduction stops at lr_plateau_min_lr
+            (the rate of the step where it is made; 0: no bound) and none is made
+            below it; the schedule's own decay can still take later steps' rate
+            below lr_plateau_min_lr.
         overwrite_output: start a new training in an ``output_model_dir``
             that holds another run's checkpoints, replacing it: its
             checkpoints, exports, reports and TensorBoard logs are removed

@@ -155,8 +155,8 @@ def _checkpoint_source(prefix: str) -> Source:
     missing = sorted({layer_name(model, v) for v in weights if np.isnan(keras.ops.convert_to_numpy(v)).any()})
     if missing:
         raise FinetuneError(f"init_from: checkpoint {prefix} holds no weights for layer(s) {', '.join(missing)} of the "
-                            f"network in {folder}/params.json (checkpoints of tf-crnn before 0.5 held only part of "
-                            f"the model): fine-tune from {folder} instead")
+                            f"network in {folder}/params.json (checkpoints of tf-crnn 0.4.0 written before "
+                            f"2026-11-22 held only part of the model): fine-tune from {folder} instead")
     epoch = os.path.basename(prefix).rsplit("-", 1)[-1]
     record = {"source": "checkpoint", "path": prefix, "settings": folder, "config_sha256": settings_sha256(settings)}
     if epoch.isdigit():

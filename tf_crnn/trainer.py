@@ -204,7 +204,7 @@ class CheckpointMismatch(ConfigError):
 
 
 def lacks_batch_norm_statistics(path: str) -> bool:
-    """Whether a checkpoint is of tf-crnn before 0.5: weights (through the optimizer) but no batch-norm statistics.
+    """Whether a checkpoint is of a tf-crnn 0.4.0 of before 2026-11-22: weights, but no batch-norm statistics.
 
     Keras 3 keeps a model's layers in lists tf.train.Checkpoint does not follow; the trainable
     weights were saved anyway, as the optimizer's, the moving means and variances were not.
@@ -391,9 +391,9 @@ class Trainer:
         except AssertionError as e:
             if not lacks_batch_norm_statistics(latest):
                 raise CheckpointMismatch(latest, e) from None
-            log.warning("%s was written by tf-crnn before 0.5, which did not save the batch-norm moving statistics: "
-                        "they restart from their initial values and re-adapt during the next epoch, whose eval "
-                        "metrics will be worse than the weights deserve", latest)
+            log.warning("%s was written by a tf-crnn 0.4.0 of before 2026-11-22, which did not save the batch-norm "
+                        "moving statistics: they restart from their initial values and re-adapt during the next "
+                        "epoch, whose eval metrics will be worse than the weights deserve", latest)
         log.info("restored %s (epoch %d)", latest, int(self.epoch.numpy()))
         return int(self.epoch.numpy())
 

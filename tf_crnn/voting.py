@@ -29,8 +29,11 @@ As in the paper and Calamari, a model votes with the alternatives of each positi
 best symbol: where three models read three different symbols, the symbol the others rank second can win.
 
 :class:`VotingModel` applies this to loaded models (:class:`tf_crnn.loader.PredictionModel`):
-``tf-crnn evaluate`` and ``tf-crnn predict`` with several ``--model``. The algorithm itself (this
-module up to :class:`VotingModel`) needs NumPy and rapidfuzz only; :class:`VotingModel` loads TensorFlow.
+``tf-crnn evaluate`` and ``tf-crnn predict`` with several ``--model``. The algorithm itself
+(:func:`greedy_hypotheses`, :func:`align`, :func:`vote`) runs without TensorFlow: it needs NumPy,
+rapidfuzz and :mod:`tf_crnn.alphabet` (for :data:`~tf_crnn.alphabet.BLANK`), which imports
+:mod:`tf_crnn.annotations` and with it pandas and regex. :func:`voting_decoding` and
+:class:`VotingModel` load TensorFlow.
 """
 from __future__ import annotations
 

@@ -13,7 +13,10 @@
     tf-crnn fonts check FONTS --alphabet A.json      which symbols each font cannot draw
     tf-crnn augment --preview CSV -o sheet.png       look at the training augmentation
 
-One module per command; each registers its parser and handler
+One module per command, except :mod:`tf_crnn.cli.datasets`, which holds the
+five data set commands (prepare, alphabet, generate, fonts, validate: thin
+wrappers of :mod:`tf_crnn.datasets` that share the CSV-format and generator
+options). Each module registers its parsers and handlers
 (``register(subparsers)``), and :mod:`tf_crnn.cli.errors` turns the errors a
 user can fix into one line and an exit code. TensorFlow's start-up logs are
 hidden unless ``--debug`` is given or ``TF_CPP_MIN_LOG_LEVEL`` is set.

@@ -24,10 +24,12 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
 from ..config import PREPARE_FORMAT_NAMES
+from ..datasets.text_spec import CASES, TextSpec
 from .errors import handles
 
 
@@ -37,12 +39,12 @@ def _add_delimiters(p: argparse.ArgumentParser) -> None:
     p.add_argument("--string-split-delimiter", default="|", help="between a label's symbols (default |)")
 
 
-def _add_generator_options(p: argparse.ArgumentParser) -> None:
-    """What every synthetic generator takes: output folder, count, seed, height, processes."""
+def _add_generator_options(p: argparse.ArgumentParser, height: int) -> None:
+    """What every synthetic generator takes: output folder, count, seed, height (default ``height``), processes."""
     p.add_argument("out_dir", help="output folder")
     p.add_argument("-n", type=int, required=True, help="number of images")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--height", type=int, default=32, help="minimum height; each image is 1-1.5x this")
+    p.add_argument("--height", type=int, default=height, help="minimum height; each image is 1-1.5x this")
     p.add_argument("--workers", type=int, help="processes (default: CPU count)")
     p.add_argument("--no-progress", action="store_true")
 
@@ -163,17 +165,12 @@ def _generate_text(args: argparse.Namespace) -> int:
 
     from ..datasets.synthetic import generate_text
 
+    # Every TextSpec field is an option of the same name (dest), so a new field cannot be left out here.
+    spec = TextSpec(**{field.name: getattr(args, field.name) for field in dataclasses.fields(TextSpec)})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
-        csv_path = generate_text(
-            args.out_dir, args.n, words=args.words, fonts=args.fonts, seed=args.seed, height=args.height,
-            max_words=args.max_words, color=args.color, elastic=args.elastic, workers=args.workers,
-            progress=not args.no_progress, csv=args.from_csv, lines=args.lines, min_words=args.min_words,
-            case=args.case, historic_s=args.historic_s, alphabet=args.alphabet, max_rotation=args.max_rotation,
-            max_perspective=args.max_perspective, blur=args.blur, ink_bleed=args.ink_bleed,
-            speckles=args.speckles, binarize=args.binarize, invert=args.invert, max_spacing=args.max_spacing,
-            csv_delimiter=args.csv_delimiter,
-            string_split_delimiter=args.string_split_delimiter)
+        csv_path = generate_text(args.out_dir, args.n, spec, seed=args.seed, workers=args.workers,
+                                 progress=not args.no_progress)
     for w in caught:
         if issubclass(w.category, UserWarning):
             print(f"tf-crnn generate text: WARNING: {w.message}", file=sys.stderr)
@@ -219,37 +216,46 @@ def _add_generate(sub) -> None:
                     "says per font what it lacks and how many images it drew).")
     t.add_argument("--words", help="word list or text corpus (UTF-8; default: built-in English words unless "
                                    "--from-csv); with --lines, a text file of one line per image")
-    t.add_argument("--from-csv", nargs="+", metavar="CSV",
+    t.add_argument("--from-csv", dest="csv", nargs="+", metavar="CSV",
                    help="annotation CSV(s) whose labels are the text: their words (as often as they occur), "
                         "or with --lines the labels themselves")
     t.add_argument("--lines", action="store_true", help="one whole line of the source per image")
-    t.add_argument("--min-words", type=int, default=1, help="words per image, at least (default 1)")
-    t.add_argument("--max-words", type=int, default=1, help="words per image, at most (default 1)")
-    t.add_argument("--case", choices=("mixed", "keep"), default="mixed",
-                   help="mixed: 15%% upper case, 15%% first letter upper (default); keep: the source's case")
+    t.add_argument("--min-words", type=int, default=TextSpec.min_words,
+                   help=f"words per image, at least (default {TextSpec.min_words})")
+    t.add_argument("--max-words", type=int, default=TextSpec.max_words,
+                   help=f"words per image, at most (default {TextSpec.max_words})")
+    t.add_argument("--case", choices=CASES, default=TextSpec.case,
+                   help="mixed: 15%% upper case, 15%% first letter upper; keep: the source's case "
+                        f"(default {TextSpec.case})")
     t.add_argument("--historic-s", action="store_true",
                    help="spell s as long s (ſ) inside words, as historic German print does (texts with a ſ are kept)")
     t.add_argument("--alphabet", help="lookup table JSON: leave out texts with symbols it lacks")
     t.add_argument("--color", action="store_true", help="RGB images (default greyscale)")
-    t.add_argument("--max-rotation", type=float, default=4.5, metavar="DEG",
-                   help="rotate by up to DEG degrees either way (default 4.5; lines: 0.5)")
-    t.add_argument("--max-perspective", type=float, default=0.075, metavar="F",
-                   help="move each corner by up to F x the text height: perspective, shear, scale (default 0.075)")
-    t.add_argument("--elastic", type=float, default=0.02, help="elastic distortion, fraction of height (0 = off)")
-    t.add_argument("--max-spacing", type=float, default=0.25, metavar="F",
-                   help="extra space between letters up to F x the font size (default 0.25; printed lines: 0.08)")
-    t.add_argument("--blur", type=float, default=1.0, metavar="PX", help="largest Gaussian blur radius (default 1)")
-    t.add_argument("--ink-bleed", type=float, default=0.0, metavar="S",
-                   help="ink bleed / erosion strength 0..1, on half of the images (default 0)")
-    t.add_argument("--speckles", type=float, default=0.0, metavar="S",
-                   help="specks on the paper and holes in the ink, strength 0..1 (default 0)")
-    t.add_argument("--binarize", type=float, default=0.0, metavar="P",
-                   help="share 0..1 of the images made black and white, as bitonal scans (default 0)")
-    t.add_argument("--invert", type=float, default=0.0, metavar="P",
-                   help="share 0..1 of the images with light text on a dark ground, as on signs (default 0)")
+    t.add_argument("--max-rotation", type=float, default=TextSpec.max_rotation, metavar="DEG",
+                   help=f"rotate by up to DEG degrees either way (default {TextSpec.max_rotation:g}; lines: 0.5)")
+    t.add_argument("--max-perspective", type=float, default=TextSpec.max_perspective, metavar="F",
+                   help="move each corner by up to F x the text height: perspective, shear, scale "
+                        f"(default {TextSpec.max_perspective:g})")
+    t.add_argument("--elastic", type=float, default=TextSpec.elastic,
+                   help="elastic distortion, fraction of height (0 = off)")
+    t.add_argument("--max-spacing", type=float, default=TextSpec.max_spacing, metavar="F",
+                   help=f"extra space between letters up to F x the font size (default {TextSpec.max_spacing:g}; "
+                        "printed lines: 0.08)")
+    t.add_argument("--blur", type=float, default=TextSpec.blur, metavar="PX",
+                   help=f"largest Gaussian blur radius (default {TextSpec.blur:g})")
+    t.add_argument("--ink-bleed", type=float, default=TextSpec.ink_bleed, metavar="S",
+                   help=f"ink bleed / erosion strength 0..1, on half of the images (default {TextSpec.ink_bleed:g})")
+    t.add_argument("--speckles", type=float, default=TextSpec.speckles, metavar="S",
+                   help=f"specks on the paper and holes in the ink, strength 0..1 (default {TextSpec.speckles:g})")
+    t.add_argument("--binarize", type=float, default=TextSpec.binarize, metavar="P",
+                   help="share 0..1 of the images made black and white, as bitonal scans "
+                        f"(default {TextSpec.binarize:g})")
+    t.add_argument("--invert", type=float, default=TextSpec.invert, metavar="P",
+                   help="share 0..1 of the images with light text on a dark ground, as on signs "
+                        f"(default {TextSpec.invert:g})")
     _add_delimiters(t)
-    _add_generator_options(n)
-    _add_generator_options(t)
+    _add_generator_options(n, height=32)
+    _add_generator_options(t, height=TextSpec.height)
     n.add_argument("--fonts", help="font folder for printed style (default: matplotlib's DejaVu)")
     t.add_argument("--fonts", nargs="+",
                    help="font folders or files, or 'system' for /usr/share/fonts (default: matplotlib's DejaVu)")

@@ -5,6 +5,7 @@ Their ``tf-crnn`` subcommands (prepare, alphabet, generate, fonts, validate) are
 Modules (imported on use, none needs TensorFlow):
 
 - :mod:`~tf_crnn.datasets.synthetic`: rendered digits, words and text lines, handwritten digits.
+- :mod:`~tf_crnn.datasets.text_spec`: :class:`~tf_crnn.datasets.text_spec.TextSpec`, what ``generate_text`` renders.
 - :mod:`~tf_crnn.datasets.render`: the image effects and degradations the generators use.
 - :mod:`~tf_crnn.datasets.fonts`: which font draws which symbol; symbol fonts.
 - :mod:`~tf_crnn.datasets.converters`: ``prepare`` from common annotation formats.

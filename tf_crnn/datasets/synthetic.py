@@ -5,9 +5,12 @@ Each generator writes ``out_dir/images/NNNNNN.png``, ``out_dir/labels.csv``
 relative to the CSV) and ``out_dir/alphabet.json`` (an
 :class:`~tf_crnn.alphabet.Alphabet` lookup table).
 
-Determinism: image ``i`` is a pure function of ``(seed, i)`` and the option
-values (its random generator is seeded with ``SeedSequence([seed, i])``), so
-the number of worker processes never changes the output, and two data sets
+What :func:`generate_text` renders (text source, fonts, look) is one value, a
+:class:`~tf_crnn.datasets.text_spec.TextSpec`.
+
+Determinism: image ``i`` is a pure function of ``(seed, i)`` and the options
+(for text, the ``TextSpec``): its random generator is seeded with
+``SeedSequence([seed, i])``, so the number of worker processes never changes the output, and two data sets
 generated with seeds 0 and 1 share no image (a plain ``seed + i`` would make
 them overlap almost entirely). The same fonts and library versions give
 byte-identical PNGs.
@@ -38,6 +41,7 @@ from ..alphabet import Alphabet
 from ..annotations import graphemes, read_csvs, write_csv
 from . import fonts as font_check
 from . import render
+from .text_spec import TextSpec
 
 DIGITS = "0123456789"
 STYLES = ("printed", "handwritten")
@@ -45,8 +49,6 @@ STYLES = ("printed", "handwritten")
 # The symbol the CSV format cannot hold inside a label (string_split_delimiter);
 # texts containing it are dropped. (A ';' is fine: a row is split at its first ';'.)
 _UNWRITABLE = ("|",)
-#: How :func:`generate_text` varies the case: ``mixed`` (15 % upper case, 15 % first letter upper) or ``keep``.
-CASES = ("mixed", "keep")
 
 # Default vocabulary of generate_text: common English words (written here, not
 # copied from a corpus); samples also vary case and add numbers/punctuation.
@@ -67,7 +69,7 @@ Exit Open Closed Sale Police Taxi Bank Market Garden River Bridge North South Ea
 
 
 @dataclass(frozen=True)
-class _Spec:
+class _WorkerSpec:
     """Everything a worker needs to render sample ``i`` (pickled once per worker)."""
 
     out_dir: str
@@ -92,21 +94,21 @@ class _Spec:
     binarize: float = 0.0  # share of images made black and white
     max_spacing: float = 0.25  # largest extra space between letters, fraction of the font size
     invert: float = 0.0  # share of images with light text on a dark ground
-    max_rotation: float = 3.0  # degrees either way (generate_text passes its own, 4.5 by default)
+    max_rotation: float = 3.0  # degrees either way (generate_text passes its TextSpec's)
     max_perspective: float = 0.05  # corner displacement as a fraction of the height
     digit_bitmaps: tuple = field(default=(), repr=False)  # per digit: array (k, 8, 8)
     name_width: int = 6
 
 
-_SPEC: _Spec | None = None  # the worker's spec, set by _init_worker
+_SPEC: _WorkerSpec | None = None  # the worker's spec, set by _init_worker
 
 
-def _init_worker(spec: _Spec) -> None:
+def _init_worker(spec: _WorkerSpec) -> None:
     global _SPEC
     _SPEC = spec
 
 
-def _init_pool_worker(spec: _Spec) -> None:
+def _init_pool_worker(spec: _WorkerSpec) -> None:
     # A forked worker inherits the training's stop handlers (tf_crnn.interrupts), so the pool's terminate()
     # at the end of every generation printed a traceback per worker ("stopped by SIGTERM"). A worker dies
     # quietly on SIGTERM, and ignores Ctrl-C: the parent gets it too, stops and terminates the pool.
@@ -119,12 +121,12 @@ def _rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, index]))
 
 
-def _digit_text(spec: _Spec, rng: np.random.Generator) -> str:
+def _digit_text(spec: _WorkerSpec, rng: np.random.Generator) -> str:
     length = int(rng.integers(spec.min_length, spec.max_length + 1))
     return "".join(rng.choice(list(DIGITS), length))
 
 
-def _text(spec: _Spec, rng: np.random.Generator) -> tuple[int, str]:
+def _text(spec: _WorkerSpec, rng: np.random.Generator) -> tuple[int, str]:
     """A font, then ``min_words``..``max_words`` words it draws, joined by spaces; maybe re-cased."""
     font = int(rng.integers(len(spec.fonts)))
     pool = spec.font_words[font]
@@ -144,12 +146,12 @@ def _text(spec: _Spec, rng: np.random.Generator) -> tuple[int, str]:
     return font, text
 
 
-def _drawable(spec: _Spec, font: int, text: str) -> bool:
+def _drawable(spec: _WorkerSpec, font: int, text: str) -> bool:
     symbols = set(graphemes(text)) - {" "}
     return not symbols & spec.font_missing[font] and (spec.allowed is None or symbols <= spec.allowed)
 
 
-def _printed(text: str, spec: _Spec, rng: np.random.Generator, font_index: int | None = None):
+def _printed(text: str, spec: _WorkerSpec, rng: np.random.Generator, font_index: int | None = None):
     if font_index is None:
         choices = [i for i, missing in enumerate(spec.font_missing) if not set(graphemes(text)) & missing]
         font_index = choices[int(rng.integers(len(choices)))]
@@ -161,7 +163,7 @@ def _printed(text: str, spec: _Spec, rng: np.random.Generator, font_index: int |
     return mask
 
 
-def _handwritten(text: str, spec: _Spec, rng: np.random.Generator):
+def _handwritten(text: str, spec: _WorkerSpec, rng: np.random.Generator):
     bitmaps = []
     for digit in text:
         pool = spec.digit_bitmaps[int(digit)]
@@ -193,7 +195,8 @@ def _make_sample(index: int) -> tuple[str, tuple[str, ...], int]:
     return path, tuple(graphemes(text)), font
 
 
-def _run(spec: _Spec, n: int, workers: int | None, progress: bool, symbols: Iterable[str]) -> tuple[str, Counter]:
+def _run(spec: _WorkerSpec, n: int, workers: int | None, progress: bool,
+         symbols: Iterable[str]) -> tuple[str, Counter]:
     """Render ``n`` samples in parallel and write labels.csv + alphabet.json.
 
     Returns:
@@ -302,10 +305,10 @@ def generate_numbers(out_dir: str | os.PathLike, n: int, seed: int = 0, min_leng
                   max_length=max_length, name_width=max(6, len(str(n - 1))),
                   max_rotation=float(max_rotation), max_perspective=float(max_perspective))
     if style == "handwritten":
-        spec = _Spec(kind="handwritten", digit_bitmaps=_load_sklearn_digits(), **common)
+        spec = _WorkerSpec(kind="handwritten", digit_bitmaps=_load_sklearn_digits(), **common)
     else:
         usable = _usable_fonts(fonts, DIGITS)
-        spec = _Spec(kind="digits", fonts=tuple(usable), font_missing=(frozenset(),) * len(usable), **common)
+        spec = _WorkerSpec(kind="digits", fonts=tuple(usable), font_missing=(frozenset(),) * len(usable), **common)
     return _run(spec, n, workers, progress, DIGITS)[0]
 
 
@@ -428,16 +431,29 @@ def long_s(text: str) -> str:
     return text if "ſ" in text else _LONG_S.sub("ſ", text)
 
 
-def generate_text(out_dir: str | os.PathLike, n: int, words=None, fonts=None, seed: int = 0,
-                  height: int = 32, max_words: int = 1, color: bool = False,
-                  elastic: float = 0.02, workers: int | None = None, progress: bool = True, *,
-                  csv=None, lines: bool = False, min_words: int = 1, case: str = "mixed",
-                  historic_s: bool = False, alphabet=None, max_rotation: float = 4.5,
-                  max_perspective: float = 0.075, blur: float = 1.0, ink_bleed: float = 0.0,
-                  speckles: float = 0.0, binarize: float = 0.0, invert: float = 0.0, max_spacing: float = 0.25,
-                  csv_delimiter: str = ";",
-                  string_split_delimiter: str = "|") -> str:
-    """Generate ``n`` images of words or lines of text.
+def _source_texts(spec: TextSpec) -> list[str]:
+    """The texts ``spec`` draws from, as often as they occur in its source (CSV labels first, then ``words``)."""
+    texts: list[str] = []
+    if spec.csv is not None:
+        labels = csv_texts(spec.csv, spec.csv_delimiter, spec.string_split_delimiter)
+        texts += labels if spec.lines else _split_words(labels)  # words as often as they occur
+    if spec.words is not None:
+        texts += read_lines(spec.words) if spec.lines else read_words(spec.words)
+    elif spec.csv is None:
+        if spec.lines:
+            raise ValueError("lines=True needs a text file (words) or CSV labels (csv) to take the lines from")
+        texts = read_words(None)
+    texts = [t for t in texts if not any(c in t for c in _UNWRITABLE)]
+    if spec.historic_s:
+        texts = [long_s(t) for t in texts]
+    if not texts:
+        raise ValueError("the text source holds no usable text")
+    return texts
+
+
+def generate_text(out_dir: str | os.PathLike, n: int, spec: TextSpec | None = None, *, seed: int = 0,
+                  workers: int | None = None, progress: bool = True) -> str:
+    """Generate ``n`` images of words or lines of text, as ``spec`` says.
 
     Each sample picks a font, then ``min_words``..``max_words`` random words of
     the vocabulary that this font draws (joined by spaces; with ``case="mixed"``
@@ -458,39 +474,11 @@ def generate_text(out_dir: str | os.PathLike, n: int, words=None, fonts=None, se
     Args:
         out_dir: output folder; ``images/``, ``labels.csv``, ``alphabet.json``, ``fonts.json``.
         n: number of images.
-        words: None (built-in English words unless ``csv`` is given), a list of
-            words (lines with ``lines=True``), or a path to a word list / text
-            corpus (see :func:`read_words`, :func:`read_lines`).
-        fonts: None (matplotlib's DejaVu fonts), ``"system"`` (``/usr/share/fonts``),
-            a font folder, a font file, or a list of these.
-        seed: base seed; image ``i`` depends only on ``(seed, i)``.
-        height: minimum image height in pixels (up to 1.5x).
-        max_words: longest line, in words.
-        color: RGB images with coloured ink and paper instead of greyscale.
-        elastic: elastic distortion amplitude as a fraction of the height (0 = off).
-        workers: processes (default ``os.cpu_count()``).
+        spec: the text source, fonts and look (:class:`~tf_crnn.datasets.text_spec.TextSpec`);
+            None: ``TextSpec()``, the built-in English words in matplotlib's DejaVu fonts.
+        seed: base seed; image ``i`` depends only on ``(seed, i)`` (and ``spec``).
+        workers: processes (default ``os.cpu_count()``; 1 runs in-process).
         progress: show a tqdm progress bar.
-        csv: annotation CSV(s) whose labels are (also) the text source: their words
-            (as often as they occur) or, with ``lines=True``, the labels themselves.
-        lines: each sample is one whole line of the source (a line of the text
-            file, a CSV label) instead of words put together.
-        min_words: shortest line, in words.
-        case: ``"mixed"`` or ``"keep"`` (the source's case only).
-        historic_s: spell the source's s as ``ſ`` where historic German print
-            does, roughly (:func:`long_s`); texts with a ``ſ`` are kept as they are.
-        alphabet: a lookup table (path or :class:`~tf_crnn.alphabet.Alphabet`):
-            texts with a symbol it lacks are left out, so the labels fit a training's alphabet.
-        max_rotation: the text is rotated by up to this many degrees either way
-            (long lines: keep it small, 0.5).
-        max_perspective: each corner of the text box moves by up to this times its height.
-        blur: largest Gaussian blur radius, pixels.
-        ink_bleed: strength 0..1 of ink bleed / erosion (:func:`render.bleed`) on half the images.
-        speckles: strength 0..1 of specks on the paper and holes in the ink (:func:`render.speckle`).
-        binarize: share 0..1 of the images made black and white (:func:`render.binarize`).
-        invert: share 0..1 of the images inverted: light text on a dark ground (scene text).
-        max_spacing: largest extra space between letters, as a fraction of the font
-            size (drawn from -0.04 up to it; printed lines: 0.08).
-        csv_delimiter, string_split_delimiter: the format of ``csv``.
 
     Returns:
         The path of ``out_dir/labels.csv``. ``alphabet.json`` holds every symbol
@@ -499,41 +487,19 @@ def generate_text(out_dir: str | os.PathLike, n: int, words=None, fonts=None, se
 
     Raises:
         FileNotFoundError: a text source or the fonts not found, or no font draws any text.
-        ValueError: ``n`` < 1, bad word counts, case or strengths, or an empty source.
+        ValueError: ``n`` < 1, ``lines=True`` without a source, a source with no usable
+            text or none that fits ``alphabet`` (bad values are refused by ``TextSpec`` itself).
     """
-    if not 1 <= min_words <= max_words:
-        raise ValueError(f"need 1 <= min_words <= max_words, got {min_words}, {max_words}")
-    if lines and max_words > 1:
-        raise ValueError("lines=True draws one whole line per image: leave max_words (and min_words) at 1")
-    if case not in CASES:
-        raise ValueError(f"case must be one of {CASES}, got {case!r}")
-    for name, value in (("ink_bleed", ink_bleed), ("speckles", speckles), ("binarize", binarize), ("invert", invert)):
-        if not 0 <= value <= 1:
-            raise ValueError(f"{name} must be in 0..1, got {value}")
-    if min(max_rotation, max_perspective, blur, elastic) < 0 or max_spacing < -0.04:
-        raise ValueError("max_rotation, max_perspective, blur and elastic must be >= 0, max_spacing >= -0.04")
-    texts: list[str] = []
-    if csv is not None:
-        labels = csv_texts(csv, csv_delimiter, string_split_delimiter)
-        texts += labels if lines else _split_words(labels)  # words as often as they occur
-    if words is not None:
-        texts += read_lines(words) if lines else read_words(words)
-    elif csv is None:
-        if lines:
-            raise ValueError("lines=True needs a text file (words) or CSV labels (csv) to take the lines from")
-        texts = read_words(None)
-    texts = [t for t in texts if not any(c in t for c in _UNWRITABLE)]
-    if historic_s:
-        texts = [long_s(t) for t in texts]
-    if not texts:
-        raise ValueError("the text source holds no usable text")
+    spec = TextSpec() if spec is None else spec
+    texts = _source_texts(spec)
+    unit = "lines" if spec.lines else "words"  # what a text is, in the warnings
     # Split each distinct text into symbols once (a word list may hold 300,000 of them).
     distinct = list(dict.fromkeys(texts))
     symbol_sets = {t: frozenset(graphemes(t)) - {" "} for t in distinct}
     allowed = None
     outside_alphabet: list[str] = []
-    if alphabet is not None:
-        table = alphabet if isinstance(alphabet, Alphabet) else Alphabet.from_file(alphabet)
+    if spec.alphabet is not None:
+        table = spec.alphabet if isinstance(spec.alphabet, Alphabet) else Alphabet.from_file(spec.alphabet)
         allowed = frozenset(table.lookup)
         outside_alphabet = [t for t in distinct if not symbol_sets[t] <= allowed]
         if outside_alphabet:
@@ -542,23 +508,23 @@ def generate_text(out_dir: str | os.PathLike, n: int, words=None, fonts=None, se
             distinct = [t for t in distinct if t not in excluded]
             if not texts:
                 raise ValueError(f"no text of the source fits the alphabet (e.g. {outside_alphabet[:3]})")
-            warnings.warn(f"{len(outside_alphabet)} of {len(symbol_sets)} {'lines' if lines else 'words'} left out: "
+            warnings.warn(f"{len(outside_alphabet)} of {len(symbol_sets)} {unit} left out: "
                           f"symbols the alphabet lacks (e.g. {outside_alphabet[:5]})", stacklevel=2)
     word_sets = [symbol_sets[t] for t in distinct]
     symbols = set().union(*word_sets)
-    if case == "mixed":
+    if spec.case == "mixed":
         symbols |= set().union(*(frozenset(graphemes(t.upper())) for t in distinct)) - {" "}
-    candidates = font_files(fonts)
+    candidates = font_files(spec.fonts)
     report = font_check.check_fonts(candidates, sorted(symbols))
     per_font = font_check.texts_per_font(report.fonts, word_sets)
     used = [(f, d) for f, d in zip(report.fonts, per_font) if f.error is None and d]
     if not used:
-        raise FileNotFoundError(f"none of the {len(candidates)} fonts ({fonts or 'matplotlib DejaVu'}) "
+        raise FileNotFoundError(f"none of the {len(candidates)} fonts ({spec.fonts or 'matplotlib DejaVu'}) "
                                 "can draw any text of the source")
     drawable_ids = set().union(*(d for _, d in used))
     no_font = [t for i, t in enumerate(distinct) if i not in drawable_ids]
     if no_font:
-        warnings.warn(f"{len(no_font)} of {len(distinct)} {'lines' if lines else 'words'} left out: no font draws "
+        warnings.warn(f"{len(no_font)} of {len(distinct)} {unit} left out: no font draws "
                       f"all their symbols (e.g. {no_font[:5]}); give more fonts (--fonts) to keep them", stacklevel=2)
     not_used = [f for f in report.fonts if all(f is not g for g, _ in used)]
     if not_used:
@@ -571,25 +537,25 @@ def generate_text(out_dir: str | os.PathLike, n: int, words=None, fonts=None, se
         occurrences.setdefault(position[t], []).append(k)
     font_words = tuple(np.array([k for i in d for k in occurrences[i]], dtype=np.int64) for _, d in used)
     font_missing = tuple(frozenset(f.missing) for f, _ in used)
-    spec = _Spec(out_dir=os.path.abspath(os.fspath(out_dir)), kind="text", seed=seed, height=height,
-                 fonts=tuple(f.path for f, _ in used), font_missing=font_missing, words=tuple(texts),
-                 font_words=font_words, allowed=allowed, min_words=min_words, max_words=max_words, case=case,
-                 color=color, elastic=elastic, max_rotation=float(max_rotation),
-                 max_perspective=float(max_perspective), blur=float(blur), ink_bleed=float(ink_bleed),
-                 speckles=float(speckles), binarize=float(binarize), invert=float(invert),
-                 max_spacing=float(max_spacing),
-                 name_width=max(6, len(str(n - 1))))
+    job = _WorkerSpec(out_dir=os.path.abspath(os.fspath(out_dir)), kind="text", seed=seed, height=spec.height,
+                      fonts=tuple(f.path for f, _ in used), font_missing=font_missing, words=tuple(texts),
+                      font_words=font_words, allowed=allowed, min_words=spec.min_words, max_words=spec.max_words,
+                      case=spec.case, color=spec.color, elastic=spec.elastic, max_rotation=float(spec.max_rotation),
+                      max_perspective=float(spec.max_perspective), blur=float(spec.blur),
+                      ink_bleed=float(spec.ink_bleed), speckles=float(spec.speckles), binarize=float(spec.binarize),
+                      invert=float(spec.invert), max_spacing=float(spec.max_spacing),
+                      name_width=max(6, len(str(n - 1))))
     # The table covers every symbol the kept texts can produce (as written or upper-cased).
     table_symbols: set[str] = set().union(*(word_sets[i] for i in drawable_ids))
-    if case == "mixed":
+    if spec.case == "mixed":
         for i in drawable_ids:
             upper = distinct[i].upper()
-            if upper != distinct[i] and any(_drawable(spec, k, upper) for k in range(len(spec.fonts))):
+            if upper != distinct[i] and any(_drawable(job, k, upper) for k in range(len(job.fonts))):
                 table_symbols.update(graphemes(upper))
-    if max_words > 1 or any(" " in distinct[i] for i in drawable_ids):
+    if spec.max_words > 1 or any(" " in distinct[i] for i in drawable_ids):
         table_symbols.add(" ")
     table_symbols.discard("")
-    csv_path, images = _run(spec, n, workers, progress, table_symbols)
+    csv_path, images = _run(job, n, workers, progress, table_symbols)
     record = {
         "fonts": [{"font": f.path, "images": images.get(i, 0), "texts_drawable": len(d),
                    "lacks": {sym: [f"U+{ord(c):04X}" for c in cps] for sym, cps in f.missing.items()}}
@@ -600,5 +566,5 @@ def generate_text(out_dir: str | os.PathLike, n: int, words=None, fonts=None, se
         "left_out_alphabet": len(outside_alphabet), "left_out_alphabet_examples": outside_alphabet[:20],
         "symbols_no_font_draws": report.undrawable,
     }
-    write_json(os.path.join(spec.out_dir, "fonts.json"), record)
+    write_json(os.path.join(job.out_dir, "fonts.json"), record)
     return csv_path
