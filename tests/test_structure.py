@@ -11,6 +11,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 PACKAGE = "tf_crnn"
 SOURCE = Path(__file__).resolve().parents[1] / PACKAGE
 #: The one private-named module others may import from (its public names only): helpers shared by all.
@@ -116,7 +118,7 @@ def test_the_walk_sees_what_is_there():
     assert [(node.lineno, node.names[0].name) for node in seen] == [(1, "TYPE_CHECKING"), (5, "json"), (7, "model")]
 
 
-def test_find_cycle_finds_one_and_only_one():
+def test_cycles_are_found_on_small_graphs():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": {"b"}}) == ["b", "b"]
@@ -124,16 +126,19 @@ def test_find_cycle_finds_one_and_only_one():
                                                                                        ["c", "d", "c"]]
 
 
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    """The modules ``start`` imports, directly or through others."""
+    seen, stack = set(), [start]
+    while stack:
+        for target in graph[stack.pop()] - seen:
+            seen.add(target)
+            stack.append(target)
+    return seen
+
+
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """One cycle per group of modules that import each other (a strongly connected component), sorted."""
-    reach = {}
-    for start in graph:
-        seen, stack = set(), [start]
-        while stack:
-            for target in graph[stack.pop()] - seen:
-                seen.add(target)
-                stack.append(target)
-        reach[start] = seen
+    reach = {start: reachable(graph, start) for start in graph}
     groups = {frozenset(m for m in reach[node] if node in reach[m]) for node in graph if node in reach[node]}
     return sorted(find_cycle({m: graph[m] & group for m in group}) for group in groups)
 
@@ -141,6 +146,17 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_no_import_cycle_between_tf_crnn_modules():
     found = cycles(import_graph())
     assert not found, "import cycles:\n" + "\n".join(" -> ".join(cycle) for cycle in found)
+
+
+@pytest.mark.parametrize("lower, upper", [
+    ("callbacks", "trainer"),  # the callbacks see the trainer through callbacks.Training
+    ("loader", "convert"),  # both read the formats from model_files; the converter may load, not the reverse
+    ("model_files", "loader"),
+    ("tracking.urls", "tracking.server"),  # resolve_url, which may start the server, is the server module's
+])
+def test_one_way_dependencies(lower, upper):
+    graph = import_graph()
+    assert f"{PACKAGE}.{upper}" not in reachable(graph, f"{PACKAGE}.{lower}")
 
 
 def test_the_callbacks_do_not_know_the_trainer():

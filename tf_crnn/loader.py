@@ -113,8 +113,8 @@ class PredictionModel:
             tf_crnn.tracking.urls.TrackingError: the database cannot be reached.
         """
         from .tracking.runs import Database, cached_export
-        from .tracking.server import home_dir
-        from .tracking.urls import DEFAULT_DB_NAME, resolve_url
+        from .tracking.server import home_dir, resolve_url
+        from .tracking.urls import DEFAULT_DB_NAME
 
         db_name = db_name or DEFAULT_DB_NAME
         database = Database.connect(resolve_url(url, db_name=db_name), db_name)

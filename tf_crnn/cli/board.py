@@ -15,7 +15,8 @@ def serve(url: str | None = None, db: str | None = None, port: int | None = None
         tf_crnn.tracking.board.BoardError: Omniboard cannot be installed or started.
     """
     from ..tracking.board import DEFAULT_PORT, Board
-    from ..tracking.urls import DEFAULT_DB_NAME, resolve_url
+    from ..tracking.server import resolve_url
+    from ..tracking.urls import DEFAULT_DB_NAME
 
     url = resolve_url(url)
     board = Board(url, db or DEFAULT_DB_NAME, DEFAULT_PORT if port is None else port,

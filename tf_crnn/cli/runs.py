@@ -18,7 +18,7 @@ from .errors import handles, renamed
 
 def _database(args):
     from ..tracking.runs import Database
-    from ..tracking.urls import resolve_url
+    from ..tracking.server import resolve_url
 
     args.resolved_url = resolve_url(args.url, db_name=args.db)
     return Database.connect(args.resolved_url, args.db)
