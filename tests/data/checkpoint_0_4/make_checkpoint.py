@@ -1,4 +1,4 @@
-"""Writes this folder's training checkpoint with the tf_crnn on PYTHONPATH (tf-crnn 0.4.0, commit eb9d397).
+"""Writes this folder's training checkpoint with the tf_crnn on PYTHONPATH (made with tf-crnn 0.4.0 at commit f573b8b).
 
 Kept so a checkpoint of that layout can be made again; tests/test_callbacks.py resumes from it with
 today's code (``test_a_checkpoint_of_0_4_resumes``). The layout then: ``best_cer`` at the top of the
