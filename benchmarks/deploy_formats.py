@@ -4,7 +4,7 @@
     python benchmarks/deploy_formats.py --model /tmp/qs/out/export --csv data/generated/digits/eval/labels.csv \\
         --limit 100 --representative data/generated/digits/train/labels.csv --json figures.json
 
-The export is converted with ``tf_crnn.deploy`` (what ``tf-crnn export`` does) into ``--out``; int8
+The export is converted with ``tf_crnn.convert`` (what ``tf-crnn convert`` does) into ``--out``; int8
 calibrates on ``--samples`` images of ``--representative`` (default: the export's training CSV, else
 ``--csv``). Every model is then loaded with ``tf_crnn.loader.PredictionModel`` and
 
@@ -82,7 +82,8 @@ def main() -> None:
     args = parser.parse_args()
 
     header(f"deploy formats: {args.model}")
-    from tf_crnn import deploy, evaluation
+    from tf_crnn import evaluation
+    from tf_crnn.convert import convert
     from tf_crnn.decoding import default_decoding
 
     out = args.out or Path(tempfile.mkdtemp(prefix="tf_crnn_deploy_"))
@@ -98,8 +99,8 @@ def main() -> None:
     models: list[tuple[str, Path]] = [("SavedModel", args.model)]
     for label, fmt, quantize in CONVERSIONS:
         path = out / f"model_{quantize}.{fmt}" if fmt == "tflite" else out / "model.onnx"
-        done = deploy.convert(args.model, path, fmt, quantize, [str(representative)] if quantize == "int8" else None,
-                              args.samples, progress=False)
+        done = convert(args.model, path, fmt, quantize, [str(representative)] if quantize == "int8" else None,
+                       args.samples, progress=False)
         print(f"converted {label}: {done.path} in {done.seconds:.0f} s")
         if done.int8_change is not None:
             print(f"  int8 against float32 on {done.int8_checked} calibration images: CER {100 * done.int8_change:.2f} %")

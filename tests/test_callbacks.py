@@ -7,11 +7,13 @@ fire at known epochs.
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 from conftest import ROOT, tiny_params
 
+from tf_crnn import callbacks
 from tf_crnn.alphabet import Alphabet
 from tf_crnn.config import ConfigError, Params
 from tf_crnn.data import load_split
@@ -20,6 +22,8 @@ from tf_crnn.trainer import Trainer
 
 # A constant, negligible learning rate and no batch norm (whose moving statistics would change the model anyway).
 FROZEN = dict(learning_rate=1e-9, learning_decay_rate=1.0, cnn_batch_norm=[False, False])
+#: A checkpoint written by tf-crnn 0.4.0 (best_cer then the trainer's) and what that training reached.
+CHECKPOINT_0_4 = ROOT / "tests" / "data" / "checkpoint_0_4"
 
 
 def _splits(params):
@@ -87,6 +91,48 @@ def test_default_config_checkpoint_has_no_callback_state(digits_data, tmp_path):
     Trainer(params, alphabet).fit(train, evaluation, seed=0)
     names = {name.split("/")[0] for name, _ in tf.train.list_variables(str(tmp_path / "out" / "checkpoints"))}
     assert names == {"model", "optimizer", "epoch", "best_cer", "save_counter", "_CHECKPOINTABLE_OBJECT_GRAPH"}
+
+
+@pytest.mark.slow
+def test_a_checkpoint_of_0_4_resumes(digits_data, tmp_path):
+    """The best CER moved from the trainer into BestExport under the same checkpoint name: old checkpoints resume.
+
+    The fixture and the script that wrote it are in tests/data/checkpoint_0_4 (30 epochs on the digits of
+    conftest's ``digits_data``, same generator and seeds).
+    """
+    import tensorflow as tf
+
+    expected = json.loads((CHECKPOINT_0_4 / "expected.json").read_text())
+    out = tmp_path / "out"
+    shutil.copytree(CHECKPOINT_0_4 / "checkpoints", out / "checkpoints")
+    settings = {**expected["settings"], "learning_rate": 1e-9, "learning_decay_rate": 1.0}
+    params = tiny_params(digits_data, output_model_dir=str(out), n_epochs=expected["epoch"] + 1, **settings)
+    alphabet, train, evaluation = _splits(params)
+    trainer = Trainer(params, alphabet)
+    stopping = next(cb for cb in trainer.callbacks if isinstance(cb, callbacks.EarlyStopping))
+    assert trainer.restore() == expected["epoch"] == 30
+    assert float(trainer.best_export.best_cer.numpy()) == expected["best_cer"] < min(expected["eval_cer"][-3:])
+    assert int(stopping.wait.numpy()) == expected["early_stopping"]["wait"] == 3
+    assert float(trainer.lr_scale.numpy()) == expected["lr_scale"]
+
+    # One more epoch at a negligible learning rate: its eval CER is the last epoch's, above the restored
+    # best, so nothing is exported to export_best (a best CER restarting from infinity would export).
+    [result] = trainer.fit(train, evaluation, seed=0)
+    assert result.cer == pytest.approx(expected["eval_cer"][-1]) and result.cer > expected["best_cer"]
+    assert not (out / "export_best").exists()
+    assert int(stopping.wait.numpy()) == expected["early_stopping"]["wait"] + 1
+    # The new checkpoint keeps the old layout: best_cer at its top.
+    saved = tf.train.load_variable(str(out / "checkpoints" / "ckpt-31"), "best_cer/.ATTRIBUTES/VARIABLE_VALUE")
+    assert float(saved) == expected["best_cer"]
+
+
+def test_callbacks_see_the_trainer_through_the_training_protocol(tmp_path):
+    """Trainer has every member of callbacks.Training; the best CER is BestExport's, not the trainer's."""
+    params = tiny_params(tmp_path, output_model_dir=str(tmp_path / "out"))
+    trainer = Trainer(params, Alphabet.from_file(params.lookup_alphabet_file))
+    assert isinstance(trainer, callbacks.Training)
+    assert not hasattr(trainer, "best_cer") and trainer.best_export in trainer.callbacks
+    assert trainer.checkpoint.best_cer is trainer.best_export.best_cer
 
 
 def test_plateau_settings_are_checked():

@@ -1,4 +1,4 @@
-"""tf-crnn export: TFLite (fp32 / fp16 / dynamic / int8) and ONNX files from a tiny trained CRNN, run by
+"""tf-crnn convert: TFLite (fp32 / fp16 / dynamic / int8) and ONNX files from a tiny trained CRNN, run by
 PredictionModel, tf-crnn predict and tf-crnn evaluate like the SavedModel; the errors a user can make."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tf_crnn import deploy
+from tf_crnn import convert, model_files
 from tf_crnn.cli import main as cli_main
 from tf_crnn.metrics import cer
 
@@ -51,15 +51,15 @@ def trained(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def converted(trained, tmp_path_factory) -> dict[str, Path]:
-    """Every format, by its ``--quantize`` name (``onnx`` for ONNX), converted through ``tf_crnn.deploy``."""
+    """Every format, by its ``--quantize`` name (``onnx`` for ONNX), converted through ``tf_crnn.convert``."""
     export, train_csv, _ = trained
     out = tmp_path_factory.mktemp("converted")
     files = {}
     for quantize in TFLITE_FORMATS:
-        files[quantize] = Path(deploy.convert(export, out / f"digits_{quantize}.tflite", quantize=quantize,
+        files[quantize] = Path(convert.convert(export, out / f"digits_{quantize}.tflite", quantize=quantize,
                                               representative=[str(train_csv)] if quantize == "int8" else None,
                                               samples=32, progress=False).path)
-    files["onnx"] = Path(deploy.convert(export, out / "digits.onnx", progress=False).path)
+    files["onnx"] = Path(convert.convert(export, out / "digits.onnx", progress=False).path)
     return files
 
 
@@ -94,7 +94,7 @@ def test_every_format_transcribes_as_the_saved_model(trained, converted):
         model = PredictionModel(path)
         assert model.format == path.suffix[1:] and model.logits_source.startswith(("TFLite", "ONNX"))
         # The two companion files make the model self-contained: copies of the export's.
-        alphabet_file, params_file = deploy.companion_files(path)
+        alphabet_file, params_file = model_files.companion_files(path)
         assert json.loads(Path(params_file).read_text()) == json.loads((export / "params.json").read_text())
         assert json.loads(Path(alphabet_file).read_text()) == json.loads((export / "alphabet.json").read_text())
         size = batch.get(name, 1)
@@ -118,13 +118,13 @@ def test_every_format_transcribes_as_the_saved_model(trained, converted):
 
 @pytest.mark.slow
 def test_int8_keeps_the_lstm_cell_state_in_float(trained, converted):
-    """The LSTM cell state stays float32 in int8 (deploy.INT8_FLOAT_NODES): quantized, a Fraktur line model's
+    """The LSTM cell state stays float32 in int8 (convert.INT8_FLOAT_NODES): quantized, a Fraktur line model's
     (range about +-250) lost every small update and read blanks only. Checks that Keras' op names still match
     the pattern (3 ops per LSTM direction) and that the matrix products stay int8 (same file size)."""
     export, _, _ = trained
     params = json.loads((export / "params.json").read_text())
-    tensors = deploy.tflite_tensors(converted["int8"].read_bytes())
-    cell_state = [t for t in tensors if re.search(deploy.LSTM_CELL_STATE_NODES, t["name"])]
+    tensors = convert.tflite_tensors(converted["int8"].read_bytes())
+    cell_state = [t for t in tensors if re.search(convert.LSTM_CELL_STATE_NODES, t["name"])]
     assert len({t["name"] for t in cell_state}) == 3 * 2 * len(params["rnn_units"]), [t["name"] for t in cell_state]
     assert all(t["dtype"] == np.float32 for t in cell_state), [(t["name"], t["dtype"]) for t in cell_state]
     matmuls = [t for t in tensors if re.search(r"lstm_cell[^/]*/MatMul", t["name"])]
@@ -133,7 +133,7 @@ def test_int8_keeps_the_lstm_cell_state_in_float(trained, converted):
 
 @pytest.mark.slow
 def test_transcription_change_tells_a_sound_conversion_from_a_damaged_one(trained):
-    """What `tf-crnn export` prints after int8: 0 for the model's own float32 TFLite file, above the warning
+    """What `tf-crnn convert` prints after int8: 0 for the model's own float32 TFLite file, above the warning
     threshold for a file whose network lost its training (an untrained CRNN of the same shape)."""
     from tf_crnn.loader import PredictionModel
     from tf_crnn.model import build_crnn
@@ -141,12 +141,12 @@ def test_transcription_change_tells_a_sound_conversion_from_a_damaged_one(traine
     export, train_csv, _ = trained
     source = PredictionModel(export)
     model, params = source.crnn()
-    images = deploy.representative_images([str(train_csv)], params, 8, progress=False)
-    sound = deploy.tflite_model(model, params, progress=False)
-    assert deploy.transcription_change(model, sound, images) == 0.0
+    images = convert.representative_images([str(train_csv)], params, 8, progress=False)
+    sound = convert.tflite_model(model, params, progress=False)
+    assert convert.transcription_change(model, sound, images) == 0.0
     untrained = build_crnn(params, source.alphabet.num_classes)
-    damaged = deploy.tflite_model(untrained, params, progress=False)
-    assert deploy.transcription_change(model, damaged, images) > deploy.INT8_CHANGE_WARNING
+    damaged = convert.tflite_model(untrained, params, progress=False)
+    assert convert.transcription_change(model, damaged, images) > convert.INT8_CHANGE_WARNING
 
 
 @pytest.mark.slow
@@ -191,23 +191,23 @@ def test_tflite_and_onnx_go_through_evaluate_and_predict(trained, converted, tmp
 
 
 @pytest.mark.slow
-def test_export_cli_writes_int8_and_rejects_bad_input(trained, tmp_path, capsys):
+def test_convert_cli_writes_int8_and_rejects_bad_input(trained, tmp_path, capsys):
     export, train_csv, _ = trained
     out = tmp_path / "out" / "m.tflite"
-    assert cli_main(["export", "--model", str(export), "--quantize", "int8", "--representative", str(train_csv),
+    assert cli_main(["convert", "--model", str(export), "--quantize", "int8", "--representative", str(train_csv),
                      "--samples", "8", "--quiet", "-o", str(out)]) == 0
     captured = capsys.readouterr()
     printed = captured.out
     assert f"wrote {out}" in printed and "calibrated on 8 image(s)" in printed
     # The int8 model's transcriptions checked against float32's on the calibration images: a figure, no warning.
     change = re.search(r"int8 against float32 on 8 calibration image\(s\): ([0-9.]+) % ", printed)
-    assert change and float(change.group(1)) <= 100 * deploy.INT8_CHANGE_WARNING and "warning" not in captured.err
+    assert change and float(change.group(1)) <= 100 * convert.INT8_CHANGE_WARNING and "warning" not in captured.err
     assert (tmp_path / "out" / "m.alphabet.json").is_file() and (tmp_path / "out" / "m.params.json").is_file()
 
     def refused(*args: str) -> str:
-        assert cli_main(["export", "--model", str(export), "--quiet", *args]) == 2
+        assert cli_main(["convert", "--model", str(export), "--quiet", *args]) == 2
         err = capsys.readouterr().err
-        assert err.startswith("tf-crnn export: error: ") and err.count("\n") == 1, err
+        assert err.startswith("tf-crnn convert: error: ") and err.count("\n") == 1, err
         return err
 
     assert "give --representative CSV" in refused("--quantize", "int8", "-o", str(out))
@@ -224,15 +224,29 @@ def test_export_cli_writes_int8_and_rejects_bad_input(trained, tmp_path, capsys)
     blocker.write_text("not a folder")
     assert f"cannot write {blocker / 'm.tflite'}" in refused("-o", str(blocker / "m.tflite"))
     # The export folder's parent: a hint.
-    assert cli_main(["export", "--model", str(export.parent), "-o", str(out)]) == 2
+    assert cli_main(["convert", "--model", str(export.parent), "-o", str(out)]) == 2
     assert f"did you mean {export}?" in capsys.readouterr().err
 
 
-def test_export_cli_refuses_a_missing_export_before_loading_anything(tmp_path):
-    result = tf_crnn("export", "--model", str(tmp_path / "nope"), "-o", str(tmp_path / "m.tflite"))
+def test_convert_cli_refuses_a_missing_export_before_loading_anything(tmp_path):
+    result = tf_crnn("convert", "--model", str(tmp_path / "nope"), "-o", str(tmp_path / "m.tflite"))
     assert result.returncode == 2
-    assert result.stderr == f"tf-crnn export: error: no tf-crnn export at {tmp_path / 'nope'} (no such folder)\n"
+    assert result.stderr == f"tf-crnn convert: error: no tf-crnn export at {tmp_path / 'nope'} (no such folder)\n"
     assert not (tmp_path / "m.tflite").exists()
+
+
+@pytest.mark.slow
+def test_export_the_old_name_of_convert_still_converts_and_says_so(trained, tmp_path, capsys):
+    from tf_crnn.loader import PredictionModel
+
+    export, _, _ = trained
+    out = tmp_path / "m.onnx"
+    assert cli_main(["export", "--model", str(export), "--quiet", "-o", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines()[0] == ("`tf-crnn export` is now `tf-crnn convert`; the old name will go in a "
+                                            "later release")
+    assert f"wrote {out}" in captured.out and "ONNX, float32" in captured.out
+    assert PredictionModel(out).format == "onnx" and Path(model_files.companion_files(out)[1]).is_file()
 
 
 @pytest.mark.parametrize("suffix", [".tflite", ".onnx"])
@@ -242,7 +256,7 @@ def test_a_corrupt_model_file_is_named(tmp_path, capsys, suffix):
 
     model = tmp_path / f"broken{suffix}"
     model.write_bytes(b"\x00not a model" * 100)
-    alphabet_file, params_file = deploy.companion_files(model)
+    alphabet_file, params_file = model_files.companion_files(model)
     Path(params_file).write_text(json.dumps(tiny_params(tmp_path).to_dict()))
     Path(alphabet_file).write_text((ROOT / "data" / "alphabets" / "digits.json").read_text())
     with pytest.raises(ModelFileError, match=f"^{model}: not an? (TFLite|ONNX) model"):
@@ -270,9 +284,9 @@ def test_a_converter_failure_names_the_op(fmt):
             return tf.cast(tf.strings.length(text), tf.float32)[:, 0]
 
     if fmt == "tflite":  # the converter stops at the first op (MLIR legalization)
-        with pytest.raises(deploy.DeployError, match=r"^the TFLite converter failed at op tf\.AsString"):
-            deploy.tflite_model(Unconvertible(), tiny_params(Path(".")), progress=False)
+        with pytest.raises(convert.DeployError, match=r"^the TFLite converter failed at op tf\.AsString"):
+            convert.tflite_model(Unconvertible(), tiny_params(Path(".")), progress=False)
     else:  # tf2onnx keeps the op as it is; ONNX Runtime refuses it
-        with pytest.raises(deploy.DeployError, match=r"^ONNX Runtime cannot run the converted model at op "
+        with pytest.raises(convert.DeployError, match=r"^ONNX Runtime cannot run the converted model at op "
                                                      r"StaticRegexReplace"):
-            deploy.onnx_model(Unconvertible(), tiny_params(Path(".")))
+            convert.onnx_model(Unconvertible(), tiny_params(Path(".")))

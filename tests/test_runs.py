@@ -67,16 +67,25 @@ def test_list_show_compare(two_runs, mongo_url, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_export_loads_in_prediction_model(two_runs, mongo_url, digits_data, tmp_path, capsys):
+def test_download_loads_in_prediction_model(two_runs, mongo_url, digits_data, tmp_path, capsys):
     from tf_crnn.loader import PredictionModel
 
-    assert runs_cli(mongo_url, "export", str(two_runs[1]), str(tmp_path / "run")) == 0
+    assert runs_cli(mongo_url, "download", str(two_runs[1]), str(tmp_path / "run")) == 0
     assert "tf-crnn predict --model" in capsys.readouterr().out
     model = PredictionModel(tmp_path / "run" / "export")
     image = next((digits_data / "data" / "eval" / "images").glob("*.png"))
     prediction = model.predict([str(image)])[0]
     assert set(prediction.text) <= set("0123456789") and 0.0 <= prediction.score <= 1.0
     assert (tmp_path / "run" / "learning_curves.png").is_file() and (tmp_path / "run" / "config.json").is_file()
+
+
+@pytest.mark.slow
+def test_runs_export_the_old_name_of_download_still_downloads_and_says_so(two_runs, mongo_url, tmp_path, capsys):
+    assert runs_cli(mongo_url, "export", str(two_runs[1]), str(tmp_path / "run")) == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines()[0] == ("`tf-crnn runs export` is now `tf-crnn runs download`; the old name will "
+                                            "go in a later release")
+    assert (tmp_path / "run" / "export" / "saved_model.pb").is_file() and "tf-crnn predict --model" in captured.out
 
 
 @pytest.mark.slow

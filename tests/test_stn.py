@@ -72,8 +72,8 @@ def test_use_stn_setting_and_parameter_count():
 
 @pytest.mark.slow
 def test_a_crnn_with_stn_trains_exports_predicts_and_converts(tmp_path):
-    from tf_crnn import deploy
     from tf_crnn.alphabet import Alphabet
+    from tf_crnn.convert import convert
     from tf_crnn.data import load_split
     from tf_crnn.datasets.synthetic import generate_numbers
     from tf_crnn.loader import PredictionModel
@@ -106,13 +106,12 @@ def test_a_crnn_with_stn_trains_exports_predicts_and_converts(tmp_path):
     assert PredictionModel(export).crnn()[0].stn is not None  # params.json carries use_stn
 
     for quantize in ("none", "int8"):
-        path = deploy.convert(export, tmp_path / f"m_{quantize}.tflite", quantize=quantize, samples=16,
-                              representative=params.csv_files_train if quantize == "int8" else None,
-                              progress=False).path
+        path = convert(export, tmp_path / f"m_{quantize}.tflite", quantize=quantize, samples=16,
+                       representative=params.csv_files_train if quantize == "int8" else None, progress=False).path
         texts = [p.text for p in PredictionModel(path).predict(paths)]
         if quantize == "none":
             assert texts == expected
-        else:  # the sampler stays float32 in int8 (deploy.INT8_FLOAT_NODES): without that, all blank here
+        else:  # the sampler stays float32 in int8 (tf_crnn.convert.INT8_FLOAT_NODES): without that, all blank here
             assert cer([tuple(t) for t in expected], [tuple(t) for t in texts]) <= 0.1, (expected, texts)
-    onnx = deploy.convert(export, tmp_path / "m.onnx", progress=False).path
+    onnx = convert(export, tmp_path / "m.onnx", progress=False).path
     assert [p.text for p in PredictionModel(onnx).predict(paths, batch_size=1)] == expected

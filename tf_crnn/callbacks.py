@@ -18,6 +18,11 @@ and then hands an :class:`EpochResult` to each callback in order:
   resumed training continues exactly (``restore_model``). Being last, a
   checkpoint means everything its epoch writes is written.
 
+A callback sees the training through :class:`Training`, the few members of the
+training loop it uses (:class:`tf_crnn.trainer.Trainer` has them); it does not
+import the trainer. A callback's own state (the best CER of :class:`BestExport`,
+the plateau counters) lives in the callback and is checkpointed from there.
+
 Both plateau rules follow Keras' ``EarlyStopping`` / ``ReduceLROnPlateau``
 (monitor ``eval.cer``, mode ``min``): an epoch improves when its CER is below
 the best so far by more than ``min_delta``. Their counters are ``tf.Variable``
@@ -30,13 +35,11 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import Callable, Protocol, Sequence, runtime_checkable
 
+import keras
 import numpy as np
 import tensorflow as tf
-
-if TYPE_CHECKING:  # the trainer imports this module; the type is only named here
-    from .trainer import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +72,50 @@ class EpochResult:
         return self.metrics["eval.cer"]
 
 
+class ConvModel(Protocol):
+    """What :class:`FreezeConvBlocks` uses of the model (:class:`tf_crnn.model.CRNN` has it)."""
+
+    #: Per conv block, its layers (convolution, batch norm, activation, pooling).
+    conv_blocks: Sequence[Sequence[keras.layers.Layer]]
+
+
+@runtime_checkable
+class Training(Protocol):
+    """The members of a training loop that the callbacks use (:class:`tf_crnn.trainer.Trainer` has them).
+
+    The callbacks are written against this, not against the trainer module, so they do not import it.
+    """
+
+    #: Set to True by a callback to end the training after the current epoch.
+    stop_training: bool
+    #: Epochs trained so far (int64 scalar; checkpointed).
+    epoch: tf.Variable
+    #: A factor on the learning-rate schedule (float32 scalar; :class:`tf_crnn.schedules.Scaled`).
+    lr_scale: tf.Variable
+    #: The model being trained.
+    model: ConvModel
+    #: Saves the training checkpoint (weights, optimizer, epoch, callback state).
+    manager: tf.train.CheckpointManager
+
+    def learning_rate(self) -> float:
+        """The learning rate of the current optimizer step (schedule times ``lr_scale``)."""
+
+    def retrace(self) -> None:
+        """Compile the training step anew (after the set of trainable variables changed)."""
+
+    def export(self, export_dir: str) -> str:
+        """Write the SavedModel of the current weights to ``export_dir``; return its path."""
+
+    def output_path(self, name: str) -> str:
+        """``name`` inside the folder this process writes to."""
+
+
 class Callback:
-    """A hook into :meth:`Trainer.fit`; override what you need.
+    """A hook into :meth:`tf_crnn.trainer.Trainer.fit`; override what you need.
 
     ``name`` and :meth:`state` let a callback keep state across a resume: the
-    variables it returns are saved in every checkpoint (under ``name``) and
-    restored with ``restore_model``.
+    variables it returns are saved in every checkpoint (under ``name``, see
+    :meth:`checkpoint_entries`) and restored with ``restore_model``.
     """
 
     name = "callback"
@@ -83,13 +124,18 @@ class Callback:
         """Variables to save in the training checkpoint (none by default)."""
         return {}
 
-    def on_train_begin(self, trainer: "Trainer") -> None:
-        """Before the first epoch of this :meth:`Trainer.fit` call."""
+    def checkpoint_entries(self) -> dict[str, tf.train.Checkpoint | tf.Variable]:
+        """Where :meth:`state` goes in the training checkpoint: one entry ``name`` holding it (none without state)."""
+        state = self.state()
+        return {self.name: tf.train.Checkpoint(**state)} if state else {}
 
-    def on_epoch_end(self, trainer: "Trainer", result: EpochResult) -> None:
+    def on_train_begin(self, trainer: Training) -> None:
+        """Before the first epoch of this :meth:`tf_crnn.trainer.Trainer.fit` call."""
+
+    def on_epoch_end(self, trainer: Training, result: EpochResult) -> None:
         """After each epoch's evaluation. Set ``trainer.stop_training = True`` to end the training after it."""
 
-    def on_train_end(self, trainer: "Trainer", results: list[EpochResult]) -> None:
+    def on_train_end(self, trainer: Training, results: list[EpochResult]) -> None:
         """After the last epoch (also after an early stop)."""
 
 
@@ -113,16 +159,29 @@ class OnEpochEnd(Callback):
 class BestExport(Callback):
     """Exports the model to ``<output dir>/export_best`` whenever the eval CER is the lowest so far.
 
-    The best CER lives in ``trainer.best_cer`` (checkpointed since the first
-    version, so it stays in the trainer).
+    Create it inside the training's strategy scope: :attr:`best_cer` is then a variable of that
+    strategy, as the trainer's own are.
     """
 
     name = "best_export"
+    #: Where :attr:`best_cer` sits in the training checkpoint: at its top, where the trainer kept it
+    #: before it moved here (tf-crnn 0.4), so those checkpoints still resume.
+    CHECKPOINT_KEY = "best_cer"
+
+    def __init__(self):
+        #: The lowest eval CER so far (float32 scalar; infinity before the first epoch).
+        self.best_cer = tf.Variable(math.inf, dtype=tf.float32, trainable=False, name="best_cer")
+
+    def state(self):
+        return {"best_cer": self.best_cer}
+
+    def checkpoint_entries(self):
+        return {self.CHECKPOINT_KEY: self.best_cer}
 
     def on_epoch_end(self, trainer, result):
         # Compared in float32, the variable's dtype: an equal CER rounded to float32 is no improvement.
-        if np.float32(result.cer) < trainer.best_cer.numpy():
-            trainer.best_cer.assign(result.cer)
+        if np.float32(result.cer) < self.best_cer.numpy():
+            self.best_cer.assign(result.cer)
             trainer.export(trainer.output_path(BEST_EXPORT_DIR))
             log.info("epoch %d: best eval CER so far (%.4f), exported to %s", result.epoch, result.cer,
                      BEST_EXPORT_DIR)
@@ -216,7 +275,7 @@ class FreezeConvBlocks(Callback):
     adapt first, so the large early gradients of a freshly initialised output layer do not
     disturb the pretrained features. Frozen layers are not ``trainable`` (Keras): they get no
     gradient and no optimizer update, and a frozen batch norm uses its moving statistics. The
-    training step is retraced when the set of trained variables changes (:meth:`Trainer.retrace`).
+    training step is retraced when the set of trained variables changes (:meth:`Training.retrace`).
     Nothing is checkpointed: whether a resumed training's conv blocks are frozen follows from its epoch.
     """
 
@@ -228,10 +287,10 @@ class FreezeConvBlocks(Callback):
         self.epochs = int(epochs)
 
     @staticmethod
-    def set_trainable(trainer, trainable: bool) -> bool:
+    def set_trainable(trainer: Training, trainable: bool) -> bool:
         """Make the conv blocks of ``trainer.model`` (not) trainable; return whether that changed anything.
 
-        A change retraces the training step (:meth:`Trainer.retrace`).
+        A change retraces the training step (:meth:`Training.retrace`).
         """
         layers = [layer for block in trainer.model.conv_blocks for layer in block]
         if all(layer.trainable == trainable for layer in layers):

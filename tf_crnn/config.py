@@ -46,7 +46,7 @@ DATA_FINGERPRINT_NAMES: tuple[str, ...] = get_args(DataFingerprint)
 CACHE_IMAGES_NAMES: tuple[str, ...] = get_args(CacheImages)
 LEARNING_RATE_SCHEDULE_NAMES: tuple[str, ...] = get_args(LearningRateSchedule)
 PREPARE_FORMAT_NAMES: tuple[str, ...] = get_args(PrepareFormat)
-#: ``tf-crnn export`` formats and TFLite quantizations (converters in :mod:`tf_crnn.deploy`).
+#: ``tf-crnn convert`` formats and TFLite quantizations (converters in :mod:`tf_crnn.convert`).
 DeployFormat = Literal["tflite", "onnx"]
 Quantization = Literal["none", "float16", "dynamic", "int8"]
 DEPLOY_FORMAT_NAMES: tuple[str, ...] = get_args(DeployFormat)

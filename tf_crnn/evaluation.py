@@ -127,7 +127,7 @@ def prepare(model_dir: str | Sequence[str], csv_files: list[str], alphabet_file:
     """Load the model and check the data completely before any prediction.
 
     ``model_dir``: a SavedModel export folder, or a ``.tflite`` / ``.onnx`` file of
-    ``tf-crnn export`` (:class:`tf_crnn.loader.PredictionModel` takes each); or a list of
+    ``tf-crnn convert`` (:class:`tf_crnn.loader.PredictionModel` takes each); or a list of
     several, which then vote (:class:`tf_crnn.voting.VotingModel`; a list of one is that model).
     The model decodes with the alphabet it was trained with (``alphabet.json``
     in the export, ``NAME.alphabet.json`` beside a model file); ``alphabet_file``, if given, must be that same table (it is
@@ -183,7 +183,7 @@ def _load_model(model_dir: str, given: Alphabet | None, alphabet_file: str | Non
             hint = f" (did you mean {os.path.join(model_dir, 'export')}?)"
         what = "folder without saved_model.pb" if os.path.isdir(model_dir) else "no such folder or file"
         raise FileNotFoundError(f"no exported model at {model_dir} ({what}; a model is a SavedModel folder "
-                                f"or a .tflite / .onnx file of tf-crnn export){hint}")
+                                f"or a .tflite / .onnx file of tf-crnn convert){hint}")
     model = PredictionModel(model_dir)
     if given is not None:
         if model.alphabet is not None and model.alphabet.lookup != given.lookup:

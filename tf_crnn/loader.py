@@ -2,8 +2,8 @@
 
 The export (``output_model_dir/export``, or ``export.zip`` from a run's
 artifacts, unzipped) is a SavedModel; see :func:`tf_crnn.export.export_saved_model`.
-``tf-crnn export`` converts it to a ``.tflite`` or ``.onnx`` file with ``NAME.alphabet.json``
-and ``NAME.params.json`` beside it (:mod:`tf_crnn.deploy`). Images are first turned
+``tf-crnn convert`` converts it to a ``.tflite`` or ``.onnx`` file with ``NAME.alphabet.json``
+and ``NAME.params.json`` beside it (:mod:`tf_crnn.convert`). Images are first turned
 into bytes TensorFlow's decoder reads as training did (:func:`tf_crnn.images.model_input`:
 plain PNG / JPEG as they are, anything else converted with Pillow), so a GIF, a TIFF
 or a transparent PNG gives the prediction the training pipeline's pixels would.
@@ -30,6 +30,7 @@ from .alphabet import Alphabet
 from .data import decode_failure
 from .decoding import Decoding, Lexicon, decode_batch, default_decoding
 from .images import ACCEPTED, IMAGE_TYPES, ImageError, ImageInput, describe, model_input
+from .model_files import ONNX, SAVED_MODEL, TFLITE, companion_files, format_of  # PredictionModel.format: one of these
 
 
 @dataclass(frozen=True)
@@ -50,12 +51,10 @@ class Prediction:
     error: str | None = None
 
 
-#: :attr:`PredictionModel.format` of each kind of model.
-SAVED_MODEL, TFLITE, ONNX = "saved_model", "tflite", "onnx"
 
 
 class PredictionModel:
-    """A loaded model: a SavedModel export, or a ``.tflite`` / ``.onnx`` file of ``tf-crnn export``.
+    """A loaded model: a SavedModel export, or a ``.tflite`` / ``.onnx`` file of ``tf-crnn convert``.
 
     Args:
         export_dir: folder of the SavedModel (contains ``saved_model.pb``), or a ``.tflite`` /
@@ -68,8 +67,6 @@ class PredictionModel:
     """
 
     def __init__(self, export_dir: str | os.PathLike):
-        from .deploy import companion_files, format_of
-
         export_dir = os.fspath(export_dir)
         #: ``saved_model``, ``tflite`` or ``onnx``.
         self.format = SAVED_MODEL if os.path.isdir(export_dir) else format_of(export_dir) or SAVED_MODEL
@@ -77,7 +74,7 @@ class PredictionModel:
             raise FileNotFoundError(f"no such model file: {export_dir}")
         if self.format == SAVED_MODEL and not os.path.isfile(os.path.join(export_dir, "saved_model.pb")):
             raise FileNotFoundError(f"no SavedModel in {export_dir} (expected {export_dir}/saved_model.pb, "
-                                    "or a .tflite / .onnx file of tf-crnn export)")
+                                    "or a .tflite / .onnx file of tf-crnn convert)")
         self.export_dir = export_dir
         if self.format == SAVED_MODEL:
             self._model = tf.saved_model.load(export_dir)
@@ -88,7 +85,7 @@ class PredictionModel:
             if not os.path.isfile(params_file):
                 label = {"onnx": "an ONNX", "tflite": "a TFLite"}.get(self.format, f"a {self.format}")
                 raise FileNotFoundError(f"{params_file} is missing: {label} model needs the params.json "
-                                        f"tf-crnn export writes beside {export_dir}")
+                                        f"tf-crnn convert writes beside {export_dir}")
         self.params = json.load(open(params_file, encoding="utf-8")) if os.path.isfile(params_file) else {}
         #: The lookup table the model was trained with (None if the export lacks ``alphabet.json``).
         self.alphabet: Alphabet | None = Alphabet.from_file(alphabet_file) if os.path.isfile(alphabet_file) else None
@@ -116,8 +113,8 @@ class PredictionModel:
             tf_crnn.tracking.urls.TrackingError: the database cannot be reached.
         """
         from .tracking.runs import Database, cached_export
-        from .tracking.server import home_dir
-        from .tracking.urls import DEFAULT_DB_NAME, resolve_url
+        from .tracking.server import home_dir, resolve_url
+        from .tracking.urls import DEFAULT_DB_NAME
 
         db_name = db_name or DEFAULT_DB_NAME
         database = Database.connect(resolve_url(url, db_name=db_name), db_name)

@@ -128,7 +128,7 @@ def bidirectional(rnn: keras.layers.Bidirectional, x: tf.Tensor, lengths: tf.Ten
     Same weights, same checkpoint layout as the masked ``Bidirectional`` call
     (tests/test_model.py compares the two on padded batches). In training on a CPU each direction
     runs as :func:`hoisted_lstm` (same weights and results, faster); evaluation, prediction and the
-    exports run Keras' own LSTM, whose ops the TFLite conversion knows (:mod:`tf_crnn.deploy`).
+    exports run Keras' own LSTM, whose ops the TFLite conversion knows (:mod:`tf_crnn.convert`).
     """
     if not rnn.built:  # the wrapper itself is never called: build it (and so its two layers) here
         rnn.build(x.shape)

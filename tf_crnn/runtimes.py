@@ -1,4 +1,4 @@
-"""Run a TFLite or ONNX model file written by ``tf-crnn export``: encoded images -> CTC logits.
+"""Run a TFLite or ONNX model file written by ``tf-crnn convert``: encoded images -> CTC logits.
 
 :class:`tf_crnn.loader.PredictionModel` calls these as it calls a SavedModel's ``logits``
 signature: ``runtime(images=tf.string [batch])`` -> ``{"logits": float32 [batch, time,
@@ -6,7 +6,7 @@ num_classes], "lengths": int32 [batch]}``; decoding (greedy, beam search, lexico
 outside, the same for every format (:func:`tf_crnn.decoding.decode_batch`). The images are
 decoded and resized by :func:`tf_crnn.export.preprocess_batch`, the function the SavedModel runs
 in-graph (:func:`tf_crnn.data.preprocess_image` per image), so every format sees the pixels
-training saw. See :mod:`tf_crnn.deploy` for the inputs and outputs of each file.
+training saw. See :mod:`tf_crnn.convert` for the inputs and outputs of each file.
 
 - TFLite, with LiteRT's interpreter (``ai-edge-litert``): one image per call, the
   interpreter's input resized to each image's width (its batch is fixed at 1).
@@ -78,7 +78,7 @@ def _preprocessor(params: Params):
 
 
 class TFLiteRuntime:
-    """A ``.tflite`` file of ``tf-crnn export`` in LiteRT's interpreter.
+    """A ``.tflite`` file of ``tf-crnn convert`` in LiteRT's interpreter.
 
     Args:
         path: the file.
@@ -87,7 +87,7 @@ class TFLiteRuntime:
 
     Raises:
         ImportError: ``ai-edge-litert`` is not installed.
-        ModelFileError: the file is not a TFLite model, or not one of ``tf-crnn export``
+        ModelFileError: the file is not a TFLite model, or not one of ``tf-crnn convert``
             for these params (its input is not float32 ``[1, height, width, channels]``).
     """
 
@@ -139,7 +139,7 @@ class TFLiteRuntime:
 
 
 class ONNXRuntime:
-    """An ``.onnx`` file of ``tf-crnn export`` in an ONNX Runtime session (CPU).
+    """An ``.onnx`` file of ``tf-crnn convert`` in an ONNX Runtime session (CPU).
 
     Args:
         path: the file.
@@ -147,7 +147,7 @@ class ONNXRuntime:
 
     Raises:
         ImportError: ``onnxruntime`` is not installed.
-        ModelFileError: the file is not an ONNX model, or not one of ``tf-crnn export``
+        ModelFileError: the file is not an ONNX model, or not one of ``tf-crnn convert``
             (inputs ``images``, ``widths``; outputs ``logits``, ``lengths``).
     """
 

@@ -14,7 +14,6 @@ import atexit
 import contextlib
 import functools
 import logging
-import math
 import os
 import re
 import shutil
@@ -279,18 +278,19 @@ class Trainer:
             #: Training steps applied as zero gradients because of an inf or NaN (not checkpointed).
             self.skipped_steps = tf.Variable(0.0, trainable=False, name="skipped_steps",
                                              aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-            self.best_cer = tf.Variable(math.inf, dtype=tf.float32, trainable=False, name="best_cer")
+            # In the scope, as best_cer was when it was the trainer's: a variable of the strategy.
+            self.best_export = callbacks_lib.BestExport()
         #: The variables the optimizer was built with (and averages, with ema_decay), frozen or not.
         self.trained_variables = list(self.model.trainable_variables)
         self._averaged = False  # whether the model holds the averaged weights (averaged_weights())
-        self.callbacks: list[Callback] = [callbacks_lib.BestExport(), *callbacks_lib.from_params(params),
+        self.callbacks: list[Callback] = [self.best_export, *callbacks_lib.from_params(params),
                                            callbacks_lib.EpochLog(), *callbacks]
         # Saved after every other callback: a checkpoint means its epoch's exports and logs are written too,
         # so a training killed between them redoes that epoch rather than missing its record.
         self.checkpointer = callbacks_lib.Checkpoint()
         self.stop_training = False  # a callback sets it to end fit() after the current epoch
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, epoch=self.epoch,
-                                              best_cer=self.best_cer, **self._callback_state())
+                                              **self._callback_state())
         # Several workers: all of them save (saving reads mirrored variables collectively), only the chief
         # into output_model_dir; the others into a scratch folder removed at the end (TF's convention).
         self.is_chief = cluster.is_chief()
@@ -311,10 +311,11 @@ class Trainer:
                              else self._loss_and_gradients)
 
     def _callback_state(self) -> dict:
-        """Checkpoint entries beyond model, optimizer, epoch and best CER: the callbacks' state, ``lr_scale`` with
-        ReduceLROnPlateau, ``ema_decay`` with weight averaging (none for the default config: old checkpoints restore).
+        """Checkpoint entries beyond model, optimizer and epoch: the callbacks' state (the default config: only
+        ``best_cer``, :class:`~tf_crnn.callbacks.BestExport`'s, as ever), ``lr_scale`` with ReduceLROnPlateau,
+        ``ema_decay`` with weight averaging. Old checkpoints restore: every entry keeps the name it was saved under.
         """
-        entries = {cb.name: tf.train.Checkpoint(**cb.state()) for cb in self.callbacks if cb.state()}
+        entries = {key: value for cb in self.callbacks for key, value in cb.checkpoint_entries().items()}
         if any(isinstance(cb, callbacks_lib.ReduceLROnPlateau) for cb in self.callbacks):
             entries["lr_scale"] = self.lr_scale
         if self.params.ema_decay > 0:  # marks a checkpoint whose optimizer state holds the averages (restore())

@@ -3,8 +3,8 @@
     tf-crnn train with config.json [key=value ...]   train (the Sacred experiment; same as python train.py)
     tf-crnn evaluate --model EXPORT --csv CSV        score an export (or the vote of several) on annotated data
     tf-crnn predict --model EXPORT IMAGE...          transcribe images with an export (or .tflite / .onnx, or a vote)
-    tf-crnn export --model EXPORT -o OUT.tflite      convert an export to TFLite (fp32/fp16/int8) or ONNX
-    tf-crnn runs list|show|compare|export|delete     the recorded runs
+    tf-crnn convert --model EXPORT -o OUT.tflite     convert an export to TFLite (fp32/fp16/int8) or ONNX
+    tf-crnn runs list|show|compare|download|delete   the recorded runs
     tf-crnn sweep SPACE --trials N --config C.json   hyperparameter search (Optuna), each trial a run
     tf-crnn train-folds --folds K --config C.json    cross-fold training: K runs to vote with evaluate / predict
     tf-crnn db uri|start|stop|status                 the database runs go to
@@ -27,9 +27,9 @@ import argparse
 import sys
 
 from .._util import quiet_tensorflow
-from . import augment, board, datasets, db, evaluate, export, predict, runs, sweep, train, train_folds
+from . import augment, board, convert, datasets, db, evaluate, predict, runs, sweep, train, train_folds
 
-COMMANDS = (train, evaluate, predict, export, runs, db, board, datasets, sweep, train_folds, augment)
+COMMANDS = (train, evaluate, predict, convert, runs, db, board, datasets, sweep, train_folds, augment)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,8 +18,9 @@ def serve(url: str | None = None, db: str | None = None, port: int | None = None
         tf_crnn.tracking.urls.TrackingError: the database cannot be reached.
         tf_crnn.tracking.board.BoardError: Omniboard cannot be installed or started.
     """
-    from ..tracking.board import DEFAULT_PORT, ENV_USER, LOCAL_HOST, Board, credentials, is_loopback
-    from ..tracking.urls import DEFAULT_DB_NAME, resolve_url
+    from ..tracking.board import DEFAULT_PORT, ENV_PASSWORD, LOCAL_HOST, Board, credentials, is_loopback
+    from ..tracking.server import resolve_url
+    from ..tracking.urls import DEFAULT_DB_NAME
 
     host = host or LOCAL_HOST
     auth = credentials(host)  # before the database is resolved: refused without a password on a network address
@@ -30,7 +31,7 @@ def serve(url: str | None = None, db: str | None = None, port: int | None = None
         reach = f"only from this machine ({host}){', with a password' if auth else ''}"
     else:
         reach = (f"from the network on {host}, with basic authentication (user '{auth[0]}', password from "
-                 f"${ENV_USER.replace('USER', 'PASSWORD')})")
+                 f"${ENV_PASSWORD})")
 
     try:
         with interrupts.stop_on_signals():  # SIGTERM too, and SIGINT in a background job

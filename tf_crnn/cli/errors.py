@@ -7,7 +7,8 @@ values, an unreachable database, a training whose run MongoDB could not be
 given whole); 130 interrupted (Ctrl-C, SIGINT); 143 terminated (SIGTERM: ``docker
 stop``, job schedulers). The message is one line on stderr, ``tf-crnn COMMAND:
 error: ...``, with no traceback: the errors listed here are the user's to fix
-and their messages say how.
+and their messages say how. A command's old name says its new one on stderr
+(:func:`renamed`) and does the same thing.
 """
 from __future__ import annotations
 
@@ -83,3 +84,12 @@ def handles(command: str) -> Callable:
                 return interrupted(command, e)
         return run
     return wrap
+
+
+def renamed(old: str, new: str, handler: Callable) -> Callable:
+    """``handler`` under a command's old name ``old``: one line on stderr naming ``new``, then the same thing."""
+    @functools.wraps(handler)
+    def run(args) -> int:
+        print(f"`{old}` is now `{new}`; the old name will go in a later release", file=sys.stderr)
+        return handler(args)
+    return run

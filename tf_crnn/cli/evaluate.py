@@ -15,7 +15,7 @@ from ..config import DECODING_NAMES
 from .errors import handles
 
 CLI_DESCRIPTION = """\
-Score an exported model (SavedModel folder, or .tflite / .onnx file of tf-crnn export)
+Score an exported model (SavedModel folder, or .tflite / .onnx file of tf-crnn convert)
 on annotated CSVs (path;|l|a|b|e|l| rows).
 
 Prints per-character accuracy, full-sequence accuracy, CER, WER and 1 - NED,
@@ -81,7 +81,7 @@ def register(sub) -> None:
     p = sub.add_parser("evaluate", help="score an export on annotated CSVs: metrics, per-sample CSV, Sacred run",
                        description=CLI_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, action="append", metavar="MODEL",
-                   help="export folder (output_model_dir/export), or a .tflite / .onnx file of tf-crnn export; "
+                   help="export folder (output_model_dir/export), or a .tflite / .onnx file of tf-crnn convert; "
                         "repeat it to evaluate the vote of several models")
     p.add_argument("--csv", required=True, action="append", metavar="CSV",
                    help="annotated images (path;|l|a|b|e|l|), repeat for several files")

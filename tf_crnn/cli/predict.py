@@ -1,6 +1,6 @@
 """``tf-crnn predict --model EXPORT IMAGE...`` (or ``--run ID``): transcribe images with an exported model.
 
-``--model`` is a SavedModel export folder or a ``.tflite`` / ``.onnx`` file of ``tf-crnn export``;
+``--model`` is a SavedModel export folder or a ``.tflite`` / ``.onnx`` file of ``tf-crnn convert``;
 the decoding (``--decoding``, ``--beam-width``, ``--lexicon``) is the same for each
 (:func:`tf_crnn.decoding.decode_batch`), by default the training-time setting of ``params.json``.
 
@@ -66,7 +66,7 @@ def register(sub) -> None:
                                    "only with --strict, 2 when no image could be read.")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", action="append", metavar="MODEL",
-                        help="export folder (output_model_dir/export), or a .tflite / .onnx file of tf-crnn export; "
+                        help="export folder (output_model_dir/export), or a .tflite / .onnx file of tf-crnn convert; "
                              "repeat it to transcribe by the vote of several models")
     source.add_argument("--run", metavar="ID", help="the export of this training run, from the database")
     p.add_argument("--url", help="MongoDB URL for --run (default: as training: $TF_CRNN_MONGO_URL, else embedded)")

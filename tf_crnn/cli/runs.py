@@ -1,8 +1,9 @@
-"""``tf-crnn runs list|show|compare|export|rerun|delete``: the runs of the database training uses.
+"""``tf-crnn runs list|show|compare|download|rerun|delete``: the runs of the database training uses.
 
 The database is found as training finds it (``--url``, else ``$TF_CRNN_MONGO_URL``,
 else the embedded server); ``--db`` is ``mongo_db_name``. Tables are plain text;
 ``--json`` prints JSON for scripts. The library is :mod:`tf_crnn.tracking.runs`.
+``tf-crnn runs export``, the name of ``download`` before 0.5, still works and says so on stderr.
 """
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ import os
 import sys
 
 from .._util import parse_run_id
-from .errors import handles
+from .errors import handles, renamed
 
 
 def _database(args):
     from ..tracking.runs import Database
-    from ..tracking.urls import resolve_url
+    from ..tracking.server import resolve_url
 
     args.resolved_url = resolve_url(args.url, db_name=args.db)
     return Database.connect(args.resolved_url, args.db)
@@ -103,13 +104,13 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
-@handles("runs export")
-def _export(args: argparse.Namespace) -> int:
+@handles("runs download")
+def _download(args: argparse.Namespace) -> int:
     from ..tracking import runs
 
     database = _database(args)
     try:
-        written = runs.export_run(database, parse_run_id(args.id), args.out_dir)
+        written = runs.download_run(database, parse_run_id(args.id), args.out_dir)
     finally:
         database.close()
     print("\n".join(written))
@@ -172,7 +173,7 @@ def register(sub) -> None:
     """Add ``tf-crnn runs`` and its actions to the ``tf-crnn`` subparsers ``sub``."""
     from ..tracking.urls import DEFAULT_DB_NAME
 
-    p = sub.add_parser("runs", help="list, show, compare, export and delete the recorded runs",
+    p = sub.add_parser("runs", help="list, show, compare, download and delete the recorded runs",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = p.add_subparsers(dest="runs_command", required=True)
 
@@ -200,9 +201,12 @@ def register(sub) -> None:
     q.add_argument("ids", nargs="+", metavar="ID")
     q.add_argument("--plot", metavar="PNG", help="also draw their learning curves into this PNG")
     q.add_argument("--json", action="store_true")
-    q = action("export", _export, "download a run's artifacts; export.zip is unpacked to OUT_DIR/export")
-    q.add_argument("id")
-    q.add_argument("out_dir")
+    download_help = "download a run's artifacts; export.zip is unpacked to OUT_DIR/export"
+    for name, handler in (("download", _download),
+                          ("export", renamed("tf-crnn runs export", "tf-crnn runs download", _download))):
+        q = action(name, handler, download_help if name == "download" else "old name of download (deprecated)")
+        q.add_argument("id")
+        q.add_argument("out_dir")
     q = action("rerun", _rerun, "train again from a run's record: same config and seed, after checking that "
                                 "the code version and every data file still match")
     q.add_argument("id")

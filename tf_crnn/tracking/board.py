@@ -3,7 +3,7 @@
 Omniboard is a Node.js program (npm package ``omniboard``). tf-crnn installs
 it with npm into ``$TF_CRNN_HOME/omniboard`` (``~/.tf_crnn/omniboard``) the
 first time it is needed and starts it against the database that training uses
-(:func:`tf_crnn.tracking.urls.resolve_url`)::
+(:func:`tf_crnn.tracking.server.resolve_url`)::
 
     tf-crnn board                    # foreground, Ctrl-C stops it; http://127.0.0.1:9000/sacred
     tf-crnn board --port 9001 --url mongodb://host:27017/ --db tf_crnn
@@ -195,7 +195,7 @@ class Board:
     """Omniboard as a subprocess: :meth:`start`, :attr:`address`, :meth:`stop` (or ``with Board(...)``).
 
     Args:
-        url: MongoDB URL (as from :func:`tf_crnn.tracking.urls.resolve_url`).
+        url: MongoDB URL (as from :func:`tf_crnn.tracking.server.resolve_url`).
         db: database name (``mongo_db_name``).
         port: first port to try (Omniboard takes the next one while a port is busy); 0 picks a free one.
         root: npm prefix Omniboard is installed under (default :func:`install_dir`); installed when missing.

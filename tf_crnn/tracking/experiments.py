@@ -3,7 +3,7 @@
 Both are made by :func:`new_experiment` (captured output filter, package
 dependencies) and record to MongoDB through the same observer
 (:func:`tf_crnn.tracking.observer.mongo_observer`) on the database
-:func:`tf_crnn.tracking.urls.resolve_url` picks.
+:func:`tf_crnn.tracking.server.resolve_url` picks.
 
 ``crnn`` (:data:`ex`): ``python train.py with ...`` and ``tf-crnn train with
 ...`` run its command line. Per epoch the run gets the scalars
@@ -47,7 +47,8 @@ from ..alphabet import Alphabet
 from ..config import ConfigError, Params, load_config_file
 from . import output_lock, provenance, run_records
 from .observer import FAILURE_DIR, FALLBACK_DIR, ResilientMongoObserver, mongo_observer
-from .urls import DEFAULT_DB_NAME, TrackingError, host_port, redact_url, resolve_url
+from .server import resolve_url
+from .urls import DEFAULT_DB_NAME, TrackingError, host_port, redact_url
 
 EXPERIMENT_NAME = "crnn"
 EVALUATE_EXPERIMENT_NAME = "crnn-evaluate"

@@ -25,7 +25,8 @@ from pymongo.errors import PyMongoError
 from sacred.observers import MongoObserver
 
 from .observer import OBSERVER_TIMEOUT_S, REJECTED, artifact_name, storable, storable_run, stored_time, unstored
-from .urls import DEFAULT_DB_NAME, ENV_URL, TrackingError, redact_url, resolve_url
+from .server import resolve_url
+from .urls import DEFAULT_DB_NAME, ENV_URL, TrackingError, redact_url
 
 FINAL_STATUSES = ("COMPLETED", "FAILED", "INTERRUPTED", "TIMEOUT")
 

@@ -196,7 +196,7 @@ def compare_runs(database: Database, run_ids: list) -> tuple[pd.DataFrame, pd.Da
     return config, pd.DataFrame(summary), histories
 
 
-def export_run(database: Database, run_id, out_dir: str) -> list[str]:
+def download_run(database: Database, run_id, out_dir: str) -> list[str]:
     """Download every artifact of a run into ``out_dir``; ``export.zip`` is also unpacked to ``out_dir/export``.
 
     Returns:

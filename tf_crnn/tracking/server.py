@@ -3,7 +3,8 @@
 Its data lives in ``$TF_CRNN_HOME/db/data`` (``~/.tf_crnn/db``), its pid and
 port in ``server.json`` beside it, its log in ``server.log``. It runs in a
 session of its own, so it outlives the training that started it; ``tf-crnn db
-start|stop|status`` manage it.
+start|stop|status`` manage it. :func:`resolve_url` picks the database a run uses, this
+server being the last choice.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._util import free_port, pid_alive, write_json
-from .urls import TrackingError, ping
+from .urls import ENV_URL, TrackingError, ping
 
 ENV_HOME = "TF_CRNN_HOME"
 ENV_PORT = "TF_CRNN_DB_PORT"
@@ -116,6 +117,29 @@ class EmbeddedServer:
             os.kill(state["pid"], signal.SIGKILL)
         self.state_file.unlink(missing_ok=True)
         return True
+
+
+def resolve_url(config_url: str | None = None, start_embedded: bool = True, db_name: str | None = None) -> str:
+    """The database URL a run uses: ``config_url``, else ``$TF_CRNN_MONGO_URL``, else the embedded server.
+
+    With ``db_name``, a configured server must also let this URL read that database
+    (:func:`tf_crnn.tracking.urls.ping`), so missing credentials show at the start, not at the first write.
+
+    Args:
+        config_url: the run's ``mongo_url`` (None or empty: not configured).
+        start_embedded: start the embedded server if it is not running; False returns its URL only
+            if it runs, else ``""``.
+        db_name: the database the run writes to (checked on a configured server only).
+
+    Raises:
+        TrackingError: the chosen server cannot be reached, rejects the credentials, or cannot be started.
+    """
+    url = config_url or os.environ.get(ENV_URL)
+    if url:
+        ping(url, db_name=db_name)
+        return url
+    server = EmbeddedServer.default()
+    return server.start() if start_embedded else (server.url() or "")
 
 
 def _port_free(port: int) -> bool:

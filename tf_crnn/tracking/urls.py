@@ -1,6 +1,7 @@
 """Which MongoDB a run goes to, and keeping its password out of everything stored or printed.
 
-Resolution order of the database URL (:func:`resolve_url`):
+Resolution order of the database URL (:func:`tf_crnn.tracking.server.resolve_url`, beside the
+server it may start; this module imports no server):
 
 1. ``mongo_url`` in the run's config;
 2. the environment variable ``TF_CRNN_MONGO_URL``;
@@ -167,25 +168,6 @@ def connection_problem(url: str, error: Exception, db_name: str | None = None) -
     return (f"cannot reach MongoDB at {shown} ({type(error).__name__}). Start that server, fix mongo_url / "
             f"${ENV_URL}, or unset both to use the embedded server (tf-crnn db start); "
             f"TF_CRNN_NO_OBSERVER=1 trains without recording a run")
-
-
-def resolve_url(config_url: str | None = None, start_embedded: bool = True, db_name: str | None = None) -> str:
-    """The database URL a run uses (config, then ``$TF_CRNN_MONGO_URL``, then the embedded server).
-
-    With ``db_name``, a configured server must also let this URL read that database
-    (:func:`ping`), so missing credentials show at the start, not at the first write.
-
-    Raises:
-        TrackingError: the chosen server cannot be reached, rejects the credentials, or cannot be started.
-    """
-    url = config_url or os.environ.get(ENV_URL)
-    if url:
-        ping(url, db_name=db_name)
-        return url
-    from .server import EmbeddedServer  # the server module needs ping() from here
-
-    server = EmbeddedServer.default()
-    return server.start() if start_embedded else (server.url() or "")
 
 
 def _port_open(url: str, timeout_s: float = 1.0) -> bool:

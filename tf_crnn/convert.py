@@ -1,4 +1,4 @@
-"""Convert a tf-crnn SavedModel export into a TFLite or ONNX model file: the library behind ``tf-crnn export``.
+"""Convert a tf-crnn SavedModel export into a TFLite or ONNX model file: the library behind ``tf-crnn convert``.
 
 The CRNN is rebuilt from the export's ``params.json`` with the export's weights
 (:meth:`tf_crnn.loader.PredictionModel.crnn`) and converted from a concrete function
@@ -29,7 +29,8 @@ ONNX (tf2onnx, run by ONNX Runtime):
 
 Beside ``out/NAME.tflite`` (or ``.onnx``) go ``out/NAME.alphabet.json`` and
 ``out/NAME.params.json``, copies of the export's, so the file and its two companions are
-all that is needed to run it (:func:`companion_files`).
+all that is needed to run it (:func:`tf_crnn.model_files.companion_files`, where the formats and
+their suffixes are named for this module and the loader alike).
 
 This module imports TensorFlow only when it converts, so the command line can read its names cheaply.
 """
@@ -46,10 +47,8 @@ from dataclasses import dataclass
 
 from ._util import atomic_write, filtered_stderr, write_json
 from .config import DEPLOY_FORMAT_NAMES, QUANTIZATION_NAMES, one_of
+from .model_files import ONNX, SUFFIXES, TFLITE, companion_files, format_of
 
-TFLITE, ONNX = DEPLOY_FORMAT_NAMES
-#: File name suffix of each format.
-SUFFIXES = {TFLITE: ".tflite", ONNX: ".onnx"}
 #: What each ``quantize`` choice does to a TFLite model.
 QUANTIZATIONS = {
     "none": "float32 weights and compute",
@@ -76,7 +75,7 @@ LSTM_CELL_STATE_NODES = r"lstm_cell[^/]*/(mul|add|Tanh_1)$"
 INT8_FLOAT_NODES = (r"/sampler/", LSTM_CELL_STATE_NODES)
 #: ``int8``: how many calibration images :func:`convert` transcribes with the int8 model and the float32 one.
 INT8_CHECK_IMAGES = 16
-#: ``int8``: above this CER between those transcriptions, ``tf-crnn export`` warns (a quantization that broke
+#: ``int8``: above this CER between those transcriptions, ``tf-crnn convert`` warns (a quantization that broke
 #: the model, as quantizing the LSTM cell state did, shows as 100 %; a sound one as a few tenths of a percent).
 INT8_CHANGE_WARNING = 0.05
 #: What the TFLite converter and LiteRT print on stderr for every conversion (kept off the terminal).
@@ -96,13 +95,13 @@ class Converted:
         format: ``tflite`` or ``onnx``.
         quantize: the TFLite quantization (``none`` for ONNX).
         size: bytes of the model file.
-        alphabet_file, params_file: its companions (:func:`companion_files`).
+        alphabet_file, params_file: its companions (:func:`tf_crnn.model_files.companion_files`).
         representative_images: images the int8 calibration used (0 otherwise).
         seconds: wall time of the conversion.
         int8_change: ``int8`` only, else None: the CER (fraction) of the int8 model's greedy
             transcriptions (class codes) against the float32 model's, on the first
             :data:`INT8_CHECK_IMAGES` calibration images; above :data:`INT8_CHANGE_WARNING` the
-            quantization has damaged the model (``tf-crnn export`` warns).
+            quantization has damaged the model (``tf-crnn convert`` warns).
         int8_checked: how many images ``int8_change`` covers (0 otherwise).
     """
 
@@ -116,18 +115,6 @@ class Converted:
     seconds: float = 0.0
     int8_change: float | None = None
     int8_checked: int = 0
-
-
-def companion_files(model_file: str | os.PathLike) -> tuple[str, str]:
-    """``out/NAME.tflite`` (or ``.onnx``) -> ``(out/NAME.alphabet.json, out/NAME.params.json)``."""
-    stem = os.path.splitext(os.fspath(model_file))[0]
-    return f"{stem}.alphabet.json", f"{stem}.params.json"
-
-
-def format_of(path: str | os.PathLike) -> str | None:
-    """``tflite`` / ``onnx`` from a file name's suffix (any case), else None."""
-    suffix = os.path.splitext(os.fspath(path))[1].lower()
-    return next((name for name, s in SUFFIXES.items() if s == suffix), None)
 
 
 def check_request(output: str, format: str | None, quantize: str, representative: list[str] | None,

@@ -1,8 +1,11 @@
-"""``tf-crnn export``: convert a SavedModel export to TFLite or ONNX (library: :mod:`tf_crnn.deploy`).
+"""``tf-crnn convert``: convert a SavedModel export to TFLite or ONNX (library: :mod:`tf_crnn.convert`).
 
-    tf-crnn export --model output/fraktur/export --format tflite --quantize int8 \\
+    tf-crnn convert --model output/fraktur/export --format tflite --quantize int8 \\
         --representative data/prepared/fraktur.train.csv --samples 200 -o out/fraktur.tflite
-    tf-crnn export --model output/fraktur/export --format onnx -o out/fraktur.onnx
+    tf-crnn convert --model output/fraktur/export --format onnx -o out/fraktur.onnx
+
+``tf-crnn export``, its name before 0.5, still works and says so on stderr: "export" now means
+only the SavedModel a training writes (:mod:`tf_crnn.export`).
 """
 from __future__ import annotations
 
@@ -10,8 +13,8 @@ import argparse
 import sys
 
 from ..config import DEPLOY_FORMAT_NAMES, QUANTIZATION_NAMES
-from ..deploy import INT8_CHANGE_WARNING, INT8_CHECK_IMAGES, QUANTIZATIONS
-from .errors import handles
+from ..convert import INT8_CHANGE_WARNING, INT8_CHECK_IMAGES, QUANTIZATIONS
+from .errors import handles, renamed
 
 CLI_DESCRIPTION = f"""\
 Convert a tf-crnn SavedModel export into a TFLite or ONNX model file, with
@@ -30,15 +33,16 @@ first {INT8_CHECK_IMAGES} calibration images are transcribed by the int8 and the
 between them is printed, with a warning above {100 * INT8_CHANGE_WARNING:.0f} %.
 
 example:
-  tf-crnn export --model output/fraktur/export --format tflite --quantize int8 \\
+  tf-crnn convert --model output/fraktur/export --format tflite --quantize int8 \\
       --representative data/prepared/fraktur.train.csv --samples 200 -o out/fraktur.tflite
-  tf-crnn export --model output/fraktur/export --format onnx -o out/fraktur.onnx
+  tf-crnn convert --model output/fraktur/export --format onnx -o out/fraktur.onnx
 """
+HELP = "convert a SavedModel export to TFLite (fp32 / fp16 / int8) or ONNX"
 
 
-@handles("export")
-def _export(args: argparse.Namespace) -> int:
-    from ..deploy import convert
+@handles("convert")
+def _convert(args: argparse.Namespace) -> int:
+    from ..convert import convert
 
     done = convert(args.model, args.output, args.format, args.quantize, args.representative, args.samples,
                    seed=args.seed, progress=not args.quiet)
@@ -58,9 +62,19 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    """Add ``tf-crnn export`` to the ``tf-crnn`` subparsers ``sub``."""
-    p = sub.add_parser("export", help="convert a SavedModel export to TFLite (fp32 / fp16 / int8) or ONNX",
-                       description=CLI_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """Add ``tf-crnn convert`` and its deprecated old name ``tf-crnn export`` to the ``tf-crnn`` subparsers ``sub``."""
+    p = sub.add_parser("convert", help=HELP, description=CLI_DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(func=_convert)
+    old = sub.add_parser("export", help="old name of convert (deprecated)", description=CLI_DESCRIPTION,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(old)
+    old.set_defaults(func=renamed("tf-crnn export", "tf-crnn convert", _convert))
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``tf-crnn convert``."""
     p.add_argument("--model", required=True, help="the SavedModel export folder (output_model_dir/export)")
     p.add_argument("--format", choices=DEPLOY_FORMAT_NAMES, help="default: from the suffix of -o")
     p.add_argument("--quantize", choices=QUANTIZATION_NAMES, default="none", help="TFLite only (default none)")
@@ -73,4 +87,3 @@ def register(sub) -> None:
                    help="the model file, NAME.tflite or NAME.onnx; NAME.alphabet.json and NAME.params.json "
                         "are written beside it")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=_export)
