@@ -31,7 +31,7 @@ import tensorflow as tf
 from tf_crnn import data
 from tf_crnn.alphabet import Alphabet
 from tf_crnn.config import Params
-from tf_crnn.tracking.experiments import ensure_generated_data
+from tf_crnn.experiment.experiments import ensure_generated_data
 from tf_crnn.trainer import Trainer
 from tf_crnn.callbacks import OnEpochEnd
 

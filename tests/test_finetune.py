@@ -167,7 +167,7 @@ def test_freeze_conv_epochs_keeps_the_conv_blocks_for_the_frozen_epochs_only(sou
 @pytest.mark.slow
 def test_a_run_id_fetches_the_runs_export_and_the_new_run_records_it(digits_data, mongo_url, tmp_path,
                                                                       monkeypatch):
-    from tf_crnn.tracking.experiments import ex
+    from tf_crnn.experiment.experiments import ex
 
     monkeypatch.setenv("TF_CRNN_HOME", str(tmp_path / "home"))  # the download cache
 

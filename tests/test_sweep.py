@@ -15,7 +15,7 @@ import pytest
 
 from conftest import ROOT, metric_series, tiny_params, train_env, wait_for
 from tf_crnn.cli import main
-from tf_crnn.tracking import experiments, sweep
+from tf_crnn.experiment import experiments, sweep
 from tf_crnn.tracking.runs import Database
 
 DB_NAME = "tf_crnn_sweep"

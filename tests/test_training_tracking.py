@@ -12,7 +12,7 @@ from tf_crnn.tracking import urls as tracking
 from tf_crnn.alphabet import Alphabet
 from tf_crnn.data import batch_count, load_split, make_dataset
 from tf_crnn.tracking import provenance
-from tf_crnn.tracking.experiments import METRIC_NAMES, ex
+from tf_crnn.experiment.experiments import METRIC_NAMES, ex
 from tf_crnn.tracking.observer import ResilientMongoObserver
 from tf_crnn.loader import PredictionModel
 from tf_crnn.trainer import Trainer

@@ -97,7 +97,7 @@ class OnEpochEnd(Callback):
     """A plain function ``fn(result)`` called after each epoch (for logging or judging from outside the trainer).
 
     A true return value ends the training after this epoch (``trainer.stop_training``): a hyperparameter
-    sweep's pruner stops a trial so (:mod:`tf_crnn.tracking.sweep`); ``None`` goes on.
+    sweep's pruner stops a trial so (:mod:`tf_crnn.experiment.sweep`); ``None`` goes on.
     """
 
     name = "on_epoch_end"

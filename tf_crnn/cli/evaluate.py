@@ -60,7 +60,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"tf-crnn evaluate: leaving out {len(job.prepared.unreadable)} image(s) that cannot be read:\n"
               + listing(job.prepared.problems), file=sys.stderr)
     if args.log:
-        from ..tracking.experiments import run_logged_evaluation
+        from ..experiment.experiments import run_logged_evaluation
 
         run_logged_evaluation(job, args.mongo_url, args.mongo_db_name)  # prints the table inside the run
     else:

@@ -42,7 +42,7 @@ def _list(args: argparse.Namespace) -> int:
     database = _database(args)
     try:
         if args.sweep:
-            from ..tracking.sweep import sweep_runs
+            from ..experiment.sweep import sweep_runs
 
             frame = sweep_runs(database, args.sweep)
         else:
@@ -145,7 +145,7 @@ def _delete(args: argparse.Namespace) -> int:
 @handles("runs rerun")
 def _rerun(args: argparse.Namespace) -> int:
     from ..tracking import runs
-    from ..tracking.experiments import ex
+    from ..experiment.experiments import ex
 
     database = _database(args)
     try:

@@ -45,9 +45,9 @@ from .. import cluster, interrupts, reports
 from .._util import warn, write_json
 from ..alphabet import Alphabet
 from ..config import ConfigError, Params, load_config_file
-from . import output_lock, provenance, run_records
-from .observer import FAILURE_DIR, FALLBACK_DIR, ResilientMongoObserver, mongo_observer
-from .urls import DEFAULT_DB_NAME, TrackingError, host_port, redact_url, resolve_url
+from ..tracking import output_lock, provenance, run_records
+from ..tracking.observer import FAILURE_DIR, FALLBACK_DIR, ResilientMongoObserver, mongo_observer
+from ..tracking.urls import DEFAULT_DB_NAME, TrackingError, host_port, redact_url, resolve_url
 
 EXPERIMENT_NAME = "crnn"
 EVALUATE_EXPERIMENT_NAME = "crnn-evaluate"

@@ -13,7 +13,7 @@ distributions, read from a JSON or YAML file::
 ``choices`` (any JSON values: lists travel through Optuna as JSON text, since
 its storages hold scalar choices only).
 
-Each trial is a normal training (:data:`tf_crnn.tracking.experiments.ex`, run
+Each trial is a normal training (:data:`tf_crnn.experiment.experiments.ex`, run
 in this process) of the base config plus the trial's values, writing
 ``<output_model_dir>/sweep_<name>/trial_<k>``, with ``info.sweep = {"name",
 "trial", "params"}``. The objective is the trial's best eval CER (minimized).
@@ -47,7 +47,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from ..config import ConfigError, Params, type_problem
 from . import experiments
 from .experiments import base_params
-from .runs import Database, shown_status
+from ..tracking.runs import Database, shown_status
 
 #: Config keys a search space may not vary, and why.
 FIXED_KEYS = {
@@ -181,7 +181,7 @@ def parse_space(raw: dict, base: dict, source: str) -> dict[str, Dimension]:
     range, every choice) a valid config (``dropout`` up to 1.5 is refused here).
 
     Args:
-        base: the base config (:func:`tf_crnn.tracking.experiments.base_config`).
+        base: the base config (:func:`tf_crnn.experiment.experiments.base_config`).
         source: the file, for messages.
 
     Raises:
@@ -323,7 +323,7 @@ class Sweep:
     Args:
         study: from :func:`open_study`.
         space: from :func:`load_space`.
-        base: the base config (:func:`tf_crnn.tracking.experiments.base_config`); each trial's ``output_model_dir`` is
+        base: the base config (:func:`tf_crnn.experiment.experiments.base_config`); each trial's ``output_model_dir`` is
             :func:`trial_dir` of the base's.
     """
 
@@ -389,7 +389,7 @@ class Sweep:
         return progress.best_cer
 
     def epoch_callback(self, run):
-        """The factory :data:`tf_crnn.tracking.experiments.extra_callbacks` calls for each training's run."""
+        """The factory :data:`tf_crnn.experiment.experiments.extra_callbacks` calls for each training's run."""
         from ..callbacks import OnEpochEnd  # here a training is running: TensorFlow is loaded anyway
 
         progress = self.current

@@ -1,0 +1,9 @@
+"""Running experiments: what turns a config into recorded trainings and evaluations.
+
+- :mod:`~tf_crnn.experiment.experiments`: the Sacred experiments ``crnn`` (a training) and ``crnn-evaluate``;
+- :mod:`~tf_crnn.experiment.sweep`: hyperparameter sweeps, an Optuna study whose trials are runs of ``crnn``;
+- :mod:`~tf_crnn.experiment.folds`: cross-fold training, k runs of ``crnn`` on k splits of the training data;
+
+Runs are stored and read by :mod:`tf_crnn.tracking`, which never imports this package; the training itself
+(:mod:`tf_crnn.trainer`) knows nothing of Sacred: results reach the run through callbacks.
+"""
