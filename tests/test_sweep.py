@@ -112,7 +112,7 @@ def test_sweep_records_trials_as_runs_and_prunes_a_trial_behind_the_median(tmp_p
     assert [line.split(":")[0] for line in err.splitlines() if line.startswith("trial ")] == \
         ["trial 0", "trial 1", "trial 2"]  # one progress line per finished trial
     assert summary["best"]["state"] == "COMPLETE"
-    assert experiments.extra_callbacks == []  # the sweep's callback factory is gone
+    assert experiments.ex.state is None  # the last trial's run state (its callbacks, lock, observer) ended with it
 
     db = pymongo.MongoClient(mongo_url)[DB_NAME]
     runs = {r["info"]["sweep"]["trial"]: r for r in db.runs.find({"info.sweep.name": "lr"})}
