@@ -37,6 +37,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sacred import Experiment
 from sacred.arg_parser import get_config_updates
@@ -50,6 +51,11 @@ from ..config import ConfigError, Params, load_config_file
 from ..tracking import output_lock, provenance, run_records
 from ..tracking.observer import FAILURE_DIR, FALLBACK_DIR, ResilientMongoObserver, mongo_observer
 from ..tracking.urls import DEFAULT_DB_NAME, TrackingError, host_port, redact_url, resolve_url
+
+if TYPE_CHECKING:  # named in a type only: importing the callbacks loads TensorFlow
+    from sacred.run import Run
+
+    from ..callbacks import Callback
 
 EXPERIMENT_NAME = "crnn"
 EVALUATE_EXPERIMENT_NAME = "crnn-evaluate"
@@ -115,7 +121,7 @@ class UserErrorExit(BaseException):
 
 #: A factory of a caller's callback: ``make(run) -> tf_crnn.callbacks.Callback``, called with the Sacred run
 #: when its training starts (so the callback can note in ``run.info`` what it did).
-CallbackFactory = Callable[[object], object]
+CallbackFactory = Callable[["Run"], "Callback"]
 
 
 @dataclass
