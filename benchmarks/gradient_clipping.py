@@ -77,7 +77,7 @@ def main() -> None:
 
 
 class NormLog(Callback):
-    """Per epoch: eval CER, train loss, speed and the gradient norms of its steps (``trainer.take_norms()``), printed."""
+    """Per epoch: eval CER, train loss, speed and the gradient norms of its steps (``trainer.take_norms()``)."""
 
     name = "norm_log"
 

@@ -459,7 +459,7 @@ def fine_tune(model, alphabet: Alphabet, params: Params, resumed_epoch: int | No
 
 
 def early_stopping_epoch(trainer) -> int | None:
-    """The epoch after which the config's early stopping (``early_stopping_patience``) ended ``trainer``'s fit, if it did.
+    """The epoch after which the config's early stopping (``early_stopping_patience``) ended ``trainer.fit``, if it did.
 
     Another callback may stop a training too (a sweep's pruning): only early stopping counts here.
     """

@@ -337,7 +337,7 @@ def cached_export(database: Database, run_id, cache_root: str | os.PathLike) -> 
 
 def download_export(run_id, url: str | None = None, db_name: str | None = None,
                     cache_dir: str | os.PathLike | None = None) -> str:
-    """The export folder of a recorded training run: its ``export.zip`` artifact, downloaded once (:func:`cached_export`).
+    """A recorded training run's export folder: its ``export.zip`` artifact, downloaded once (:func:`cached_export`).
 
     Args:
         run_id: the run's ``_id``.
