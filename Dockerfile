@@ -22,7 +22,7 @@ COPY pyproject.toml README.md ./
 RUN mkdir tf_crnn && touch tf_crnn/__init__.py && pip install -e . && rm -rf tf_crnn
 
 COPY . .
-RUN pip install --no-deps -e . && python -c "import tf_crnn.tracking.experiments, tensorflow as tf; print('TensorFlow', tf.__version__)"
+RUN pip install --no-deps -e . && python -c "import tf_crnn.experiment.experiments, tensorflow as tf; print('TensorFlow', tf.__version__)"
 
 # Runs go to $TF_CRNN_MONGO_URL (docker-compose.yml sets it), else to an embedded SecantusDB
 # server kept under output/ (TF_CRNN_HOME). Several machines: set TF_CONFIG on each (README).

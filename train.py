@@ -2,7 +2,7 @@
 
 Thin entry point (``tf-crnn train with ...`` is the same, exit codes included:
 :func:`tf_crnn.cli.train.run_training`); the experiment is
-:data:`tf_crnn.tracking.experiments.ex`.
+:data:`tf_crnn.experiment.experiments.ex`.
 """
 import sys
 

@@ -31,9 +31,9 @@ import tensorflow as tf
 from tf_crnn import data
 from tf_crnn.alphabet import Alphabet
 from tf_crnn.config import Params
-from tf_crnn.tracking.experiments import ensure_generated_data
+from tf_crnn.experiment.experiments import ensure_generated_data
 from tf_crnn.trainer import Trainer
-from tf_crnn.callbacks import OnEpochEnd
+from tf_crnn.callbacks import Callback
 
 
 def main() -> None:
@@ -76,6 +76,25 @@ def main() -> None:
               f"   (CER per seed: {', '.join(format(r['cer'], '.4f') for r in group)})")
 
 
+class NormLog(Callback):
+    """Per epoch: eval CER, train loss, speed and the gradient norms of its steps (``trainer.take_norms()``)."""
+
+    name = "norm_log"
+
+    def __init__(self, norm: float):
+        self.norm, self.epochs = norm, []
+
+    def on_epoch_end(self, trainer, result):
+        norms = trainer.take_norms()
+        clipped = sum(n > self.norm for n in norms) / len(norms) if self.norm > 0 else 0.0
+        self.epochs.append({"cer": result.metrics["eval.cer"], "loss": result.metrics["train.loss"],
+                            "speed": result.images_per_second, "clipped": clipped, "max_norm": max(norms)})
+        print(f"epoch {result.epoch}: train loss {result.metrics['train.loss']:8.3f}, eval CER "
+              f"{result.metrics['eval.cer']:.4f}; gradient norm median {statistics.median(norms):7.2f}, "
+              f"max {max(norms):8.2f}" + (f", {clipped:.0%} of {len(norms)} steps clipped" if self.norm > 0 else "")
+              + f"; {result.images_per_second:.1f} images/s")
+
+
 def train_once(params: Params, alphabet: Alphabet, train: list, evaluation: list, seed: int) -> dict:
     """One training from scratch; prints its epochs and returns its final figures."""
     norm, rate = params.gradient_clip_norm, params.learning_rate
@@ -83,21 +102,11 @@ def train_once(params: Params, alphabet: Alphabet, train: list, evaluation: list
     trainer = NormRecordingTrainer(params, alphabet)
     print(f"\n-- gradient_clip_norm {norm or 'none'}, learning rate {rate:g}, seed {seed}: "
           f"{len(train)} training / {len(evaluation)} eval images")
-    epochs = []
-
-    def on_epoch_end(result):
-        norms = trainer.take_norms()
-        clipped = sum(n > norm for n in norms) / len(norms) if norm > 0 else 0.0
-        epochs.append({"cer": result.metrics["eval.cer"], "loss": result.metrics["train.loss"],
-                       "speed": result.images_per_second, "clipped": clipped, "max_norm": max(norms)})
-        print(f"epoch {result.epoch}: train loss {result.metrics['train.loss']:8.3f}, eval CER "
-              f"{result.metrics['eval.cer']:.4f}; gradient norm median {statistics.median(norms):7.2f}, "
-              f"max {max(norms):8.2f}" + (f", {clipped:.0%} of {len(norms)} steps clipped" if norm > 0 else "")
-              + f"; {result.images_per_second:.1f} images/s")
-
+    log = NormLog(norm)
     with Timer() as t:
-        trainer.fit(train, evaluation, seed=seed, callbacks=[OnEpochEnd(on_epoch_end)])
+        trainer.fit(train, evaluation, seed=seed, callbacks=[log])
     print(f"{t.seconds:.0f} s")
+    epochs = log.epochs
     last = epochs[-1]
     return {"norm": norm, "rate": rate, "seed": seed, "cer": last["cer"], "loss": last["loss"],
             # Training images/s after the first epoch (which includes tracing).

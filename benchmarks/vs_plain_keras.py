@@ -163,7 +163,7 @@ def train_plain(params, csv: str, fixed_width: int | None) -> tuple[float, int]:
 
 def train_tf_crnn(params, url: str) -> float:
     """Train with the experiment ``crnn`` (observer on); return the last epoch's training images/s."""
-    from tf_crnn.tracking.experiments import ex
+    from tf_crnn.experiment.experiments import ex
 
     run = ex.run(config_updates={**params.to_dict(), "mongo_url": url, "mongo_db_name": "tf_crnn_benchmark"},
                  options={"--capture": "sys", "--loglevel": "ERROR"})

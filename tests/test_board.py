@@ -140,7 +140,7 @@ def chromium() -> str:
 def trained_run(digits_data, mongo_server, tmp_path_factory):
     """A tiny CRNN trained as a Sacred run into database ``tf_crnn_board``: (run id, pymongo database)."""
     import pymongo
-    from tf_crnn.tracking.experiments import ex
+    from tf_crnn.experiment.experiments import ex
 
     params = tiny_params(digits_data, output_model_dir=str(tmp_path_factory.mktemp("board_run") / "out"), n_epochs=2)
     run = ex.run(config_updates={**params.to_dict(), "mongo_url": mongo_server.uri, "mongo_db_name": DB_NAME},
@@ -249,7 +249,7 @@ def test_omniboard_shows_run_metrics_plot_and_artifact_previews(trained_run, mon
     import gridfs
     from PIL import Image
     from playwright.sync_api import expect, sync_playwright
-    from tf_crnn.tracking.experiments import METRIC_NAMES
+    from tf_crnn.experiment.experiments import METRIC_NAMES
 
     run_id, db = trained_run
     doc = db.runs.find_one({"_id": run_id})

@@ -124,7 +124,7 @@ def test_a_broken_config_file_is_named_with_line_and_column(tmp_path):
 def test_a_training_against_a_server_wanting_credentials_stops_before_it_starts(auth_server, digits_data, tmp_path):
     from conftest import tiny_params
 
-    from tf_crnn.tracking.experiments import ex
+    from tf_crnn.experiment.experiments import ex
 
     params = tiny_params(digits_data, output_model_dir=str(tmp_path / "out"), n_epochs=1)
     with pytest.raises(TrackingError, match="requires authentication to use database 'tf_crnn_auth'"):

@@ -77,7 +77,8 @@ def test_dockerignore_keeps_what_the_image_needs():
         return any(fnmatch.fnmatch(p, pat.lstrip("/").replace("**/", "")) or fnmatch.fnmatch(p, pat)
                    for pat in patterns for p in prefixes)
 
-    for needed in ("train.py", "pyproject.toml", "README.md", "config_template.json", "tf_crnn/tracking/experiments.py",
+    for needed in ("train.py", "pyproject.toml", "README.md", "config_template.json",
+                   "tf_crnn/experiment/experiments.py",
                    "data/alphabets/digits.json", "experiments/fraktur.json"):
         assert (ROOT / needed).exists() and not ignored(needed), needed
     for junk in (".git/HEAD", ".venv/bin/python", "output/digits/checkpoints", "tf_crnn/__pycache__/x.pyc"):

@@ -21,7 +21,7 @@ import pytest
 from tf_crnn._util import free_port
 from tf_crnn.tracking import observer as observers, provenance, run_records
 from tf_crnn.tracking.observer import ResilientMongoObserver
-from tf_crnn.tracking.experiments import METRIC_NAMES, ex
+from tf_crnn.experiment.experiments import METRIC_NAMES, ex
 
 from conftest import (ROOT, checkpoint_epochs, metric_series, tiny_params, train_command, train_env, wait_for,
                       write_config)
@@ -345,7 +345,7 @@ def test_full_disk_is_a_clear_error_before_training(digits_data, mongo_url, tmp_
 
 def test_output_estimate_covers_checkpoints_and_exports():
     from tf_crnn.config import Params
-    from tf_crnn.tracking.experiments import output_bytes_estimate
+    from tf_crnn.experiment.experiments import output_bytes_estimate
 
     default = output_bytes_estimate(Params(lookup_alphabet_file=str(ROOT / "data/alphabets/digits.json"))
                                              .to_dict())

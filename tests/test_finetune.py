@@ -17,6 +17,7 @@ from tf_crnn import finetune
 from tf_crnn.alphabet import Alphabet
 from tf_crnn.config import ConfigError, Params
 from tf_crnn.data import load_split
+from tf_crnn.experiment import sources
 from tf_crnn.finetune import FinetuneError
 from tf_crnn.loader import PredictionModel
 from tf_crnn.model import build_crnn
@@ -130,8 +131,8 @@ def test_sources_that_cannot_be_used_are_named(source, tmp_path):
 
 
 def test_init_from_settings_are_checked():
-    assert finetune.run_reference(12) == 12 and finetune.run_reference("run:12") == 12
-    assert finetune.run_reference("output/x/export") is None and finetune.run_reference("run:abc") == "abc"
+    assert sources.run_reference(12) == 12 and sources.run_reference("run:12") == 12
+    assert sources.run_reference("output/x/export") is None and sources.run_reference("run:abc") == "abc"
     with pytest.raises(ConfigError, match="freeze_conv_epochs keeps the conv blocks as init_from gave them"):
         Params(freeze_conv_epochs=1)
     with pytest.raises(ConfigError, match="init_from must be a run id >= 1"):
@@ -142,7 +143,11 @@ def test_init_from_settings_are_checked():
 
 @pytest.mark.slow
 def test_freeze_conv_epochs_keeps_the_conv_blocks_for_the_frozen_epochs_only(source, digits_data, tmp_path):
-    from tf_crnn.callbacks import OnEpochEnd
+    from tf_crnn.callbacks import Callback
+
+    class LayerValues(Callback):  # the weights after each epoch
+        def on_epoch_end(self, trainer, result):
+            after.append(_layer_values(trainer.model))
 
     params, alphabet = _target(digits_data, tmp_path, init_from=str(source / "export"), freeze_conv_epochs=1,
                                n_epochs=2, steps_per_epoch=2, learning_rate=1e-2)
@@ -152,7 +157,7 @@ def test_freeze_conv_epochs_keeps_the_conv_blocks_for_the_frozen_epochs_only(sou
     after = []
     trainer.fit(load_split(params.csv_files_train, params, alphabet, "train", progress=False),
                 load_split(params.csv_files_eval, params, alphabet, "eval", progress=False), seed=0,
-                callbacks=[OnEpochEnd(lambda result: after.append(_layer_values(trainer.model)))])
+                callbacks=[LayerValues()])
 
     def same(a, b, name):
         return all(np.array_equal(x, y) for x, y in zip(a[name], b[name]))
@@ -167,7 +172,7 @@ def test_freeze_conv_epochs_keeps_the_conv_blocks_for_the_frozen_epochs_only(sou
 @pytest.mark.slow
 def test_a_run_id_fetches_the_runs_export_and_the_new_run_records_it(digits_data, mongo_url, tmp_path,
                                                                       monkeypatch):
-    from tf_crnn.tracking.experiments import ex
+    from tf_crnn.experiment.experiments import ex
 
     monkeypatch.setenv("TF_CRNN_HOME", str(tmp_path / "home"))  # the download cache
 
@@ -191,7 +196,7 @@ def test_a_run_id_fetches_the_runs_export_and_the_new_run_records_it(digits_data
     ours, theirs = (_layer_values(PredictionModel(path).crnn()[0])
                     for path in (tmp_path / "tuned" / "export", info["path"]))
     assert all(np.array_equal(a, b) for name in ("conv1", "conv2", "bn2") for a, b in zip(ours[name], theirs[name]))
-    assert finetune.load_source(f"run:{first['_id']}", mongo_url, DB_NAME).record["path"] == info["path"]  # cached
+    assert sources.resolve_init_from(f"run:{first['_id']}", mongo_url, DB_NAME).path == info["path"]  # cached
 
     # Resumed: the checkpoint wins, init_from is not loaded again.
     resumed = train(tmp_path / "tuned", lookup_alphabet_file=b_file, init_from=first["_id"], freeze_conv_epochs=1,
@@ -201,4 +206,4 @@ def test_a_run_id_fetches_the_runs_export_and_the_new_run_records_it(digits_data
             in resumed["captured_out"])
 
     with pytest.raises(FinetuneError, match="no run 999999"):
-        finetune.load_source(999999, mongo_url, DB_NAME)
+        sources.resolve_init_from(999999, mongo_url, DB_NAME)

@@ -41,7 +41,7 @@ WORKER = textwrap.dedent("""
         return results
 
     trainer.Trainer.fit = fit_and_report
-    from tf_crnn.tracking.experiments import ex
+    from tf_crnn.experiment.experiments import ex
     ex.run_commandline(["train.py", *sys.argv[1:]])
 """)
 

@@ -3,7 +3,7 @@ import numpy as np
 from PIL import Image
 
 from tf_crnn import reports
-from tf_crnn.tracking.experiments import bounded_captured_out
+from tf_crnn.experiment.experiments import bounded_captured_out
 
 
 def test_confusions_count_substitutions_deletions_insertions():

@@ -46,7 +46,7 @@ def test_data_fingerprint_follows_content_or_stat(tmp_path):
 
 
 def _train(digits_data, mongo_url, out, **overrides):
-    from tf_crnn.tracking.experiments import ex
+    from tf_crnn.experiment.experiments import ex
 
     params = tiny_params(digits_data, output_model_dir=str(out), n_epochs=2, deterministic=True)
     run = ex.run(config_updates={**params.to_dict(), "mongo_url": mongo_url, "mongo_db_name": DB_NAME, **overrides},

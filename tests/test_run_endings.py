@@ -18,7 +18,7 @@ from conftest import (ROOT, checkpoint_epochs, metric_series, tiny_params, train
 from tf_crnn import interrupts
 from tf_crnn.config import ConfigError
 from tf_crnn.tracking import output_lock
-from tf_crnn.tracking.experiments import METRIC_NAMES, ex
+from tf_crnn.experiment.experiments import METRIC_NAMES, ex
 
 
 def _user_env(**extra) -> dict:

@@ -19,7 +19,7 @@ DB_NAME = "tf_crnn_runs"
 @pytest.fixture(scope="module")
 def two_runs(digits_data, mongo_server, tmp_path_factory):
     """Two tiny CRNNs trained as Sacred runs (1 and 2 epochs, different learning rates): their ids."""
-    from tf_crnn.tracking.experiments import ex
+    from tf_crnn.experiment.experiments import ex
 
     ids = []
     for epochs, rate in ((1, 3e-3), (2, 1e-3)):

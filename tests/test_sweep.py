@@ -15,7 +15,7 @@ import pytest
 
 from conftest import ROOT, metric_series, tiny_params, train_env, wait_for
 from tf_crnn.cli import main
-from tf_crnn.tracking import experiments, sweep
+from tf_crnn.experiment import experiments, sweep
 from tf_crnn.tracking.runs import Database
 
 DB_NAME = "tf_crnn_sweep"
@@ -112,7 +112,7 @@ def test_sweep_records_trials_as_runs_and_prunes_a_trial_behind_the_median(tmp_p
     assert [line.split(":")[0] for line in err.splitlines() if line.startswith("trial ")] == \
         ["trial 0", "trial 1", "trial 2"]  # one progress line per finished trial
     assert summary["best"]["state"] == "COMPLETE"
-    assert experiments.extra_callbacks == []  # the sweep's callback factory is gone
+    assert experiments.ex.state is None  # the last trial's run state (its callbacks, lock, observer) ended with it
 
     db = pymongo.MongoClient(mongo_url)[DB_NAME]
     runs = {r["info"]["sweep"]["trial"]: r for r in db.runs.find({"info.sweep.name": "lr"})}

@@ -12,7 +12,7 @@ from tf_crnn.tracking import urls as tracking
 from tf_crnn.alphabet import Alphabet
 from tf_crnn.data import batch_count, load_split, make_dataset
 from tf_crnn.tracking import provenance
-from tf_crnn.tracking.experiments import METRIC_NAMES, ex
+from tf_crnn.experiment.experiments import METRIC_NAMES, ex
 from tf_crnn.tracking.observer import ResilientMongoObserver
 from tf_crnn.loader import PredictionModel
 from tf_crnn.trainer import Trainer
@@ -61,6 +61,37 @@ def test_run_is_stored_with_metrics_and_artifacts(digits_data, mongo_url, tmp_pa
     with zipfile.ZipFile(io.BytesIO(fs.get(artifacts["export.zip"]).read())) as archive:
         names = archive.namelist()
     assert "saved_model.pb" in names and "alphabet.json" in names
+
+
+def test_callers_callbacks_run_for_their_run_only_and_early_stopping_is_recorded(digits_data, mongo_url, tmp_path):
+    from tf_crnn.callbacks import Callback
+
+    class Epochs(Callback):  # what a sweep's pruning sees: its own run, each epoch
+        def __init__(self, run):
+            self.run, self.seen = run, []
+
+        def on_epoch_end(self, trainer, result):
+            self.seen.append((self.run._id, result.epoch))
+
+    made = []
+
+    def make(run):
+        made.append(Epochs(run))
+        return made[-1]
+
+    # min_delta 0.5 at lr 1e-9: epoch 1 improves on infinity, epoch 2 cannot improve by 0.5: stopped after it.
+    params = tiny_params(digits_data, output_model_dir=str(tmp_path / "stopped"), n_epochs=3, learning_rate=1e-9,
+                         early_stopping_patience=1, early_stopping_min_delta=0.5)
+    config = {**params.to_dict(), "mongo_url": mongo_url, "mongo_db_name": "tf_crnn_test"}
+    run = ex.run(config_updates=config, options={"--capture": "sys"}, callbacks=[make])
+    assert run.status == "COMPLETED" and ex.state is None  # the run's state ended with it
+    assert run.info["early_stopping_epoch"] == 2
+    assert len(made) == 1 and made[0].seen == [(run._id, 1), (run._id, 2)]
+
+    plain = ex.run(config_updates={**config, "output_model_dir": str(tmp_path / "plain"), "n_epochs": 1,
+                                   "early_stopping_patience": 0}, options={"--capture": "sys"})
+    assert plain.status == "COMPLETED" and "early_stopping_epoch" not in plain.info
+    assert len(made) == 1 and len(made[0].seen) == 2  # a later run does not get the earlier caller's callbacks
 
 
 def test_password_in_url_never_stored(digits_data, mongo_url, tmp_path):

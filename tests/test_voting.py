@@ -302,7 +302,7 @@ def test_train_folds_records_k_runs_of_one_group_and_prints_the_vote(digits_data
 
 
 def test_assign_folds_is_a_seeded_partition():
-    from tf_crnn.tracking.folds import FoldsError, assign_folds
+    from tf_crnn.experiment.folds import FoldsError, assign_folds
 
     parts = assign_folds(10, 3, seed=4)
     assert sorted(itertools.chain(*parts)) == list(range(10)) and sorted(map(len, parts)) == [3, 3, 4]

@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Sequence, runtime_checkable
+from typing import Protocol, Sequence, runtime_checkable
 
 import keras
 import numpy as np
@@ -137,23 +137,6 @@ class Callback:
 
     def on_train_end(self, trainer: Training, results: list[EpochResult]) -> None:
         """After the last epoch (also after an early stop)."""
-
-
-class OnEpochEnd(Callback):
-    """A plain function ``fn(result)`` called after each epoch (for logging or judging from outside the trainer).
-
-    A true return value ends the training after this epoch (``trainer.stop_training``): a hyperparameter
-    sweep's pruner stops a trial so (:mod:`tf_crnn.tracking.sweep`); ``None`` goes on.
-    """
-
-    name = "on_epoch_end"
-
-    def __init__(self, fn: Callable[[EpochResult], bool | None]):
-        self.fn = fn
-
-    def on_epoch_end(self, trainer, result):
-        if self.fn(result):
-            trainer.stop_training = True
 
 
 class BestExport(Callback):

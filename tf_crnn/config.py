@@ -2,7 +2,7 @@
 
 The key names are those of the original tf-crnn (``csv_files_train``,
 ``output_model_dir``, ``lookup_alphabet_file``, ...) so existing config files
-keep working. The Sacred experiment ``crnn`` (:mod:`tf_crnn.tracking.experiments`)
+keep working. The Sacred experiment ``crnn`` (:mod:`tf_crnn.experiment.experiments`)
 registers :func:`Params.defaults` as its config, so ``with config.json`` and
 ``with key=value`` override these.
 

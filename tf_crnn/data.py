@@ -203,12 +203,25 @@ def scan_samples(samples: list[Sample], params: Params, alphabet: Alphabet,
     return report
 
 
+def read_split(csv_files: list[str], params: Params) -> list[Sample]:
+    """Every row of one split's CSVs, in file order (``csv_delimiter``, ``string_split_delimiter``).
+
+    Raises:
+        FileNotFoundError / AnnotationError: unreadable CSV.
+    """
+    return read_csvs(csv_files, params.csv_delimiter, params.string_split_delimiter)
+
+
 def load_split(csv_files: list[str], params: Params, alphabet: Alphabet, name: str,
-               progress: bool = True) -> list[Entry]:
+               progress: bool = True, samples: list[Sample] | None = None) -> list[Entry]:
     """Read, check and scan one split (``train`` or ``eval``).
 
     Logs a warning listing the degenerate images (kept) with their count per kind, and the
     number of images converted with Pillow before decoding.
+
+    Args:
+        samples: the rows of ``csv_files`` when the caller has read them already (:func:`read_split`; a
+            training records them in its run too); None: read here.
 
     Raises:
         FileNotFoundError / AnnotationError: unreadable CSV.
@@ -216,7 +229,8 @@ def load_split(csv_files: list[str], params: Params, alphabet: Alphabet, name: s
         DataError: bad images or infeasible labels and ``on_bad_sample == "error"``,
             or no usable sample at all.
     """
-    samples = read_csvs(csv_files, params.csv_delimiter, params.string_split_delimiter)
+    if samples is None:
+        samples = read_split(csv_files, params)
     if not samples:
         raise DataError(f"{name} split: no rows in {csv_files}")
     alphabet.check(samples)

@@ -1,7 +1,7 @@
 """Score an exported model on annotated CSVs: the library behind ``tf-crnn evaluate``.
 
 The command line is :mod:`tf_crnn.cli.evaluate`; the Sacred run of ``--log``
-is :func:`tf_crnn.tracking.experiments.run_logged_evaluation`.
+is :func:`tf_crnn.experiment.experiments.run_logged_evaluation`.
 
 1. :func:`prepare` loads the export, reads the CSVs, checks every label against
    the alphabet and checks every image once as training does

@@ -11,8 +11,10 @@ A source is one of:
   epoch (the trained weights, not the ``ema_decay`` average, which is optimizer state). The
   network and alphabet of that training are read from the ``export_best`` (else ``export``)
   folder beside ``checkpoints``, which every epoch's checkpoint has;
-- a **run** of the training's database: ``run:ID`` or the integer ID; its ``export.zip``
-  artifact, downloaded once and cached by :meth:`tf_crnn.loader.PredictionModel.from_run`.
+- a **run** of the training's database (``run:ID`` or the integer ID) reaches this module as
+  its export folder: :func:`tf_crnn.experiment.sources.resolve_init_from` downloads its
+  ``export.zip`` artifact (once, then cached) before the training starts, and names the run
+  in the record (``origin``). Fine-tuning itself never opens the run database.
 
 :func:`copy_weights` puts the source's weights into the freshly built CRNN of the new
 training: every conv block, batch norm and BiLSTM layer must have the same weight shapes
@@ -33,7 +35,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ._util import parse_run_id
 from .trainer import newest_checkpoint
 from .alphabet import BLANK, Alphabet
 from .config import ConfigError, Params, load_config_file
@@ -68,47 +69,27 @@ class Source:
     record: dict = field(default_factory=dict)
 
 
-def run_reference(init_from) -> int | str | None:
-    """The run id ``init_from`` names (``run:ID`` or an int; digits become an int), or None for a folder."""
-    if isinstance(init_from, int) and not isinstance(init_from, bool):
-        return init_from
-    if isinstance(init_from, str) and init_from.startswith("run:"):
-        return parse_run_id(init_from[len("run:"):].strip())
-    return None
-
-
 def settings_sha256(settings: dict) -> str:
     """SHA-256 (hex) of a training's settings as canonical JSON (sorted keys): equal settings, equal hash."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
 
-def load_source(init_from, mongo_url: str | None = None, mongo_db_name: str | None = None) -> Source:
-    """Load what ``init_from`` names (see the module docstring).
+def load_source(init_from: str | os.PathLike, origin: dict | None = None) -> Source:
+    """Load the export folder, checkpoint folder or checkpoint ``init_from`` names (see the module docstring).
 
     Args:
-        init_from: an export folder, a checkpoint folder or prefix, ``run:ID`` or an int run id.
-        mongo_url, mongo_db_name: the database of a run (resolved as training resolves it).
+        init_from: an export folder, a checkpoint folder or a checkpoint prefix.
+        origin: where that folder came from, recorded in place of ``{"source": "export"}`` (a run's export:
+            ``{"source": "run", "run_id", "database"}``, :func:`tf_crnn.experiment.sources.resolve_init_from`).
 
     Raises:
-        FinetuneError: nothing usable at that path, no such run or a run without export, a
-            checkpoint without the weights or settings of its network.
-        tf_crnn.tracking.urls.TrackingError: the database of a run cannot be reached.
+        FinetuneError: nothing usable at that path, a checkpoint without the weights or settings of its network.
     """
     from .loader import PredictionModel
 
-    run_id = run_reference(init_from)
-    if run_id is not None:
-        from .tracking.runs import RunsError
-        from .tracking.urls import DEFAULT_DB_NAME
-
-        try:
-            export = PredictionModel.from_run(run_id, mongo_url, mongo_db_name)
-        except RunsError as e:
-            raise FinetuneError(f"init_from={init_from!r}: {e}") from None
-        return _export_source(export, {"source": "run", "run_id": run_id, "database": mongo_db_name or DEFAULT_DB_NAME})
     path = os.path.abspath(os.fspath(init_from))
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        return _export_source(PredictionModel(path), {"source": "export"})
+        return _export_source(PredictionModel(path), origin or {"source": "export"})
     prefix = newest_checkpoint(path) if os.path.isdir(path) else (
         path if tf.io.gfile.exists(path + ".index") else None)
     if prefix is not None:
@@ -250,29 +231,34 @@ def _remap_classifier(source: Source, classifier, alphabet: Alphabet) -> dict:
             "new": new[:LISTED_SYMBOLS], "dropped": dropped[:LISTED_SYMBOLS]}
 
 
-def initialize(model, alphabet: Alphabet, init_from, mongo_url: str | None = None,
-               mongo_db_name: str | None = None, resumed_epoch: int | None = None) -> dict:
+def initialize(model, alphabet: Alphabet, init_from: str | os.PathLike, origin: dict | None = None) -> dict:
     """Fine-tuning's start: load ``init_from`` (:func:`load_source`) and copy it into ``model`` (:func:`copy_weights`).
 
     Args:
         model, alphabet: the new training's CRNN and lookup table.
-        init_from, mongo_url, mongo_db_name: as :func:`load_source`.
-        resumed_epoch: the epoch of the checkpoint a resumed training (``restore_model``) restored,
-            if any: the checkpoint wins (it holds the fine-tuned weights already); nothing is loaded.
+        init_from, origin: as :func:`load_source` (a folder or checkpoint; a run is resolved to its export
+            folder before, by :func:`tf_crnn.experiment.sources.resolve_init_from`).
 
     Returns:
         The record for ``run.info["init_from"]``: the source's record plus ``copied`` (what
-        :func:`copy_weights` returns); for a resumed training ``{"init_from": ..., "applied": False,
-        "resumed_from_epoch": N}``.
+        :func:`copy_weights` returns).
 
     Raises:
-        FinetuneError, tf_crnn.tracking.urls.TrackingError: as :func:`load_source` and :func:`copy_weights`.
+        FinetuneError: as :func:`load_source` and :func:`copy_weights`.
     """
-    if resumed_epoch:
-        record = {"init_from": init_from, "applied": False, "resumed_from_epoch": int(resumed_epoch)}
-    else:
-        source = load_source(init_from, mongo_url, mongo_db_name)
-        record = {**source.record, "copied": copy_weights(source, model, alphabet)}
+    source = load_source(init_from, origin)
+    record = {**source.record, "copied": copy_weights(source, model, alphabet)}
+    log.info("%s", describe(record))
+    return record
+
+
+def not_applied(init_from, resumed_epoch: int) -> dict:
+    """The record of a resumed fine-tuning (``restore_model``): its checkpoint of epoch ``resumed_epoch`` wins.
+
+    The checkpoint holds the fine-tuned weights already, so ``init_from`` (as the config names it, a folder or
+    a run) is not loaded. Returns ``{"init_from": ..., "applied": False, "resumed_from_epoch": N}``.
+    """
+    record = {"init_from": init_from, "applied": False, "resumed_from_epoch": int(resumed_epoch)}
     log.info("%s", describe(record))
     return record
 

@@ -112,16 +112,9 @@ class PredictionModel:
             tf_crnn.tracking.runs.RunsError: no such run, or it has no ``export.zip``.
             tf_crnn.tracking.urls.TrackingError: the database cannot be reached.
         """
-        from .tracking.runs import Database, cached_export
-        from .tracking.server import home_dir, resolve_url
-        from .tracking.urls import DEFAULT_DB_NAME
+        from .tracking.runs import download_export
 
-        db_name = db_name or DEFAULT_DB_NAME
-        database = Database.connect(resolve_url(url, db_name=db_name), db_name)
-        try:
-            return cls(cached_export(database, run_id, cache_dir or home_dir() / "models"))
-        finally:
-            database.close()
+        return cls(download_export(run_id, url, db_name, cache_dir))
 
     @property
     def train_run(self):

@@ -6,7 +6,7 @@ compiled steps. After each epoch's evaluation it hands an
 (:mod:`tf_crnn.callbacks`): best export, early stopping, learning-rate
 reduction on plateau, checkpoint, logging, and whatever the caller adds.
 Training knows nothing about Sacred or MongoDB: the experiment
-(:mod:`tf_crnn.tracking.experiments`) logs the run's metrics from a callback.
+(:mod:`tf_crnn.experiment.experiments`) logs the run's metrics from a callback.
 """
 from __future__ import annotations
 

@@ -68,7 +68,7 @@ def _evaluate(args: argparse.Namespace) -> int:
               f"the model's alphabet lacks ({' '.join(outside['symbols'])}); the model cannot produce them, so they "
               f"count as errors (--strict refuses them):\n" + listing(outside["where"]), file=sys.stderr)
     if args.log:
-        from ..tracking.experiments import run_logged_evaluation
+        from ..experiment.experiments import run_logged_evaluation
 
         run_logged_evaluation(job, args.mongo_url, args.mongo_db_name)  # prints the table inside the run
     else:

@@ -43,7 +43,7 @@ def _list(args: argparse.Namespace) -> int:
     database = _database(args)
     try:
         if args.sweep:
-            from ..tracking.sweep import sweep_runs
+            from ..experiment.sweep import sweep_runs
 
             frame = sweep_runs(database, args.sweep)
         else:
@@ -146,7 +146,7 @@ def _delete(args: argparse.Namespace) -> int:
 @handles("runs rerun")
 def _rerun(args: argparse.Namespace) -> int:
     from ..tracking import runs
-    from ..tracking.experiments import ex
+    from ..experiment.experiments import ex
 
     database = _database(args)
     try:

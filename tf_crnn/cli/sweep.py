@@ -5,7 +5,7 @@ sweep), in ``<output_model_dir>/sweep_<name>/trial_<k>``; the search minimizes t
 trial's best eval CER, and Optuna's MedianPruner stops trials that fall behind. One
 line per finished trial, then the trials ranked and the best one (``--json`` for
 scripts: then everything else goes to stderr). The same ``--name`` resumes a sweep.
-The library is :mod:`tf_crnn.tracking.sweep`.
+The library is :mod:`tf_crnn.experiment.sweep`.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from .errors import handles
 def _pruner(args: argparse.Namespace):
     import optuna
 
-    from ..tracking import sweep
+    from ..experiment import sweep
 
     if args.no_pruning:
         return optuna.pruners.NopPruner()
@@ -29,7 +29,7 @@ def _pruner(args: argparse.Namespace):
 
 
 def _progress_line(row: dict) -> str:
-    from ..tracking.sweep import format_params
+    from ..experiment.sweep import format_params
 
     cer = "–" if row["best_cer"] is None else f"{row['best_cer']:.4f}"
     how = row["state"]
@@ -41,7 +41,7 @@ def _progress_line(row: dict) -> str:
 
 
 def _print_summary(study, as_json: bool, out) -> None:
-    from ..tracking import sweep
+    from ..experiment import sweep
 
     table, best = sweep.trials_table(study), sweep.best_trial(study)
     if as_json:
@@ -59,7 +59,7 @@ def _print_summary(study, as_json: bool, out) -> None:
 def _sweep(args: argparse.Namespace) -> int:
     import optuna
 
-    from ..tracking import experiments, sweep
+    from ..experiment import experiments, sweep
     from ..tracking.urls import redact_url
 
     base = experiments.base_config(args.config, args.set)

@@ -2,7 +2,7 @@
 
 Everything after ``train`` goes to Sacred unchanged, exactly as ``python
 train.py ...`` (``with``, ``print_config``, ``-m``, ``--help``, ...); both run
-:func:`run_training`. The experiment is :data:`tf_crnn.tracking.experiments.ex`.
+:func:`run_training`. The experiment is :data:`tf_crnn.experiment.experiments.ex`.
 
 How a training ends (exit code, what is printed; see :mod:`tf_crnn.cli.errors`):
 
@@ -41,7 +41,7 @@ def run_training(argv: list[str], debug: bool = False) -> int:
         debug: print the traceback of the user's errors as well (see :func:`debug_requested`).
     """
     from ..config import ConfigError, check_config_files
-    from ..tracking import experiments
+    from ..experiment import experiments
 
     debug = debug_requested(argv, debug)
     try:

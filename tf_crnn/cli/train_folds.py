@@ -4,7 +4,7 @@ The training rows are dealt into K parts (seeded); K trainings each learn on K-1
 evaluated on the config's eval CSVs, each a run of ``crnn`` whose ``info.folds`` holds the group id,
 its fold and K. The parts and ``folds.json`` go to ``OUTPUT_MODEL_DIR/folds``, the trainings to
 ``OUTPUT_MODEL_DIR/fold_1`` .. ``fold_K``. At the end: a table of the folds, their exports and the
-``tf-crnn evaluate`` command that votes them (Reul et al. 2018). The library is :mod:`tf_crnn.tracking.folds`.
+``tf-crnn evaluate`` command that votes them (Reul et al. 2018). The library is :mod:`tf_crnn.experiment.folds`.
 
 A fold that fails stops the others (``--keep-going``: the next folds train anyway). Exit code: 0
 when every fold completed; else 2 (the failures all the user's to fix, as ``tf-crnn train``), 1 for
@@ -37,7 +37,7 @@ def _ended(fold, error: BaseException | None) -> None:
 
 
 def _summary(plan) -> str:
-    from ..tracking.folds import vote_command
+    from ..experiment.folds import vote_command
 
     lines = [f"\ncross-fold training {plan.group}: {plan.k} folds, parts and folds.json in {plan.folder}",
              "fold  run     status       final eval CER  export"]
@@ -54,7 +54,7 @@ def _summary(plan) -> str:
 
 @handles("train-folds")
 def _train_folds(args: argparse.Namespace) -> int:
-    from ..tracking import experiments, folds
+    from ..experiment import experiments, folds
 
     base = experiments.base_config(args.config, args.set)
     plan = folds.plan_folds(base, args.folds, args.split_seed, args.group)

@@ -7,7 +7,9 @@
 - :mod:`~tf_crnn.tracking.output_lock`: one training at a time per output folder;
 - :mod:`~tf_crnn.tracking.run_import`: a run's local record (written during an outage) into MongoDB;
 - :mod:`~tf_crnn.tracking.board`: Omniboard on that database;
-- :mod:`~tf_crnn.tracking.experiments`: the Sacred experiments ``crnn`` and ``crnn-evaluate``.
+- :mod:`~tf_crnn.tracking.runs`: reading runs back (list, show, compare, artifacts);
+- :mod:`~tf_crnn.tracking.provenance`: code version, data identity and environment of a run.
 
-Nothing here imports the trainer's internals; training reaches the run through callbacks.
+Running experiments (the Sacred experiments, sweeps, cross-fold training) is :mod:`tf_crnn.experiment`'s job;
+nothing here imports it, nor the trainer's internals.
 """

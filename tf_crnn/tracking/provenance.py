@@ -23,7 +23,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping, Sequence
 
 from tqdm import tqdm
 
@@ -165,22 +165,25 @@ def describe_data(splits: dict[str, tuple[list[str], list[str]]], alphabet_file:
     return described
 
 
-def describe_training_data(params, progress: bool = True) -> dict:
+def describe_training_data(params, progress: bool = True, rows: Mapping[str, Sequence] | None = None) -> dict:
     """:func:`describe_data` of a config's train and eval CSVs (every row's image, usable or not).
 
     Args:
         params: a :class:`tf_crnn.config.Params` (CSVs, delimiters, alphabet, ``data_fingerprint``).
+        rows: ``{"train": samples, "eval": samples}``, every row of each split's CSVs
+            (:class:`tf_crnn.annotations.Sample`) when the caller has read them already (a training reads
+            them once, for its data checks and for this); None: the CSVs are read here.
 
     Raises:
         FileNotFoundError / AnnotationError: a CSV cannot be read.
     """
     from ..annotations import read_csvs
 
-    def images(csv_files):
-        return [s.image_path for s in read_csvs(csv_files, params.csv_delimiter, params.string_split_delimiter)]
-
-    splits = {"train": (params.csv_files_train, images(params.csv_files_train)),
-              "eval": (params.csv_files_eval, images(params.csv_files_eval))}
+    csv_files = {"train": params.csv_files_train, "eval": params.csv_files_eval}
+    if rows is None:
+        rows = {name: read_csvs(files, params.csv_delimiter, params.string_split_delimiter)
+                for name, files in csv_files.items()}
+    splits = {name: (files, [s.image_path for s in rows[name]]) for name, files in csv_files.items()}
     return describe_data(splits, params.lookup_alphabet_file, params.data_fingerprint, progress)
 
 

@@ -333,3 +333,27 @@ def cached_export(database: Database, run_id, cache_root: str | os.PathLike) -> 
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def download_export(run_id, url: str | None = None, db_name: str | None = None,
+                    cache_dir: str | os.PathLike | None = None) -> str:
+    """A recorded training run's export folder: its ``export.zip`` artifact, downloaded once (:func:`cached_export`).
+
+    Args:
+        run_id: the run's ``_id``.
+        url, db_name: the database, resolved as training resolves it (``$TF_CRNN_MONGO_URL``, else the
+            embedded server); ``tf_crnn`` by default.
+        cache_dir: where downloads are kept (default ``$TF_CRNN_HOME/models``).
+
+    Raises:
+        RunsError: no such run, or it has no ``export.zip``.
+        tf_crnn.tracking.urls.TrackingError: the database cannot be reached.
+    """
+    from .server import home_dir, resolve_url
+
+    db_name = db_name or DEFAULT_DB_NAME
+    database = Database.connect(resolve_url(url, db_name=db_name), db_name)
+    try:
+        return cached_export(database, run_id, cache_dir or home_dir() / "models")
+    finally:
+        database.close()

@@ -13,12 +13,13 @@ distributions, read from a JSON or YAML file::
 ``choices`` (any JSON values: lists travel through Optuna as JSON text, since
 its storages hold scalar choices only).
 
-Each trial is a normal training (:data:`tf_crnn.tracking.experiments.ex`, run
+Each trial is a normal training (:data:`tf_crnn.experiment.experiments.ex`, run
 in this process) of the base config plus the trial's values, writing
 ``<output_model_dir>/sweep_<name>/trial_<k>``, with ``info.sweep = {"name",
 "trial", "params"}``. The objective is the trial's best eval CER (minimized).
-After each epoch the trial reports its eval CER to Optuna; when the study's
-pruner (by default Optuna's ``MedianPruner``: stop a trial whose best CER so far
+After each epoch the trial reports its eval CER to Optuna (its training runs
+:class:`tf_crnn.experiment.epoch_callbacks.TrialPruning`, passed to that run
+only); when the study's pruner (by default Optuna's ``MedianPruner``: stop a trial whose best CER so far
 is worse than the median of the completed trials at the same epoch; Akiba et
 al. 2019, "Optuna: A Next-generation Hyperparameter Optimization Framework",
 KDD, arXiv 1907.10902) says so, the training stops after that epoch and its run
@@ -30,24 +31,24 @@ name again resumes it (Optuna numbers the new trials after the old ones).
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
 import pandas as pd
 import yaml
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+
 from ..config import ConfigError, Params, type_problem
 from . import experiments
 from .experiments import base_params
-from .runs import Database, shown_status
+from ..tracking.runs import Database, shown_status
 
 #: Config keys a search space may not vary, and why.
 FIXED_KEYS = {
@@ -181,7 +182,7 @@ def parse_space(raw: dict, base: dict, source: str) -> dict[str, Dimension]:
     range, every choice) a valid config (``dropout`` up to 1.5 is refused here).
 
     Args:
-        base: the base config (:func:`tf_crnn.tracking.experiments.base_config`).
+        base: the base config (:func:`tf_crnn.experiment.experiments.base_config`).
         source: the file, for messages.
 
     Raises:
@@ -299,12 +300,22 @@ def check_budget(n_trials: int | None, timeout: float | None) -> None:
 
 @dataclass
 class TrialProgress:
-    """What the running trial's training reported so far: its best eval CER, where it was pruned."""
+    """What a trial's training reported so far: its best eval CER, where it was pruned."""
 
     trial: optuna.Trial
     best_cer: float = math.inf
     pruned_at: int | None = None
-    run: Any = field(default=None, repr=False)
+
+    def callback(self, run):
+        """The trial's callback for its training's run (:class:`~tf_crnn.experiment.epoch_callbacks.TrialPruning`).
+
+        The factory :meth:`Sweep.objective` passes to :meth:`tf_crnn.experiment.experiments.CRNNExperiment.run`;
+        it names the run in the trial (``user_attrs.run_id``) before the training can fail.
+        """
+        from .epoch_callbacks import TrialPruning  # a training is starting: TensorFlow is loaded anyway
+
+        self.trial.set_user_attr("run_id", run._id)
+        return TrialPruning(self, run)
 
     def on_epoch(self, result) -> bool:
         """Report one epoch's eval CER to Optuna; True (stop the training) when the pruner says so."""
@@ -313,7 +324,6 @@ class TrialProgress:
         if not self.trial.should_prune():
             return False
         self.pruned_at = result.epoch
-        self.run.info["sweep_pruned_at_epoch"] = result.epoch
         return True
 
 
@@ -323,14 +333,13 @@ class Sweep:
     Args:
         study: from :func:`open_study`.
         space: from :func:`load_space`.
-        base: the base config (:func:`tf_crnn.tracking.experiments.base_config`); each trial's ``output_model_dir`` is
+        base: the base config (:func:`tf_crnn.experiment.experiments.base_config`); each trial's ``output_model_dir`` is
             :func:`trial_dir` of the base's.
     """
 
     def __init__(self, study: optuna.Study, space: dict[str, Dimension], base: dict):
         self.study, self.space, self.base = study, space, base
         self.output_model_dir = base_params(base).output_model_dir
-        self.current: TrialProgress | None = None
 
     @property
     def name(self) -> str:
@@ -357,47 +366,24 @@ class Sweep:
         """
         check_budget(n_trials, timeout)
         callbacks = [lambda study, frozen: on_trial(frozen)] if on_trial else None
-        with self.hooked():
-            self.study.optimize(self.objective, n_trials=n_trials, timeout=timeout, catch=catch,
-                                callbacks=callbacks)
-
-    @contextlib.contextmanager
-    def hooked(self) -> Iterator[None]:
-        """Every training of ``crnn`` in this process reports to the running trial (:meth:`epoch_callback`)."""
-        experiments.extra_callbacks.append(self.epoch_callback)
-        try:
-            yield
-        finally:  # later trainings in this process are no trials
-            experiments.extra_callbacks.remove(self.epoch_callback)
+        self.study.optimize(self.objective, n_trials=n_trials, timeout=timeout, catch=catch, callbacks=callbacks)
 
     def objective(self, trial: optuna.Trial) -> float:
         """Train with the trial's values; return its best eval CER. Raises optuna.TrialPruned when pruned."""
         values = {key: dim.suggest(trial) for key, dim in self.space.items()}
         trial.set_user_attr("params", values)  # as the config took them (Optuna's params hold JSON text for lists)
         config = {**self.base, **values, "output_model_dir": trial_dir(self.output_model_dir, self.name, trial.number)}
-        progress = self.current = TrialProgress(trial)
+        progress = TrialProgress(trial)
         try:
             experiments.ex.run(config_updates=config, options={"--capture": "sys"},
-                               info={"sweep": {"name": self.name, "trial": trial.number, "params": values}})
+                               info={"sweep": {"name": self.name, "trial": trial.number, "params": values}},
+                               callbacks=[progress.callback])
         except Exception as e:
             trial.set_user_attr("error", f"{type(e).__name__}: {e}")
             raise
-        finally:
-            self.current = None
         if progress.pruned_at is not None:
             raise optuna.TrialPruned(f"best eval CER {progress.best_cer:.4f} after epoch {progress.pruned_at}")
         return progress.best_cer
-
-    def epoch_callback(self, run):
-        """The factory :data:`tf_crnn.tracking.experiments.extra_callbacks` calls for each training's run."""
-        from ..callbacks import OnEpochEnd  # here a training is running: TensorFlow is loaded anyway
-
-        progress = self.current
-        if progress is None:  # a training of this process that is not a trial of the sweep
-            return OnEpochEnd(lambda result: None)
-        progress.run = run
-        progress.trial.set_user_attr("run_id", run._id)  # known before the training can fail
-        return OnEpochEnd(progress.on_epoch)
 
 
 # ---- results ------------------------------------------------------------------------

@@ -14,7 +14,7 @@ Under the base config's ``output_model_dir`` OUT:
   parts, ``output_model_dir``, run id, status and final eval metrics (rewritten after each fold);
 - ``OUT/fold_<i>``: training ``i``'s ``output_model_dir`` (its export in ``OUT/fold_<i>/export``).
 
-Each training is a normal run of :data:`tf_crnn.tracking.experiments.ex` in this process (as a
+Each training is a normal run of :data:`tf_crnn.experiment.experiments.ex` in this process (as a
 sweep's trials), with ``info.folds = {"group", "fold", "k", "split_seed", "train_parts",
 "held_out_part"}``: the runs of one cross-fold training share ``info.folds.group``.
 """
@@ -34,7 +34,8 @@ import numpy as np
 from .._util import write_json
 from ..annotations import read_csvs, write_csv
 from ..config import ConfigError
-from . import experiments, run_records
+from ..tracking import run_records
+from . import experiments
 
 PARTS_DIR = "folds"  # inside output_model_dir: the parts and folds.json
 RECORD_FILE = "folds.json"
@@ -116,7 +117,7 @@ def plan_folds(base: dict, k: int, split_seed: int = 0, group: str | None = None
     """Check a cross-fold training and write its parts (nothing trains yet).
 
     Args:
-        base: the base config (:func:`tf_crnn.tracking.experiments.base_config`); its
+        base: the base config (:func:`tf_crnn.experiment.experiments.base_config`); its
             ``output_model_dir`` holds the parts and the folds' folders. With ``generate_data``, the
             synthetic sets are generated first (as a training would, seeded with ``seed`` or
             ``split_seed``), then split.
@@ -125,7 +126,7 @@ def plan_folds(base: dict, k: int, split_seed: int = 0, group: str | None = None
         group: the group id the runs share (letters, digits, ``.``, ``_``, ``-``); default :func:`new_group_id`.
 
     Raises:
-        ConfigError: an invalid base config (:func:`tf_crnn.tracking.experiments.base_params`).
+        ConfigError: an invalid base config (:func:`tf_crnn.experiment.experiments.base_params`).
         FoldsError: as :func:`assign_folds`, a bad ``group``, a missing eval CSV, or a fold folder holding
             an earlier training's checkpoints or export without ``restore_model`` / ``overwrite_output``.
         FileNotFoundError / AnnotationError: a training CSV that is missing or cannot be read.

@@ -12,11 +12,13 @@ dependencies) and record to MongoDB through the same observer
 the end the artifacts ``alphabet.json``, ``config.json``, ``export.zip`` (the
 SavedModel) and the reports. The run's result is the final eval metrics dict.
 
-Each epoch's scalars reach the observers when the epoch ends
-(:func:`write_metrics_now`), not only at Sacred's heartbeat; a resumed run
-starts with the epochs of the checkpoint it continues (:func:`carry_over_history`).
-Before a training starts, the chief checks and locks its output folder
-(:func:`claim_output_dir`); during it, SIGTERM and SIGINT end the run
+Each epoch is logged by :class:`tf_crnn.experiment.epoch_callbacks.SacredEpochLog`, a callback
+of the trainer: its scalars reach the observers when the epoch ends, not only at Sacred's heartbeat;
+a resumed run starts with the epochs of the checkpoint it continues. A caller running trainings in
+this process (a sweep) passes its own callbacks to :meth:`CRNNExperiment.run`. What a run needs
+beyond its config (its observer, database URL, the output folder's lock, those callbacks) lives in
+one :class:`RunState` per run, owned by the experiment. Before a training starts, the chief checks
+and locks its output folder (:func:`claim_output_dir`); during it, SIGTERM and SIGINT end the run
 INTERRUPTED (:class:`CRNNExperiment`). :func:`interruption_summary` and
 :func:`unsaved_run_error` say how a run ended for the command line
 (:mod:`tf_crnn.cli.train`).
@@ -34,21 +36,27 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sacred import Experiment
 from sacred.arg_parser import get_config_updates
-from sacred.metrics_logger import linearize_metrics
 from sacred.observers.mongo import parse_mongo_db_arg
 from sacred.utils import apply_backspaces_and_linefeeds, recursive_update
 
 from .. import cluster, interrupts, reports
-from .._util import warn, write_json
+from .._util import write_json
 from ..alphabet import Alphabet
 from ..config import ConfigError, Params, load_config_file
-from . import output_lock, provenance, run_records
-from .observer import FAILURE_DIR, FALLBACK_DIR, ResilientMongoObserver, mongo_observer
-from .server import resolve_url
-from .urls import DEFAULT_DB_NAME, TrackingError, host_port, redact_url
+from ..tracking import output_lock, provenance, run_records
+from ..tracking.observer import FAILURE_DIR, FALLBACK_DIR, ResilientMongoObserver, mongo_observer
+from ..tracking.server import resolve_url
+from ..tracking.urls import DEFAULT_DB_NAME, TrackingError, host_port, redact_url
+
+if TYPE_CHECKING:  # named in a type only: importing the callbacks loads TensorFlow
+    from sacred.run import Run
+
+    from ..callbacks import Callback
 
 EXPERIMENT_NAME = "crnn"
 EVALUATE_EXPERIMENT_NAME = "crnn-evaluate"
@@ -112,18 +120,53 @@ class UserErrorExit(BaseException):
         self.error = error
 
 
+#: A factory of a caller's callback: ``make(run) -> tf_crnn.callbacks.Callback``, called with the Sacred run
+#: when its training starts (so the callback can note in ``run.info`` what it did).
+CallbackFactory = Callable[["Run"], "Callback"]
+
+
+@dataclass
+class RunState:
+    """One run of :data:`ex` while Sacred creates and runs it: what it needs beyond its config.
+
+    Sacred hands config hooks only the config, and the main function only config values and the
+    run; these are neither. :meth:`CRNNExperiment.run` makes one per run, the config hooks fill it
+    in, :func:`main` passes it on, and it ends with the run (the lock released).
+
+    Attributes:
+        callbacks: the caller's callback factories (a sweep's pruning); their callbacks run after
+            the run's own after each epoch.
+        url: the database the run is recorded in (may hold a password); None without observer.
+        observer: the run's MongoDB observer (:func:`attach_observer`); None without one.
+        lock: the output folder's lock (:func:`claim_output_dir`, the chief only).
+    """
+
+    callbacks: tuple[CallbackFactory, ...] = ()
+    url: str | None = None
+    observer: ResilientMongoObserver | None = None
+    lock: output_lock.OutputLock | None = None
+
+    def release(self) -> None:
+        """Release the output folder's lock, if it was taken."""
+        lock, self.lock = self.lock, None
+        if lock is not None:
+            lock.release()
+
+
 class CRNNExperiment(Experiment):
-    """Sacred's Experiment, with ``-m`` turned into config updates, stop signals and the output folder's lock.
+    """Sacred's Experiment, with ``-m`` turned into config updates, stop signals, per-run state and callbacks.
 
     * ``-m`` becomes ``mongo_url`` / ``mongo_db_name``: Sacred's own ``-m`` would append a plain
       ``MongoObserver`` (no buffering, fallback folder or password redaction) beside the one
       :func:`attach_observer` adds: two records of one run.
     * During a run, SIGTERM and SIGINT raise :class:`tf_crnn.interrupts.Interrupted` (a
       KeyboardInterrupt: Sacred records the run as INTERRUPTED).
-    * The lock :func:`claim_output_dir` takes is released when the run ends, however it ends.
+    * :attr:`state` is the :class:`RunState` of the run being created or run (None between runs); the
+      lock :func:`claim_output_dir` takes is released when the run ends, however it ends.
     """
 
     _user_error: Callable[[BaseException], bool] | None = None
+    state: RunState | None = None
 
     def run_commandline(self, argv=None, user_error: Callable[[BaseException], bool] | None = None):
         """Sacred's command line; an error for which ``user_error(error)`` is true leaves as :class:`UserErrorExit`.
@@ -138,7 +181,12 @@ class CRNNExperiment(Experiment):
             self._user_error = None
 
     def run(self, command_name=None, config_updates=None, named_configs=(), info=None, meta_info=None,
-            options=None):
+            options=None, callbacks: Sequence[CallbackFactory] = ()):
+        """Sacred's ``run``; ``callbacks``: factories of callbacks the training runs after its own each epoch.
+
+        Runs follow one another in a process (a sweep's trials): each gets a fresh :class:`RunState`.
+        """
+        self.state = RunState(tuple(callbacks))
         try:
             spec = (options or {}).get("--mongo_db")
             if spec:
@@ -154,7 +202,8 @@ class CRNNExperiment(Experiment):
                 raise UserErrorExit(e) from e
             raise
         finally:
-            release_output_dir()
+            self.state.release()
+            self.state = None
 
 
 class CurrentStderrHandler(logging.StreamHandler):
@@ -237,15 +286,6 @@ ex = new_experiment(EXPERIMENT_NAME, CRNNExperiment)
 ex.add_config(Params.defaults())
 ex.add_config({"generate_data": None})
 
-# Set by the config hooks for the run being created; the URL itself may hold a password.
-_active = {"url": None, "observer": None, "lock": None}
-
-#: Factories ``make(run) -> tf_crnn.callbacks.Callback`` whose callbacks every training of :data:`ex`
-#: in this process runs after its own (a hyperparameter sweep reports each epoch's eval CER with one).
-#: The callbacks get the Sacred run, so they can note in ``run.info`` what they did.
-extra_callbacks: list = []
-
-
 @ex.config_hook
 def claim_output_dir(config, command_name, logger):
     """Check and lock ``output_model_dir`` before anything is read or recorded (the chief only).
@@ -256,21 +296,13 @@ def claim_output_dir(config, command_name, logger):
     export and neither ``restore_model`` nor ``overwrite_output`` is set
     (:func:`run_records.check_new_training`).
     """
-    release_output_dir()
     if command_name != "main" or not cluster.is_chief():
         return {}
     output_dir = config["output_model_dir"]
     run_records.check_output_dir(output_dir, output_bytes_estimate(config))
-    _active["lock"] = output_lock.acquire(output_dir)
+    ex.state.lock = output_lock.acquire(output_dir)  # released by CRNNExperiment.run when the run ends
     run_records.check_new_training(output_dir, model_outputs(), config["restore_model"], config["overwrite_output"])
     return {}
-
-
-def release_output_dir() -> None:
-    """Release the output folder's lock taken by :func:`claim_output_dir`, if any."""
-    lock, _active["lock"] = _active["lock"], None
-    if lock is not None:
-        lock.release()
 
 
 @ex.config_hook
@@ -282,14 +314,13 @@ def attach_observer(config, command_name, logger):
     stores the password of the URL as ``***`` (:func:`mongo_observer`).
     """
     ex.observers[:] = [o for o in ex.observers if not isinstance(o, ResilientMongoObserver)]
-    _active.update(url=None, observer=None)
     if command_name != "main" or not cluster.is_chief() or os.environ.get("TF_CRNN_NO_OBSERVER"):
         return {}
     url = resolve_url(config.get("mongo_url"), db_name=config.get("mongo_db_name") or DEFAULT_DB_NAME)
     # A database outage during the run is buffered; the run is also written to out/sacred_runs from then on.
     observer = run_observer(url, config.get("mongo_db_name"), config["output_model_dir"])
     ex.observers.append(observer)
-    _active.update(url=url, observer=observer)
+    ex.state.url, ex.state.observer = url, observer
     return {}
 
 
@@ -314,17 +345,18 @@ def main(_config, _run, _seed):
     config = dict(_config)
     generate_spec = config.pop("generate_data", None)
     params = Params.from_dict(config)
-    if _active["lock"] is not None:
-        _active["lock"].set_run(_run._id)
+    state = ex.state
+    if state.lock is not None:
+        state.lock.set_run(_run._id)
     try:
-        return train(params, generate_spec, _run, _seed)
+        return train(params, generate_spec, _run, _seed, state)
     except KeyboardInterrupt as e:
         # Stored by Sacred's last heartbeat, which it sends when the run stops.
         _run.info["interrupted_by"] = getattr(e, "signal_name", "KeyboardInterrupt")
         raise
 
 
-def train(params: Params, generate_spec: dict | None, _run, _seed) -> dict:
+def train(params: Params, generate_spec: dict | None, _run, _seed, state: RunState) -> dict:
     """The body of :func:`main`: data, training with per-epoch logging, export, reports, artifacts."""
     from .. import trainer as trainer_lib  # TensorFlow loads only for real runs, not print_config
 
@@ -342,19 +374,24 @@ def train(params: Params, generate_spec: dict | None, _run, _seed) -> dict:
     # configure the collective ops at program start-up.
     strategy = trainer_lib.pick_strategy(params.strategy)
     with trainer_lib.deterministic(_seed) if params.deterministic else contextlib.nullcontext():
-        return train_with(strategy, params, _run, _seed)
+        return train_with(strategy, params, _run, _seed, state)
 
 
-def train_with(strategy, params: Params, _run, _seed) -> dict:
+def train_with(strategy, params: Params, _run, _seed, state: RunState) -> dict:
     """:func:`train` once the strategy exists: data checks, the Trainer, per-epoch logging, export, artifacts."""
-    from .. import callbacks, data, finetune, trainer as trainer_lib
+    from .. import data, finetune, trainer as trainer_lib
+    from .epoch_callbacks import SacredEpochLog, carry_over_history
 
     alphabet = Alphabet.from_file(params.lookup_alphabet_file)
-    train_entries = data.load_split(params.csv_files_train, params, alphabet, "train")
-    eval_entries = data.load_split(params.csv_files_eval, params, alphabet, "eval")
+    rows, entries = {}, {}
+    for split, csv_files in (("train", params.csv_files_train), ("eval", params.csv_files_eval)):
+        # Read once: the data checks and the run's data record (provenance) take the same rows.
+        rows[split] = data.read_split(csv_files, params)
+        entries[split] = data.load_split(csv_files, params, alphabet, split, samples=rows[split])
+    train_entries, eval_entries = entries["train"], entries["eval"]
     print(f"run {_run._id}: {len(train_entries)} training and {len(eval_entries)} eval images, "
           f"alphabet of {len(alphabet)} symbols")
-    provenance.record(_run, provenance.describe_training_data(params), strategy)
+    provenance.record(_run, provenance.describe_training_data(params, rows=rows), strategy)
 
     trainer = trainer_lib.Trainer(params, alphabet, strategy)
     _run.info["dtype_policy"] = trainer.dtype_policy or "float32"
@@ -364,12 +401,11 @@ def train_with(strategy, params: Params, _run, _seed) -> dict:
         restored = trainer.restore()
         _run.info["resumed_from_epoch"] = restored
         _run.info["resumed_from_step"] = int(trainer.optimizer.iterations.numpy())
-    if params.init_from is not None:  # fine-tuning (a resumed checkpoint wins: it holds the fine-tuned weights)
-        _run.info["init_from"] = finetune.initialize(trainer.model, alphabet, params.init_from, params.mongo_url,
-                                                     params.mongo_db_name, resumed_epoch=restored)
+    if params.init_from is not None:
+        _run.info["init_from"] = fine_tune(trainer.model, alphabet, params, restored)
         print(f"run {_run._id}: {finetune.describe(_run.info['init_from'])}")
     # output_model_dir/run.json names the run writing the folder; a resumed run records the one it continues.
-    resumed = run_records.record_run(_run, params.output_model_dir, _active["url"], params.mongo_db_name, restored)
+    resumed = run_records.record_run(_run, params.output_model_dir, state.url, params.mongo_db_name, restored)
 
     # A resumed training's metrics and learning curves start with the epochs of the checkpoint it continues.
     report_dir = os.path.join(trainer.output_dir, REPORT_DIR)
@@ -383,27 +419,12 @@ def train_with(strategy, params: Params, _run, _seed) -> dict:
     # trainer.output_dir is output_model_dir on the chief, a scratch folder on other workers.
     board = reports.TensorBoardLog(os.path.join(trainer.output_dir, TENSORBOARD_DIR),
                                    [e.sample.image_path for e in samples], [e.sample.text for e in samples])
-
-    def log_epoch(result: callbacks.EpochResult):
-        for name in METRIC_NAMES:
-            _run.log_scalar(name, result.metrics[name], result.epoch)
-            history[name].append((result.epoch, result.metrics[name]))
-        _run.log_scalar("train.images_per_second", result.images_per_second, result.epoch)
-        _run.info.setdefault("epochs", []).append(
-            {"epoch": result.epoch, "seconds": round(result.seconds, 2),
-             "images_per_second": round(result.images_per_second, 2)})
-        # In MongoDB (or the local copy) before history.json has the epoch and before the next epoch starts.
-        write_metrics_now(_run)
-        reports.save_history(report_dir, history)
-        board.log_epoch(result.epoch, result.metrics, ["".join(p) for p in result.predictions[:len(samples)]])
-        print(f"epoch {result.epoch}/{params.n_epochs}: "
-              + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
-              + f", {result.images_per_second:.1f} training images/s, {result.seconds:.0f} s")
-
+    epoch_log = SacredEpochLog(_run, history, report_dir, board, len(samples), params.n_epochs)
     results = trainer.fit(train_entries, eval_entries, seed=_seed,
-                          callbacks=[callbacks.OnEpochEnd(log_epoch), *(make(_run) for make in extra_callbacks)])
-    if trainer.stop_training and "sweep_pruned_at_epoch" not in _run.info:
-        _run.info["early_stopping_epoch"] = results[-1].epoch
+                          callbacks=[epoch_log, *(make(_run) for make in state.callbacks)])
+    stopped = early_stopping_epoch(trainer)
+    if stopped is not None:
+        _run.info["early_stopping_epoch"] = stopped
     if results:  # the last epoch's evaluation is the final model's: no second pass
         final = {k.removeprefix("eval."): v for k, v in results[-1].metrics.items() if k.startswith("eval.")}
         predictions = results[-1].predictions
@@ -412,8 +433,41 @@ def train_with(strategy, params: Params, _run, _seed) -> dict:
     export_dir = trainer.export(os.path.join(params.output_model_dir, trainer_lib.EXPORT_DIR))
     write_reports(report_dir, history, eval_entries, predictions)
     attach_artifacts(_run, params, alphabet, export_dir, report_dir)
-    report_location(_run, params)
+    report_location(_run, params, state)
     return {k: float(v) for k, v in final.items()}
+
+
+def fine_tune(model, alphabet: Alphabet, params: Params, resumed_epoch: int | None) -> dict:
+    """Start ``model`` from ``params.init_from``: resolved to a folder (a run's export is downloaded,
+    :func:`tf_crnn.experiment.sources.resolve_init_from`), then loaded (:func:`tf_crnn.finetune.initialize`).
+
+    A resumed training (``resumed_epoch``: the epoch of the checkpoint it restored) loads nothing: its
+    checkpoint holds the fine-tuned weights already (:func:`tf_crnn.finetune.not_applied`).
+
+    Returns:
+        The record for ``run.info["init_from"]``.
+
+    Raises:
+        tf_crnn.finetune.FinetuneError, tf_crnn.tracking.urls.TrackingError: as those two functions.
+    """
+    from .. import finetune
+    from .sources import resolve_init_from
+
+    if resumed_epoch:
+        return finetune.not_applied(params.init_from, resumed_epoch)
+    source = resolve_init_from(params.init_from, params.mongo_url, params.mongo_db_name)
+    return finetune.initialize(model, alphabet, source.path, source.origin)
+
+
+def early_stopping_epoch(trainer) -> int | None:
+    """The epoch after which the config's early stopping (``early_stopping_patience``) ended ``trainer.fit``, if it did.
+
+    Another callback may stop a training too (a sweep's pruning): only early stopping counts here.
+    """
+    from ..callbacks import EarlyStopping
+
+    return next((cb.stopped_epoch for cb in trainer.callbacks if isinstance(cb, EarlyStopping)
+                 and cb.stopped_epoch is not None), None)
 
 
 def model_outputs() -> tuple[str, ...]:
@@ -426,47 +480,6 @@ def model_outputs() -> tuple[str, ...]:
 def training_outputs() -> tuple[str, ...]:
     """The sub-folders of ``output_model_dir`` that belong to one training (``overwrite_output`` removes them)."""
     return (*model_outputs(), REPORT_DIR, TENSORBOARD_DIR)
-
-
-def write_metrics_now(run) -> None:
-    """Hand the metrics logged so far to the run's observers now, not at Sacred's next heartbeat.
-
-    Sacred 0.8 gives observers metrics only from its heartbeat thread
-    (``Run._emit_heartbeat``, every 10 s), taken from the run's private
-    ``_metrics`` queue: a process killed between two heartbeats loses what was
-    logged since the last one. This drains the same queue (an entry is read
-    once, so the heartbeat never sends it again) and calls each observer's
-    ``log_metrics`` as the heartbeat does. It is tf-crnn's only use of Sacred's
-    private API; nothing happens without observers.
-    """
-    if not run.observers:
-        return
-    metrics = linearize_metrics(run._metrics.get_last_metrics())
-    if not metrics:
-        return
-    for observer in run.observers:
-        try:
-            observer.log_metrics(metrics_by_name=metrics, info=run.info)
-        except Exception as e:  # as in Sacred's heartbeat: a failing observer must not stop the training
-            warn(f"observer {type(observer).__name__} could not store the metrics: {type(e).__name__}: {e}")
-
-
-def carry_over_history(run, history: dict) -> list[int]:
-    """Log the epochs a resumed training continues (``history``: name -> ``[(epoch, value)]``) into ``run``.
-
-    They keep their epoch numbers, so the run's metrics (Omniboard) show the whole
-    training as one curve; ``info.carried_over_epochs`` lists them (their values come
-    from ``reports/history.json``, written by the earlier runs). Returns those epochs.
-    """
-    epochs = sorted({epoch for series in history.values() for epoch, _ in series})
-    if not epochs:
-        return []
-    for name, series in history.items():
-        for epoch, value in series:
-            run.log_scalar(name, value, epoch)
-    run.info["carried_over_epochs"] = epochs
-    write_metrics_now(run)
-    return epochs
 
 
 def ensure_generated_data(params: Params, spec: dict, seed: int) -> None:
@@ -532,21 +545,23 @@ def public_config(params: Params) -> dict:
     return config
 
 
-def report_location(run, params: Params) -> None:
-    """Tell the user where the run and the model are and how to look at them."""
-    url = _active["url"]
+def report_location(run, params: Params, state: RunState) -> None:
+    """Tell the user where the run and the model are and how to look at them (``state``: the run's database)."""
+    url = state.url
     print(f"\nexported model: {os.path.abspath(os.path.join(params.output_model_dir, 'export'))}")
     if url is None or run._id is None:
         print("no MongoDB observer was attached: the run was not stored")
         return
     db = params.mongo_db_name
-    observer = _active["observer"]
+    observer = state.observer
     if observer is not None and observer.down_since is not None:  # the end of the run decides (unsaved_run_error)
         print(f"run {run._id}: MongoDB at {redact_url(url)} does not answer; the run is kept in "
               f"{observer.local_record or 'memory'} meanwhile and written when it answers again")
         return
+    direct = host_port(url)  # None for mongodb+srv://, whose hosts only DNS knows: Omniboard's --mu takes it whole
+    direct = f"-m {direct}:{db}" if direct else f"--mu '<the URL with database {db}>'"
     print(f"run {run._id} stored in {redact_url(url)} database '{db}' (collection 'runs')\n"
-          f"  browse:  tf-crnn board --db {db}   (Omniboard; or npx omniboard -m {host_port(url)}:{db})\n"
+          f"  browse:  tf-crnn board --db {db}   (Omniboard; or npx omniboard {direct})\n"
           f"  predict: tf-crnn predict --model {os.path.join(params.output_model_dir, 'export')} IMAGE...")
 
 
