@@ -101,3 +101,11 @@ def test_getting_started_repeats_the_quick_start_verbatim():
     page = (ROOT / "docs" / "getting-started.md").read_text(encoding="utf-8")
     for command in _readme_commands():
         assert command in page
+
+
+def test_readme_links_point_to_files():
+    """The README is read on GitHub, outside the site's strict build: its relative links must exist."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    targets = [t for t in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text) if "://" not in t]
+    assert len(targets) > 10
+    assert [t for t in targets if not (ROOT / t).exists()] == []
