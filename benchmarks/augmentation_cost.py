@@ -9,7 +9,7 @@ The pipeline is ``tf_crnn.data.make_dataset`` as training runs it (training orde
 ``cache_images_mb``), iterated alone, without a model. Setups: ``lines`` are the first ``--images``
 rows of ``data/prepared/fraktur.train.csv`` with ``experiments/fraktur.json``'s height, channels and
 widths; ``words`` those of ``data/prepared/iiit5k.train.csv`` with ``experiments/iiit5k.json``'s
-(README, "Bring your own data", says how to prepare both CSVs from ``../shared/data``).
+(docs/guide/data.md, "Bring your own data", says how to prepare both CSVs from ``../shared/data``).
 
 For each operation (at ``--strength``) and preset: A = no augmentation, B = that operation alone,
 measured A B B A (``--rounds`` times), each measurement a fresh pipeline, one pass to fill the

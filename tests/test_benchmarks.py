@@ -1,4 +1,4 @@
-"""The benchmarks run at a tiny size, so they cannot rot (figures come from full runs, see the README)."""
+"""The benchmarks run at a tiny size, so they cannot rot (figures come from full runs, see docs/benchmarks/)."""
 from __future__ import annotations
 
 import json

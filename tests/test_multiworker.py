@@ -59,7 +59,7 @@ def _free_ports(n: int) -> list[int]:
 def test_two_workers_train_the_same_weights_and_only_the_chief_records(digits_data, mongo_url, tmp_path):
     out = tmp_path / "out"  # one folder for both, as on a shared file system: non-chiefs must not write it
     params = tiny_params(digits_data, output_model_dir=str(out), n_epochs=1, steps_per_epoch=2,
-                         # auto, as the README tells users (it once started the runtime before the strategy existed)
+                         # auto, as the docs tell users (it once started the runtime before the strategy existed)
                          strategy="auto", mongo_url=mongo_url, mongo_db_name="tf_crnn_multi")
     config = tmp_path / "config.json"
     config.write_text(json.dumps(params.to_dict()))

@@ -27,7 +27,7 @@ def tf_config() -> dict:
     try:
         value = json.loads(raw)
     except ValueError as e:
-        raise ConfigError(f"TF_CONFIG is not valid JSON ({e}): see the README's 'Several machines'") from None
+        raise ConfigError(f"TF_CONFIG is not valid JSON ({e}): see docs/guide/several-machines.md") from None
     if not isinstance(value, dict):
         raise ConfigError("TF_CONFIG must be a JSON object with 'cluster' and 'task'")
     return value

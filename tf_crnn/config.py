@@ -267,12 +267,15 @@ class Params:
             :mod:`tf_crnn.stn`). It starts as the identity. Off by default.
 
     Training
-        n_epochs, train_batch_size, eval_batch_size, steps_per_epoch (None:
-        one pass over the training CSVs).
+        n_epochs: how many epochs to train.
+        train_batch_size: images per training step (the global batch, split over the workers of a strategy).
+        eval_batch_size: images per batch of the evaluation after each epoch.
+        steps_per_epoch: training steps per epoch; null: one pass over the training CSVs.
         optimizer: ``adam``, ``adamw``, ``rmsprop`` or ``sgd`` (:data:`Optimizer`).
-        learning_rate, learning_decay_rate, learning_decay_steps: exponential
-            decay ``lr * rate ** (step / decay_steps)``; warmup_steps: linear
-            warm-up from 0 (helps leave the all-blank CTC plateau).
+        learning_rate: the rate every schedule starts from after its warm-up (the peak of ``one_cycle``).
+        learning_decay_rate, learning_decay_steps: the ``exponential`` schedule's
+            decay ``lr * rate ** (step / decay_steps)``.
+        warmup_steps: linear warm-up from 0 (helps leave the all-blank CTC plateau).
         learning_rate_schedule: ``exponential`` (the decay above), ``cosine``
             (warm-up, then cosine annealing to ``learning_rate *
             learning_rate_final_fraction`` at the last step of ``n_epochs``;
@@ -299,7 +302,7 @@ class Params:
             AVX512-BF16, no GPU), float16 with dynamic loss scaling on a GPU of
             compute capability >= 7.0, else off. ``on``: float16 on a GPU,
             bfloat16 on a CPU. ``float16``, ``bfloat16``, ``off``: that one.
-            Exports take and give float32 either way. Figures: README, "Speed".
+            Exports take and give float32 either way. Figures: docs/benchmarks/speed.md.
         strategy: ``auto`` (default on CPU, OneDevice on 1 GPU, Mirrored on
             several, MultiWorkerMirrored when ``TF_CONFIG`` names several
             workers), or ``default``, ``one_device``, ``mirrored``,
@@ -318,10 +321,18 @@ class Params:
             first (otherwise that is refused unless ``restore_model``).
         deterministic: seed Python, NumPy and TensorFlow from the run's seed and
             turn on TensorFlow's op determinism, so two runs of the same config
-            and seed give the same weights and metrics (slower; see README).
+            and seed give the same weights and metrics (slower; see docs/guide/runs.md).
         restore_model: continue from the last checkpoint in
             ``output_model_dir`` (weights, optimizer state, epoch).
         keep_checkpoints: how many epoch checkpoints to keep.
+        output_model_dir: the training's folder: ``checkpoints/``, ``export/``, ``export_best/``,
+            ``reports/``, ``tensorboard/``, ``run.json``; one training per folder (see overwrite_output).
+        early_stopping_min_delta: the smallest fall of the eval CER that counts as an improvement for
+            early_stopping_patience.
+        lr_plateau_factor: what lr_plateau_patience multiplies the learning rate by.
+        lr_plateau_min_delta: the smallest fall of the eval CER that counts as an improvement for
+            lr_plateau_patience.
+        lr_plateau_min_lr: the plateau reduction does not lower the learning rate below this (0: no floor).
 
     Fine-tuning (:mod:`tf_crnn.finetune`)
         init_from: start from another training's weights: an export folder
@@ -338,12 +349,15 @@ class Params:
             this many epochs (needs init_from; 0: never frozen).
 
     Decoding
-        decoding: ``greedy`` or ``beam_search``; beam_width and
-        num_beam_paths for beam search.
+        decoding: ``greedy`` or ``beam_search``.
+        beam_width: hypotheses kept at each step of beam search.
+        num_beam_paths: how many hypotheses beam search returns (the export's outputs and
+            ``Prediction.alternatives``).
 
     Runs
         mongo_url: MongoDB URL; None uses ``TF_CRNN_MONGO_URL`` or the
-            embedded SecantusDB server. mongo_db_name: database name.
+            embedded SecantusDB server.
+        mongo_db_name: database name.
     """
 
     csv_files_train: list[str] = field(default_factory=list)

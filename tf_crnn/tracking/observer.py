@@ -1,7 +1,7 @@
 """The Sacred MongoDB observer of tf-crnn: passwords redacted, outages buffered, nothing lost.
 
 :class:`ResilientMongoObserver` extends Sacred's ``MongoObserver``;
-:func:`mongo_observer` builds one for a URL. See the README section
+:func:`mongo_observer` builds one for a URL. See docs/guide/faults.md,
 "Database gone during a run".
 """
 from __future__ import annotations
