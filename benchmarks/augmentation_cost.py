@@ -1,6 +1,6 @@
 """What each augmentation operation costs the tf.data pipeline, against no augmentation, in ABBA order.
 
-    python benchmarks/augmentation_cost.py                    # Fraktur lines and IIIT5K words, every operation and preset
+    python benchmarks/augmentation_cost.py          # Fraktur lines and IIIT5K words, every operation and preset
     python benchmarks/augmentation_cost.py --setups words --images 512 --ops rotation elastic --rounds 2
     python benchmarks/augmentation_cost.py --lines CSV --words CSV --images 16 --passes 1 --ops blur   # tiny
 

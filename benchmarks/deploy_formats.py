@@ -103,7 +103,8 @@ def main() -> None:
                        args.samples, progress=False)
         print(f"converted {label}: {done.path} in {done.seconds:.0f} s")
         if done.int8_change is not None:
-            print(f"  int8 against float32 on {done.int8_checked} calibration images: CER {100 * done.int8_change:.2f} %")
+            print(f"  int8 against float32 on {done.int8_checked} calibration images: "
+                  f"CER {100 * done.int8_change:.2f} %")
         models.append((label, Path(done.path)))
 
     rows = []

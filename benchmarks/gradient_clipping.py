@@ -23,17 +23,16 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from _common import ROOT, Timer, header
-
 import keras
 import tensorflow as tf
+from _common import ROOT, Timer, header
 
 from tf_crnn import data
 from tf_crnn.alphabet import Alphabet
+from tf_crnn.callbacks import Callback
 from tf_crnn.config import Params
 from tf_crnn.experiment.experiments import ensure_generated_data
 from tf_crnn.trainer import Trainer
-from tf_crnn.callbacks import Callback
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from _common import SETUPS, header, setup_params, steady
+
 from tf_crnn.config import MIXED_PRECISION_NAMES
 
 
@@ -71,8 +72,8 @@ def bench_setup(setup: str, args, url: str | None, server_pid: int | None = None
     import tensorflow as tf
     from sacred import Experiment
 
-    from tf_crnn.tracking import observer as observers
     from tf_crnn.alphabet import Alphabet
+    from tf_crnn.tracking import observer as observers
     from tf_crnn.trainer import Trainer, deterministic
 
     params = setup_params(setup, args.batch, jit_compile=args.jit_compile, mixed_precision=args.mixed_precision,

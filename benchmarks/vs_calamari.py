@@ -338,7 +338,8 @@ def main() -> None:
                              "--calamari-arg=5 (the comparison is of its defaults)")
     parser.add_argument("--score-only", action="store_true",
                         help="do not train: score the best model of an earlier run in --work")
-    parser.add_argument("--json", type=Path, help="write the figures here (default WORK/summary.json; --score-only reads Calamari's "
+    parser.add_argument("--json", type=Path,
+                        help="write the figures here (default WORK/summary.json; --score-only reads Calamari's "
                              "training record from WORK/summary.json either way)")
     args = parser.parse_args()
 

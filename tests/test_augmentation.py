@@ -15,8 +15,13 @@ from tf_crnn import augmentation, data, reports
 from tf_crnn.alphabet import Alphabet
 from tf_crnn.annotations import read_csv
 from tf_crnn.cli import main as cli_main
-from tf_crnn.config import (AUGMENTATION_OPERATION_NAMES, AUGMENTATION_PRESET_NAMES, AUGMENTATION_PRESETS,
-                            ConfigError, Params)
+from tf_crnn.config import (
+    AUGMENTATION_OPERATION_NAMES,
+    AUGMENTATION_PRESET_NAMES,
+    AUGMENTATION_PRESETS,
+    ConfigError,
+    Params,
+)
 
 SEEDS = [tf.constant([s, 7], tf.int32) for s in range(4)]
 

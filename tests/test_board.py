@@ -25,11 +25,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, tiny_params
 
 from tf_crnn._util import free_port
-from tf_crnn.tracking import board, urls as tracking
-
-from conftest import ROOT, tiny_params
+from tf_crnn.tracking import board
+from tf_crnn.tracking import urls as tracking
 
 CHROMIUM = os.environ.get("TF_CRNN_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -140,6 +140,7 @@ def chromium() -> str:
 def trained_run(digits_data, mongo_server, tmp_path_factory):
     """A tiny CRNN trained as a Sacred run into database ``tf_crnn_board``: (run id, pymongo database)."""
     import pymongo
+
     from tf_crnn.experiment.experiments import ex
 
     params = tiny_params(digits_data, output_model_dir=str(tmp_path_factory.mktemp("board_run") / "out"), n_epochs=2)
@@ -249,6 +250,7 @@ def test_omniboard_shows_run_metrics_plot_and_artifact_previews(trained_run, mon
     import gridfs
     from PIL import Image
     from playwright.sync_api import expect, sync_playwright
+
     from tf_crnn.experiment.experiments import METRIC_NAMES
 
     run_id, db = trained_run

@@ -3,13 +3,12 @@ import json
 
 import numpy as np
 import pytest
+from conftest import ROOT, tiny_params
 from PIL import Image
 
 from tf_crnn.alphabet import Alphabet, AlphabetError
 from tf_crnn.config import ConfigError, Params
 from tf_crnn.data import DataError, batch_count, load_split, make_dataset, padding_fraction
-
-from conftest import ROOT, tiny_params
 
 
 def test_unknown_config_key_suggests_the_right_one():

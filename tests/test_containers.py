@@ -8,15 +8,14 @@ import fnmatch
 import importlib.metadata
 import json
 import re
-import tomllib
 
 import pytest
+import tomllib
 import yaml
+from conftest import ROOT
 from dockerfile_parse import DockerfileParser
 
 from tf_crnn.config import Params
-
-from conftest import ROOT
 
 
 def _installed_tensorflow() -> str:

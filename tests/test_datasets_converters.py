@@ -110,8 +110,8 @@ def test_gt_pairs_errors_name_the_file_and_write_nothing(tmp_path):
 
 def _save_iiit5k(path: Path, key: str, names, labels, label_field="chars"):
     table = np.empty(len(names), dtype=[("ImgName", object), (label_field, object)])
-    for i, (n, l) in enumerate(zip(names, labels)):
-        table[i] = (n, l)
+    for i, (name, label) in enumerate(zip(names, labels)):
+        table[i] = (name, label)
     scipy.io.savemat(path, {key: table})
 
 

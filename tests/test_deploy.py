@@ -8,12 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT, tf_crnn, tiny_params
 
 from tf_crnn import convert, model_files
 from tf_crnn.cli import main as cli_main
 from tf_crnn.metrics import cer
-
-from conftest import ROOT, tf_crnn, tiny_params
 
 #: int8: the CER between the int8 model's and the SavedModel's transcriptions may be up to this (the other
 #: formats must give the same transcriptions). Measured on the quick-start digits model (300 eval images):

@@ -12,10 +12,9 @@ import shlex
 import sys
 
 import pytest
+from conftest import ROOT
 
 from tf_crnn.config import Params
-
-from conftest import ROOT
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,11 @@ import numpy as np
 import pandas as pd
 import pymongo
 import pytest
+from conftest import ROOT, tiny_params
 
 from tf_crnn import metrics
 from tf_crnn.cli import main as cli_main
 from tf_crnn.decoding import Lexicon, ctc_log_likelihood, decode_to_symbols, lexicon_decode
-
-from conftest import ROOT, tiny_params
-
 
 # ---- metrics -------------------------------------------------------------------------
 
@@ -243,7 +241,8 @@ def test_evaluate_log_stores_a_sacred_run(trained_export, mongo_url, tmp_path):
     artifacts = {a["name"]: a["file_id"] for a in doc["artifacts"]}
     assert set(artifacts) == {"labels.greedy.predictions.csv", "labels.greedy.summary.json"}
     assert json.loads(fs.get(artifacts["labels.greedy.summary.json"]).read()) == summary
-    assert fs.get(artifacts["labels.greedy.predictions.csv"]).read() == (out / "labels.greedy.predictions.csv").read_bytes()
+    stored_csv = fs.get(artifacts["labels.greedy.predictions.csv"]).read()
+    assert stored_csv == (out / "labels.greedy.predictions.csv").read_bytes()
     assert not math.isnan(summary["images_per_second"])
 
 

@@ -17,15 +17,22 @@ from pathlib import Path
 import gridfs
 import pymongo
 import pytest
+from conftest import (
+    ROOT,
+    checkpoint_epochs,
+    metric_series,
+    tiny_params,
+    train_command,
+    train_env,
+    wait_for,
+    write_config,
+)
 
 from tf_crnn._util import free_port
-from tf_crnn.tracking import observer as observers, provenance, run_records
-from tf_crnn.tracking.observer import ResilientMongoObserver
 from tf_crnn.experiment.experiments import METRIC_NAMES, ex
-
-from conftest import (ROOT, checkpoint_epochs, metric_series, tiny_params, train_command, train_env, wait_for,
-                      write_config)
-
+from tf_crnn.tracking import observer as observers
+from tf_crnn.tracking import provenance, run_records
+from tf_crnn.tracking.observer import ResilientMongoObserver
 
 # ---- a killed training resumes --------------------------------------------------------------
 

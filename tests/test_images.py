@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import greedy_transcriptions, tiny_params
 from PIL import Image
 
 from tf_crnn import images
@@ -20,8 +21,6 @@ from tf_crnn.cli import main as cli_main
 from tf_crnn.data import DataError, check_images, load_split, make_dataset, scan_samples
 from tf_crnn.loader import PredictionModel
 from tf_crnn.trainer import Trainer
-
-from conftest import greedy_transcriptions, tiny_params
 
 LABEL = tuple("7901")  # the label of digits_data's first training image
 LOSSY = {"cmyk.jpg", "rgb.jpg"}  # decoded pixels differ by JPEG's loss, not by the conversion

@@ -5,8 +5,7 @@ import tensorflow as tf
 
 from tf_crnn import metrics
 from tf_crnn.config import Params
-from tf_crnn.decoding import ctc_steps_needed
-from tf_crnn.decoding import codes_to_strings, codes_to_symbols, ctc_decode
+from tf_crnn.decoding import codes_to_strings, codes_to_symbols, ctc_decode, ctc_steps_needed
 
 LABELS = [tuple("abc"), tuple("abd"), ("a\u0364", "b")]
 PREDS = [tuple("abc"), tuple("ab"), ("a", "b")]

@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import tiny_params
 
 from tf_crnn.alphabet import Alphabet
 from tf_crnn.config import Params
@@ -12,8 +13,6 @@ from tf_crnn.data import batch_count, load_split, make_dataset
 from tf_crnn.loader import PredictionModel
 from tf_crnn.model import bidirectional, build_crnn, ctc_loss, ctc_loss_kernel, sequence_lengths, uses_hoisted_lstm
 from tf_crnn.trainer import CheckpointMismatch, Trainer, cpu_has_bfloat16, mixed_precision_policy
-
-from conftest import tiny_params
 
 SMALL = dict(input_shape=[32, 64], max_width=400, input_channels=1, cnn_features_list=[16, 32],
              cnn_kernel_size=[3, 3], cnn_pool_size=[[2, 2], [16, 1]], cnn_batch_norm=[False, True],
@@ -103,7 +102,9 @@ def test_the_ctc_kernel_gives_the_dense_ctc_loss_and_gradient_and_zero_for_impos
             total = tf.reduce_sum(tf.where(tf.math.is_finite(loss), loss, 0.0))
         return loss.numpy(), tape.gradient(total, logits).numpy()
 
-    dense = lambda *args: tf.nn.ctc_loss(args[0], args[2], args[1], args[3], logits_time_major=False, blank_index=0)
+    def dense(*args):
+        return tf.nn.ctc_loss(args[0], args[2], args[1], args[3], logits_time_major=False, blank_index=0)
+
     (ours, our_grad), (reference, reference_grad) = loss_and_gradient(ctc_loss_kernel), loss_and_gradient(dense)
     feasible = [0, 2, 3]
     np.testing.assert_allclose(ours[feasible], reference[feasible], rtol=1e-5)
@@ -190,7 +191,8 @@ def test_bfloat16_training_trains_and_exports_float32(digits_data, tmp_path):
     train = load_split(params.csv_files_train, params, alphabet, "train", progress=False)
     trainer = Trainer(params, alphabet)
     assert trainer.model.conv_blocks[0][0].compute_dtype == "bfloat16"
-    assert trainer.model.classifier.kernel.dtype == "float32" and trainer.model.conv_blocks[0][0].kernel.dtype == "float32"
+    assert trainer.model.classifier.kernel.dtype == "float32"
+    assert trainer.model.conv_blocks[0][0].kernel.dtype == "float32"
     before = trainer.model.conv_blocks[0][0].kernel.numpy().copy()
     loss, seen = trainer.train_epoch(make_dataset(train, params, 16, training=True, seed=0), batch_count(train, 16))
     assert seen == len(train) and np.isfinite(loss) and loss > 0

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pymongo
 import pytest
-
 from conftest import ROOT, tiny_params
 
 pytestmark = pytest.mark.slow

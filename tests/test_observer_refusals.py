@@ -34,7 +34,7 @@ def _run_with_refused_values(mongo_url: str, db: str, fallback_dir: Path, huge: 
         if huge:
             _run.info["huge"] = HUGE
             _run.log_scalar("big", HUGE, 1)
-        # as tf-crnn pushes an epoch's metrics (tf_crnn.tracking.experiments.write_metrics_now)
+        # as tf-crnn pushes an epoch's metrics (tf_crnn.experiment.epoch_callbacks.write_metrics_now)
         observer.log_metrics(linearize_metrics(_run._metrics.get_last_metrics()), _run.info)
         print(LOUD)
         _run.log_scalar("loss", 0.5, 2)
@@ -68,7 +68,8 @@ def test_refused_values_are_stored_as_text_the_output_trimmed_and_the_whole_run_
     print(err)
     refusals = [line for line in err.splitlines() if " refused " in line]
     assert len(refusals) == 1  # once per kind, however many writes it hit (the info, the metric, the run)
-    assert f"refused the config of run {run._id} " in refusals[0] and "(OverflowError: MongoDB can only handle" in refusals[0]
+    assert f"refused the config of run {run._id} " in refusals[0]
+    assert "(OverflowError: MongoDB can only handle" in refusals[0]
     assert f"the whole record is in {local}" in err
 
 

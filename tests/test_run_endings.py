@@ -12,13 +12,21 @@ import sys
 
 import pymongo
 import pytest
-from conftest import (ROOT, checkpoint_epochs, metric_series, tiny_params, train_command, train_env, wait_for,
-                      write_config)
+from conftest import (
+    ROOT,
+    checkpoint_epochs,
+    metric_series,
+    tiny_params,
+    train_command,
+    train_env,
+    wait_for,
+    write_config,
+)
 
 from tf_crnn import interrupts
 from tf_crnn.config import ConfigError
-from tf_crnn.tracking import output_lock
 from tf_crnn.experiment.experiments import METRIC_NAMES, ex
+from tf_crnn.tracking import output_lock
 
 
 def _user_env(**extra) -> dict:

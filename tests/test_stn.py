@@ -7,11 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import tiny_params
 
 from tf_crnn.config import ConfigError, Params
 from tf_crnn.stn import SpatialTransformer, parameter_count, sample
-
-from conftest import tiny_params
 
 
 def batch():

@@ -111,7 +111,7 @@ def test_the_walk_sees_what_is_there():
     graph = import_graph()
     assert f"{PACKAGE}.callbacks" in graph[f"{PACKAGE}.trainer"]  # a module-level relative import
     # cli/train.py imports the experiments inside its command function only.
-    assert any(target.startswith(f"{PACKAGE}.tracking") for target in graph[f"{PACKAGE}.cli.train"])
+    assert any(target.startswith(f"{PACKAGE}.experiment") for target in graph[f"{PACKAGE}.cli.train"])
     tree = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .trainer import Trainer\n"
                      "else:\n    import json\ndef f():\n    from . import model\n")
     seen = sorted(run_time_imports(tree), key=lambda node: node.lineno)
@@ -157,6 +157,17 @@ def test_no_import_cycle_between_tf_crnn_modules():
 def test_one_way_dependencies(lower, upper):
     graph = import_graph()
     assert f"{PACKAGE}.{upper}" not in reachable(graph, f"{PACKAGE}.{lower}")
+
+
+def test_storing_runs_never_reaches_running_experiments():
+    """tracking/ (storage) is below experiment/ (running): no tracking module reaches the experiment package,
+    and only experiment/ and the command line import it."""
+    graph = import_graph()
+    for module in graph:
+        if module.startswith(f"{PACKAGE}.tracking"):
+            assert not {m for m in reachable(graph, module) if m.startswith(f"{PACKAGE}.experiment")}, module
+        if not module.startswith((f"{PACKAGE}.experiment", f"{PACKAGE}.cli")):
+            assert not {m for m in graph[module] if m.startswith(f"{PACKAGE}.experiment")}, module
 
 
 def test_the_callbacks_do_not_know_the_trainer():

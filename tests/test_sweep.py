@@ -12,8 +12,8 @@ import time
 import optuna
 import pymongo
 import pytest
-
 from conftest import ROOT, metric_series, tiny_params, train_env, wait_for
+
 from tf_crnn.cli import main
 from tf_crnn.experiment import experiments, sweep
 from tf_crnn.tracking.runs import Database

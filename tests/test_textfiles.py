@@ -18,7 +18,8 @@ ROWS = "a.png;|M|ü|l|l|e|r|\nb.png;|ſ|t|r|a|ß|e|\n"
 def test_utf8_with_or_without_byte_order_mark_and_any_line_end_reads_the_same(tmp_path):
     expected = [("a.png", ("M", "ü", "l", "l", "e", "r")), ("b.png", ("ſ", "t", "r", "a", "ß", "e"))]
     variants = {"plain.csv": ROWS.encode(), "bom.csv": codecs.BOM_UTF8 + ROWS.encode(),
-                "windows.csv": ROWS.replace("\n", "\r\n").encode(), "classic_mac.csv": ROWS.replace("\n", "\r").encode()}
+                "windows.csv": ROWS.replace("\n", "\r\n").encode(),
+                "classic_mac.csv": ROWS.replace("\n", "\r").encode()}
     for name, data in variants.items():
         (tmp_path / name).write_bytes(data)
         samples = read_csv(tmp_path / name)
@@ -98,6 +99,7 @@ def test_missing_file_and_bad_json_name_the_file(tmp_path):
 
 def test_an_empty_training_csv_stops_with_the_split_named_not_a_traceback(tmp_path):
     from conftest import tiny_params
+
     from tf_crnn.data import DataError, load_split
 
     empty = tmp_path / "train.csv"

@@ -7,17 +7,16 @@ import gridfs
 import numpy as np
 import pymongo
 import pytest
+from conftest import greedy_transcriptions, tiny_params
 
-from tf_crnn.tracking import urls as tracking
 from tf_crnn.alphabet import Alphabet
 from tf_crnn.data import batch_count, load_split, make_dataset
-from tf_crnn.tracking import provenance
 from tf_crnn.experiment.experiments import METRIC_NAMES, ex
-from tf_crnn.tracking.observer import ResilientMongoObserver
 from tf_crnn.loader import PredictionModel
+from tf_crnn.tracking import provenance
+from tf_crnn.tracking import urls as tracking
+from tf_crnn.tracking.observer import ResilientMongoObserver
 from tf_crnn.trainer import Trainer
-
-from conftest import greedy_transcriptions, tiny_params
 
 pytestmark = pytest.mark.slow
 
@@ -53,10 +52,12 @@ def test_run_is_stored_with_metrics_and_artifacts(digits_data, mongo_url, tmp_pa
     assert set(artifacts) == {"alphabet.json", "config.json", "export.zip", "learning_curves.png",
                               "predictions.png", "confusions.png", "confusions.csv", "environment.txt"} | dirty
     assert fs.get(artifacts["predictions.png"]).read()[:8] == b"\x89PNG\r\n\x1a\n"
-    files = {f["filename"].rsplit("/", 1)[-1]: f for f in db["fs.files"].find({"_id": {"$in": list(artifacts.values())}})}
+    stored = db["fs.files"].find({"_id": {"$in": list(artifacts.values())}})
+    files = {f["filename"].rsplit("/", 1)[-1]: f for f in stored}
     assert files["learning_curves.png"]["contentType"] == "image/png"
     assert files["confusions.csv"]["contentType"] == "text/csv"
-    assert json.loads(fs.get(artifacts["alphabet.json"]).read()) == Alphabet.from_file(params.lookup_alphabet_file).lookup
+    table = Alphabet.from_file(params.lookup_alphabet_file).lookup
+    assert json.loads(fs.get(artifacts["alphabet.json"]).read()) == table
     assert json.loads(fs.get(artifacts["config.json"]).read())["rnn_units"] == [16]
     with zipfile.ZipFile(io.BytesIO(fs.get(artifacts["export.zip"]).read())) as archive:
         names = archive.namelist()

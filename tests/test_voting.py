@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import pymongo
 import pytest
-
 from conftest import tiny_params
+
 from tf_crnn.cli import main as cli_main
 from tf_crnn.voting import Hypothesis, VotingError, align, vote, voting_decoding
 
@@ -229,7 +229,8 @@ def test_vote_of_real_logits_corrects_the_model_that_misreads_a_symbol(noisy_exp
     end = first + np.flatnonzero(np.append(path[first:] != path[first], True))[0]
     right = path[first]
     wrong = next(c for c in range(1, logits.shape[-1]) if c != right and c not in path[end:end + 1])
-    damaged[0, first:end, right], damaged[0, first:end, wrong] = logits[0, first:end, wrong], logits[0, first:end, right]
+    swapped = logits[0, first:end, wrong], logits[0, first:end, right]
+    damaged[0, first:end, right], damaged[0, first:end, wrong] = swapped
     voter = VotingModel([model, model, model])
     lines = voter.vote_logits([(logits, lengths), (damaged, lengths), (logits, lengths)])
     assert ["".join(s) for (s, _), _ in lines] == own

@@ -1,4 +1,4 @@
-"""tf-crnn: CRNN text recognizers (CNN + BiLSTM + CTC) trained with TensorFlow, every training a Sacred run in MongoDB."""
+"""tf-crnn: CRNN text recognizers (CNN + BiLSTM + CTC) trained with TensorFlow, each training a Sacred run."""
 import warnings
 
 __version__ = "0.5.0"

@@ -33,7 +33,8 @@ class UnknownSymbol:
     line: int
 
     def __str__(self) -> str:
-        return f"{self.csv_file}:{self.line}: symbol {self.symbol!r} (U+{' U+'.join(f'{ord(c):04X}' for c in self.symbol)}) is not in the alphabet"
+        points = " U+".join(f"{ord(c):04X}" for c in self.symbol)
+        return f"{self.csv_file}:{self.line}: symbol {self.symbol!r} (U+{points}) is not in the alphabet"
 
 
 class Alphabet:

@@ -179,7 +179,7 @@ _HEADER_WORDS = {"path", "image", "images", "file", "filename", "file_name", "im
 
 
 def _looks_like_header(path: str, base: str) -> bool:
-    """Whether a first row's path field is a column name (``path``, ``filename``, ...) and no file of that name exists."""
+    """Whether a first row's path field is a column name (``path``, ``filename``, ...) naming no existing file."""
     return path.strip().lower() in _HEADER_WORDS and not os.path.exists(os.path.join(base, path))
 
 

@@ -232,7 +232,7 @@ def blur(image: tf.Tensor, strength: float, seed: tf.Tensor) -> tf.Tensor:
 
 
 def salt_pepper(image: tf.Tensor, strength: float, seed: tf.Tensor) -> tf.Tensor:
-    """Binarisation noise: a share uniform in ``[0, 0.03 * strength]`` of the pixels turned black or white (half each)."""
+    """Binarisation noise: a share uniform in ``[0, 0.03 * strength]`` of the pixels made black or white (half each)."""
     seeds = tf.random.split(seed, 2)
     share = _uniform(seeds[0], 0.0, 0.03 * strength)
     draw = tf.random.stateless_uniform(tf.concat([tf.shape(image)[:2], [1]], 0), seeds[1])

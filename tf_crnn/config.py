@@ -24,7 +24,6 @@ from typing import Any, Literal, get_args
 
 from .textfiles import TextFileError, load_json
 
-
 Optimizer = Literal["adam", "adamw", "rmsprop", "sgd"]
 Strategy = Literal["auto", "default", "one_device", "mirrored", "multi_worker"]
 Decoding = Literal["greedy", "beam_search"]
@@ -554,7 +553,8 @@ class Params:
         need(bool(self.mongo_db_name), "mongo_db_name must not be empty")
         need(len(self.input_shape) == 2 and all(v > 0 for v in self.input_shape),
              f"input_shape must be [height, min_width] in pixels, got {self.input_shape}")
-        need(self.max_width >= self.min_width, f"max_width ({self.max_width}) must be >= input_shape[1] ({self.min_width})")
+        need(self.max_width >= self.min_width,
+             f"max_width ({self.max_width}) must be >= input_shape[1] ({self.min_width})")
         need(self.input_channels in (1, 3), f"input_channels must be 1 or 3, got {self.input_channels}")
         n = len(self.cnn_features_list)
         need(n > 0, "cnn_features_list must name at least one conv block")

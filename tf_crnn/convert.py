@@ -150,7 +150,7 @@ def check_request(output: str, format: str | None, quantize: str, representative
 
 
 def check_export(export_dir: str) -> None:
-    """Raise :class:`DeployError` unless ``export_dir`` is a tf-crnn SavedModel export (hint if its parent was given)."""
+    """Raise :class:`DeployError` unless ``export_dir`` is a tf-crnn SavedModel export (a hint if its parent was)."""
     if os.path.isfile(os.path.join(export_dir, "saved_model.pb")):
         missing = [f for f in ("params.json", "alphabet.json") if not os.path.isfile(os.path.join(export_dir, f))]
         if missing:

@@ -97,7 +97,8 @@ class Prepared:
     def outside_alphabet(self) -> dict:
         """The label symbols outside the model's alphabet among the evaluated rows, for the summary.
 
-        ``{"lines": rows with any, "occurrences": symbols in all, "symbols": {symbol: count}, "where": [file:line ...]}``.
+        ``{"lines": rows with any, "occurrences": symbols in all, "symbols": {symbol: count},
+        "where": [file:line ...]}``.
         """
         evaluated = {(s.csv_file, s.line) for s in self.samples}
         found = [u for u in self.unknown_symbols if (u.csv_file, u.line) in evaluated]
@@ -130,8 +131,8 @@ def prepare(model_dir: str | Sequence[str], csv_files: list[str], alphabet_file:
     ``tf-crnn convert`` (:class:`tf_crnn.loader.PredictionModel` takes each); or a list of
     several, which then vote (:class:`tf_crnn.voting.VotingModel`; a list of one is that model).
     The model decodes with the alphabet it was trained with (``alphabet.json``
-    in the export, ``NAME.alphabet.json`` beside a model file); ``alphabet_file``, if given, must be that same table (it is
-    required for an export without ``alphabet.json``). Labels are checked
+    in the export, ``NAME.alphabet.json`` beside a model file); ``alphabet_file``, if given, must be that same
+    table (it is required for an export without ``alphabet.json``). Labels are checked
     against it with :meth:`Alphabet.check`. Images are checked for the model's
     channels as training checks them (:func:`tf_crnn.data.check_images`); those that
     cannot be read are left out (:attr:`Prepared.unreadable`).

@@ -18,6 +18,7 @@ from .config import Params
 from .decoding import codes_to_strings, ctc_decode
 from .model import sequence_lengths
 
+
 def logits_fn(model, params: Params):
     """The function from encoded images to CTC logits that the ``logits`` signature exports.
 

@@ -35,10 +35,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .trainer import newest_checkpoint
 from .alphabet import BLANK, Alphabet
 from .config import ConfigError, Params, load_config_file
 from .model import build_crnn
+from .trainer import newest_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,8 @@ import tensorflow as tf
 
 from .alphabet import BLANK
 from .config import Params
-from .stn import SpatialTransformer, parameter_count as stn_parameter_count
+from .stn import SpatialTransformer
+from .stn import parameter_count as stn_parameter_count
 
 
 def sequence_lengths(widths: tf.Tensor, pool_widths: list[int]) -> tf.Tensor:

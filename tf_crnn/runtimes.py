@@ -25,7 +25,6 @@ from ._util import filtered_stderr
 from .config import Params
 from .export import preprocess_batch
 
-
 #: What LiteRT prints on stderr for every model it loads.
 LITERT_NOISE = ("Created TensorFlow Lite XNNPACK delegate",)
 

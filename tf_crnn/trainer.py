@@ -494,7 +494,8 @@ class Trainer:
         return total_loss / max(1, seen), seen
 
     @on_averaged_weights
-    def evaluate(self, entries: list[data.Entry], dataset: tf.data.Dataset | None = None) -> tuple[dict[str, float], list]:
+    def evaluate(self, entries: list[data.Entry],
+                 dataset: tf.data.Dataset | None = None) -> tuple[dict[str, float], list]:
         """Loss and recognition metrics on ``entries``, of the averaged weights with ema_decay.
 
         Returns:

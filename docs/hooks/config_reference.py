@@ -103,7 +103,8 @@ def reference_markdown() -> str:
     for entry in docstring_entries(params.__doc__ or ""):
         if entry.group != group:
             group = entry.group
-            out += ["", f"### {_cell(group)}", "", "| key | type | default | description |", "| --- | --- | --- | --- |"]
+            out += ["", f"### {_cell(group)}", "",
+                    "| key | type | default | description |", "| --- | --- | --- | --- |"]
         known = [n for n in entry.names if n in fields]
         keys = "<br>".join(f"`{n}`" for n in known)
         types = "<br>".join(_type_text(hints[n]) for n in known)

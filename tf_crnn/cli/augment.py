@@ -10,7 +10,8 @@ width limits are the config's too.
 
 Examples::
 
-    tf-crnn augment --preview data/prepared/fraktur.train.csv -o sheet.png --config experiments/fraktur.json --preset strong
+    tf-crnn augment --preview data/prepared/fraktur.train.csv -o sheet.png --config experiments/fraktur.json \\
+        --preset strong
     tf-crnn augment --preview words.csv -o sheet.png --op rotation=1 --op blur=0.5 --rows 6 --versions 6
 """
 from __future__ import annotations
@@ -99,7 +100,8 @@ def _preview(args: argparse.Namespace) -> int:
                 versions[index].append(np.clip((image[:, :width] + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8))
     ops = ", ".join(f"{name} {strength:g}" for name, strength in params.augmentation_ops) or "none"
     reports.contact_sheet(
-        [(f"{os.path.basename(e.sample.image_path)} ({e.sample.where()})", images) for e, images in zip(entries, versions)],
+        [(f"{os.path.basename(e.sample.image_path)} ({e.sample.where()})", images)
+         for e, images in zip(entries, versions)],
         args.output, title=f"augmentation: {ops}  (height {params.height} px, {params.input_channels} channel(s))",
         labels=["original", *(f"augmented {k + 1}" for k in range(args.versions))])
     print(f"{args.output}: {len(entries)} image(s), original + {args.versions} augmented version(s) each ({ops})")

@@ -35,9 +35,8 @@ def _table(frame) -> str:
 
 @handles("runs list")
 def _list(args: argparse.Namespace) -> int:
-    from ..tracking import runs
-
     from ..config import parse_assignments
+    from ..tracking import runs
 
     where = parse_assignments(args.where or [], "--where")
     database = _database(args)
@@ -145,8 +144,8 @@ def _delete(args: argparse.Namespace) -> int:
 
 @handles("runs rerun")
 def _rerun(args: argparse.Namespace) -> int:
-    from ..tracking import runs
     from ..experiment.experiments import ex
+    from ..tracking import runs
 
     database = _database(args)
     try:

@@ -117,8 +117,8 @@ def register(sub) -> None:
     p.add_argument("--no-pruning", action="store_true", help="run every trial to its last epoch")
     p.add_argument("--sampler-seed", type=int, help="seed of Optuna's TPE sampler (reproducible suggestions)")
     p.add_argument("--keep-going", action="store_true",
-                   help="a failing trial is recorded (FAIL) and the sweep goes on (the exit code is then 1); by default "
-                        "it stops the sweep")
+                   help="a failing trial is recorded (FAIL) and the sweep goes on (the exit code is then 1); "
+                        "by default it stops the sweep")
     p.add_argument("--json", action="store_true", help="print the trials and the best one as JSON")
     p.add_argument("--config", action="append", default=[], metavar="FILE",
                    help="base config file (JSON, as for tf-crnn train with FILE); repeatable, later files win")

@@ -368,7 +368,8 @@ def _collect(reader, root, staging, label_regex, group_by, cleaning, delimiters,
         elif not os.path.isfile(item.image):
             problems.append(Problem(item.origin, f"image not found: {item.image}"))
         elif delimiters[0] in item.image or "\n" in item.image:
-            problems.append(Problem(item.origin, f"image path contains the CSV delimiter {delimiters[0]!r}: {item.image}"))
+            problems.append(Problem(item.origin,
+                                    f"image path contains the CSV delimiter {delimiters[0]!r}: {item.image}"))
         elif (reason := _unwritable(symbols, delimiters)) is not None:
             skipped.append(Problem(item.origin, reason))
         else:

@@ -236,7 +236,8 @@ def _icdar_file(source: Path) -> Path:
         candidates = sorted(source.glob("*.txt"))
         if len(candidates) == 1:
             return candidates[0]
-        raise FileNotFoundError(f"{source}: expected exactly one ground-truth .txt, found {len(candidates)}; pass the file")
+        raise FileNotFoundError(f"{source}: expected exactly one ground-truth .txt, found {len(candidates)}; "
+                                "pass the file")
     raise FileNotFoundError(f"ICDAR ground truth not found: {source}")
 
 

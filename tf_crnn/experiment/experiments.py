@@ -379,7 +379,8 @@ def train(params: Params, generate_spec: dict | None, _run, _seed, state: RunSta
 
 def train_with(strategy, params: Params, _run, _seed, state: RunState) -> dict:
     """:func:`train` once the strategy exists: data checks, the Trainer, per-epoch logging, export, artifacts."""
-    from .. import data, finetune, trainer as trainer_lib
+    from .. import data, finetune
+    from .. import trainer as trainer_lib
     from .epoch_callbacks import SacredEpochLog, carry_over_history
 
     alphabet = Alphabet.from_file(params.lookup_alphabet_file)
@@ -395,7 +396,8 @@ def train_with(strategy, params: Params, _run, _seed, state: RunState) -> dict:
 
     trainer = trainer_lib.Trainer(params, alphabet, strategy)
     _run.info["dtype_policy"] = trainer.dtype_policy or "float32"
-    print(f"run {_run._id}: computing in {trainer.dtype_policy or 'float32'} (mixed_precision={params.mixed_precision})")
+    print(f"run {_run._id}: computing in {trainer.dtype_policy or 'float32'} "
+          f"(mixed_precision={params.mixed_precision})")
     restored = None
     if params.restore_model:
         restored = trainer.restore()

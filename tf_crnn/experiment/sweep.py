@@ -46,9 +46,9 @@ import yaml
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from ..config import ConfigError, Params, type_problem
+from ..tracking.runs import Database, shown_status
 from . import experiments
 from .experiments import base_params
-from ..tracking.runs import Database, shown_status
 
 #: Config keys a search space may not vary, and why.
 FIXED_KEYS = {
