@@ -42,6 +42,7 @@ for tool in podman mmdebstrap; do
 done
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
+exec > >(tee "$work/build.log") 2>&1   # everything below also kept in build.log
 
 step() { echo; echo "== $(date -u +%H:%M:%S) $*"; }
 took() { echo "== took $(($(date +%s) - $1)) s"; }
@@ -99,7 +100,8 @@ if [ "${run_opts[*]-}" != none ]; then
 else
     step "3-4. this machine starts no container: training and checks as RUN steps of a throw-away image"
     t=$(date +%s)
-    podman build --isolation chroot --network none -t localhost/tf-crnn-smoke -f - . <<EOF 2>&1 | tee "$work/train.log"
+    # (chroot isolation shares the host's network: no --network none here)
+    podman build --isolation chroot -t localhost/tf-crnn-smoke -f - . <<EOF 2>&1 | tee "$work/train.log"
 FROM $image
 RUN python train.py with config_template.json && tf-crnn runs list --json > output/runs.json && tf-crnn db stop
 EOF
@@ -107,6 +109,7 @@ EOF
     cid=$(podman create localhost/tf-crnn-smoke)
     podman cp "$cid:/tf-crnn/output/." "$work/output"
     podman rm "$cid" >/dev/null
+    podman rmi localhost/tf-crnn-smoke >/dev/null
     mv "$work/output/runs.json" "$work/runs.json"
     took "$t"
 fi
@@ -122,5 +125,5 @@ assert runs and runs[0]["status"] == "COMPLETED", f"no COMPLETED run recorded in
 export, database = work / "output" / "digits" / "export", work / "output" / ".tf_crnn" / "db" / "data"
 assert export.is_dir(), f"the training left no export in the volume: {export} is missing"
 assert database.is_dir(), f"the embedded database did not keep its data in the volume: {database} is missing"
-print(f"run {runs[0]['id']} {runs[0]['status']}, best eval CER {runs[0]['best_cer']}; in the volume: {export}, {database}")
+print(f"run {runs[0]['id']} {runs[0]['status']}, best eval CER {runs[0]['best_cer']}; on the host: {export}, {database}")
 EOF
