@@ -91,8 +91,9 @@ def test_base_image_is_tensorflow_gpu_of_the_installed_version(dockerfile):
         series = re.search(r"==(\d+\.\d+)\.\*", pin).group(1)
         assert version.startswith(series + "."), pin
     # ... and the exact version both lock files pin.
-    assert re.search(rf"^tensorflow=={re.escape(version)} ", (ROOT / "requirements/gpu.txt").read_text(), re.M)
-    assert re.search(rf"^tensorflow-cpu=={re.escape(version)} ", (ROOT / "requirements/cpu.txt").read_text(), re.M)
+    for lock, dist in (("gpu", "tensorflow"), ("cpu", "tensorflow-cpu")):
+        text = (ROOT / f"requirements/{lock}.txt").read_text()
+        assert re.search(rf"^{dist}=={re.escape(version)} ", text, re.MULTILINE), lock
 
 
 def test_image_installs_the_lock_then_the_package_and_runs_train_py(dockerfile):
@@ -183,13 +184,14 @@ def test_compose_publishes_mongodb_and_omniboard_on_loopback_only(compose):
 def test_cpu_image_builds_and_trains_the_default_job_inside(tmp_path):
     """scripts/build_image.sh: Debian base (mmdebstrap), tf-crnn:cpu (podman build), config_template.json trained in it.
 
-    About 10 minutes on 2 CPU cores, downloads ~600 MB from PyPI and Debian: only with TF_CRNN_BUILD_IMAGE=1.
+    5 to 10 minutes on 2 CPU cores, ~500 MB downloaded from PyPI and Debian: only with TF_CRNN_BUILD_IMAGE=1.
     """
     missing = [tool for tool in ("podman", "mmdebstrap") if not shutil.which(tool)]
     if missing:
         pytest.skip(f"building the image needs {' and '.join(missing)} (apt-get install podman mmdebstrap)")
     if os.environ.get("TF_CRNN_BUILD_IMAGE") != "1":
-        pytest.skip("builds a container image with TensorFlow (~10 min, ~600 MB of downloads): set TF_CRNN_BUILD_IMAGE=1")
+        pytest.skip("builds a container image with TensorFlow (5-10 min, ~500 MB of downloads): "
+                    "set TF_CRNN_BUILD_IMAGE=1 to run it")
     done = subprocess.run(["bash", str(ROOT / "scripts" / "build_image.sh")], cwd=ROOT, text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=3600,
                           env={**os.environ, "TF_CRNN_IMAGE_WORK": str(tmp_path)})
