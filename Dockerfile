@@ -21,7 +21,7 @@ FROM ${BASE}
 # lock's (the tag says 2.21.0, requirements/gpu.txt pins tensorflow==2.21.0, tests/test_containers.py checks that the
 # tag, pyproject.toml and the lock agree, and the build fails below if the image's TensorFlow is not the lock's), so
 # the lock is used minus `tensorflow` and the `nvidia-*` CUDA wheels: installing them would add a second CUDA of
-# ~3 GB beside the image's. Every other package comes from the lock with its hashes, so the GPU image runs the same
+# several GB beside the image's. Every other package comes from the lock with its hashes, so the GPU image runs the same
 # versions as the CPU image and the tests (requirements/gpu.txt and cpu.txt differ only in those lines, a test
 # checks it). The CPU variant takes requirements/cpu.txt whole (tensorflow-cpu included) and drops nothing.
 ARG LOCK=requirements/gpu.txt
