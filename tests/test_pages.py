@@ -14,7 +14,7 @@ from tf_crnn.annotations import read_csv
 from tf_crnn.cli import datasets as cli
 from tf_crnn.datasets.converters import ConversionError, prepare
 from tf_crnn.datasets.layout import LayoutError, LayoutOptions
-from tf_crnn.datasets.line_images import MARGIN, cut_line, load_page, page_background
+from tf_crnn.datasets.line_images import MARGIN, cut_line, load_page, page_background, skew_degrees
 from tf_crnn.datasets.pages import read_pages
 
 KANT = SHARED_DATA / "ocrd-kant-1784"
@@ -165,6 +165,19 @@ def test_a_rotated_page_is_cut_into_upright_lines(tmp_path, namespace, point_chi
         assert abs(upright.width - np.ptp(drawn["points"][:, 0])) < 20
 
 
+def test_skew_of_a_baseline_drawn_either_way_and_16_bit_pages(tmp_path):
+    forward = np.array([[0.0, 0.0], [100.0, 10.0]])
+    assert skew_degrees(forward) == pytest.approx(math.degrees(math.atan(0.1)))
+    assert skew_degrees(forward[::-1]) == pytest.approx(skew_degrees(forward))  # right to left: not upside down
+    assert skew_degrees(np.array([[0.0, 0.0], [100.0, 0.5]])) == 0.0  # below 0.5 degrees: left straight
+    assert skew_degrees(None) == 0.0
+    values = np.full((40, 60), 50000, dtype=np.uint16)
+    values[10:20, 10:50] = 1000
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    grey = np.asarray(load_page(tmp_path / "deep.png"))
+    assert grey[0, 0] == 255 and grey[15, 15] == 0  # stretched to 8 bits, not clipped to white
+
+
 def test_reading_order_nested_regions_and_text_index(tmp_path):
     Image.new("L", (100, 100), 255).save(tmp_path / "p.png")
     box = "10,10 90,10 90,20 10,20"
@@ -264,6 +277,28 @@ def test_empty_and_degenerate_lines_are_reported_by_file_and_line_id(tmp_path, c
     assert run(["prepare", "page", str(xml), str(tmp_path / "out.csv"), "--skip-errors", "--no-progress"]) == 0
     assert "skipped: 5 rows" in capsys.readouterr().out
     assert [s.text for s in read_csv(tmp_path / "out.csv")] == ["gut"]
+
+
+def test_mets_without_structmap_pairs_groups_by_position(tmp_path):
+    (tmp_path / "img").mkdir()
+    (tmp_path / "alto").mkdir()
+    files = {"IMG": [], "ALTO": []}
+    for n in (1, 2):
+        page = Image.new("L", (1000, 300), 255)
+        ImageDraw.Draw(page).rectangle((100, 100, 100 + 300 * n, 150), fill=0)
+        page.save(tmp_path / "img" / f"scan{n}.png")
+        (tmp_path / "alto" / f"a{n}.xml").write_text(_alto("pixel", "", 50).replace("<fileName></fileName>", ""))
+        files["IMG"].append(f'<mets:file ID="img{n}" MIMETYPE="image/png"><mets:FLocat xlink:href="img/scan{n}.png"/>'
+                            "</mets:file>")
+        files["ALTO"].append(f'<mets:file ID="alto{n}"><mets:FLocat xlink:href="alto/a{n}.xml"/></mets:file>')
+    groups = "".join(f'<mets:fileGrp USE="{use}">{"".join(entries)}</mets:fileGrp>' for use, entries in files.items())
+    (tmp_path / "mets.xml").write_text('<mets:mets xmlns:mets="http://www.loc.gov/METS/" '
+                                       'xmlns:xlink="http://www.w3.org/1999/xlink">'
+                                       f"<mets:fileSec>{groups}</mets:fileSec></mets:mets>")
+    pages = list(read_pages("alto", [tmp_path / "mets.xml"], LayoutOptions(page_group="ALTO", image_group="IMG")))
+    assert [(p.xml.name, p.image.name) for p in pages] == [("a1.xml", "scan1.png"), ("a2.xml", "scan2.png")]
+    with pytest.raises(LayoutError, match=r"no file group 'PAGE'; its groups are \['ALTO', 'IMG'\]"):
+        list(read_pages("alto", [tmp_path / "mets.xml"], LayoutOptions(page_group="PAGE")))
 
 
 def test_layout_options_belong_to_page_and_alto(tmp_path, capsys):

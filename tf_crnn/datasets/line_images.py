@@ -11,7 +11,7 @@ For a line with polygon ``P`` and optional baseline ``B`` (page pixels, see
 4. the mask: pixels outside ``P`` (and outside the page) set to the page's background, the
    :data:`BACKGROUND_PERCENTILE` th percentile of the page's grey values (paper is the bright majority).
 
-Crops are greyscale (``L``); colour and bitonal pages are converted first.
+Crops are greyscale (``L``); colour and bitonal pages are converted first, 16-bit pages stretched to 8 bits.
 """
 from __future__ import annotations
 
@@ -38,6 +38,10 @@ def load_page(image: str | Path):
 
     try:
         with Image.open(image) as im:
+            if im.mode.startswith(("I", "F")):  # 16-bit / float scans: Pillow's convert("L") would clip them
+                values = np.asarray(im, dtype=np.float64)
+                span = max(float(values.max() - values.min()), 1e-9)
+                return Image.fromarray(np.round(255 * (values - values.min()) / span).astype(np.uint8), "L")
             return im.convert("L")
     except (UnidentifiedImageError, OSError) as e:
         raise OSError(f"{image}: cannot decode the page image ({e})") from None
@@ -67,14 +71,22 @@ def polygon_problem(polygon: np.ndarray, size: tuple[int, int]) -> str | None:
 
 
 def skew_degrees(baseline: np.ndarray | None) -> float:
-    """The baseline's angle in degrees (positive: falling to the right in image coordinates), 0 when below
-    :data:`MIN_SKEW_DEGREES` or without a baseline of 2 distinct points."""
+    """The baseline's angle in degrees, in (-90, 90] (positive: falling to the right in image coordinates), 0
+    when below :data:`MIN_SKEW_DEGREES` or without a baseline of 2 distinct points.
+
+    A baseline drawn right to left (as some tools do for right-to-left scripts) gives the same angle as drawn
+    left to right, so the line is never turned upside down.
+    """
     if baseline is None or len(baseline) < 2:
         return 0.0
     dx, dy = baseline[-1] - baseline[0]
     if dx == 0 and dy == 0:
         return 0.0
     angle = math.degrees(math.atan2(dy, dx))
+    if angle > 90:
+        angle -= 180
+    elif angle <= -90:
+        angle += 180
     return angle if abs(angle) > MIN_SKEW_DEGREES else 0.0
 
 
