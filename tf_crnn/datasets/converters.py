@@ -268,12 +268,11 @@ def _output_paths(out_csv: Path, parts: Iterable[str]) -> dict[str, Path]:
 
 
 def prepare(fmt: str, source: str | os.PathLike | Sequence[str | os.PathLike], out_csv: str | os.PathLike, *,
-            split: str = "grapheme",
-            normalization: str | None = "NFC", casefold: bool = False, eval_ratio: float | None = None,
-            group_by: str | Callable[[Record], str] | None = None, split_by_group: str | None = None,
-            seed: int = 0, relative: bool = True, on_error: str = "raise", label_regex: str | None = None,
-            csv_delimiter: str = ";", string_split_delimiter: str = "|", progress: bool = True,
-            layout: LayoutOptions | None = None) -> PrepareSummary:
+            split: str = "grapheme", normalization: str | None = "NFC", casefold: bool = False,
+            eval_ratio: float | None = None, group_by: str | Callable[[Record], str] | None = None,
+            split_by_group: str | None = None, seed: int = 0, relative: bool = True, on_error: str = "raise",
+            label_regex: str | None = None, csv_delimiter: str = ";", string_split_delimiter: str = "|",
+            progress: bool = True, layout: LayoutOptions | None = None) -> PrepareSummary:
     """Convert a data set in format ``fmt`` to tf-crnn CSV(s) plus an alphabet.
 
     See the module doc for the output files and the group split spec, and

@@ -76,7 +76,7 @@ class Record:
         text: the raw label text (not yet normalized or split).
         origin: ``file:line`` (or ``file: entry N``) for messages.
         group: the format's natural group (gt-pairs: parent folder; iiit5k:
-            ``train``/``test``), used by ``group_by="source"``.
+            ``train``/``test``; page, alto: the book), used by ``group_by="source"``.
     """
 
     image: str
