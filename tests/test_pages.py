@@ -64,9 +64,11 @@ def test_kant_page_and_alto_give_the_same_55_lines():
 
 
 @needs_kant
-def test_kant_crops_have_the_line_height_and_ink(tmp_path):
-    summary = prepare("page", KANT / "OCR-D-GT-PAGE", tmp_path / "kant.csv", group_by="parent", progress=False)
-    assert summary.rows_written == 55 and not summary.skipped
+def test_kant_crops_have_the_line_height_and_ink(tmp_path, capsys):
+    assert run(["prepare", "page", str(KANT / "OCR-D-GT-PAGE"), str(tmp_path / "kant.csv"), "--no-progress"]) == 0
+    assert "all: 55 rows" in (out := capsys.readouterr().out) and "skipped: 0 rows" in out
+    assert run(["validate", str(tmp_path / "kant.csv"), "--alphabet", str(tmp_path / "kant.alphabet.json"),
+                "--no-progress"]) == 0
     samples = read_csv(tmp_path / "kant.csv")
     lines = [line for p in read_pages("page", [KANT / "OCR-D-GT-PAGE"]) for line in p.lines]
     page = load_page(KANT / "OCR-D-IMG" / "INPUT_0017.tif")
@@ -83,15 +85,14 @@ def test_kant_crops_have_the_line_height_and_ink(tmp_path):
 
 
 @needs_kant
-def test_cli_prepare_alto_from_the_mets_file_writes_a_csv_that_validate_reads(tmp_path, capsys):
+def test_cli_prepare_alto_from_the_mets_file(tmp_path, capsys):
     out = tmp_path / "alto" / "kant.csv"
     assert run(["prepare", "alto", str(KANT / "mets.xml"), str(out), "--page-group", "OCR-D-GT-ALTO",
-                "--image-group", "OCR-D-IMG", "--no-progress"]) == 0
-    assert "all: 55 rows" in capsys.readouterr().out
-    samples = read_csv(out)
-    assert len(samples) == 55 and samples[0].text == "Berliniſche Monatsſchrift."
-    assert run(["validate", str(out), "--alphabet", str(tmp_path / "alto" / "kant.alphabet.json"),
+                "--image-group", "OCR-D-IMG", "--group-by", "parent", "--split-by-group", "each",
                 "--no-progress"]) == 0
+    assert "PAGE_0017_ALTO: 24 rows" in (printed := capsys.readouterr().out) and "PAGE_0020_ALTO: 31 rows" in printed
+    samples = read_csv(tmp_path / "alto" / "kant.PAGE_0017_ALTO.csv")
+    assert samples[0].text == "Berliniſche Monatsſchrift."
     # A METS file as source without the group to read: the error lists its groups.
     assert run(["prepare", "page", str(KANT / "mets.xml"), str(tmp_path / "x.csv"), "--no-progress"]) == 2
     assert "--page-group" in (err := capsys.readouterr().err) and "OCR-D-GT-PAGE" in err
