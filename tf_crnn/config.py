@@ -34,7 +34,7 @@ CacheImages = Literal["auto", "on", "off"]
 #: ``learning_rate_schedule`` (built in :mod:`tf_crnn.schedules`, table ``SCHEDULES``).
 LearningRateSchedule = Literal["exponential", "cosine", "one_cycle"]
 #: ``tf-crnn prepare`` input formats (readers in :mod:`tf_crnn.datasets.formats`).
-PrepareFormat = Literal["gt-pairs", "iiit5k", "icdar", "mjsynth", "tsv", "filename", "lmdb"]
+PrepareFormat = Literal["gt-pairs", "iiit5k", "icdar", "mjsynth", "tsv", "filename", "lmdb", "page", "alto"]
 
 OPTIMIZER_NAMES: tuple[str, ...] = get_args(Optimizer)
 STRATEGY_NAMES: tuple[str, ...] = get_args(Strategy)

@@ -17,6 +17,9 @@ Examples::
         --group-by parent --split-by-group "train=0,1 eval=2 mod=5"
     tf-crnn prepare iiit5k ../shared/data/iiit5k data/prepared/iiit5k.csv --group-by source --split-by-group each
     tf-crnn prepare filename ../shared/data/plates data/prepared/plates.csv --eval-ratio 0.1
+    tf-crnn prepare page ../shared/data/ocrd-kant-1784/OCR-D-GT-PAGE data/prepared/kant.csv
+    tf-crnn prepare alto ../shared/data/ocrd-kant-1784/mets.xml data/prepared/kant-alto.csv \
+        --page-group OCR-D-GT-ALTO --image-group OCR-D-IMG
     tf-crnn alphabet build data/prepared/fraktur.train.csv -o fraktur.json --min-count 2
     tf-crnn alphabet check fraktur.json data/prepared/fraktur.eval.csv
     tf-crnn validate data/prepared/fraktur.train.csv --alphabet fraktur.json --config experiments/fraktur.json
@@ -54,7 +57,15 @@ def _add_generator_options(p: argparse.ArgumentParser, height: int) -> None:
 @handles("prepare")
 def _prepare(args: argparse.Namespace) -> int:
     from ..datasets.converters import prepare, write_summary
+    from ..datasets.formats import LAYOUT_FORMATS
+    from ..datasets.layout import LayoutOptions
 
+    layout_options = ("text_index", "images", "mets", "image_group", "page_group")
+    given = [name for name in layout_options if getattr(args, name) is not None]
+    if given and args.format not in LAYOUT_FORMATS:
+        raise ValueError(f"--{given[0].replace('_', '-')} applies to the page and alto formats only")
+    if args.text_index is not None and args.format != "page":
+        raise ValueError("--text-index applies to PAGE XML only (ALTO has one text per String)")
     summary = prepare(
         args.format, args.source, args.out_csv, split=args.split,
         normalization=None if args.normalization == "none" else args.normalization,
@@ -63,6 +74,7 @@ def _prepare(args: argparse.Namespace) -> int:
         on_error="skip" if args.skip_errors else "raise", label_regex=args.label_regex,
         csv_delimiter=args.csv_delimiter, string_split_delimiter=args.string_split_delimiter,
         progress=not args.no_progress,
+        layout=LayoutOptions(**{name: getattr(args, name) for name in layout_options}),
     )
     print(summary)
     if args.summary_json:
@@ -77,10 +89,13 @@ def _add_prepare(sub) -> None:
                     "With a split, writes <stem>.<part>.csv per part instead of OUT_CSV. "
                     "Formats: gt-pairs (<id>.png + <id>.gt.txt/.txt), iiit5k (.mat), icdar (word_1.png, \"label\"), "
                     "mjsynth (label in file name), tsv (path<TAB>label or path label), filename (stem = label), "
-                    "lmdb (num-samples/image-%%09d/label-%%09d, images extracted to <stem>_images/).",
+                    "lmdb (num-samples/image-%%09d/label-%%09d, images extracted to <stem>_images/), "
+                    "page / alto (PAGE XML / ALTO files, folders of them or a METS file: every text line cut out "
+                    "to <stem>_images/<page>/).",
     )
     p.add_argument("format", choices=PREPARE_FORMAT_NAMES)
-    p.add_argument("source", help="data set folder or annotation file")
+    p.add_argument("source", nargs="+",
+                   help="data set folder or annotation file (page, alto: several files, folders or a METS file)")
     p.add_argument("out_csv", help="CSV to write (with a split: the stem of <stem>.<part>.csv)")
     p.add_argument("--split", choices=("grapheme", "codepoint"), default="grapheme",
                    help="label symbols: grapheme clusters (default; 'aͤ' is one symbol) or code points")
@@ -98,6 +113,17 @@ def _add_prepare(sub) -> None:
     p.add_argument("--skip-errors", action="store_true",
                    help="leave out rows with empty labels, missing images, bad encoding (listed) instead of failing")
     p.add_argument("--label-regex", help="filename format: regex on the stem whose first group is the label")
+    p.add_argument("--text-index", type=int,
+                   help="page: the TextEquiv/@index to read (default: index 1, else the first TextEquiv)")
+    p.add_argument("--images", metavar="DIR",
+                   help="page, alto: folder of the page images when the XML's reference does not lead to them")
+    p.add_argument("--mets", metavar="METS_XML",
+                   help="page, alto: the METS file that pairs page files with images (default: the mets.xml of "
+                        "the workspace, the nearest folder above the XML holding one)")
+    p.add_argument("--image-group", metavar="USE",
+                   help="page, alto: the METS file group of the page images (e.g. OCR-D-IMG)")
+    p.add_argument("--page-group", metavar="USE",
+                   help="page, alto with a METS file as source: its file group to read (e.g. OCR-D-GT-PAGE)")
     _add_delimiters(p)
     p.add_argument("--summary-json", help="also save the summary as JSON")
     p.add_argument("--no-progress", action="store_true")

@@ -9,6 +9,9 @@ Modules (imported on use, none needs TensorFlow):
 - :mod:`~tf_crnn.datasets.render`: the image effects and degradations the generators use.
 - :mod:`~tf_crnn.datasets.fonts`: which font draws which symbol; symbol fonts.
 - :mod:`~tf_crnn.datasets.converters`: ``prepare`` from common annotation formats.
+- :mod:`~tf_crnn.datasets.pages`: PAGE XML / ALTO pages and their lines (:mod:`~tf_crnn.datasets.layout`,
+  :mod:`~tf_crnn.datasets.page_xml`, :mod:`~tf_crnn.datasets.alto`, :mod:`~tf_crnn.datasets.mets`);
+  :mod:`~tf_crnn.datasets.line_images` cuts the lines out of the page image.
 - :mod:`~tf_crnn.datasets.alphabet_tools`: build / check lookup tables from CSVs.
 - :mod:`~tf_crnn.datasets.validate`: decode every image, CTC feasibility, histograms.
 """

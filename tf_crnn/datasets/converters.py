@@ -21,7 +21,8 @@ Output files, for ``out_csv = data/prepared/fraktur.csv``:
 - ``fraktur.alphabet.json``: lookup table of every symbol in all parts
   (codes 1..N, sorted by code point, see :class:`~tf_crnn.alphabet.Alphabet`);
 - ``fraktur.alphabet.counts.json``: how often each symbol occurs;
-- ``fraktur_images/``: only for ``lmdb``, the extracted images.
+- ``fraktur_images/``: only for ``lmdb``, the extracted images, and for ``page`` /
+  ``alto``, the cut line images (one folder per page).
 
 Group split spec (``split_by_group``; ``--split-by-group`` on the command
 line), a Python-free string of ``part=values`` items and an optional ``mod=M``:
@@ -43,14 +44,15 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 from tqdm import tqdm
 
 from ..alphabet import Alphabet
 from ..annotations import AnnotationError, Sample, graphemes, listing, normalize, write_csv
 from .alphabet_tools import save_counts
-from .formats import READERS, Problem, Record
+from .formats import LAYOUT_FORMATS, READERS, WRITES_IMAGES, Problem, Record
+from .layout import LayoutOptions
 
 SPLITS = ("grapheme", "codepoint")
 GROUP_BY = ("parent", "top", "source")
@@ -73,7 +75,7 @@ class PrepareSummary:
         alphabet_path: the lookup table written.
         alphabet_size: number of symbols in it.
         counts_path: the symbol counts written.
-        images_dir: folder of extracted images (lmdb only).
+        images_dir: folder of extracted (lmdb) or cut (page, alto) images.
     """
 
     outputs: dict[str, tuple[str, int]] = field(default_factory=dict)
@@ -265,11 +267,12 @@ def _output_paths(out_csv: Path, parts: Iterable[str]) -> dict[str, Path]:
     return {p: (out_csv if p == "all" else stem.with_name(f"{stem.name}.{p}.csv")) for p in parts}
 
 
-def prepare(fmt: str, source: str | os.PathLike, out_csv: str | os.PathLike, *, split: str = "grapheme",
-            normalization: str | None = "NFC", casefold: bool = False, eval_ratio: float | None = None,
-            group_by: str | Callable[[Record], str] | None = None, split_by_group: str | None = None,
-            seed: int = 0, relative: bool = True, on_error: str = "raise", label_regex: str | None = None,
-            csv_delimiter: str = ";", string_split_delimiter: str = "|", progress: bool = True) -> PrepareSummary:
+def prepare(fmt: str, source: str | os.PathLike | Sequence[str | os.PathLike], out_csv: str | os.PathLike, *,
+            split: str = "grapheme", normalization: str | None = "NFC", casefold: bool = False,
+            eval_ratio: float | None = None, group_by: str | Callable[[Record], str] | None = None,
+            split_by_group: str | None = None, seed: int = 0, relative: bool = True, on_error: str = "raise",
+            label_regex: str | None = None, csv_delimiter: str = ";", string_split_delimiter: str = "|",
+            progress: bool = True, layout: LayoutOptions | None = None) -> PrepareSummary:
     """Convert a data set in format ``fmt`` to tf-crnn CSV(s) plus an alphabet.
 
     See the module doc for the output files and the group split spec, and
@@ -277,17 +280,21 @@ def prepare(fmt: str, source: str | os.PathLike, out_csv: str | os.PathLike, *, 
 
     Args:
         fmt: one of :data:`~tf_crnn.datasets.formats.READERS` (``gt-pairs``,
-            ``iiit5k``, ``icdar``, ``mjsynth``, ``tsv``, ``filename``, ``lmdb``).
-        source: the data set folder or annotation file.
+            ``iiit5k``, ``icdar``, ``mjsynth``, ``tsv``, ``filename``, ``lmdb``,
+            ``page``, ``alto``).
+        source: the data set folder or annotation file, or a list of them
+            (read one after the other; ``lmdb``: one only).
         out_csv: the CSV to write (with a split: the stem of the part CSVs).
         split: ``"grapheme"`` or ``"codepoint"`` symbols.
         normalization: Unicode normalization form or None.
         casefold: casefold labels.
         eval_ratio: fraction of rows (of groups, when ``group_by`` is set)
             put into ``<stem>.eval.csv``, the rest into ``<stem>.train.csv``.
-        group_by: ``"parent"`` (image's folder name), ``"top"`` (first folder
-            under ``source``), ``"source"`` (the format's natural group, e.g.
-            IIIT5K train/test) or a function of the :class:`Record`.
+        group_by: ``"parent"`` (image's folder name; ``page``/``alto``: the
+            page), ``"top"`` (first folder under ``source``; not for
+            ``page``/``alto``), ``"source"`` (the format's natural group, e.g.
+            IIIT5K train/test, the book of a PAGE file) or a function of the
+            :class:`Record`.
         split_by_group: a group split spec (needs ``group_by``).
         seed: seed of the random split.
         relative: write image paths relative to the CSV (else absolute).
@@ -298,28 +305,37 @@ def prepare(fmt: str, source: str | os.PathLike, out_csv: str | os.PathLike, *, 
         label_regex: ``filename`` format only: regex whose first group is the label.
         csv_delimiter: CSV field separator of the output.
         string_split_delimiter: symbol separator of the output.
-        progress: show a tqdm progress bar.
+        progress: show a tqdm progress bar (``page``/``alto``: over pages).
+        layout: ``page``/``alto`` only: text index, images folder, METS file
+            and groups (:class:`~tf_crnn.datasets.layout.LayoutOptions`).
 
     Returns:
         A :class:`PrepareSummary`.
 
     Raises:
-        ValueError: unknown format or option, bad split spec, or no row left.
+        ValueError: unknown format or option, bad split spec, or no row left;
+            ``page``/``alto``: a folder without such files, a METS file
+            without the page group.
         FileNotFoundError: the source does not exist.
         ConversionError: rows that cannot be converted and ``on_error="raise"``
             (lists file:line and reason of each).
         ImportError: ``lmdb`` without the lmdb package.
     """
-    reader = _check_options(fmt, split, on_error, eval_ratio, group_by, split_by_group)
+    roots = [Path(s).absolute() for s in ([source] if isinstance(source, (str, os.PathLike)) else source)]
+    reader = _check_options(fmt, split, on_error, eval_ratio, group_by, split_by_group, len(roots))
     group_split = parse_group_split(split_by_group) if split_by_group else None
     out_csv = Path(out_csv).absolute()
-    root = Path(source).absolute()
+    root = roots[0] if len(roots) == 1 else Path(os.path.commonpath(roots))
     out_csv.parent.mkdir(parents=True, exist_ok=True)
-    staging = tempfile.mkdtemp(dir=out_csv.parent, prefix=f".{out_csv.stem}_images.tmp-") if fmt == "lmdb" else None
+    staging = tempfile.mkdtemp(dir=out_csv.parent, prefix=f".{out_csv.stem}_images.tmp-") \
+        if fmt in WRITES_IMAGES else None
     try:
-        rows, groups, problems, skipped = _collect(reader, root, staging, label_regex, group_by,
+        options = dict(staging=staging, label_regex=label_regex, layout=layout,
+                       progress=progress and fmt in LAYOUT_FORMATS)
+        rows, groups, problems, skipped = _collect(reader, roots, options, group_by,
                                                    (split, normalization, casefold),
-                                                   (csv_delimiter, string_split_delimiter), progress)
+                                                   (csv_delimiter, string_split_delimiter),
+                                                   progress and fmt not in LAYOUT_FORMATS)
         if problems and on_error == "raise":
             raise ConversionError(_problem_message(problems, fmt, root))
         summary = PrepareSummary(skipped=problems + skipped)
@@ -336,9 +352,15 @@ def prepare(fmt: str, source: str | os.PathLike, out_csv: str | os.PathLike, *, 
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _check_options(fmt, split, on_error, eval_ratio, group_by, split_by_group):
+def _check_options(fmt, split, on_error, eval_ratio, group_by, split_by_group, n_sources):
     if fmt not in READERS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {sorted(READERS)}")
+    if n_sources == 0 or (fmt == "lmdb" and n_sources > 1):
+        raise ValueError(f"format {fmt} reads {'one source' if fmt == 'lmdb' else 'at least one source'}, "
+                         f"got {n_sources}")
+    if fmt in LAYOUT_FORMATS and group_by == "top":
+        raise ValueError(f"group_by='top' does not apply to {fmt} (its line images are written by prepare): "
+                         "use 'source' (the book) or 'parent' (the page)")
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if on_error not in ("raise", "skip"):
@@ -354,11 +376,11 @@ def _check_options(fmt, split, on_error, eval_ratio, group_by, split_by_group):
     return READERS[fmt]
 
 
-def _collect(reader, root, staging, label_regex, group_by, cleaning, delimiters, progress):
-    """Read and check every record: (rows, groups, problems, unwritable skips)."""
+def _collect(reader, roots, options, group_by, cleaning, delimiters, progress):
+    """Read and check every record of every source: (rows, groups, problems, unwritable skips)."""
     rows, groups, problems, skipped = [], [], [], []
-    items = reader(root, staging=staging, label_regex=label_regex)
-    for item in tqdm(items, desc="reading", unit="row", disable=not progress):
+    items = ((root, item) for root in roots for item in reader(root, **options))
+    for root, item in tqdm(items, desc="reading", unit="row", disable=not progress):
         if isinstance(item, Problem):
             problems.append(item)
             continue
@@ -406,7 +428,7 @@ def _publish_images(rows, staging: str, out_csv: Path):
     if final.exists():
         shutil.rmtree(final)
     os.replace(staging, final)
-    moved = [(str(final / Path(img).name), symbols, origin) for img, symbols, origin in rows]
+    moved = [(str(final / Path(img).relative_to(staging)), symbols, origin) for img, symbols, origin in rows]
     return moved, str(final)
 
 

@@ -40,6 +40,15 @@ Formats (the name is the ``fmt`` of ``prepare`` / ``tf-crnn prepare``):
     ``image-%09d`` (encoded image bytes), ``label-%09d`` (UTF-8), indices from
     1. Images are extracted (bytes unchanged) to a folder. Needs the optional
     ``lmdb`` package.
+``page`` / ``alto``
+    Page images with text lines in PAGE XML / ALTO files (a file, a folder of
+    them, or a METS file; see :mod:`tf_crnn.datasets.pages`): each line is cut
+    out (:mod:`tf_crnn.datasets.line_images`) to ``<page>/<n>_<line id>.png``
+    in a folder, ``<page>`` being the XML file's stem. The natural group is
+    the book (the folder holding ``mets.xml``, else the XML's folder); the
+    image's parent folder is the page. Lines without text or with a
+    degenerate polygon, and pages whose image is missing, are problems naming
+    the file and line id.
 """
 from __future__ import annotations
 
@@ -49,6 +58,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Union
+
+from tqdm import tqdm
 
 from ..config import PREPARE_FORMAT_NAMES
 
@@ -65,7 +76,7 @@ class Record:
         text: the raw label text (not yet normalized or split).
         origin: ``file:line`` (or ``file: entry N``) for messages.
         group: the format's natural group (gt-pairs: parent folder; iiit5k:
-            ``train``/``test``), used by ``group_by="source"``.
+            ``train``/``test``; page, alto: the book), used by ``group_by="source"``.
     """
 
     image: str
@@ -360,6 +371,69 @@ def read_lmdb(source: str | os.PathLike, staging: str | None = None, **_) -> Ite
         env.close()
 
 
+# --------------------------------------------------------------------------- page / alto
+
+#: Formats whose reader writes the images it yields (into ``staging``).
+WRITES_IMAGES = ("lmdb", "page", "alto")
+#: Formats read through :mod:`tf_crnn.datasets.pages` (options: ``layout``, a LayoutOptions).
+LAYOUT_FORMATS = ("page", "alto")
+_UNSAFE_IN_NAMES = re.compile(r"[^\w.-]")  # a line id's characters that a file name does not get
+
+
+def _page_folder(staging: Path, stem: str) -> Path:
+    """A new folder ``staging/stem`` (``stem_2``, ... when two sources have pages of the same name)."""
+    folder, n = staging / stem, 1
+    while folder.exists():
+        n += 1
+        folder = staging / f"{stem}_{n}"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def _read_layout(fmt: str, source, staging: str | None, layout=None, progress: bool = False) -> Iterator[Item]:
+    """Lines of PAGE / ALTO pages cut into ``staging`` (see the module doc); a progress bar over pages."""
+    from .layout import LayoutError, LayoutOptions
+    from .line_images import cut_line, load_page, page_background, polygon_problem
+    from .pages import book_of, find_page_files, read_page_file
+
+    if staging is None:
+        raise ValueError(f"the {fmt} reader needs a staging folder to write line images into")
+    options = layout if layout is not None else LayoutOptions()
+    cache: dict = {}
+    for page_file in tqdm(find_page_files(fmt, [source], options), desc=f"cutting lines ({fmt})", unit="page",
+                          disable=not progress):
+        try:
+            page = read_page_file(fmt, page_file, options, cache)
+            image = load_page(page.image)
+        except (LayoutError, OSError) as e:
+            yield Problem(str(page_file.xml), str(e).removeprefix(f"{page_file.xml}: "))
+            continue
+        yield from (Problem(f"{page.xml}: line {line_id}", reason) for line_id, reason in page.problems)
+        folder, background, book = _page_folder(Path(staging), page.xml.stem), page_background(image), book_of(page.xml)
+        for number, line in enumerate(page.lines, start=1):
+            origin = f"{page.xml}: line {line.id}"
+            reason = "no text (its TextEquiv / String content is empty or missing)" if not line.text.strip() \
+                else polygon_problem(line.polygon, image.size)
+            if reason is not None:
+                yield Problem(origin, reason)
+                continue
+            path = folder / f"{number:04d}_{_UNSAFE_IN_NAMES.sub('_', line.id)}.png"
+            cut_line(image, line.polygon, line.baseline, background).save(path)
+            yield Record(str(path), line.text, origin, book)
+
+
+def read_page(source: str | os.PathLike, staging: str | None = None, layout=None, progress: bool = False,
+              **_) -> Iterator[Item]:
+    """PAGE XML lines cut into ``staging`` (see the module doc; ``layout``: a LayoutOptions)."""
+    return _read_layout("page", source, staging, layout, progress)
+
+
+def read_alto(source: str | os.PathLike, staging: str | None = None, layout=None, progress: bool = False,
+              **_) -> Iterator[Item]:
+    """ALTO lines cut into ``staging`` (see the module doc; ``layout``: a LayoutOptions)."""
+    return _read_layout("alto", source, staging, layout, progress)
+
+
 #: format name -> reader(source, **options)
 READERS: dict[str, Callable[..., Iterator[Item]]] = {
     "gt-pairs": read_gt_pairs,
@@ -369,6 +443,8 @@ READERS: dict[str, Callable[..., Iterator[Item]]] = {
     "tsv": read_tsv,
     "filename": read_filename,
     "lmdb": read_lmdb,
+    "page": read_page,
+    "alto": read_alto,
 }
 # The names are defined once, in config.PrepareFormat (the CLI offers them as choices).
 assert tuple(READERS) == PREPARE_FORMAT_NAMES, "READERS and config.PrepareFormat must name the same formats"
