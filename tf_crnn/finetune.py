@@ -126,7 +126,7 @@ def _checkpoint_source(prefix: str) -> Source:
                             "its network and alphabet are unknown; fine-tune from that training's export instead")
     settings = load_config_file(os.path.join(folder, "params.json"))
     params = Params.from_dict({k: v for k, v in settings.items() if k in Params.field_names()})
-    alphabet = Alphabet.from_file(os.path.join(folder, "alphabet.json"))
+    alphabet = Alphabet.from_file(os.path.join(folder, "alphabet.json"), params.unicode_normalization)
     model = build_crnn(params, alphabet.num_classes)
     # NaN first: whatever the checkpoint does not hold stays NaN and is named below.
     weights = float_weights(model.variables)
