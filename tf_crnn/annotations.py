@@ -241,19 +241,20 @@ def find_duplicate_rows(samples: Sequence[Sample]) -> DuplicateRows:
     the image twice in an epoch and in the CER. Different labels for one image leave the ground truth
     ambiguous: no choice between them is right.
     """
-    by_path: dict[str, list[Sample]] = {}
-    for s in samples:
-        by_path.setdefault(s.image_path, []).append(s)
+    by_path: dict[str, list[int]] = {}
+    for i, s in enumerate(samples):
+        by_path.setdefault(s.image_path, []).append(i)
     repeated, conflicting, dropped = [], {}, set()
-    for path, rows in by_path.items():
+    for path, indices in by_path.items():
+        rows = [samples[i] for i in indices]
         if len(rows) == 1:
             continue
         if len({r.symbols for r in rows}) > 1:
             conflicting[path] = rows
             continue
         repeated += [(rows[0], r) for r in rows[1:]]
-        dropped.update(id(r) for r in rows[1:])
-    return DuplicateRows([s for s in samples if id(s) not in dropped], repeated, conflicting)
+        dropped.update(indices[1:])
+    return DuplicateRows([s for i, s in enumerate(samples) if i not in dropped], repeated, conflicting)
 
 
 def shared_images(first: Iterable[Sample], second: Iterable[Sample]) -> list[str]:
