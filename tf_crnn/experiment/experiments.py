@@ -459,7 +459,7 @@ def fine_tune(model, alphabet: Alphabet, params: Params, resumed_epoch: int | No
     if resumed_epoch:
         return finetune.not_applied(params.init_from, resumed_epoch)
     source = resolve_init_from(params.init_from, params.mongo_url, params.mongo_db_name)
-    return finetune.initialize(model, alphabet, source.path, source.origin)
+    return finetune.initialize(model, alphabet, source.path, source.origin, params.unicode_normalization)
 
 
 def early_stopping_epoch(trainer) -> int | None:
