@@ -58,13 +58,18 @@ def test_validate_finds_every_problem(tmp_path):
     assert report.duplicate_paths[str(tmp_path / "good.png")] == [f"{csv_path}:{i}" for i in (1, 7, 9)]
     assert report.duplicate_paths[str(tmp_path / "narrow.png")] == [f"{csv_path}:{i}" for i in (2, 3, 4)]
     assert len(report.duplicate_images) == 1 and "copy.png" in " ".join(report.duplicate_images[0])
-    assert not report.ok and report.errors == 5
+    # good.png (lines 1, 7, 9) and narrow.png (2, 3, 4) are each listed with different labels: an error apiece.
+    assert [c.split(": ", 1)[0] for c in report.conflicting_labels] == [str(tmp_path / "good.png"),
+                                                                        str(tmp_path / "narrow.png")]
+    assert f"{csv_path}:9 'hé'" in report.conflicting_labels[0]
+    assert not report.ok and report.errors == 7
     assert sorted(p.rsplit("/", 1)[1] for p in report.plots) == ["label_lengths.png", "widths.png"]
     for p in report.plots:
         with Image.open(p) as im:
             assert im.format == "PNG"
     text = report.format()
-    assert "FAILED: 5 error(s)" in text and "U+00E9" in text
+    assert "FAILED: 7 error(s)" in text and "U+00E9" in text
+    assert "ERROR 2 image(s) listed with different labels" in text
 
 
 def test_validate_cli_exit_codes_and_config(tmp_path, capsys):

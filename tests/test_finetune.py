@@ -118,6 +118,28 @@ def test_another_network_is_refused_naming_the_layer_and_both_shapes(source, dig
 
 
 @pytest.mark.slow
+def test_the_output_layer_is_remapped_in_the_new_trainings_unicode_form(source, digits_data, tmp_path):
+    # The source export relabelled: its "#" (code 11) becomes an NFD "u" + U+0308, and the export says NFD.
+    nfd = tmp_path / "nfd_export"
+    shutil.copytree(source / "export", nfd)
+    (nfd / "alphabet.json").write_text(json.dumps({**{d: ALPHABET_A[d] for d in DIGITS}, "u\u0308": 11}))
+    recorded = json.loads((nfd / "params.json").read_text())
+    (nfd / "params.json").write_text(json.dumps({**recorded, "unicode_normalization": "NFD"}))
+    params = tiny_params(digits_data, output_model_dir=str(tmp_path / "out"),
+                         lookup_alphabet_file=_alphabet_file(tmp_path, "b_u", {**ALPHABET_B, "\u00fc": 13}))
+    alphabet = Alphabet.from_file(params.lookup_alphabet_file, params.unicode_normalization)  # NFC
+    old_kernel = np.array(PredictionModel(nfd).crnn()[0].classifier.kernel.numpy())
+
+    model = build_crnn(params, alphabet.num_classes)
+    record = finetune.initialize(model, alphabet, str(nfd), normalization="NFC")
+    assert record["copied"]["shared_symbols"] == 11 and record["copied"]["new"] == ["x", "y"]
+    np.testing.assert_array_equal(model.classifier.kernel.numpy()[:, 13], old_kernel[:, 11])
+    # Compared as written, the two forms of the letter are two symbols: it starts fresh.
+    record = finetune.initialize(build_crnn(params, alphabet.num_classes), alphabet, str(nfd), normalization="none")
+    assert record["copied"]["shared_symbols"] == 10 and "\u00fc" in record["copied"]["new"]
+
+
+@pytest.mark.slow
 def test_sources_that_cannot_be_used_are_named(source, tmp_path):
     with pytest.raises(FinetuneError, match="is neither an export folder"):
         finetune.load_source(str(tmp_path))

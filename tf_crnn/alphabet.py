@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
 from ._util import write_json
-from .annotations import Sample, listing
+from .annotations import Sample, listing, normalize
 from .textfiles import TextFileError, load_json
 
 #: Class index of the CTC blank label (Graves et al. 2006). Codes start at 1.
@@ -33,8 +33,34 @@ class UnknownSymbol:
     line: int
 
     def __str__(self) -> str:
-        points = " U+".join(f"{ord(c):04X}" for c in self.symbol)
-        return f"{self.csv_file}:{self.line}: symbol {self.symbol!r} (U+{points}) is not in the alphabet"
+        where = f"{self.csv_file}:{self.line}"
+        return f"{where}: symbol {self.symbol!r} ({code_points(self.symbol)}) is not in the alphabet"
+
+
+def code_points(symbol: str) -> str:
+    """``U+0075 U+0308``: the code points of ``symbol``, for a message."""
+    return " ".join(f"U+{ord(c):04X}" for c in symbol)
+
+
+def normalized_table(table: Mapping[str, int], form: str | None) -> dict[str, int]:
+    """``table`` with every (string) symbol in Unicode ``form`` (:func:`tf_crnn.annotations.normalize`).
+
+    Raises:
+        AlphabetError: two keys become the same symbol: the table is ambiguous (which code does ``ü`` get?),
+            so they are named, never merged silently.
+    """
+    out: dict[str, int] = {}
+    original: dict[str, str] = {}
+    for symbol, code in table.items():
+        key = normalize(symbol, form) if isinstance(symbol, str) else symbol
+        if key in out:
+            first = original[key]
+            raise AlphabetError(
+                f"keys {first!r} ({code_points(first)}, code {out[key]}) and {symbol!r} ({code_points(symbol)}, "
+                f"code {code}) are the same symbol {key!r} in Unicode {form} (unicode_normalization), so the table "
+                f"is ambiguous: keep one of them, or set unicode_normalization: none to tell them apart")
+        out[key], original[key] = code, symbol
+    return out
 
 
 class Alphabet:
@@ -66,12 +92,19 @@ class Alphabet:
         self._symbols_by_code = seen
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike) -> "Alphabet":
-        """Load a JSON lookup table ``{"symbol": code}``.
+    def from_file(cls, path: str | os.PathLike, normalization: str | None = "NFC") -> "Alphabet":
+        """Load a JSON lookup table ``{"symbol": code}``, its symbols in one Unicode form.
+
+        Args:
+            path: the table (UTF-8, optional byte-order mark).
+            normalization: ``NFC``, ``NFD`` (each symbol put in that form, :func:`tf_crnn.annotations.normalize`)
+                or ``none`` / None (symbols as written): the ``unicode_normalization`` of the training or model.
 
         Raises:
             FileNotFoundError: no such file.
-            AlphabetError: not UTF-8, not valid JSON, a symbol given twice, or not a valid table (names the file).
+            AlphabetError: not UTF-8, not valid JSON, a symbol given twice, two keys that are one symbol in the
+                ``normalization`` form (``"ü"`` and ``"u\u0308"`` under NFC or NFD), or not a valid table (names
+                the file).
         """
         path = os.fspath(path)
         try:
@@ -81,7 +114,7 @@ class Alphabet:
         if not isinstance(table, dict):
             raise AlphabetError(f"{path}: expected a JSON object {{\"symbol\": code}}")
         try:
-            return cls(table)
+            return cls(normalized_table(table, normalization))
         except AlphabetError as e:
             raise AlphabetError(f"{path}: {e}") from e
 
@@ -168,7 +201,14 @@ class Alphabet:
                 f"{len(unknown)} label symbol(s) not in the alphabet (distinct: {distinct}):\n"
                 f"{listing(unknown, max_listed)}\n"
                 "Add them to the lookup table (tf-crnn alphabet build CSV... -o table.json) or fix the labels."
+                + self._form_hint(distinct)
             )
+
+    def _form_hint(self, symbols: Sequence[str]) -> str:
+        """A sentence for symbols that are in the table in another Unicode form ("" if none is)."""
+        other = [s for s in symbols if any(normalize(s, f) in self.lookup for f in ("NFC", "NFD"))]
+        return (f" {other[:10]} are in the table in another Unicode normalisation form: compare them in one form "
+                "with unicode_normalization: NFC (the default) or NFD." if other else "")
 
     def encode(self, symbols: Sequence[str]) -> list[int]:
         """Symbols to codes.

@@ -94,8 +94,19 @@ _GRAPHEME = regex.compile(r"\X")  # compiled once: regex.findall's pattern cache
 
 
 def normalize(text: str, form: str | None = "NFC") -> str:
-    """Unicode-normalize ``text`` (``NFC``, ``NFD``, ``NFKC``, ``NFKD`` or None)."""
-    return unicodedata.normalize(form, text) if form else text
+    """Unicode-normalize ``text``.
+
+    Args:
+        text: any text.
+        form: ``NFC``, ``NFD``, ``NFKC``, ``NFKD``; None or ``"none"`` (the ``unicode_normalization``
+            setting's word for it) leave the text as it is.
+    """
+    return unicodedata.normalize(form, text) if form and form != "none" else text
+
+
+def normalize_symbols(symbols: Iterable[str], form: str | None = "NFC") -> tuple[str, ...]:
+    """Each symbol normalized on its own (:func:`normalize`), so symbol boundaries stay where the label put them."""
+    return tuple(normalize(s, form) for s in symbols)
 
 
 def format_label(symbols: Sequence[str], string_split_delimiter: str = "|") -> str:
@@ -118,6 +129,7 @@ def read_csv(
     csv_file: str | os.PathLike,
     csv_delimiter: str = ";",
     string_split_delimiter: str = "|",
+    normalization: str | None = "NFC",
 ) -> list[Sample]:
     """Read one annotation CSV with pandas.
 
@@ -125,6 +137,9 @@ def read_csv(
         csv_file: path of the CSV (UTF-8, optional BOM, no header).
         csv_delimiter: separator between path and label.
         string_split_delimiter: separator between symbols of the label.
+        normalization: the Unicode form every label symbol is put in (``unicode_normalization``: ``NFC``,
+            ``NFD``, or ``none`` / None for the labels as written; :func:`normalize_symbols`). Image paths
+            are kept as written: the file system decides how they match.
 
     Returns:
         The samples in file order; image paths made absolute against the CSV's
@@ -167,7 +182,7 @@ def read_csv(
             raise AnnotationError(
                 f"{csv_file}:1: {path}{csv_delimiter}{label} looks like a header row, but tf-crnn's CSVs have none "
                 f"(each row is image path{csv_delimiter}label): delete the first line")
-        symbols = split_label(label, string_split_delimiter)
+        symbols = normalize_symbols(split_label(label, string_split_delimiter), normalization)
         if not symbols:
             raise AnnotationError(f"{csv_file}:{line}: empty label for {path}")
         samples.append(Sample(os.path.normpath(os.path.join(base, path)), symbols, csv_file, line))
@@ -184,13 +199,68 @@ def _looks_like_header(path: str, base: str) -> bool:
 
 
 def read_csvs(
-    csv_files: Iterable[str | os.PathLike], csv_delimiter: str = ";", string_split_delimiter: str = "|"
+    csv_files: Iterable[str | os.PathLike], csv_delimiter: str = ";", string_split_delimiter: str = "|",
+    normalization: str | None = "NFC",
 ) -> list[Sample]:
     """Read and concatenate several annotation CSVs (see :func:`read_csv`)."""
     samples: list[Sample] = []
     for f in csv_files:
-        samples.extend(read_csv(f, csv_delimiter, string_split_delimiter))
+        samples.extend(read_csv(f, csv_delimiter, string_split_delimiter, normalization))
     return samples
+
+
+@dataclass
+class DuplicateRows:
+    """Rows of one split that name the same image (:func:`find_duplicate_rows`).
+
+    Attributes:
+        unique: the rows with each repeated (same path, same label) row after the first left out, in file order;
+            rows of conflicting images are still in.
+        repeated: ``(first row, later row)`` pairs of the same image with the same label.
+        conflicting: image path -> its rows, for images listed with different labels (ambiguous ground truth).
+    """
+
+    unique: list[Sample]
+    repeated: list[tuple[Sample, Sample]]
+    conflicting: dict[str, list[Sample]]
+
+    def repeated_lines(self) -> list[str]:
+        """``file:line == file:line (path)`` for each repeated row, for a message."""
+        return [f"{later.where()} == {first.where()} ({first.image_path})" for first, later in self.repeated]
+
+    def conflicting_lines(self) -> list[str]:
+        """``path: file:line 'label', file:line 'label'`` for each conflicting image, for a message."""
+        return [f"{path}: " + ", ".join(f"{s.where()} {s.text!r}" for s in rows)
+                for path, rows in self.conflicting.items()]
+
+
+def find_duplicate_rows(samples: Sequence[Sample]) -> DuplicateRows:
+    """Group rows by image path (absolute, as :func:`read_csv` makes them): repeats and conflicts.
+
+    A repeat (same image, same label) usually comes from concatenating overlapping exports; it would count
+    the image twice in an epoch and in the CER. Different labels for one image leave the ground truth
+    ambiguous: no choice between them is right.
+    """
+    by_path: dict[str, list[int]] = {}
+    for i, s in enumerate(samples):
+        by_path.setdefault(s.image_path, []).append(i)
+    repeated, conflicting, dropped = [], {}, set()
+    for path, indices in by_path.items():
+        rows = [samples[i] for i in indices]
+        if len(rows) == 1:
+            continue
+        if len({r.symbols for r in rows}) > 1:
+            conflicting[path] = rows
+            continue
+        repeated += [(rows[0], r) for r in rows[1:]]
+        dropped.update(indices[1:])
+    return DuplicateRows([s for i, s in enumerate(samples) if i not in dropped], repeated, conflicting)
+
+
+def shared_images(first: Iterable[Sample], second: Iterable[Sample]) -> list[str]:
+    """Image paths listed in both sample lists (a train/eval leak), in the order of ``second``, each once."""
+    paths = {s.image_path for s in first}
+    return list(dict.fromkeys(s.image_path for s in second if s.image_path in paths))
 
 
 def write_csv(

@@ -31,6 +31,8 @@ MixedPrecision = Literal["auto", "on", "off", "float16", "bfloat16"]
 OnBadSample = Literal["error", "skip"]
 DataFingerprint = Literal["content", "stat", "off"]
 CacheImages = Literal["auto", "on", "off"]
+#: ``unicode_normalization``: the form labels, alphabet symbols and lexicons are compared in (``none``: as written).
+UnicodeNormalization = Literal["NFC", "NFD", "none"]
 #: ``learning_rate_schedule`` (built in :mod:`tf_crnn.schedules`, table ``SCHEDULES``).
 LearningRateSchedule = Literal["exponential", "cosine", "one_cycle"]
 #: ``tf-crnn prepare`` input formats (readers in :mod:`tf_crnn.datasets.formats`).
@@ -43,6 +45,7 @@ MIXED_PRECISION_NAMES: tuple[str, ...] = get_args(MixedPrecision)
 ON_BAD_SAMPLE_NAMES: tuple[str, ...] = get_args(OnBadSample)
 DATA_FINGERPRINT_NAMES: tuple[str, ...] = get_args(DataFingerprint)
 CACHE_IMAGES_NAMES: tuple[str, ...] = get_args(CacheImages)
+UNICODE_NORMALIZATION_NAMES: tuple[str, ...] = get_args(UnicodeNormalization)
 LEARNING_RATE_SCHEDULE_NAMES: tuple[str, ...] = get_args(LearningRateSchedule)
 PREPARE_FORMAT_NAMES: tuple[str, ...] = get_args(PrepareFormat)
 #: ``tf-crnn convert`` formats and TFLite quantizations (converters in :mod:`tf_crnn.convert`).
@@ -68,6 +71,24 @@ AUGMENTATION_PRESETS: dict[str, tuple[tuple[str, float], ...]] = {
                ("brightness", 0.6), ("contrast", 0.6), ("stroke_width", 1.0), ("blur", 0.6),
                ("salt_pepper", 0.6), ("noise", 0.6)),
 }
+
+
+#: What a model whose ``params.json`` lacks ``unicode_normalization`` (exported before tf-crnn 0.5.0) gets.
+#: Such a model was trained on labels as written, and those came from ``tf-crnn prepare`` (NFC) or editors
+#: that type composed letters, so NFC compares text the way most of them were trained.
+LEGACY_UNICODE_NORMALIZATION = "NFC"
+
+
+def recorded_unicode_normalization(params: dict) -> str:
+    """The ``unicode_normalization`` of a model's ``params.json`` (:data:`LEGACY_UNICODE_NORMALIZATION` if absent).
+
+    Raises:
+        ConfigError: a value outside :data:`UNICODE_NORMALIZATION_NAMES`.
+    """
+    form = params.get("unicode_normalization", LEGACY_UNICODE_NORMALIZATION)
+    if form not in UNICODE_NORMALIZATION_NAMES:
+        raise ConfigError(f"unicode_normalization must be {one_of(UNICODE_NORMALIZATION_NAMES)}, got {form!r}")
+    return form
 
 
 def one_of(names: tuple[str, ...]) -> str:
@@ -221,6 +242,13 @@ class Params:
             each CSV's folder.
         lookup_alphabet_file: JSON lookup table ``{symbol: code}``.
         csv_delimiter, string_split_delimiter: the CSV's separators.
+        unicode_normalization: the Unicode normalisation form label symbols, alphabet symbols and
+            lexicon words are compared in: ``NFC`` (the default: composed, ``ü`` is one code point,
+            what ``tf-crnn prepare`` writes and most keyboards type), ``NFD`` (decomposed, ``u`` +
+            U+0308) or ``none`` (compared as written, code point by code point). Applied when the
+            CSVs, the lookup table and a lexicon are read, and again by evaluation and prediction
+            with the model's own setting (``params.json``; an export without the key gets ``NFC``).
+            Two alphabet keys that become one symbol in the form are an error.
         input_shape: ``[height, min_width]``: images are resized to ``height``
             keeping their aspect ratio and padded to at least ``min_width``.
         max_width: wider images are squeezed to this width.
@@ -365,6 +393,7 @@ class Params:
     output_model_dir: str = "output"
     csv_delimiter: str = ";"
     string_split_delimiter: str = "|"
+    unicode_normalization: UnicodeNormalization = "NFC"
     input_shape: list[int] = field(default_factory=lambda: [32, 100])
     max_width: int = 2048
     input_channels: int = 1

@@ -257,7 +257,7 @@ def representative_images(csv_files: list[str], params, samples: int = 200, seed
     from .data import preprocess_image
     from .images import ImageError, model_input
 
-    rows = read_csvs(csv_files, params.csv_delimiter, params.string_split_delimiter)
+    rows = read_csvs(csv_files, params.csv_delimiter, params.string_split_delimiter, params.unicode_normalization)
     if not rows:
         raise DeployError(f"no rows in {', '.join(csv_files)}")
     drawn = random.Random(seed).sample(rows, min(samples, len(rows)))

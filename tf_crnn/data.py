@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from . import augmentation, images
 from .alphabet import Alphabet
-from .annotations import Sample, listing, read_csvs
+from .annotations import Sample, find_duplicate_rows, listing, read_csvs, shared_images
 from .config import Params
 from .decoding import ctc_steps_needed
 from .images import ImageInfo
@@ -204,12 +204,57 @@ def scan_samples(samples: list[Sample], params: Params, alphabet: Alphabet,
 
 
 def read_split(csv_files: list[str], params: Params) -> list[Sample]:
-    """Every row of one split's CSVs, in file order (``csv_delimiter``, ``string_split_delimiter``).
+    """Every row of one split's CSVs, in file order (``csv_delimiter``, ``string_split_delimiter``), labels in
+    the ``unicode_normalization`` form.
 
     Raises:
         FileNotFoundError / AnnotationError: unreadable CSV.
     """
-    return read_csvs(csv_files, params.csv_delimiter, params.string_split_delimiter)
+    return read_csvs(csv_files, params.csv_delimiter, params.string_split_delimiter, params.unicode_normalization)
+
+
+def without_duplicates(samples: list[Sample], params: Params, name: str) -> list[Sample]:
+    """``samples`` with repeated rows kept once and, under ``on_bad_sample=skip``, conflicting images left out.
+
+    An image listed twice with the same label is kept once (a warning lists the ``file:line`` pairs): a repeat
+    would weigh it twice in an epoch and count it twice in the eval CER. An image listed with different labels
+    has no single ground truth: an error naming every row, or with ``on_bad_sample=skip`` all its rows are
+    left out (a warning lists them).
+
+    Raises:
+        DataError: an image with different labels and ``on_bad_sample == "error"``.
+    """
+    found = find_duplicate_rows(samples)
+    if found.repeated:
+        log.warning("%s split: %d repeated row(s) (same image, same label) kept once:\n%s", name,
+                    len(found.repeated), listing(found.repeated_lines()))
+    if not found.conflicting:
+        return found.unique
+    listed = listing(found.conflicting_lines())
+    if params.on_bad_sample == "error":
+        raise DataError(f"{name} split: {len(found.conflicting)} image(s) listed with different labels, so their "
+                        f"ground truth is ambiguous:\n{listed}\nKeep the one right row of each, or set "
+                        "on_bad_sample=skip to leave all of their rows out.")
+    log.warning("%s split: leaving out %d image(s) listed with different labels (on_bad_sample=skip):\n%s", name,
+                len(found.conflicting), listed)
+    return [s for s in found.unique if s.image_path not in found.conflicting]
+
+
+def shared_with_training(train: list[Entry], evaluation: list[Entry], shown: int = 5) -> list[str]:
+    """Images in both splits (a leak: the eval CER then measures memory too), with a warning if there are any.
+
+    A warning, not an error: training and evaluating on one set is a deliberate check (can the model fit these
+    lines at all?), and the run records the count (``info.train_eval_overlap``) beside its CER.
+
+    Returns:
+        The shared image paths (absolute), in eval order.
+    """
+    shared = shared_images([e.sample for e in train], [e.sample for e in evaluation])
+    if shared:
+        more = f" ... and {len(shared) - shown} more" if len(shared) > shown else ""
+        log.warning("%d of %d eval image(s) are also training images, so the eval CER is not measured on unseen "
+                    "lines: %s%s", len(shared), len(evaluation), ", ".join(shared[:shown]), more)
+    return shared
 
 
 def load_split(csv_files: list[str], params: Params, alphabet: Alphabet, name: str,
@@ -217,7 +262,8 @@ def load_split(csv_files: list[str], params: Params, alphabet: Alphabet, name: s
     """Read, check and scan one split (``train`` or ``eval``).
 
     Logs a warning listing the degenerate images (kept) with their count per kind, and the
-    number of images converted with Pillow before decoding.
+    number of images converted with Pillow before decoding. Rows naming one image twice go through
+    :func:`without_duplicates` first.
 
     Args:
         samples: the rows of ``csv_files`` when the caller has read them already (:func:`read_split`; a
@@ -226,13 +272,16 @@ def load_split(csv_files: list[str], params: Params, alphabet: Alphabet, name: s
     Raises:
         FileNotFoundError / AnnotationError: unreadable CSV.
         AlphabetError: a label symbol is not in the alphabet (file, line, symbol).
-        DataError: bad images or infeasible labels and ``on_bad_sample == "error"``,
-            or no usable sample at all.
+        DataError: bad images, infeasible labels or an image listed with different labels and
+            ``on_bad_sample == "error"``, or no usable sample at all.
     """
     if samples is None:
         samples = read_split(csv_files, params)
     if not samples:
         raise DataError(f"{name} split: no rows in {csv_files}")
+    samples = without_duplicates(samples, params, name)
+    if not samples:
+        raise DataError(f"{name} split: no usable sample left in {csv_files}")
     alphabet.check(samples)
     report = scan_samples(samples, params, alphabet, progress, desc=f"checking {name} images")
     problems = report.problems

@@ -227,16 +227,24 @@ class Lexicon:
         self._lists = [list(w) for w in self.words]
 
     @classmethod
-    def from_file(cls, path: str, lookup: dict[str, int], string_split_delimiter: str = "|") -> "Lexicon":
+    def from_file(cls, path: str, lookup: dict[str, int], string_split_delimiter: str = "|",
+                  normalization: str | None = "NFC") -> "Lexicon":
         """Read one word per line (UTF-8). A line like ``|a|ͤ|b|`` is split at the delimiter,
         any other line into grapheme clusters (UAX #29), so ``aͤ`` is one symbol.
+
+        Args:
+            path: the word list.
+            lookup: the alphabet's ``{symbol: code}`` (its symbols in the ``normalization`` form).
+            string_split_delimiter: the symbol separator of ``|a|b|`` lines.
+            normalization: the model's ``unicode_normalization`` (``NFC``, ``NFD``, ``none``): each word's
+                symbols are put in that form, so an NFD word list matches an NFC model.
 
         Raises:
             FileNotFoundError: no such file.
             TextFileError: not UTF-8 (a ``ValueError``).
             ValueError: no usable word in it.
         """
-        from .annotations import graphemes, split_label
+        from .annotations import graphemes, normalize_symbols, split_label
         from .textfiles import read_text
 
         words = []
@@ -244,8 +252,9 @@ class Lexicon:
             if not line.strip():
                 continue
             d = string_split_delimiter
-            words.append(split_label(line, d) if len(line) > 1 and line.startswith(d) and line.endswith(d)
-                         else tuple(graphemes(line.strip())))
+            symbols = (split_label(line, d) if len(line) > 1 and line.startswith(d) and line.endswith(d)
+                       else graphemes(line.strip()))
+            words.append(normalize_symbols(symbols, normalization))
         try:
             return cls(words, lookup)
         except ValueError as e:

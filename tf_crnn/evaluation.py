@@ -38,6 +38,7 @@ import pandas as pd
 from . import metrics
 from .alphabet import Alphabet, UnknownSymbol
 from .annotations import Sample, listing, read_csvs
+from .config import recorded_unicode_normalization
 from .voting import METHOD as VOTING_METHOD
 from .voting import VotingModel, voting_decoding
 
@@ -148,15 +149,15 @@ def prepare(model_dir: str | Sequence[str], csv_files: list[str], alphabet_file:
         tf_crnn.voting.VotingError: models to vote with different alphabets.
     """
     model_dirs = [model_dir] if isinstance(model_dir, (str, os.PathLike)) else list(model_dir)
-    given = Alphabet.from_file(alphabet_file) if alphabet_file else None
-    models = [_load_model(os.path.abspath(path), given, alphabet_file) for path in model_dirs]
+    models = [_load_model(os.path.abspath(path), alphabet_file) for path in model_dirs]
     model = models[0] if len(models) == 1 else VotingModel(models)
     alphabet = model.alphabet
     alphabet_file = alphabet_file or model.alphabet_file
 
     csv_files = list(dict.fromkeys(os.path.abspath(f) for f in csv_files))
+    # Labels in the model's Unicode form, as its training read its own (recorded_unicode_normalization).
     samples = read_csvs(csv_files, model.params.get("csv_delimiter", ";"),
-                        model.params.get("string_split_delimiter", "|"))
+                        model.params.get("string_split_delimiter", "|"), recorded_unicode_normalization(model.params))
     if not samples:
         raise EvaluationError(f"no rows in {', '.join(csv_files)}")
     if strict:
@@ -168,9 +169,9 @@ def prepare(model_dir: str | Sequence[str], csv_files: list[str], alphabet_file:
                     unknown)
 
 
-def _load_model(model_dir: str, given: Alphabet | None, alphabet_file: str | None):
-    """The model at ``model_dir`` with its alphabet: its own, which ``given`` (``--alphabet``) must equal,
-    or ``given`` for a model without one.
+def _load_model(model_dir: str, alphabet_file: str | None):
+    """The model at ``model_dir`` with its alphabet: its own, which the table of ``alphabet_file`` (``--alphabet``,
+    read in the model's Unicode form) must equal, or that table for a model without one.
 
     Raises:
         FileNotFoundError: no model there (with a hint when ``model_dir/export`` is one).
@@ -186,6 +187,7 @@ def _load_model(model_dir: str, given: Alphabet | None, alphabet_file: str | Non
         raise FileNotFoundError(f"no exported model at {model_dir} ({what}; a model is a SavedModel folder "
                                 f"or a .tflite / .onnx file of tf-crnn convert){hint}")
     model = PredictionModel(model_dir)
+    given = Alphabet.from_file(alphabet_file, model.normalization) if alphabet_file else None
     if given is not None:
         if model.alphabet is not None and model.alphabet.lookup != given.lookup:
             difference = model.alphabet.difference(given, ("the model's", "the given"))
@@ -235,7 +237,8 @@ def evaluate(prepared: Prepared, decoding: Decoding, batch_size: int = 32, progr
 
     samples, alphabet = prepared.samples, prepared.alphabet
     delimiter = prepared.model.params.get("string_split_delimiter", "|")
-    lexicon = Lexicon.from_file(decoding.lexicon, alphabet.lookup, delimiter) if decoding.lexicon else None
+    lexicon = (Lexicon.from_file(decoding.lexicon, alphabet.lookup, delimiter,
+                                 recorded_unicode_normalization(prepared.model.params)) if decoding.lexicon else None)
     order = sorted(range(len(samples)), key=lambda i: prepared.sizes[i][0] / max(1, prepared.sizes[i][1]))
     paths = [samples[i].image_path for i in order]
     best: list = [None] * len(samples)

@@ -35,7 +35,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .alphabet import BLANK, Alphabet
+from .alphabet import BLANK, Alphabet, AlphabetError, normalized_table
 from .config import ConfigError, Params, load_config_file
 from .model import build_crnn
 from .trainer import newest_checkpoint
@@ -126,7 +126,7 @@ def _checkpoint_source(prefix: str) -> Source:
                             "its network and alphabet are unknown; fine-tune from that training's export instead")
     settings = load_config_file(os.path.join(folder, "params.json"))
     params = Params.from_dict({k: v for k, v in settings.items() if k in Params.field_names()})
-    alphabet = Alphabet.from_file(os.path.join(folder, "alphabet.json"))
+    alphabet = Alphabet.from_file(os.path.join(folder, "alphabet.json"), params.unicode_normalization)
     model = build_crnn(params, alphabet.num_classes)
     # NaN first: whatever the checkpoint does not hold stays NaN and is named below.
     weights = float_weights(model.variables)
@@ -231,22 +231,32 @@ def _remap_classifier(source: Source, classifier, alphabet: Alphabet) -> dict:
             "new": new[:LISTED_SYMBOLS], "dropped": dropped[:LISTED_SYMBOLS]}
 
 
-def initialize(model, alphabet: Alphabet, init_from: str | os.PathLike, origin: dict | None = None) -> dict:
+def initialize(model, alphabet: Alphabet, init_from: str | os.PathLike, origin: dict | None = None,
+               normalization: str | None = None) -> dict:
     """Fine-tuning's start: load ``init_from`` (:func:`load_source`) and copy it into ``model`` (:func:`copy_weights`).
 
     Args:
         model, alphabet: the new training's CRNN and lookup table.
         init_from, origin: as :func:`load_source` (a folder or checkpoint; a run is resolved to its export
             folder before, by :func:`tf_crnn.experiment.sources.resolve_init_from`).
+        normalization: the new training's ``unicode_normalization``: the source's symbols are put in that form
+            before the output layer is remapped by symbol (an NFD-trained source keeps its ``ü`` in an NFC
+            training); None: as the source has them.
 
     Returns:
         The record for ``run.info["init_from"]``: the source's record plus ``copied`` (what
         :func:`copy_weights` returns).
 
     Raises:
-        FinetuneError: as :func:`load_source` and :func:`copy_weights`.
+        FinetuneError: as :func:`load_source` and :func:`copy_weights`; two source symbols that are one in
+            ``normalization``.
     """
     source = load_source(init_from, origin)
+    if normalization is not None:
+        try:
+            source.alphabet = Alphabet(normalized_table(source.alphabet.lookup, normalization))
+        except AlphabetError as e:
+            raise FinetuneError(f"init_from: the alphabet of {source.record.get('path', init_from)}: {e}") from None
     record = {**source.record, "copied": copy_weights(source, model, alphabet)}
     log.info("%s", describe(record))
     return record

@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from .alphabet import Alphabet
+from .config import recorded_unicode_normalization
 from .data import decode_failure
 from .decoding import Decoding, Lexicon, decode_batch, default_decoding
 from .images import ACCEPTED, IMAGE_TYPES, ImageError, ImageInput, describe, model_input
@@ -87,8 +88,12 @@ class PredictionModel:
                 raise FileNotFoundError(f"{params_file} is missing: {label} model needs the params.json "
                                         f"tf-crnn convert writes beside {export_dir}")
         self.params = json.load(open(params_file, encoding="utf-8")) if os.path.isfile(params_file) else {}
+        #: The Unicode form the model compares text in (``unicode_normalization`` of ``params.json``; NFC for an
+        #: export written before the key): its alphabet, lexicons and evaluated labels are put in it.
+        self.normalization: str = recorded_unicode_normalization(self.params)
         #: The lookup table the model was trained with (None if the export lacks ``alphabet.json``).
-        self.alphabet: Alphabet | None = Alphabet.from_file(alphabet_file) if os.path.isfile(alphabet_file) else None
+        self.alphabet: Alphabet | None = (Alphabet.from_file(alphabet_file, self.normalization)
+                                          if os.path.isfile(alphabet_file) else None)
         #: Where :attr:`alphabet` was read (whether or not the file exists).
         self.alphabet_file = alphabet_file
         #: How :meth:`predict` decodes unless told otherwise: the training-time setting of ``params.json``.
@@ -316,7 +321,8 @@ class PredictionModel:
                              "its logits cannot be decoded")
         if decoding.lexicon and decoding.lexicon not in self._lexicons:
             self._lexicons[decoding.lexicon] = Lexicon.from_file(
-                decoding.lexicon, self.alphabet.lookup, self.params.get("string_split_delimiter", "|"))
+                decoding.lexicon, self.alphabet.lookup, self.params.get("string_split_delimiter", "|"),
+                self.normalization)
         return self._lexicons.get(decoding.lexicon) if decoding.lexicon else None
 
     def predict(self, images: Iterable[ImageInput] | ImageInput, batch_size: int = 32,

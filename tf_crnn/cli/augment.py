@@ -79,7 +79,8 @@ def _preview(args: argparse.Namespace) -> int:
     from ..alphabet import Alphabet
     from ..annotations import listing, read_csv
 
-    samples = read_csv(args.preview, params.csv_delimiter, params.string_split_delimiter)
+    samples = read_csv(args.preview, params.csv_delimiter, params.string_split_delimiter,
+                       params.unicode_normalization)
     if not samples:
         raise ValueError(f"{args.preview} has no rows")
     picked = [samples[i] for i in sorted(set(np.linspace(0, len(samples) - 1, args.rows).round().astype(int)))]

@@ -31,7 +31,7 @@ import dataclasses
 import os
 import sys
 
-from ..config import PREPARE_FORMAT_NAMES
+from ..config import PREPARE_FORMAT_NAMES, UNICODE_NORMALIZATION_NAMES
 from ..datasets.text_spec import CASES, TextSpec
 from .errors import handles
 
@@ -40,6 +40,13 @@ def _add_delimiters(p: argparse.ArgumentParser) -> None:
     """The CSV format options (config keys ``csv_delimiter``, ``string_split_delimiter``)."""
     p.add_argument("--csv-delimiter", default=";", help="between image path and label (default ;)")
     p.add_argument("--string-split-delimiter", default="|", help="between a label's symbols (default |)")
+
+
+def _add_unicode_form(p: argparse.ArgumentParser) -> None:
+    """The form labels and tables are compared in (config key ``unicode_normalization``)."""
+    p.add_argument("--unicode-normalization", choices=UNICODE_NORMALIZATION_NAMES, default="NFC",
+                   help="Unicode form labels and table symbols are compared in, as the training's "
+                        "unicode_normalization (default NFC)")
 
 
 def _add_generator_options(p: argparse.ArgumentParser, height: int) -> None:
@@ -137,7 +144,7 @@ def _alphabet_build(args: argparse.Namespace) -> int:
     from ..datasets.alphabet_tools import build_table, counts_path_for, format_counts
 
     alphabet, counts = build_table(args.csv, args.output, args.min_count, args.csv_delimiter,
-                                   args.string_split_delimiter)
+                                   args.string_split_delimiter, args.unicode_normalization)
     print(format_counts(counts))
     dropped = sorted(s for s, n in counts.items() if n < args.min_count)
     if dropped:
@@ -150,7 +157,8 @@ def _alphabet_build(args: argparse.Namespace) -> int:
 def _alphabet_check(args: argparse.Namespace) -> int:
     from ..datasets.alphabet_tools import check_table
 
-    report = check_table(args.table, args.csv, args.csv_delimiter, args.string_split_delimiter)
+    report = check_table(args.table, args.csv, args.csv_delimiter, args.string_split_delimiter,
+                         args.unicode_normalization)
     print(report)
     return 0 if report.ok else 1
 
@@ -165,8 +173,9 @@ def _add_alphabet(sub) -> None:
     c = actions.add_parser("check", help="list label symbols missing from a table (exit 1 if any)")
     c.add_argument("table", help="lookup table JSON")
     c.add_argument("csv", nargs="+", help="annotation CSVs")
-    _add_delimiters(b)
-    _add_delimiters(c)
+    for parser in (b, c):
+        _add_delimiters(parser)
+        _add_unicode_form(parser)
     b.set_defaults(func=_alphabet_build)
     c.set_defaults(func=_alphabet_check)
 
@@ -338,7 +347,7 @@ def _validate(args: argparse.Namespace) -> int:
     from ..datasets.validate import validate
 
     report = validate(args.csv, args.alphabet, params=args.config, report_dir=args.report_dir,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, eval_csv_files=args.eval or ())
     print(report.format(max_listed=args.max_listed))
     return 0 if report.ok else 1
 
@@ -347,7 +356,10 @@ def _add_validate(sub) -> None:
     p = sub.add_parser("validate", help="decode every image, check labels vs alphabet and CTC length, histograms")
     p.add_argument("csv", nargs="+", help="annotation CSVs")
     p.add_argument("--alphabet", required=True, help="lookup table JSON")
-    p.add_argument("--config", help="training config JSON (height, width bounds, pooling; default: defaults)")
+    p.add_argument("--config", help="training config JSON (height, width bounds, pooling, unicode_normalization; "
+                                    "default: defaults)")
+    p.add_argument("--eval", nargs="+", metavar="CSV", help="the eval split's CSVs: list the images both splits "
+                                                            "name (a train/eval leak)")
     p.add_argument("--report-dir", help="where widths.png / label_lengths.png go (default: <first csv>.validate/)")
     p.add_argument("--max-listed", type=int, default=50, help="lines listed per problem kind")
     p.add_argument("--no-progress", action="store_true")

@@ -52,7 +52,8 @@ def format_counts(counts: Counter, limit: int | None = None) -> str:
 
 
 def build_table(csv_files: Sequence[str | os.PathLike], out: str | os.PathLike, min_count: int = 1,
-                csv_delimiter: str = ";", string_split_delimiter: str = "|") -> tuple[Alphabet, Counter]:
+                csv_delimiter: str = ";", string_split_delimiter: str = "|",
+                normalization: str = "NFC") -> tuple[Alphabet, Counter]:
     """Build a lookup table from CSVs and save it with its symbol counts.
 
     Args:
@@ -61,6 +62,8 @@ def build_table(csv_files: Sequence[str | os.PathLike], out: str | os.PathLike, 
         min_count: leave out symbols seen fewer times.
         csv_delimiter: CSV field separator.
         string_split_delimiter: symbol separator.
+        normalization: the training's ``unicode_normalization`` (``NFC``, ``NFD``, ``none``): labels are
+            read in that form, so the table holds the symbols the training will compare.
 
     Returns:
         The alphabet and the counts of every symbol seen.
@@ -70,7 +73,7 @@ def build_table(csv_files: Sequence[str | os.PathLike], out: str | os.PathLike, 
         AnnotationError: a malformed CSV row (file and line named).
         ValueError: ``min_count`` leaves no symbol.
     """
-    samples = read_csvs(csv_files, csv_delimiter, string_split_delimiter)
+    samples = read_csvs(csv_files, csv_delimiter, string_split_delimiter, normalization)
     counts = Counter(s for sample in samples for s in sample.symbols)
     if not any(n >= min_count for n in counts.values()):
         raise ValueError(f"no symbol occurs {min_count} times or more in {len(samples)} rows")
@@ -109,12 +112,14 @@ class CheckReport:
 
 
 def check_table(table: str | os.PathLike | Alphabet, csv_files: Iterable[str | os.PathLike],
-                csv_delimiter: str = ";", string_split_delimiter: str = "|") -> CheckReport:
+                csv_delimiter: str = ";", string_split_delimiter: str = "|", normalization: str = "NFC") -> CheckReport:
     """Find every label symbol of the CSVs that is not in the table.
 
     Args:
         table: a lookup table JSON path, or an :class:`Alphabet`.
         csv_files: annotation CSVs.
+        normalization: the training's ``unicode_normalization``: table (from a path) and labels are compared
+            in that form.
 
     Returns:
         A :class:`CheckReport` (``ok`` when nothing is missing).
@@ -122,8 +127,8 @@ def check_table(table: str | os.PathLike | Alphabet, csv_files: Iterable[str | o
     Raises:
         FileNotFoundError, AlphabetError, AnnotationError: unreadable table or CSV.
     """
-    alphabet = table if isinstance(table, Alphabet) else Alphabet.from_file(table)
-    samples = read_csvs(csv_files, csv_delimiter, string_split_delimiter)
+    alphabet = table if isinstance(table, Alphabet) else Alphabet.from_file(table, normalization)
+    samples = read_csvs(csv_files, csv_delimiter, string_split_delimiter, normalization)
     occurrences: dict[str, list[str]] = defaultdict(list)
     for unknown in alphabet.unknown_symbols(samples):
         occurrences[unknown.symbol].append(f"{unknown.csv_file}:{unknown.line}")

@@ -11,12 +11,15 @@ Checks, in order:
    adjacent repeats needs ``L + R`` time steps);
 3. degenerate images: one colour after conversion, or squeezed to ``max_width``
    (training keeps them and counts them);
-4. duplicates: an image path listed twice, or identical image bytes under
-   different paths (same or conflicting labels), a common train/eval leak.
+4. duplicates: an image path listed twice (with different labels: an error, the ground truth is ambiguous;
+   with the same label: a warning, training keeps the row once), identical image bytes under different
+   paths, and with ``eval_csv_files`` the images both splits list (a train/eval leak: a warning, as training
+   gives).
 
 It also reports symbol frequencies and saves two histograms (PNG, matplotlib
 Agg backend) into the report folder: resized image widths and label lengths.
-Problems of kind 1 and 2 are errors (non-zero exit); degenerate images and duplicates are warnings.
+Problems of kind 1 and 2 and images with different labels are errors (non-zero exit); degenerate images and
+other duplicates are warnings.
 
 ``tf_crnn.data`` imports TensorFlow, so this module pays its import time (a
 few seconds) on first use.
@@ -32,7 +35,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..alphabet import Alphabet
-from ..annotations import Sample, read_csvs
+from ..annotations import Sample, find_duplicate_rows, read_csvs, shared_images
 from .alphabet_tools import describe_symbol, format_counts
 
 
@@ -49,6 +52,8 @@ class ValidationReport:
             (``blank``) or ``squeezed`` to ``max_width`` (:func:`tf_crnn.data.degeneracy`).
         duplicate_paths: image path -> ``file:line`` list (listed more than once).
         duplicate_images: groups of ``file:line: path (label)`` with identical bytes.
+        conflicting_labels: ``path: file:line 'label', ...`` for images listed with different labels (errors).
+        shared_with_eval: image paths the eval CSVs list too (given ``eval_csv_files``).
         symbol_counts: frequency of every label symbol.
         widths: resized widths of the usable images.
         label_lengths: label lengths (symbols) of all rows.
@@ -62,6 +67,8 @@ class ValidationReport:
     degenerate: list[str] = field(default_factory=list)
     duplicate_paths: dict[str, list[str]] = field(default_factory=dict)
     duplicate_images: list[list[str]] = field(default_factory=list)
+    conflicting_labels: list[str] = field(default_factory=list)
+    shared_with_eval: list[str] = field(default_factory=list)
     symbol_counts: Counter = field(default_factory=Counter)
     widths: list[int] = field(default_factory=list)
     label_lengths: list[int] = field(default_factory=list)
@@ -69,8 +76,9 @@ class ValidationReport:
 
     @property
     def errors(self) -> int:
-        """Number of rows that would stop (or be skipped by) a training run."""
-        return sum(map(len, self.unknown.values())) + len(self.bad_images) + len(self.too_long)
+        """Number of rows (images, for conflicting labels) that would stop (or be skipped by) a training run."""
+        return (sum(map(len, self.unknown.values())) + len(self.bad_images) + len(self.too_long)
+                + len(self.conflicting_labels))
 
     @property
     def ok(self) -> bool:
@@ -95,6 +103,10 @@ class ValidationReport:
         if self.too_long:
             out.append(f"ERROR {len(self.too_long)} label(s) too long for the CTC sequence of their image:")
             out += _cut([f"  {t}" for t in self.too_long], max_listed)
+        if self.conflicting_labels:
+            out.append(f"ERROR {len(self.conflicting_labels)} image(s) listed with different labels (ambiguous "
+                       "ground truth: keep the right row of each):")
+            out += _cut([f"  {c}" for c in self.conflicting_labels], max_listed)
         if self.degenerate:
             out.append(f"WARNING {len(self.degenerate)} degenerate image(s) (kept by training):")
             out += _cut([f"  {d}" for d in self.degenerate], max_listed)
@@ -104,6 +116,10 @@ class ValidationReport:
         if self.duplicate_images:
             out.append(f"WARNING {len(self.duplicate_images)} group(s) of identical images under different paths:")
             out += _cut(["  " + " == ".join(g) for g in self.duplicate_images], max_listed)
+        if self.shared_with_eval:
+            out.append(f"WARNING {len(self.shared_with_eval)} image(s) are in the eval CSVs too (the eval CER would "
+                       "not be measured on unseen lines):")
+            out += _cut([f"  {p}" for p in self.shared_with_eval], max_listed)
         out += [f"histogram: {p}" for p in self.plots]
         out.append("OK" if self.ok else f"FAILED: {self.errors} error(s)" if self.rows else "FAILED: no rows")
         return "\n".join(out)
@@ -179,7 +195,8 @@ def default_report_dir(csv_files: Sequence[str | os.PathLike]) -> str:
 
 
 def validate(csv_files: Sequence[str | os.PathLike], alphabet: str | os.PathLike | Alphabet,
-             params=None, report_dir: str | os.PathLike | None = None, progress: bool = True) -> ValidationReport:
+             params=None, report_dir: str | os.PathLike | None = None, progress: bool = True,
+             eval_csv_files: Sequence[str | os.PathLike] = ()) -> ValidationReport:
     """Validate annotation CSVs against an alphabet and a model configuration.
 
     Args:
@@ -189,6 +206,8 @@ def validate(csv_files: Sequence[str | os.PathLike], alphabet: str | os.PathLike
             for the defaults (height, width bounds, pooling, delimiters).
         report_dir: where the histograms go (default :func:`default_report_dir`).
         progress: tqdm progress bars.
+        eval_csv_files: the eval split's CSVs, if ``csv_files`` are the training split's: images both list are
+            reported (:attr:`ValidationReport.shared_with_eval`).
 
     Returns:
         A :class:`ValidationReport`.
@@ -204,8 +223,8 @@ def validate(csv_files: Sequence[str | os.PathLike], alphabet: str | os.PathLike
         params = Params()
     elif not isinstance(params, Params):
         params = Params.from_file(params)
-    table = alphabet if isinstance(alphabet, Alphabet) else Alphabet.from_file(alphabet)
-    samples = read_csvs(csv_files, params.csv_delimiter, params.string_split_delimiter)
+    table = alphabet if isinstance(alphabet, Alphabet) else Alphabet.from_file(alphabet, params.unicode_normalization)
+    samples = read_csvs(csv_files, params.csv_delimiter, params.string_split_delimiter, params.unicode_normalization)
     report = ValidationReport(rows=len(samples))
     report.symbol_counts = Counter(s for sample in samples for s in sample.symbols)
     report.label_lengths = [len(s.symbols) for s in samples]
@@ -224,6 +243,11 @@ def validate(csv_files: Sequence[str | os.PathLike], alphabet: str | os.PathLike
     report.degenerate = scan.warnings
     report.widths = [e.width for e in scan.entries]
     report.duplicate_paths, report.duplicate_images = find_duplicates(samples, progress)
+    report.conflicting_labels = find_duplicate_rows(samples).conflicting_lines()
+    if eval_csv_files:
+        evaluation = read_csvs(eval_csv_files, params.csv_delimiter, params.string_split_delimiter,
+                               params.unicode_normalization)
+        report.shared_with_eval = shared_images(samples, evaluation)
     if samples:
         report.plots = save_histograms(report, report_dir or default_report_dir(csv_files))
     return report

@@ -330,7 +330,7 @@ def output_bytes_estimate(config: dict) -> int:
 
     params = Params.from_dict({k: v for k, v in config.items() if k != "generate_data"})
     try:
-        num_classes = Alphabet.from_file(params.lookup_alphabet_file).num_classes
+        num_classes = Alphabet.from_file(params.lookup_alphabet_file, params.unicode_normalization).num_classes
     except (OSError, ValueError):  # the alphabet is checked properly later; size for a large one meanwhile
         num_classes = 200
     return estimate(params, num_classes)
@@ -383,13 +383,14 @@ def train_with(strategy, params: Params, _run, _seed, state: RunState) -> dict:
     from .. import trainer as trainer_lib
     from .epoch_callbacks import SacredEpochLog, carry_over_history
 
-    alphabet = Alphabet.from_file(params.lookup_alphabet_file)
+    alphabet = Alphabet.from_file(params.lookup_alphabet_file, params.unicode_normalization)
     rows, entries = {}, {}
     for split, csv_files in (("train", params.csv_files_train), ("eval", params.csv_files_eval)):
         # Read once: the data checks and the run's data record (provenance) take the same rows.
         rows[split] = data.read_split(csv_files, params)
         entries[split] = data.load_split(csv_files, params, alphabet, split, samples=rows[split])
     train_entries, eval_entries = entries["train"], entries["eval"]
+    _run.info["train_eval_overlap"] = len(data.shared_with_training(train_entries, eval_entries))
     print(f"run {_run._id}: {len(train_entries)} training and {len(eval_entries)} eval images, "
           f"alphabet of {len(alphabet)} symbols")
     provenance.record(_run, provenance.describe_training_data(params, rows=rows), strategy)
@@ -458,7 +459,7 @@ def fine_tune(model, alphabet: Alphabet, params: Params, resumed_epoch: int | No
     if resumed_epoch:
         return finetune.not_applied(params.init_from, resumed_epoch)
     source = resolve_init_from(params.init_from, params.mongo_url, params.mongo_db_name)
-    return finetune.initialize(model, alphabet, source.path, source.origin)
+    return finetune.initialize(model, alphabet, source.path, source.origin, params.unicode_normalization)
 
 
 def early_stopping_epoch(trainer) -> int | None:

@@ -143,7 +143,8 @@ def plan_folds(base: dict, k: int, split_seed: int = 0, group: str | None = None
     missing = [f for f in params.csv_files_eval if not os.path.isfile(f)]
     if missing:  # every fold would fail on it
         raise FoldsError(f"eval CSV not found: {', '.join(missing)}")
-    samples = read_csvs(params.csv_files_train, params.csv_delimiter, params.string_split_delimiter)
+    samples = read_csvs(params.csv_files_train, params.csv_delimiter, params.string_split_delimiter,
+                        params.unicode_normalization)
     parts = assign_folds(len(samples), k, split_seed)
     out = params.output_model_dir
     folds = [os.path.join(out, f"fold_{i}") for i in range(1, k + 1)]

@@ -9,7 +9,8 @@
   Keras, CUDA / cuDNN, devices, strategy; every installed distribution
   (``environment.txt``);
 - :func:`package_sources`: every module of :mod:`tf_crnn`, for Sacred's source
-  list (Sacred only finds the modules imported when the experiment is created).
+  list (Sacred only finds the modules imported when the experiment is created);
+- :func:`installed_lock`: which lock file of ``requirements/`` the environment was installed from.
 
 Nothing here imports TensorFlow until :func:`environment` is called.
 """
@@ -19,6 +20,7 @@ import hashlib
 import importlib.metadata
 import os
 import platform
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -110,6 +112,77 @@ def installed_distributions() -> str:
     return "\n".join(seen[k] for k in sorted(seen)) + "\n"
 
 
+#: Where the lock files are, relative to the repository root (``scripts/lock.sh`` writes them).
+LOCK_FOLDER = "requirements"
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)")
+
+
+def distribution_key(name: str) -> str:
+    """A distribution's name as PEP 503 compares them: ``Typing_Extensions`` -> ``typing-extensions``."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def lock_pins(lock_file: str | os.PathLike) -> dict[str, str]:
+    """``{distribution key: version}`` of every ``name==version`` line of a pip / uv lock file.
+
+    Hash, comment and option lines are skipped; the locks of ``scripts/lock.sh`` carry no environment markers.
+    """
+    pins = {}
+    for line in Path(lock_file).read_text(encoding="utf-8").splitlines():
+        found = _PIN.match(line)
+        if found:
+            pins[distribution_key(found.group(1))] = found.group(2)
+    return pins
+
+
+def installed_versions() -> dict[str, str]:
+    """``{distribution key: version}`` of every installed distribution (importlib.metadata)."""
+    found = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            found.setdefault(distribution_key(name), dist.version)
+    return found
+
+
+def lock_differences(pins: Mapping[str, str], installed: Mapping[str, str]) -> list[str]:
+    """``name: locked X, installed Y`` (or ``not installed``) for every pin the environment does not meet, sorted."""
+    return [f"{name}: locked {version}, " + (f"installed {installed[name]}" if name in installed else "not installed")
+            for name, version in sorted(pins.items()) if installed.get(name) != version]
+
+
+def installed_lock(root: str | os.PathLike = PACKAGE_ROOT.parent, installed: Mapping[str, str] | None = None) -> dict:
+    """Which lock file of ``root/requirements/*.txt`` the installed distributions match.
+
+    Args:
+        root: the repository the package was installed from (the folder above :data:`PACKAGE_ROOT`; an
+            editable or source install has ``pyproject.toml`` and ``requirements/`` there, a wheel does not).
+        installed: ``{distribution key: version}``; default :func:`installed_versions`.
+
+    Returns:
+        ``{"lock": "requirements/test.txt", "matches": True, "also_matching": [...]}`` for the largest lock
+        whose every pin is installed at its version (the smaller locks it contains match too, listed);
+        else ``{"lock": closest, "matches": False, "differences": [...]}`` for the lock with the fewest
+        differing packages (at most 50 listed, ``"different"`` counts them all); without lock files
+        ``{"lock": None, "matches": False, "reason": "no lock file found in ..."}``.
+    """
+    root = Path(root)
+    locks = sorted((root / LOCK_FOLDER).glob("*.txt")) if (root / "pyproject.toml").is_file() else []
+    if not locks:
+        return {"lock": None, "matches": False,
+                "reason": f"no lock file found in {root / LOCK_FOLDER} (installed from a wheel or another source)"}
+    installed = installed_versions() if installed is None else installed
+    compared = []
+    for lock in locks:
+        pins = lock_pins(lock)
+        compared.append((lock.relative_to(root).as_posix(), len(pins), lock_differences(pins, installed)))
+    matching = sorted((c for c in compared if not c[2]), key=lambda c: -c[1])
+    if matching:
+        return {"lock": matching[0][0], "matches": True, "also_matching": [c[0] for c in matching[1:]]}
+    name, _, differences = min(compared, key=lambda c: (len(c[2]), -c[1]))
+    return {"lock": name, "matches": False, "different": len(differences), "differences": differences[:50]}
+
+
 def environment(strategy=None) -> dict:
     """Python, platform, TensorFlow, Keras, CUDA / cuDNN (when TensorFlow was built with them) and devices.
 
@@ -181,8 +254,8 @@ def describe_training_data(params, progress: bool = True, rows: Mapping[str, Seq
 
     csv_files = {"train": params.csv_files_train, "eval": params.csv_files_eval}
     if rows is None:
-        rows = {name: read_csvs(files, params.csv_delimiter, params.string_split_delimiter)
-                for name, files in csv_files.items()}
+        rows = {name: read_csvs(files, params.csv_delimiter, params.string_split_delimiter,
+                                params.unicode_normalization) for name, files in csv_files.items()}
     splits = {name: (files, [s.image_path for s in rows[name]]) for name, files in csv_files.items()}
     return describe_data(splits, params.lookup_alphabet_file, params.data_fingerprint, progress)
 
@@ -218,7 +291,8 @@ def record(run, data: dict, strategy=None) -> None:
     - ``info.code``: git commit, branch, dirty flag (and the ``code.diff`` artifact when dirty);
     - ``info.data``: :func:`describe_data`'s result; every CSV and the alphabet also as a Sacred
       resource (path + MD5 in the run document, the file in GridFS);
-    - ``info.environment``: :func:`environment`; every installed distribution as ``environment.txt``.
+    - ``info.environment``: :func:`environment`; every installed distribution as ``environment.txt``;
+    - ``info.lock``: :func:`installed_lock`, the lock file the environment was installed from.
     """
     import tempfile
 
@@ -226,6 +300,7 @@ def record(run, data: dict, strategy=None) -> None:
     run.info["code"] = {k: v for k, v in code.items() if k != "diff"} if code else None
     run.info["data"] = data
     run.info["environment"] = environment(strategy)
+    run.info["lock"] = installed_lock()
     for path in [data["alphabet"]["path"], *(f["path"] for split in data.values()
                                              if isinstance(split, dict) and "csv_files" in split
                                              for f in split["csv_files"])]:
