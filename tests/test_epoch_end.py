@@ -74,6 +74,27 @@ def test_a_failing_best_export_is_a_recorded_warning_and_the_training_goes_on(di
 
 
 @pytest.mark.slow
+def test_a_stop_asked_for_by_early_stopping_holds_when_another_callback_failed(digits_data, tmp_path):
+    from tf_crnn.alphabet import Alphabet
+    from tf_crnn.data import load_split
+    from tf_crnn.trainer import Trainer
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "export_best").symlink_to(_blocked(tmp_path, "export_best"))
+    # A negligible learning rate: epoch 1 improves on infinity, epoch 2 cannot improve by 0.5: stop after it.
+    params = tiny_params(digits_data, output_model_dir=str(out), n_epochs=4, learning_rate=1e-9,
+                         learning_decay_rate=1.0, early_stopping_patience=1, early_stopping_min_delta=0.5)
+    alphabet = Alphabet.from_file(params.lookup_alphabet_file)
+    trainer = Trainer(params, alphabet)
+    results = trainer.fit(load_split(params.csv_files_train, params, alphabet, "train", progress=False),
+                          load_split(params.csv_files_eval, params, alphabet, "eval", progress=False), seed=0)
+    assert [r.epoch for r in results] == [1, 2] and trainer.stop_training
+    assert [[f["callback"] for f in r.callback_failures] for r in results] == [["best_export"], ["best_export"]]
+    assert checkpoint_epochs(out) == {1, 2}
+
+
+@pytest.mark.slow
 def test_a_checkpoint_that_cannot_be_written_stops_the_training_with_its_epoch_recorded(digits_data, mongo_url,
                                                                                          tmp_path, capsys):
     from tf_crnn.cli.train import run_training
