@@ -1,22 +1,30 @@
 """What happens around each epoch of :meth:`tf_crnn.trainer.Trainer.fit`, as a list of callbacks.
 
 The trainer runs the epoch (training steps, batch-norm averaging, evaluation)
-and then hands an :class:`EpochResult` to each callback in order:
+and then hands an :class:`EpochResult` to the callbacks, in three steps:
 
-- :class:`BestExport`: exports the model to ``export_best`` when the eval CER is
-  the lowest so far;
-- :class:`EarlyStopping` (``early_stopping_patience``): stops the training when
-  the eval CER has not improved for that many epochs;
-- :class:`ReduceLROnPlateau` (``lr_plateau_patience``): multiplies the learning
-  rate by ``lr_plateau_factor`` when the eval CER has not improved for that
-  many epochs;
-- :class:`FreezeConvBlocks` (``freeze_conv_epochs``): keeps the conv blocks out of
-  training for the first epochs of a fine-tuning;
-- :class:`EpochLog`: one log line per epoch;
-- then the caller's own (the Sacred experiment logs the run's metrics with one);
-- :class:`Checkpoint`, last: saves weights, optimizer and callback state, so a
-  resumed training continues exactly (``restore_model``). Being last, a
-  checkpoint means everything its epoch writes is written.
+1. the callbacks that record the epoch (:attr:`Callback.records_epoch`; the Sacred experiment's
+   metrics and ``reports/history.json``), first: the epoch is on record before anything else
+   can fail. A failure of theirs stops the training;
+2. every other callback, in order, each one isolated: a failure is printed as one warning line
+   naming the callback and the error, added to :attr:`EpochResult.callback_failures` and handed to
+   the recording callbacks (:meth:`Callback.on_callback_failure`), and the training goes on:
+
+   - :class:`BestExport`: exports the model to ``export_best`` when the eval CER is
+     the lowest so far;
+   - :class:`EarlyStopping` (``early_stopping_patience``): stops the training when
+     the eval CER has not improved for that many epochs;
+   - :class:`ReduceLROnPlateau` (``lr_plateau_patience``): multiplies the learning
+     rate by ``lr_plateau_factor`` when the eval CER has not improved for that
+     many epochs;
+   - :class:`FreezeConvBlocks` (``freeze_conv_epochs``): keeps the conv blocks out of
+     training for the first epochs of a fine-tuning;
+   - :class:`EpochLog`: one log line per epoch;
+   - then the caller's own (a sweep's pruning);
+3. :class:`Checkpoint`, last: saves weights, optimizer and callback state, so a
+   resumed training continues exactly (``restore_model``). Being last, a
+   checkpoint means everything its epoch writes is written. A failure of it stops
+   the training (:class:`CheckpointError`): the epoch is recorded, but not resumable.
 
 A callback sees the training through :class:`Training`, the few members of the
 training loop it uses (:class:`tf_crnn.trainer.Trainer` has them); it does not
@@ -41,6 +49,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ._util import warn
+
 log = logging.getLogger(__name__)
 
 BEST_EXPORT_DIR = "export_best"
@@ -58,6 +68,8 @@ class EpochResult:
         seconds: wall time of the epoch, training and evaluation.
         predictions: ``list[tuple[str, ...]]``, the eval predictions in eval-entry order.
         learning_rate: the learning rate of the last step of the epoch.
+        callback_failures: the callbacks that failed at this epoch's end, in order, each
+            ``{"epoch": int, "callback": name, "error": "ErrorType: message"}`` (see :func:`end_epoch`).
     """
 
     epoch: int
@@ -66,6 +78,7 @@ class EpochResult:
     seconds: float
     predictions: list = field(default_factory=list, repr=False)
     learning_rate: float = math.nan
+    callback_failures: list[dict] = field(default_factory=list)
 
     @property
     def cer(self) -> float:
@@ -119,6 +132,9 @@ class Callback:
     """
 
     name = "callback"
+    #: Whether this callback writes the epoch's record (its metrics, ``history.json``): such callbacks run
+    #: before every other one, and a failure of theirs stops the training (see :func:`end_epoch`).
+    records_epoch = False
 
     def state(self) -> dict[str, tf.Variable]:
         """Variables to save in the training checkpoint (none by default)."""
@@ -134,6 +150,13 @@ class Callback:
 
     def on_epoch_end(self, trainer: Training, result: EpochResult) -> None:
         """After each epoch's evaluation. Set ``trainer.stop_training = True`` to end the training after it."""
+
+    def on_callback_failure(self, trainer: Training, result: EpochResult, failure: dict) -> None:
+        """A recording callback (:attr:`records_epoch`): another callback failed at the end of ``result``'s epoch.
+
+        ``failure``: ``{"epoch", "callback", "error"}``, also in ``result.callback_failures``; the warning
+        is printed already. Called after this callback's :meth:`on_epoch_end` of that epoch.
+        """
 
     def on_train_end(self, trainer: Training, results: list[EpochResult]) -> None:
         """After the last epoch (also after an early stop)."""
@@ -164,8 +187,9 @@ class BestExport(Callback):
     def on_epoch_end(self, trainer, result):
         # Compared in float32, the variable's dtype: an equal CER rounded to float32 is no improvement.
         if np.float32(result.cer) < self.best_cer.numpy():
-            self.best_cer.assign(result.cer)
+            # The best CER only once its export is written: after a failed export the next better epoch exports.
             trainer.export(trainer.output_path(BEST_EXPORT_DIR))
+            self.best_cer.assign(result.cer)
             log.info("epoch %d: best eval CER so far (%.4f), exported to %s", result.epoch, result.cer,
                      BEST_EXPORT_DIR)
 
@@ -293,13 +317,29 @@ class FreezeConvBlocks(Callback):
             log.info("epoch %d: conv blocks trained from now on (freeze_conv_epochs=%d)", result.epoch, self.epochs)
 
 
+class CheckpointError(OSError):
+    """The training checkpoint of an epoch could not be written (its metrics were recorded before)."""
+
+
 class Checkpoint(Callback):
-    """Saves the training checkpoint (weights, optimizer, epoch, callback state) after every epoch."""
+    """Saves the training checkpoint (weights, optimizer, epoch, callback state) after every epoch.
+
+    Raises:
+        CheckpointError: from :meth:`on_epoch_end`, when the checkpoint could not be written (whatever the
+            cause: a full disk, a folder removed, TensorFlow's own errors), naming the folder and the error.
+    """
 
     name = "checkpoint"
 
     def on_epoch_end(self, trainer, result):
-        trainer.manager.save(checkpoint_number=result.epoch)
+        try:
+            trainer.manager.save(checkpoint_number=result.epoch)
+        except Exception as e:  # TensorFlow raises its own errors (tf.errors.*) as well as OSError
+            raise CheckpointError(
+                f"the checkpoint of epoch {result.epoch} could not be written to {trainer.manager.directory} "
+                f"({type(e).__name__}: {e}); the training stopped with the metrics of epochs up to {result.epoch} "
+                f"recorded. Fix the cause (free space, permissions) and continue from the last checkpoint "
+                f"with restore_model=True") from e
 
 
 class EpochLog(Callback):
@@ -310,6 +350,42 @@ class EpochLog(Callback):
     def on_epoch_end(self, trainer, result):
         log.info("epoch %d: %s, %.1f images/s", result.epoch,
                  ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items()), result.images_per_second)
+
+
+def end_epoch(trainer: Training, result: EpochResult, callbacks: Sequence[Callback], checkpoint: Callback) -> None:
+    """Hand a finished epoch to the callbacks: the recording ones, the others isolated, then ``checkpoint``.
+
+    The callbacks with :attr:`Callback.records_epoch` run first, in order; then each other one, a failure
+    (any ``Exception``) of which is printed as one warning line, appended to ``result.callback_failures``
+    and handed to the recording callbacks (:meth:`Callback.on_callback_failure`): the training goes on,
+    and a stop a callback asked for (``trainer.stop_training``) still holds. ``checkpoint`` comes last.
+
+    Raises:
+        Whatever a recording callback or ``checkpoint`` raises (:class:`CheckpointError`): the epoch's record,
+        or its checkpoint, is missing, so the training must not go on.
+    """
+    recorders = [cb for cb in callbacks if cb.records_epoch]
+    for callback in recorders:
+        callback.on_epoch_end(trainer, result)
+    for callback in callbacks:
+        if callback.records_epoch:
+            continue
+        try:
+            callback.on_epoch_end(trainer, result)
+        except Exception as e:  # isolated: a best export that found a full disk must not cost the epoch
+            failure = {"epoch": result.epoch, "callback": callback.name, "error": one_line(e)}
+            result.callback_failures.append(failure)
+            warn(f"epoch {result.epoch}: callback {callback.name} failed, the training goes on "
+                 f"(the epoch's metrics are recorded): {failure['error']}")
+            for recorder in recorders:
+                recorder.on_callback_failure(trainer, result, failure)
+    checkpoint.on_epoch_end(trainer, result)
+
+
+def one_line(error: BaseException, limit: int = 500) -> str:
+    """``ErrorType: message`` on one line (TensorFlow's messages span several), at most ``limit`` characters."""
+    text = f"{type(error).__name__}: {' '.join(str(error).split())}"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def from_params(params) -> list[Callback]:

@@ -252,8 +252,8 @@ class Trainer:
         strategy: a tf.distribute strategy; :func:`pick_strategy` when None.
         callbacks: run after each epoch after the standard ones (best export, the config's early
             stopping / learning-rate reduction, log line) and before the checkpoint, which comes
-            last; their :meth:`Callback.state` is saved in the checkpoint, so they are given here,
-            before :meth:`restore`.
+            last (those that record the epoch, :attr:`Callback.records_epoch`, first of all); their
+            :meth:`Callback.state` is saved in the checkpoint, so they are given here, before :meth:`restore`.
     """
 
     def __init__(self, params: Params, alphabet: Alphabet, strategy: tf.distribute.Strategy | None = None,
@@ -285,7 +285,7 @@ class Trainer:
         self._averaged = False  # whether the model holds the averaged weights (averaged_weights())
         self.callbacks: list[Callback] = [self.best_export, *callbacks_lib.from_params(params),
                                            callbacks_lib.EpochLog(), *callbacks]
-        # Saved after every other callback: a checkpoint means its epoch's exports and logs are written too,
+        # Saved after every other callback: a checkpoint means its epoch's record and exports are written too,
         # so a training killed between them redoes that epoch rather than missing its record.
         self.checkpointer = callbacks_lib.Checkpoint()
         self.stop_training = False  # a callback sets it to end fit() after the current epoch
@@ -529,11 +529,13 @@ class Trainer:
             callbacks: Sequence[Callback] = ()) -> list[EpochResult]:
         """Train from the current epoch to ``params.n_epochs``, evaluating every epoch.
 
-        After each epoch's evaluation the callbacks run in order: those given to the
-        constructor (best export, ...), then ``callbacks`` (state not checkpointed),
-        then the checkpoint. A callback that sets :attr:`stop_training` ends the training
-        after that epoch. A stop signal (:mod:`tf_crnn.interrupts`) that arrives while
-        they run is raised once they are done.
+        After each epoch's evaluation the callbacks run (:func:`tf_crnn.callbacks.end_epoch`): those
+        that record the epoch first, then the others in order, each isolated (a failure is a warning,
+        recorded in the epoch's :attr:`~tf_crnn.callbacks.EpochResult.callback_failures`): those given
+        to the constructor (best export, ...), then ``callbacks`` (state not checkpointed); the
+        checkpoint last. A callback that sets :attr:`stop_training` ends the training after that
+        epoch. A stop signal (:mod:`tf_crnn.interrupts`) that arrives while they run is raised once
+        they are done.
 
         Args:
             train_entries, eval_entries: checked samples (:func:`tf_crnn.data.load_split`).
@@ -542,6 +544,9 @@ class Trainer:
 
         Returns:
             One :class:`EpochResult` per epoch trained by this call (empty if ``n_epochs`` was reached already).
+
+        Raises:
+            tf_crnn.callbacks.CheckpointError: an epoch's checkpoint could not be written (its metrics are recorded).
         """
         p = self.params
         cache = data.use_image_cache(p, train_entries, eval_entries)
@@ -550,18 +555,18 @@ class Trainer:
         train_batches = data.batch_count(train_entries, p.train_batch_size)
         # cosine and one_cycle end at the last step of n_epochs epochs (a resume continues the same curve).
         self.schedule.set_total_steps(p.n_epochs * min(p.steps_per_epoch or train_batches, train_batches))
-        hooks = [*self.callbacks, *callbacks, self.checkpointer]
+        epoch_callbacks = [*self.callbacks, *callbacks]
+        hooks = [*epoch_callbacks, self.checkpointer]
         results: list[EpochResult] = []
         self.stop_training = False
         for hook in hooks:
             hook.on_train_begin(self)
         while int(self.epoch.numpy()) < p.n_epochs and not self.stop_training:
             result = self.run_epoch(train_ds, train_batches, eval_entries, eval_ds)
-            # A SIGTERM / Ctrl-C here waits: the finished epoch's checkpoint, exports and log are written whole.
+            # A SIGTERM / Ctrl-C here waits: the finished epoch's record, exports and checkpoint are written whole.
             with interrupts.deferred():
                 results.append(result)
-                for hook in hooks:
-                    hook.on_epoch_end(self, result)
+                callbacks_lib.end_epoch(self, result, epoch_callbacks, self.checkpointer)
         for hook in hooks:
             hook.on_train_end(self, results)
         return results

@@ -381,7 +381,7 @@ def train_with(strategy, params: Params, _run, _seed, state: RunState) -> dict:
     """:func:`train` once the strategy exists: data checks, the Trainer, per-epoch logging, export, artifacts."""
     from .. import data, finetune
     from .. import trainer as trainer_lib
-    from .epoch_callbacks import SacredEpochLog, carry_over_history
+    from .epoch_callbacks import SacredEpochLog, TensorBoardEpochLog, carry_over_history
 
     alphabet = Alphabet.from_file(params.lookup_alphabet_file, params.unicode_normalization)
     rows, entries = {}, {}
@@ -422,9 +422,10 @@ def train_with(strategy, params: Params, _run, _seed, state: RunState) -> dict:
     # trainer.output_dir is output_model_dir on the chief, a scratch folder on other workers.
     board = reports.TensorBoardLog(os.path.join(trainer.output_dir, TENSORBOARD_DIR),
                                    [e.sample.image_path for e in samples], [e.sample.text for e in samples])
-    epoch_log = SacredEpochLog(_run, history, report_dir, board, len(samples), params.n_epochs)
+    epoch_log = SacredEpochLog(_run, history, report_dir, params.n_epochs)
     results = trainer.fit(train_entries, eval_entries, seed=_seed,
-                          callbacks=[epoch_log, *(make(_run) for make in state.callbacks)])
+                          callbacks=[epoch_log, TensorBoardEpochLog(board, len(samples)),
+                                     *(make(_run) for make in state.callbacks)])
     stopped = early_stopping_epoch(trainer)
     if stopped is not None:
         _run.info["early_stopping_epoch"] = stopped
