@@ -207,6 +207,11 @@ def test_convert_cli_writes_int8_and_rejects_bad_input(trained, tmp_path, capsys
     change = re.search(r"int8 against float32 on 8 calibration image\(s\): ([0-9.]+) % ", printed)
     assert change and float(change.group(1)) <= 100 * convert.INT8_CHANGE_WARNING and "warning" not in captured.err
     assert (tmp_path / "out" / "m.alphabet.json").is_file() and (tmp_path / "out" / "m.params.json").is_file()
+    # --representative checks any conversion against the SavedModel: a float32 ONNX file reads as it does.
+    assert cli_main(["convert", "--model", str(export), "--representative", str(train_csv), "--quiet",
+                     "-o", str(tmp_path / "out" / "m.onnx")]) == 0
+    assert ("ONNX float32 against the SavedModel (float32) on 16 representative image(s): 0.00 % of the "
+            "transcriptions' symbols changed (CER)") in capsys.readouterr().out
 
     def refused(*args: str) -> str:
         assert cli_main(["convert", "--model", str(export), "--quiet", *args]) == 2

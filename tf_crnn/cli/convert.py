@@ -66,7 +66,9 @@ def report_change(done, output: str) -> None:
     converted = {"tflite": f"TFLite {FILE_PRECISIONS[done.quantize]}", "onnx": "ONNX float32"}[done.format]
     if done.quantize == "int8":
         converted = "int8"
-    trained = "float32" if done.trained_policy == "float32" else f"the SavedModel ({done.trained_policy})"
+    # "int8 against float32": the wording of 0.4's int8 check, which compared with the float32 model only.
+    trained = "float32" if done.quantize == "int8" and done.trained_policy == "float32" else \
+        f"the SavedModel ({done.trained_policy})"
     if done.change is None:
         if done.trained_policy != "float32":
             print(f"warning: the export computes in {done.trained_policy}, {output} in float32: give "
