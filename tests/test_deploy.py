@@ -21,9 +21,9 @@ INT8_TOLERANCE = 0.10
 TFLITE_FORMATS = ("none", "float16", "dynamic", "int8")
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny CRNN trained past the all-blank CTC plateau on 512 generated digit strings, and its export.
+def train_tiny(out: Path, **overrides) -> tuple[Path, Path, Path]:
+    """A tiny CRNN trained past the all-blank CTC plateau on 512 generated digit strings: its export, train and
+    eval CSVs.
 
     512 images of 2-5 digits, 7 epochs at learning rate 0.01 (224 steps, 10-20 s on 2 cores): with 64 images
     the plateau outlasts twice that budget for some seeds. Seeded (:func:`tf_crnn.trainer.deterministic`).
@@ -33,12 +33,9 @@ def trained(tmp_path_factory):
     from tf_crnn.datasets.synthetic import generate_numbers
     from tf_crnn.trainer import Trainer, deterministic
 
-    out = tmp_path_factory.mktemp("deploy")
     generate_numbers(out / "data" / "train", 512, seed=1, min_length=2, max_length=5, workers=1, progress=False)
     generate_numbers(out / "data" / "eval", 16, seed=2, min_length=2, max_length=5, workers=1, progress=False)
-    # float32, as the converted models: with mixed precision (bfloat16 on CPUs that have it) the SavedModel's
-    # logits would differ from theirs by the 16-bit rounding (up to 0.06 here), not by the conversion.
-    params = tiny_params(out, n_epochs=7, learning_rate=0.01, data_augmentation=False, mixed_precision="off")
+    params = tiny_params(out, n_epochs=7, learning_rate=0.01, data_augmentation=False, **overrides)
     alphabet = Alphabet.from_file(params.lookup_alphabet_file)
     with deterministic(1):
         trainer = Trainer(params, alphabet)
@@ -46,6 +43,14 @@ def trained(tmp_path_factory):
                     load_split(params.csv_files_eval, params, alphabet, "eval", progress=False), seed=0)
     return (Path(trainer.export(str(out / "output" / "export"))), Path(params.csv_files_train[0]),
             Path(params.csv_files_eval[0]))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """:func:`train_tiny` in float32, as the converted models: with mixed precision (bfloat16 on CPUs that have
+    it) the SavedModel's logits would differ from theirs by the 16-bit rounding (up to 0.06 here), not by the
+    conversion."""
+    return train_tiny(tmp_path_factory.mktemp("deploy"), mixed_precision="off")
 
 
 @pytest.fixture(scope="module")
@@ -202,6 +207,11 @@ def test_convert_cli_writes_int8_and_rejects_bad_input(trained, tmp_path, capsys
     change = re.search(r"int8 against float32 on 8 calibration image\(s\): ([0-9.]+) % ", printed)
     assert change and float(change.group(1)) <= 100 * convert.INT8_CHANGE_WARNING and "warning" not in captured.err
     assert (tmp_path / "out" / "m.alphabet.json").is_file() and (tmp_path / "out" / "m.params.json").is_file()
+    # --representative checks any conversion against the SavedModel: a float32 ONNX file reads as it does.
+    assert cli_main(["convert", "--model", str(export), "--representative", str(train_csv), "--quiet",
+                     "-o", str(tmp_path / "out" / "m.onnx")]) == 0
+    assert ("ONNX float32 against the SavedModel (float32) on 16 representative image(s): 0.00 % of the "
+            "transcriptions' symbols changed (CER)") in capsys.readouterr().out
 
     def refused(*args: str) -> str:
         assert cli_main(["convert", "--model", str(export), "--quiet", *args]) == 2
@@ -289,3 +299,39 @@ def test_a_converter_failure_names_the_op(fmt):
         with pytest.raises(convert.DeployError, match=r"^ONNX Runtime cannot run the converted model at op "
                                                      r"StaticRegexReplace"):
             convert.onnx_model(Unconvertible(), tiny_params(Path(".")))
+
+
+@pytest.mark.slow
+def test_a_bfloat16_export_records_its_policy_and_convert_measures_the_change(tmp_path, capsys):
+    """A model trained under mixed_bfloat16 computes its conv blocks in bfloat16; the converted files compute in
+    float32. The export says so (model.json) and tf-crnn convert reports the CER between the SavedModel's and the
+    file's transcriptions, on --representative images or, without them, on the eval CSVs of params.json."""
+    from tf_crnn.loader import PredictionModel
+    from tf_crnn.trainer import cpu_has_bfloat16
+
+    if not cpu_has_bfloat16():
+        pytest.skip("this CPU has no native bfloat16 (amx_bf16 / avx512_bf16 in /proc/cpuinfo): oneDNN would emulate "
+                    "it, several times slower than float32, and the machines that train in bfloat16 have it")
+    export, train_csv, eval_csv = train_tiny(tmp_path, mixed_precision="bfloat16")
+    assert json.loads((export / "model.json").read_text())["dtype_policy"] == "mixed_bfloat16"
+    saved_model = PredictionModel(export)
+    assert saved_model.dtype_policy == "mixed_bfloat16"
+
+    # ONNX, checked on 16 images drawn from --representative.
+    onnx = tmp_path / "m.onnx"
+    assert cli_main(["convert", "--model", str(export), "--representative", str(train_csv), "--quiet",
+                     "-o", str(onnx)]) == 0
+    printed = capsys.readouterr().out
+    change = re.search(r"ONNX float32 against the SavedModel \(mixed_bfloat16\) on 16 representative image\(s\): "
+                       r"([0-9.]+) % of the transcriptions' symbols changed \(CER\)", printed)
+    assert change, printed
+    # TFLite float32 without --representative: the eval CSVs of params.json (all 16 lines). The figure is the CER
+    # between the SavedModel's transcriptions (one image per call, as TFLite runs) and the file's.
+    done = convert.convert(export, tmp_path / "m.tflite", progress=False)
+    assert (done.checked_on, done.checked, done.trained_policy) == ("eval", 16, "mixed_bfloat16")
+    paths, _ = eval_images(eval_csv)
+    reference = [tuple(p.text) for p in saved_model.predict(paths, batch_size=1)]
+    assert sum(bool(t) for t in reference) >= len(paths) // 2, f"the model did not learn: {reference}"
+    converted_texts = [tuple(p.text) for p in PredictionModel(done.path).predict(paths)]
+    assert done.change == pytest.approx(cer(reference, converted_texts))
+    assert done.change <= convert.INT8_CHANGE_WARNING

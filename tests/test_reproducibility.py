@@ -3,15 +3,19 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 
+import numpy as np
 import pymongo
 import pytest
-from conftest import tiny_params
+from conftest import tf_crnn, tiny_params
 
 from tf_crnn.cli import main as cli_main
 from tf_crnn.tracking import provenance, runs
 
 DB_NAME = "tf_crnn_repro"
+#: Metrics that measure the machine, not the training: left out of the comparison of a re-run.
+TIMING_METRICS = ("train.images_per_second",)
 
 
 def test_git_state_of_a_repository_made_by_the_test(tmp_path):
@@ -55,6 +59,21 @@ def _train(digits_data, mongo_url, out, **overrides):
     return pymongo.MongoClient(mongo_url)[DB_NAME].runs.find_one({"_id": run._id})
 
 
+def saved_tensors(prefix: Path) -> dict[str, bytes]:
+    """Every tensor of a TensorFlow checkpoint (a SavedModel's ``variables/variables`` or a training's
+    ``ckpt-N``) as raw bytes, by key; the object graph (a description, not a tensor) left out."""
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(str(prefix))
+    return {key: np.asarray(reader.get_tensor(key)).tobytes() for key in reader.get_variable_to_shape_map()
+            if key != "_CHECKPOINTABLE_OBJECT_GRAPH"}
+
+
+def epoch_metrics(db, run_id) -> dict[str, list[tuple[int, float]]]:
+    return {m["name"]: list(zip(m["steps"], m["values"])) for m in db.metrics.find({"run_id": run_id})
+            if m["name"] not in TIMING_METRICS}
+
+
 @pytest.mark.slow
 def test_run_record_holds_code_data_environment_and_rerun_repeats_it(digits_data, mongo_url, tmp_path, capsys):
     import tensorflow as tf
@@ -79,20 +98,41 @@ def test_run_record_holds_code_data_environment_and_rerun_repeats_it(digits_data
     assert [csv, provenance.file_md5(csv)] in [list(r) for r in doc["resources"]]
     assert doc["info"]["data"]["train"]["rows"] == 64 and doc["info"]["data"]["eval"]["rows"] == 16
     assert len(doc["info"]["data"]["train"]["images_fingerprint"]) == 64  # sha256 hex (content, the default)
-    # The environment and the seed.
-    assert doc["info"]["environment"]["tensorflow"] == tf.__version__
+    # The environment (with what decides the dtype policy) and the seed.
+    from tf_crnn.trainer import cpu_has_bfloat16, mixed_precision_policy
+
+    environment = doc["info"]["environment"]
+    assert environment["tensorflow"] == tf.__version__ and environment["cpu_bfloat16"] == cpu_has_bfloat16()
+    assert environment["dtype_policy"] == doc["info"]["dtype_policy"] == (
+        mixed_precision_policy(runs.rerun_params(doc["config"])) or "float32")
     assert "environment.txt" in {a["name"] for a in doc["artifacts"]} and doc["config"]["seed"] == 7
 
-    # Re-run: same config and seed, deterministic -> the same numbers, exactly.
+    # Re-run in a fresh process, as a user runs it: same config and seed, deterministic -> the same numbers and
+    # the same weights, bit for bit.
     force = ["--force"] if checkout is not None and checkout["dirty"] else []  # a developer's uncommitted work
     args = ["runs", "rerun", str(doc["_id"]), "--url", mongo_url, "--db", DB_NAME, *force]
-    assert cli_main(args) == 0
+    result = tf_crnn(*args, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
     db = pymongo.MongoClient(mongo_url)[DB_NAME]
     again = db.runs.find_one({"info.rerun_of": doc["_id"]})
     assert again["status"] == "COMPLETED" and again["config"]["seed"] == 7
+    assert not [line for line in again["info"]["rerun_differences"] if not line.startswith("code:")]
     assert again["result"] == doc["result"]  # bit-identical eval metrics
     assert again["info"]["rerun_comparison"]["loss"]["recorded"] == doc["result"]["loss"]
-    assert f"run {again['_id']} repeats run {doc['_id']}" in capsys.readouterr().out
+    assert f"run {again['_id']} repeats run {doc['_id']}" in result.stdout
+    recorded_metrics = epoch_metrics(db, doc["_id"])
+    assert len(recorded_metrics["eval.cer"]) == 2 and epoch_metrics(db, again["_id"]) == recorded_metrics
+    first, second = tmp_path / "out", Path(again["config"]["output_model_dir"])
+    assert second == tmp_path / f"out_rerun_of_{doc['_id']}"
+    exported, repeated = (saved_tensors(run / "export" / "variables" / "variables") for run in (first, second))
+    # variables/N: the export's variable list, named in its model.json. _all_variables/N: the same tensors again,
+    # as Keras' ExportArchive found them in its endpoints, in an order that changes from process to process.
+    listed = [key for key in exported if key.startswith("variables/")]
+    assert len(listed) >= 15 and {k: repeated[k] for k in listed} == {k: exported[k] for k in listed}
+    assert sorted(repeated.values()) == sorted(exported.values()) and repeated.keys() == exported.keys()
+    # The last checkpoint too: weights, batch-norm statistics, optimizer state and step counter.
+    checkpoint = tf.train.latest_checkpoint(str(first / "checkpoints"))
+    assert saved_tensors(Path(checkpoint)) == saved_tensors(second / "checkpoints" / Path(checkpoint).name)
     # Another seed gives other numbers.
     other = _train(data, mongo_url, tmp_path / "other", seed=8)
     assert other["result"]["loss"] != doc["result"]["loss"]
@@ -107,3 +147,37 @@ def test_run_record_holds_code_data_environment_and_rerun_repeats_it(digits_data
     assert cli_main(args[:-1] if force else args) == 2
     err = capsys.readouterr().err
     assert "cannot be repeated as recorded" in err and csv in err and "--force" in err
+
+
+@pytest.mark.slow
+def test_rerun_refuses_a_run_that_was_not_deterministic_and_names_environment_differences(
+        digits_data, mongo_url, tmp_path, capsys):
+    """A training without deterministic=True gives other numbers each time, and so does another TensorFlow or
+    dtype policy: `runs rerun` refuses without --force, one line for each, beside the data differences."""
+    import tensorflow as tf
+
+    doc = _train(digits_data, mongo_url, tmp_path / "out", n_epochs=1, deterministic=False)
+    # What a run recorded on another machine looks like: another TensorFlow, no native bfloat16, float16.
+    environment = doc["info"]["environment"]
+    other = {**doc, "_id": f"{doc['_id']}-elsewhere",
+             "info": {**doc["info"], "environment": {**environment, "tensorflow": "2.0.0",
+                                                     "cpu_bfloat16": not environment["cpu_bfloat16"],
+                                                     "dtype_policy": "mixed_float16"}}}
+    db = pymongo.MongoClient(mongo_url)[DB_NAME]
+    db.runs.insert_one(other)
+    for run_id, extra in ((doc["_id"], []), (other["_id"], ["environment: TensorFlow: recorded 2.0.0, now "
+                                                            f"{tf.__version__}",
+                                                            "environment: CPU computes bfloat16 natively: recorded "
+                                                            f"{not environment['cpu_bfloat16']}, now "
+                                                            f"{environment['cpu_bfloat16']}",
+                                                            "environment: dtype policy (mixed_precision): recorded "
+                                                            f"mixed_float16, now {environment['dtype_policy']}"])):
+        assert cli_main(["runs", "rerun", str(run_id), "--url", mongo_url, "--db", DB_NAME]) == 2
+        err = capsys.readouterr().err
+        assert f"run {run_id} cannot be repeated as recorded" in err and "--force" in err
+        assert "deterministic: the run was trained with deterministic=False" in err
+        for line in extra:
+            assert line in err, err
+        if not extra:
+            assert "environment:" not in err  # the same machine and installation
+    assert db.runs.count_documents({"info.rerun_of": {"$in": [doc["_id"], other["_id"]]}}) == 0

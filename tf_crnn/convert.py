@@ -1,7 +1,7 @@
 """Convert a tf-crnn SavedModel export into a TFLite or ONNX model file: the library behind ``tf-crnn convert``.
 
-The CRNN is rebuilt from the export's ``params.json`` with the export's weights
-(:meth:`tf_crnn.loader.PredictionModel.crnn`) and converted from a concrete function
+The CRNN is rebuilt from the export's ``params.json`` with the export's weights, matched by variable
+path (:meth:`tf_crnn.loader.PredictionModel.crnn`), in float32, and converted from a concrete function
 that starts *after* image decoding: neither TFLite nor ONNX can decode PNG / JPEG bytes
 in-graph, so their input is what :func:`tf_crnn.data.preprocess_image` (the training
 pipeline's own function) makes of an image. :mod:`tf_crnn.runtimes` runs these files.
@@ -26,6 +26,12 @@ ONNX (tf2onnx, run by ONNX Runtime):
     outputs ``logits``: float32 ``[batch, time, num_classes]`` and ``lengths``: int32
     ``[batch]`` valid time steps (as the SavedModel's ``logits`` signature). Batch and width
     are dynamic axes.
+
+The converted file is checked against the trained model (:func:`transcription_change`): the CRNN in the
+dtype policy the export records (``model.json``; a mixed-precision training computed its conv blocks in
+bfloat16 or float16, the files compute in float32) transcribes the same images as the file, and the CER
+between the two is reported. The images: int8's calibration images, else ``representative`` CSVs, else, for
+a 16-bit export, the eval CSVs of its ``params.json`` where they exist on this machine.
 
 Beside ``out/NAME.tflite`` (or ``.onnx``) go ``out/NAME.alphabet.json`` and
 ``out/NAME.params.json``, copies of the export's, so the file and its two companions are
@@ -73,10 +79,11 @@ INT8_FLOAT_OPS = ("REVERSE_SEQUENCE",)
 #:   comparing each tensor of the int8 and float32 models on one line).
 LSTM_CELL_STATE_NODES = r"lstm_cell[^/]*/(mul|add|Tanh_1)$"
 INT8_FLOAT_NODES = (r"/sampler/", LSTM_CELL_STATE_NODES)
-#: ``int8``: how many calibration images :func:`convert` transcribes with the int8 model and the float32 one.
+#: How many images :func:`convert` transcribes with the converted file and the trained model (int8's first
+#: calibration images, or drawn from the representative CSVs).
 INT8_CHECK_IMAGES = 16
-#: ``int8``: above this CER between those transcriptions, ``tf-crnn convert`` warns (a quantization that broke
-#: the model, as quantizing the LSTM cell state did, shows as 100 %; a sound one as a few tenths of a percent).
+#: Above this CER between those transcriptions, ``tf-crnn convert`` warns (a quantization that broke the model,
+#: as quantizing the LSTM cell state did, shows as 100 %; a sound one as a few tenths of a percent).
 INT8_CHANGE_WARNING = 0.05
 #: What the TFLite converter and LiteRT print on stderr for every conversion (kept off the terminal).
 CONVERTER_NOISE = ("fully_quantize:", "Created TensorFlow Lite XNNPACK delegate")
@@ -98,11 +105,16 @@ class Converted:
         alphabet_file, params_file: its companions (:func:`tf_crnn.model_files.companion_files`).
         representative_images: images the int8 calibration used (0 otherwise).
         seconds: wall time of the conversion.
-        int8_change: ``int8`` only, else None: the CER (fraction) of the int8 model's greedy
-            transcriptions (class codes) against the float32 model's, on the first
-            :data:`INT8_CHECK_IMAGES` calibration images; above :data:`INT8_CHANGE_WARNING` the
-            quantization has damaged the model (``tf-crnn convert`` warns).
-        int8_checked: how many images ``int8_change`` covers (0 otherwise).
+        change: the CER (fraction) of the converted file's greedy transcriptions (class codes) against
+            the trained model's (the CRNN in the export's dtype policy, :attr:`trained_policy`), on
+            :data:`INT8_CHECK_IMAGES` images (:attr:`checked_on`); None when no image was at hand (see
+            :func:`convert`). Above :data:`INT8_CHANGE_WARNING` the conversion has damaged the model
+            (``tf-crnn convert`` warns).
+        checked: how many images ``change`` covers (0 when None).
+        checked_on: ``calibration`` (int8's images), ``representative`` (the ``representative`` CSVs) or
+            ``eval`` (the eval CSVs of the export's ``params.json``); None when not checked.
+        trained_policy: the dtype policy the export computes in (``float32``, ``mixed_bfloat16``,
+            ``mixed_float16``; ``model.json``); the converted file computes in float32 (or int8).
     """
 
     path: str
@@ -113,8 +125,20 @@ class Converted:
     params_file: str
     representative_images: int = 0
     seconds: float = 0.0
-    int8_change: float | None = None
-    int8_checked: int = 0
+    change: float | None = None
+    checked: int = 0
+    checked_on: str | None = None
+    trained_policy: str = "float32"
+
+    @property
+    def int8_change(self) -> float | None:
+        """:attr:`change` of an ``int8`` conversion, else None (the name before 0.5)."""
+        return self.change if self.quantize == "int8" else None
+
+    @property
+    def int8_checked(self) -> int:
+        """:attr:`checked` of an ``int8`` conversion, else 0 (the name before 0.5)."""
+        return self.checked if self.quantize == "int8" else 0
 
 
 def check_request(output: str, format: str | None, quantize: str, representative: list[str] | None,
@@ -123,8 +147,7 @@ def check_request(output: str, format: str | None, quantize: str, representative
 
     Raises:
         DeployError: unknown format or quantization, a format that contradicts the output's suffix,
-            ``int8`` without representative data, representative data without ``int8``, a
-            quantization for ONNX, ``samples`` < 1.
+            ``int8`` without representative data, a quantization for ONNX, ``samples`` < 1.
     """
     suffix_format = format_of(output)
     if format is None:
@@ -142,8 +165,6 @@ def check_request(output: str, format: str | None, quantize: str, representative
     if quantize == "int8" and not representative:
         raise DeployError("--quantize int8 calibrates on representative images: give --representative CSV "
                           "(for example the training CSV)")
-    if representative and quantize != "int8":
-        raise DeployError(f"--representative is only used by --quantize int8, not {quantize}")
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise DeployError(f"--samples must be a positive integer, got {samples!r}")
     return format
@@ -189,13 +210,16 @@ def convert(export_dir: str | os.PathLike, output: str | os.PathLike, format: st
         format: ``tflite`` or ``onnx``; None: from ``output``'s suffix.
         quantize: TFLite only, one of :data:`QUANTIZATIONS`.
         representative: annotated CSVs (training format; labels unused) whose images calibrate
-            ``int8``; required for it.
-        samples: how many rows (at most) of ``representative`` are drawn, at random with ``seed``.
+            ``int8`` (required for it) and check the converted file against the trained model.
+        samples: how many rows (at most) of ``representative`` are drawn for ``int8``, at random with
+            ``seed`` (:data:`INT8_CHECK_IMAGES` of them for the check alone).
         progress: tqdm bars for the representative images.
 
     Returns:
-        A :class:`Converted`. The files are written atomically (a previous file stays whole
-        if anything fails).
+        A :class:`Converted`, with the CER between the file's and the trained model's transcriptions
+        (``change``) when images were at hand: int8's calibration images, else ``representative``,
+        else, for an export trained in 16 bits, the eval CSVs its ``params.json`` names if they all exist.
+        The files are written atomically (a previous file stays whole if anything fails).
 
     Raises:
         DeployError: bad options, no export at ``export_dir``, no readable representative image,
@@ -214,26 +238,57 @@ def convert(export_dir: str | os.PathLike, output: str | os.PathLike, format: st
 
     source = PredictionModel(export_dir)
     model, params = source.crnn()
-    used, change, checked = 0, None, []
-    if format == TFLITE:
-        calibration = None
-        if quantize == "int8":
-            calibration = representative_images(representative, params, samples, seed, progress)
-            used = len(calibration)
-        content = tflite_model(model, params, quantize, calibration, progress)
-        if calibration:
-            checked = calibration[:INT8_CHECK_IMAGES]
-            change = transcription_change(model, content, checked)
-    else:
-        content = onnx_model(model, params)
+    policy = source.dtype_policy
+    calibration = None
+    if quantize == "int8":
+        calibration = representative_images(representative, params, samples, seed, progress)
+    content = tflite_model(model, params, quantize, calibration, progress) if format == TFLITE else \
+        onnx_model(model, params)
+    checked_on, check_csvs = check_source(calibration, representative, policy, source.params)
+    change, checked = None, []
+    if checked_on is not None:
+        try:
+            checked = calibration[:INT8_CHECK_IMAGES] if calibration else representative_images(
+                check_csvs, params, INT8_CHECK_IMAGES, seed, progress)
+        except (OSError, ValueError):  # DeployError, AnnotationError
+            if checked_on != "eval":
+                raise
+            checked_on = None  # the training's eval CSVs were only a default: no check then
+    if checked:
+        # The trained model: the export's CRNN in the dtype policy it was trained and evaluated in.
+        trained = source.crnn(trained_precision=True)[0] if policy != "float32" else model
+        change = transcription_change(trained, content, checked, format)
     with atomic_write(output, binary=True) as f:
         f.write(content)
     alphabet_file, params_file = companion_files(output)
     for source_file, target in (("alphabet.json", alphabet_file), ("params.json", params_file)):
         with open(os.path.join(export_dir, source_file), encoding="utf-8") as f:
             write_json(target, json.load(f))
-    return Converted(output, format, quantize, len(content), alphabet_file, params_file, used,
-                     time.perf_counter() - started, change, len(checked))
+    return Converted(output, format, quantize, len(content), alphabet_file, params_file,
+                     len(calibration or []), time.perf_counter() - started, change, len(checked), checked_on, policy)
+
+
+def check_source(calibration: list | None, representative: list[str] | None, policy: str,
+                 settings: dict) -> tuple[str | None, list[str]]:
+    """Which images check a conversion (see :func:`convert`): ``(checked_on, CSVs to draw from)``.
+
+    Args:
+        calibration: int8's calibration images, if any.
+        representative: the ``representative`` CSVs, if given.
+        policy: the export's dtype policy; settings: its ``params.json``.
+
+    Returns:
+        ``("calibration", [])``, ``("representative", CSVs)``, ``("eval", the eval CSVs of params.json)``
+        for a 16-bit export whose eval CSVs all exist, else ``(None, [])``: nothing to check on.
+    """
+    if calibration:
+        return "calibration", []
+    if representative:
+        return "representative", list(representative)
+    eval_csvs = settings.get("csv_files_eval") or []
+    if policy != "float32" and eval_csvs and all(os.path.isfile(f) for f in eval_csvs):
+        return "eval", list(eval_csvs)
+    return None, []
 
 
 def representative_images(csv_files: list[str], params, samples: int = 200, seed: int = 0,
@@ -409,23 +464,25 @@ def tflite_logits(content: bytes, images: list) -> list:
     return out
 
 
-def transcription_change(model, content: bytes, images: list) -> float:
-    """CER of a TFLite model's greedy transcriptions against the float32 CRNN's, on ``images``.
+def transcription_change(model, content: bytes, images: list, format: str = TFLITE) -> float:
+    """CER of a converted model's greedy transcriptions against a CRNN's, on ``images``.
 
     Transcriptions are compared as CTC class codes (greedy: argmax per step, repeats merged,
-    blanks dropped), the float32 model's taken as the reference, so no alphabet is needed.
+    blanks dropped), the CRNN's taken as the reference, so no alphabet is needed.
 
     Args:
-        model: the float32 :class:`tf_crnn.model.CRNN` the file was converted from.
-        content: the TFLite flatbuffer.
+        model: the :class:`tf_crnn.model.CRNN` the file was converted from, in the dtype policy it was
+            trained in (float32, or 16-bit compute: what its SavedModel computes).
+        content: the TFLite flatbuffer or the ONNX model (``format``).
         images: float32 arrays ``[1, height, width, channels]`` in [-1, 1].
+        format: ``tflite`` or ``onnx``.
 
     Returns:
         edit distance sum / reference length sum (:func:`tf_crnn.metrics.cer`); 1.0 for a model
-        that reads blanks where the float32 one reads text.
+        that reads blanks where the reference reads text.
 
     Raises:
-        DeployError: LiteRT cannot run the model.
+        DeployError: LiteRT / ONNX Runtime cannot run the model.
     """
     import tensorflow as tf
 
@@ -436,7 +493,7 @@ def transcription_change(model, content: bytes, images: list) -> float:
         decoded, _ = ctc_decode(tf.convert_to_tensor(logits), tf.shape(logits)[1:2])
         return tuple(int(c) for c in decoded.numpy()[0, 0] if c)
 
-    converted = [codes(logits) for logits in tflite_logits(content, images)]
+    converted = [codes(logits) for logits in (tflite_logits if format == TFLITE else onnx_logits)(content, images)]
     reference = [codes(tf.cast(model(image, tf.shape(image)[2:3], training=False), tf.float32)) for image in images]
     return cer(reference, converted)
 
@@ -505,6 +562,35 @@ def check_onnx_runs(content: bytes, params) -> None:
         op = re.search(r"No Op registered for (\w+)", str(e))
         raise DeployError(f"ONNX Runtime cannot run the converted model{' at op ' + op.group(1) if op else ''}: "
                           f"{str(e).strip().splitlines()[0][:300]}") from None
+
+
+def onnx_logits(content: bytes, images: list) -> list:
+    """The logits of an ONNX CRNN for each image (one per call, unpadded), run by ONNX Runtime.
+
+    Args:
+        content: the ONNX model (:func:`onnx_model`).
+        images: float32 arrays ``[1, height, width, channels]`` in [-1, 1], any widths.
+
+    Returns:
+        float32 arrays ``[1, time, num_classes]``, one per image.
+
+    Raises:
+        ImportError: ONNX Runtime is not installed (``tf-crnn[deploy]``).
+        DeployError: ONNX Runtime cannot run the model.
+    """
+    import numpy as np
+
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ImportError("checking an ONNX model needs ONNX Runtime: pip install 'tf-crnn[deploy]'") from None
+    try:
+        session = onnxruntime.InferenceSession(content, providers=["CPUExecutionProvider"])
+        return [session.run(["logits"], {"images": image, "widths": np.array([image.shape[2]], np.int32)})[0]
+                for image in images]
+    except Exception as e:
+        raise DeployError(f"ONNX Runtime cannot run the converted model: {str(e).strip().splitlines()[0][:300]}"
+                          ) from None
 
 
 def converter_failure(message: str) -> str:

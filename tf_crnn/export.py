@@ -17,6 +17,7 @@ from .alphabet import Alphabet
 from .config import Params
 from .decoding import codes_to_strings, ctc_decode
 from .model import sequence_lengths
+from .model_files import MODEL_INFO
 
 
 def logits_fn(model, params: Params):
@@ -80,6 +81,16 @@ def serving_fn(model, params: Params, alphabet: Alphabet):
     return serve
 
 
+def model_info(model) -> dict:
+    """What ``model.json`` records of a CRNN (see :func:`export_saved_model`).
+
+    The variables are listed in ``model.variables`` order, the order in which Keras' ``ExportArchive``
+    stores them in the SavedModel (its ``variables`` list: ``variables/0``, ``variables/1``, ...).
+    """
+    return {"dtype_policy": getattr(model, "precision_policy", "float32"),
+            "variables": [{"path": v.path, "shape": list(v.shape), "dtype": str(v.dtype)} for v in model.variables]}
+
+
 def export_saved_model(model, params: Params, alphabet: Alphabet, export_dir: str) -> str:
     """Export a SavedModel whose ``serving_default`` signature maps image bytes to text.
 
@@ -93,7 +104,11 @@ def export_saved_model(model, params: Params, alphabet: Alphabet, export_dir: st
                  ``lengths``: int32 ``[batch]``, valid time steps per image.
 
     The folder also gets ``alphabet.json`` and ``params.json`` (the training
-    settings) so a user can see what the model expects.
+    settings) so a user can see what the model expects, and ``model.json``
+    (:data:`tf_crnn.model_files.MODEL_INFO`): the dtype policy the model computes in
+    (``model.precision_policy``; a converter rebuilds it in float32) and the Keras path,
+    shape and dtype of every variable of the SavedModel's ``variables`` list, in its order,
+    so that a loader assigns weights by path, never by position.
 
     Returns:
         ``export_dir``.
@@ -116,6 +131,7 @@ def export_saved_model(model, params: Params, alphabet: Alphabet, export_dir: st
     # Where runs are stored (and any credentials) is no business of the model.
     write_json(os.path.join(tmp, "params.json"),
                {k: v for k, v in params.to_dict().items() if not k.startswith("mongo_")})
+    write_json(os.path.join(tmp, MODEL_INFO), model_info(model))
     # Replace the previous export only once the new one is complete.
     if tf.io.gfile.exists(export_dir):
         tf.io.gfile.rmtree(export_dir)

@@ -17,7 +17,8 @@ A source is one of:
   in the record (``origin``). Fine-tuning itself never opens the run database.
 
 :func:`copy_weights` puts the source's weights into the freshly built CRNN of the new
-training: every conv block, batch norm and BiLSTM layer must have the same weight shapes
+training, each weight by its variable path (``crnn/conv1/kernel``): every conv block, batch norm and
+BiLSTM layer must have the same weights with the same shapes
 (else :class:`FinetuneError` names the layer and both shapes); the output layer (``logits``,
 a Dense of ``num_classes`` units) is remapped between the two alphabets by symbol: a symbol
 of both keeps its kernel column and bias, the CTC blank (class 0) keeps its own, and symbols
@@ -37,7 +38,7 @@ import tensorflow as tf
 
 from .alphabet import BLANK, Alphabet, AlphabetError, normalized_table
 from .config import ConfigError, Params, load_config_file
-from .model import build_crnn
+from .model import WeightMismatch, assign_by_path, build_crnn, weight_paths
 from .trainer import newest_checkpoint
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ def _checkpoint_source(prefix: str) -> Source:
 
 def float_weights(variables) -> list:
     """The float variables among ``variables`` (weights and batch-norm statistics; not random-seed states)."""
-    return [v for v in variables if keras.backend.is_float_dtype(v.dtype)]
+    return list(weight_paths(variables).values())
 
 
 def weighted_layers(model) -> dict[str, keras.layers.Layer]:
@@ -199,13 +200,13 @@ def copy_weights(source: Source, model, alphabet: Alphabet) -> dict:
             raise FinetuneError(f"init_from: layer {name} has weight shapes {_shapes(theirs[name])} in {where} but "
                                 f"{_shapes(ours[name])} in this training's network: the networks differ (conv "
                                 "blocks, input height and channels, rnn_units must match the source's)")
-    copied = []
-    for name, layer in ours.items():
-        if name == model.classifier.name:
-            continue
-        for target, value in zip(float_weights(layer.weights), float_weights(theirs[name].weights)):
-            target.assign(keras.ops.convert_to_numpy(value))
-        copied.append(name)
+    copied = [name for name in ours if name != model.classifier.name]
+    # By variable path (crnn/bilstm1/forward_lstm1/lstm_cell/kernel), never by the order of a layer's weights.
+    try:
+        assign_by_path(*(weight_paths(w for name in copied for w in layers[name].weights) for layers in (ours, theirs)),
+                       where)
+    except WeightMismatch as e:
+        raise FinetuneError(f"init_from: {e}") from None
     return {"layers": copied, **_remap_classifier(source, model.classifier, alphabet)}
 
 

@@ -18,6 +18,7 @@ Several models transcribe together by confidence voting with :class:`tf_crnn.vot
 from __future__ import annotations
 
 import json
+import logging
 import numbers
 import os
 from dataclasses import dataclass
@@ -31,7 +32,17 @@ from .config import recorded_unicode_normalization
 from .data import decode_failure
 from .decoding import Decoding, Lexicon, decode_batch, default_decoding
 from .images import ACCEPTED, IMAGE_TYPES, ImageError, ImageInput, describe, model_input
-from .model_files import ONNX, SAVED_MODEL, TFLITE, companion_files, format_of  # PredictionModel.format: one of these
+from .model_files import (  # PredictionModel.format: one of ONNX, SAVED_MODEL, TFLITE
+    MODEL_INFO,
+    ONNX,
+    SAVED_MODEL,
+    TFLITE,
+    companion_files,
+    format_of,
+    read_model_info,
+)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -170,39 +181,100 @@ class PredictionModel:
                 self._logits = self._rebuilt_logits_function()
         return self._logits
 
-    def crnn(self):
+    def crnn(self, trained_precision: bool = False):
         """The export's network as a Keras CRNN: rebuilt from its ``params.json`` and given the export's weights.
 
-        For exports without the ``logits`` signature, and for fine-tuning (:mod:`tf_crnn.finetune`).
+        For exports without the ``logits`` signature, for the converter (:mod:`tf_crnn.convert`) and for
+        fine-tuning (:mod:`tf_crnn.finetune`). The weights are assigned by variable path
+        (:func:`tf_crnn.model.assign_by_path`): ``model.json`` names each saved variable
+        (:func:`tf_crnn.export.model_info`), and every path of the rebuilt CRNN must be there with its
+        shape. An export written before ``model.json`` existed (tf-crnn 0.4) names its variables only by
+        their last part (``kernel``, ``gamma``): its weights are taken in their saved order, each checked
+        by that name and its shape, with a warning (see :meth:`saved_weights`).
+
+        Args:
+            trained_precision: rebuild in the dtype policy the export was trained with (``model.json``;
+                the 16-bit compute of a mixed-precision training, what the SavedModel computes), not float32.
 
         Returns:
-            ``(model, params)``: a float32 :class:`tf_crnn.model.CRNN` with :attr:`alphabet`'s classes,
-            and the :class:`tf_crnn.config.Params` of ``params.json``.
+            ``(model, params)``: a :class:`tf_crnn.model.CRNN` with :attr:`alphabet`'s classes (float32
+            weights; float32 compute unless ``trained_precision``), and the :class:`tf_crnn.config.Params`
+            of ``params.json``.
 
         Raises:
-            ValueError: no ``params.json`` / ``alphabet.json``, or weights that do not match the CRNN
-                ``params.json`` describes (the message says which).
+            ValueError: no ``params.json`` / ``alphabet.json``, not a SavedModel, or weights that do not fit
+                the CRNN ``params.json`` describes (:class:`tf_crnn.model.WeightMismatch`, naming the paths).
         """
         from .config import Params
-        from .model import build_crnn
+        from .model import WeightMismatch, assign_by_path, build_crnn, weight_paths
 
         problem = None
         if not self.params or self.alphabet is None:
             problem = "no params.json / alphabet.json"
         elif self._model is None:
             problem = f"only a SavedModel export can be, not a {self.format} file"
-        else:
-            params = Params.from_dict({k: v for k, v in self.params.items() if k in Params.field_names()})
-            model = build_crnn(params, self.alphabet.num_classes)
-            saved = list(self._model.variables)
-            if len(saved) != len(model.variables) or any(
-                    tuple(a.shape) != tuple(b.shape) for a, b in zip(model.variables, saved)):
-                problem = "its weights do not match the CRNN its params.json describes"
         if problem:
             raise ValueError(f"{self.export_dir} cannot be rebuilt as a CRNN ({problem})")
-        for variable, value in zip(model.variables, saved):
-            variable.assign(value)
+        params = Params.from_dict({k: v for k, v in self.params.items() if k in Params.field_names()})
+        policy = self.dtype_policy if trained_precision else "float32"
+        model = build_crnn(params, self.alphabet.num_classes, None if policy == "float32" else policy)
+        targets = weight_paths(model.variables)
+        try:
+            assign_by_path(targets, self.saved_weights(targets), self.export_dir)
+        except WeightMismatch as e:
+            raise WeightMismatch(f"{self.export_dir} cannot be rebuilt as the CRNN its params.json describes: {e}"
+                                 ) from None
         return model, params
+
+    @property
+    def dtype_policy(self) -> str:
+        """The dtype policy the export computes in (``model.json``): ``float32``, ``mixed_float16`` or
+        ``mixed_bfloat16``; ``float32`` for a model file (converted in float32) or an export without ``model.json``.
+        """
+        info = read_model_info(self.export_dir) if self.format == SAVED_MODEL else None
+        return (info or {}).get("dtype_policy", "float32")
+
+    def saved_weights(self, targets: dict | None = None) -> dict[str, tf.Variable]:
+        """The SavedModel's float variables by Keras path (``crnn/conv1/kernel``, :func:`tf_crnn.model.weight_paths`).
+
+        The paths come from ``model.json``, which lists the SavedModel's ``variables`` in their saved order
+        (checked: as many, of the same shapes). Without ``model.json`` (an export of tf-crnn 0.4), the
+        saved order is taken as ``targets``' order (the CRNN rebuilt from the same settings), each pair
+        checked by the variable's last name part and shape, and a warning says so; only such an export is
+        read by order.
+
+        Raises:
+            ValueError: ``model.json`` does not describe this SavedModel's variables, or (without it) the
+                variables do not pair with ``targets`` (names the first that does not).
+        """
+        saved = list(self._model.variables)
+        info = read_model_info(self.export_dir)
+        if info is not None:
+            recorded = info["variables"]
+            if len(recorded) != len(saved) or any(tuple(r["shape"]) != tuple(v.shape)
+                                                  for r, v in zip(recorded, saved)):
+                raise ValueError(f"{self.export_dir}/{MODEL_INFO} does not describe this SavedModel "
+                                 f"({len(recorded)} variables listed, {len(saved)} saved, or other shapes); "
+                                 "re-export the model")
+            return {r["path"]: v for r, v in zip(recorded, saved) if tf.as_dtype(v.dtype).is_floating}
+        return self._legacy_weights([v for v in saved if tf.as_dtype(v.dtype).is_floating], targets or {})
+
+    def _legacy_weights(self, saved: list, targets: dict) -> dict:
+        """An export without ``model.json``: its float variables paired with ``targets`` in order, each
+        checked by its last name part (``crnn/kernel:0`` -> ``kernel``) and shape."""
+        for (path, target), variable in zip(targets.items(), saved):
+            name = variable.name.split(":")[0].rsplit("/", 1)[-1]
+            if name != path.rsplit("/", 1)[-1] or tuple(variable.shape) != tuple(target.shape):
+                raise ValueError(f"{self.export_dir} has no {MODEL_INFO} and its variable {variable.name} "
+                                 f"{tuple(variable.shape)} does not pair with {path} {tuple(target.shape)} of the "
+                                 "CRNN its params.json describes")
+        if len(saved) != len(targets):
+            raise ValueError(f"{self.export_dir} has no {MODEL_INFO} and holds {len(saved)} weights, the CRNN its "
+                             f"params.json describes {len(targets)}")
+        log.warning("%s has no %s (written before tf-crnn 0.5): its weights are taken in their saved order, "
+                    "checked by name and shape; re-export it to have them matched by variable path",
+                    self.export_dir, MODEL_INFO)
+        return dict(zip(targets, saved))
 
     def _rebuilt_logits_function(self):
         """For an export without ``logits`` signature: the CRNN of its params.json with its weights."""

@@ -56,6 +56,9 @@ class CRNN(keras.Model):
         # mixed_float16 / mixed_bfloat16: 16-bit compute, float32 weights; the logits stay float32 for a stable
         # CTC loss (the classifier's dtype below).
         dt = {"dtype": dtype_policy} if dtype_policy else {}
+        #: The Keras dtype policy of the conv blocks: ``float32``, ``mixed_float16`` or ``mixed_bfloat16``
+        #: (the SavedModel export records it, :func:`tf_crnn.export.export_saved_model`).
+        self.precision_policy = dtype_policy or "float32"
         self.pool_widths = params.width_downsampling
         self.num_classes = num_classes
         # use_stn: a spatial transformer before the conv blocks, in float32 (sampling coordinates need it).
@@ -79,8 +82,10 @@ class CRNN(keras.Model):
         # product each: those do pay in bfloat16.
         self.projection_dtype = "bfloat16" if dtype_policy == "mixed_bfloat16" else None
         self.rnns = [
-            keras.layers.Bidirectional(keras.layers.LSTM(u, return_sequences=True, **rnn_dt), name=f"bilstm{i + 1}",
-                                       **rnn_dt)
+            # The LSTM's own name too: Keras would number it per process (forward_lstm_3), and the weights of an
+            # export are matched by variable path (crnn/bilstm1/forward_lstm1/lstm_cell/kernel, :func:`assign_by_path`).
+            keras.layers.Bidirectional(keras.layers.LSTM(u, return_sequences=True, name=f"lstm{i + 1}", **rnn_dt),
+                                       name=f"bilstm{i + 1}", **rnn_dt)
             for i, u in enumerate(params.rnn_units)
         ]
         self.dropouts = [keras.layers.Dropout(params.dropout, name=f"dropout{i + 1}", **rnn_dt)
@@ -220,6 +225,47 @@ def build_crnn(params: Params, num_classes: int, dtype_policy: str | None = None
     model(tf.zeros([1, params.height, params.min_width, params.input_channels]),
           tf.constant([params.min_width], tf.int32))
     return model
+
+
+class WeightMismatch(ValueError):
+    """Weights that do not fit a network: paths one side lacks, or other shapes (the message lists them)."""
+
+
+def weight_paths(variables) -> dict[str, object]:
+    """The float variables among ``variables`` (weights and batch-norm statistics) by their Keras path.
+
+    Paths are the layers' fixed names (``crnn/conv1/kernel``, ``crnn/bilstm1/forward_lstm1/lstm_cell/kernel``,
+    ``crnn/logits/bias``), the same in every process; random-seed states (``seed_generator_N``, numbered per
+    process, not weights) are left out.
+    """
+    return {v.path: v for v in variables if keras.backend.is_float_dtype(v.dtype)}
+
+
+def assign_by_path(targets: dict[str, object], values: dict[str, object], where: str) -> None:
+    """Assign ``values[path]`` to ``targets[path]`` for every path, after checking that both name the same
+    paths with the same shapes: nothing is matched by position, and nothing is assigned unless all fit.
+
+    Args:
+        targets: variables by path (:func:`weight_paths` of the model to fill).
+        values: arrays or variables by path (the source's weights).
+        where: the source, for the message (an export folder, a checkpoint).
+
+    Raises:
+        WeightMismatch: a path only one side has, or a shape that differs; the message names every such
+            path (at most 10 of each kind) and ``where``.
+    """
+    missing = [p for p in targets if p not in values]
+    unexpected = [p for p in values if p not in targets]
+    shapes = [f"{p} {tuple(values[p].shape)} (network: {tuple(targets[p].shape)})" for p in targets
+              if p in values and tuple(values[p].shape) != tuple(targets[p].shape)]
+    problems = [f"{what}: {', '.join(items[:10])}{f' and {len(items) - 10} more' if len(items) > 10 else ''}"
+                for what, items in (("missing in the source", missing), ("not in the network", unexpected),
+                                    ("other shapes", shapes)) if items]
+    if problems:
+        raise WeightMismatch(f"the weights of {where} do not fit the network by variable path; "
+                             + "; ".join(problems))
+    for path, target in targets.items():
+        target.assign(keras.ops.convert_to_numpy(values[path]))
 
 
 def parameter_count(params: Params, num_classes: int) -> int:

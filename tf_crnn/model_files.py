@@ -1,7 +1,8 @@
 """The model files tf-crnn reads and writes: their formats, suffixes, and the companions of a converted file.
 
-- ``saved_model``: a SavedModel folder (:mod:`tf_crnn.export` writes it), ``alphabet.json`` and
-  ``params.json`` inside;
+- ``saved_model``: a SavedModel folder (:mod:`tf_crnn.export` writes it), ``alphabet.json``,
+  ``params.json`` and ``model.json`` (:data:`MODEL_INFO`: the dtype policy it computes in and the path of
+  each saved variable, :func:`read_model_info`) inside;
 - ``tflite`` / ``onnx``: one file ``NAME.tflite`` / ``NAME.onnx`` (:mod:`tf_crnn.convert` writes it),
   with ``NAME.alphabet.json`` and ``NAME.params.json`` beside it (:func:`companion_files`).
 
@@ -10,6 +11,7 @@ This module imports nothing heavy (no TensorFlow), so the command line can use i
 """
 from __future__ import annotations
 
+import json
 import os
 
 from .config import DEPLOY_FORMAT_NAMES
@@ -20,6 +22,31 @@ SAVED_MODEL = "saved_model"
 TFLITE, ONNX = DEPLOY_FORMAT_NAMES
 #: File name suffix of each file format.
 SUFFIXES = {TFLITE: ".tflite", ONNX: ".onnx"}
+#: The file of a SavedModel export that describes its network: ``{"dtype_policy": "float32" |
+#: "mixed_float16" | "mixed_bfloat16", "variables": [{"path", "shape", "dtype"}, ...]}``, one entry per
+#: variable of the SavedModel's ``variables`` list, in its order (how a loader names what it restores).
+MODEL_INFO = "model.json"
+
+
+def read_model_info(export_dir: str | os.PathLike) -> dict | None:
+    """The :data:`MODEL_INFO` of a SavedModel export, or None for an export written before tf-crnn kept one.
+
+    Raises:
+        ValueError: the file exists but is not the JSON object described at :data:`MODEL_INFO` (named).
+    """
+    path = os.path.join(os.fspath(export_dir), MODEL_INFO)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            info = json.load(f)
+    except ValueError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); re-export the model") from None
+    if not isinstance(info, dict) or not isinstance(info.get("variables"), list) or not all(
+            isinstance(v, dict) and {"path", "shape"} <= set(v) for v in info["variables"]):
+        raise ValueError(f"{path} does not list the export's variables (a 'variables' list of objects with "
+                         "'path' and 'shape'); re-export the model")
+    return info
 
 
 def companion_files(model_file: str | os.PathLike) -> tuple[str, str]:

@@ -144,17 +144,18 @@ def _delete(args: argparse.Namespace) -> int:
 
 @handles("runs rerun")
 def _rerun(args: argparse.Namespace) -> int:
-    from ..experiment.experiments import ex
+    from ..experiment.experiments import environment_of, ex
     from ..tracking import runs
 
     database = _database(args)
     try:
         old = database.run(parse_run_id(args.id))
         config = runs.rerun_config(old, args.resolved_url, args.db, args.output_model_dir)
-        problems = runs.rerun_problems(old, config)
+        problems = runs.rerun_problems(old, config, environment_of(runs.rerun_params(config)))
         if problems and not args.force:
             raise runs.RunsError(f"run {old['_id']} cannot be repeated as recorded:\n  " + "\n  ".join(problems)
-                                 + "\nRestore the recorded code and data, or re-run anyway with --force")
+                                 + "\nRestore what the record names (environment, code, data), or re-run anyway "
+                                   "with --force: the numbers may differ from the record's")
         for line in problems:
             print(f"tf-crnn runs rerun: --force: {line}", file=sys.stderr)
         run = ex.run(config_updates=config, info={"rerun_of": old["_id"], "rerun_differences": problems})
@@ -207,10 +208,12 @@ def register(sub) -> None:
         q.add_argument("id")
         q.add_argument("out_dir")
     q = action("rerun", _rerun, "train again from a run's record: same config and seed, after checking that "
-                                "the code version and every data file still match")
+                                "the run was deterministic and that the environment, the code version and every "
+                                "data file still match")
     q.add_argument("id")
     q.add_argument("--output-model-dir", help="where the new training writes (default: <recorded>_rerun_of_<id>)")
-    q.add_argument("--force", action="store_true", help="re-run even if code or data differ from the record")
+    q.add_argument("--force", action="store_true", help="re-run even if the run was not deterministic or the "
+                                                          "environment, code or data differ from the record")
     q = action("delete", _delete, "delete runs with their metrics and artifacts (asks first)")
     q.add_argument("ids", nargs="+", metavar="ID")
     q.add_argument("--yes", action="store_true", help="do not ask")

@@ -393,7 +393,7 @@ def train_with(strategy, params: Params, _run, _seed, state: RunState) -> dict:
     _run.info["train_eval_overlap"] = len(data.shared_with_training(train_entries, eval_entries))
     print(f"run {_run._id}: {len(train_entries)} training and {len(eval_entries)} eval images, "
           f"alphabet of {len(alphabet)} symbols")
-    provenance.record(_run, provenance.describe_training_data(params, rows=rows), strategy)
+    provenance.record(_run, provenance.describe_training_data(params, rows=rows), environment_of(params, strategy))
 
     trainer = trainer_lib.Trainer(params, alphabet, strategy)
     _run.info["dtype_policy"] = trainer.dtype_policy or "float32"
@@ -439,6 +439,19 @@ def train_with(strategy, params: Params, _run, _seed, state: RunState) -> dict:
     attach_artifacts(_run, params, alphabet, export_dir, report_dir)
     report_location(_run, params, state)
     return {k: float(v) for k, v in final.items()}
+
+
+def environment_of(params: Params, strategy=None) -> dict:
+    """The environment a training of ``params`` has on this machine, as a run records it (``info.environment``):
+    :func:`tf_crnn.tracking.provenance.environment`, whether the CPU computes bfloat16 natively
+    (``cpu_bfloat16``, :func:`tf_crnn.trainer.cpu_has_bfloat16`) and the dtype policy ``mixed_precision``
+    picks here (``dtype_policy``: ``float32``, ``mixed_bfloat16``, ``mixed_float16``). ``tf-crnn runs rerun``
+    compares it with the record (:func:`tf_crnn.tracking.provenance.changed_environment`).
+    """
+    from .. import trainer as trainer_lib
+
+    return {**provenance.environment(strategy), "cpu_bfloat16": trainer_lib.cpu_has_bfloat16(),
+            "dtype_policy": trainer_lib.mixed_precision_policy(params) or "float32"}
 
 
 def fine_tune(model, alphabet: Alphabet, params: Params, resumed_epoch: int | None) -> dict:

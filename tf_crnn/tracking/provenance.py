@@ -7,7 +7,8 @@
   is in, and the diff against that commit (``code.diff``);
 - :func:`environment` / :func:`installed_distributions`: Python, TensorFlow,
   Keras, CUDA / cuDNN, devices, strategy; every installed distribution
-  (``environment.txt``);
+  (``environment.txt``); :func:`changed_environment` compares two (a re-run's
+  with the record);
 - :func:`package_sources`: every module of :mod:`tf_crnn`, for Sacred's source
   list (Sacred only finds the modules imported when the experiment is created);
 - :func:`installed_lock`: which lock file of ``requirements/`` the environment was installed from.
@@ -208,6 +209,25 @@ def environment(strategy=None) -> dict:
     return env
 
 
+#: What :func:`changed_environment` compares, with the name it prints: what can change a training's numbers.
+#: ``cpu_bfloat16`` (whether the CPU computes bfloat16 natively) and ``dtype_policy`` (what ``mixed_precision``
+#: chose: ``auto`` picks bfloat16 on such a CPU) are added by the training (:func:`record`'s ``environment``).
+COMPARED_ENVIRONMENT = {"python": "Python", "tensorflow": "TensorFlow", "keras": "Keras", "cuda": "CUDA",
+                        "cudnn": "cuDNN", "devices": "devices", "cpu_bfloat16": "CPU computes bfloat16 natively",
+                        "dtype_policy": "dtype policy (mixed_precision)"}
+
+
+def changed_environment(recorded: dict, current: dict) -> list[str]:
+    """What differs between a recorded environment and the current one: one line per item of
+    :data:`COMPARED_ENVIRONMENT` that both name (an item a run did not record is not compared).
+
+    Each line reads ``environment: TensorFlow: recorded 2.20.0, now 2.21.0``.
+    """
+    return [f"environment: {label}: recorded {recorded[key]}, now {current[key]}"
+            for key, label in COMPARED_ENVIRONMENT.items()
+            if key in recorded and key in current and recorded[key] != current[key]]
+
+
 def package_sources(root: Path = PACKAGE_ROOT) -> list[str]:
     """Every ``.py`` file of the :mod:`tf_crnn` package, sorted."""
     return sorted(str(p) for p in root.rglob("*.py") if "__pycache__" not in p.parts)
@@ -285,13 +305,14 @@ def changed_data(recorded: dict, current: dict) -> list[str]:
     return lines
 
 
-def record(run, data: dict, strategy=None) -> None:
+def record(run, data: dict, environment: dict) -> None:
     """Attach to a Sacred run what made it: code, data, environment (``run.info`` and artifacts).
 
     - ``info.code``: git commit, branch, dirty flag (and the ``code.diff`` artifact when dirty);
     - ``info.data``: :func:`describe_data`'s result; every CSV and the alphabet also as a Sacred
       resource (path + MD5 in the run document, the file in GridFS);
-    - ``info.environment``: :func:`environment`; every installed distribution as ``environment.txt``;
+    - ``info.environment``: ``environment`` (:func:`environment` and what the training adds, see
+      :data:`COMPARED_ENVIRONMENT`); every installed distribution as ``environment.txt``;
     - ``info.lock``: :func:`installed_lock`, the lock file the environment was installed from.
     """
     import tempfile
@@ -299,7 +320,7 @@ def record(run, data: dict, strategy=None) -> None:
     code = git_state()
     run.info["code"] = {k: v for k, v in code.items() if k != "diff"} if code else None
     run.info["data"] = data
-    run.info["environment"] = environment(strategy)
+    run.info["environment"] = environment
     run.info["lock"] = installed_lock()
     for path in [data["alphabet"]["path"], *(f["path"] for split in data.values()
                                              if isinstance(split, dict) and "csv_files" in split

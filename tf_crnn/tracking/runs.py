@@ -262,18 +262,41 @@ def rerun_config(doc: dict, url: str, db_name: str, output_model_dir: str | None
     return config
 
 
-def rerun_problems(doc: dict, config: dict) -> list[str]:
+def rerun_params(config: dict):
+    """The :class:`tf_crnn.config.Params` of a re-run's config (:func:`rerun_config`; Sacred's ``generate_data``
+    left out)."""
+    from ..config import Params
+
+    return Params.from_dict({k: v for k, v in config.items() if k != "generate_data"})
+
+
+def rerun_problems(doc: dict, config: dict, environment: dict | None = None) -> list[str]:
     """Why running ``config`` now would not repeat the recorded run: one line per difference.
 
-    Compares the code (git commit recorded in ``info.code`` against the checkout's,
-    uncommitted changes then or now) and the data (:func:`provenance.changed_data`:
-    every CSV's and the alphabet's MD5, row counts, image fingerprints).
+    Checks that the run was trained with ``deterministic=True`` (without it TensorFlow's ops run in any
+    order and a re-run gives other numbers), and compares the environment (:func:`provenance.changed_environment`:
+    Python, TensorFlow, Keras, CUDA, cuDNN, devices, native bfloat16, the dtype policy ``mixed_precision``
+    chose), the code (git commit recorded in ``info.code`` against the checkout's, uncommitted changes
+    then or now) and the data (:func:`provenance.changed_data`: every CSV's and the alphabet's MD5, row
+    counts, image fingerprints).
+
+    Args:
+        doc: the recorded run; config: :func:`rerun_config`.
+        environment: this machine's, as a training records it
+            (:func:`tf_crnn.experiment.experiments.environment_of`); None: not compared.
     """
-    from ..config import Params
     from . import provenance
 
     lines = []
+    if not doc.get("config", {}).get("deterministic", False):
+        lines.append("deterministic: the run was trained with deterministic=False (TensorFlow's ops in any order, "
+                     "seeded or not): a re-run gives other numbers; repeat runs trained with deterministic=True")
     info = doc.get("info", {})
+    if environment is not None:
+        # Runs recorded before the environment held the dtype policy have it beside (info.dtype_policy).
+        recorded = {**({"dtype_policy": info["dtype_policy"]} if "dtype_policy" in info else {}),
+                    **info.get("environment", {})}
+        lines += provenance.changed_environment(recorded, environment)
     code, now = info.get("code"), provenance.git_state()
     if code and now:
         if code["commit"] != now["commit"]:
@@ -284,8 +307,8 @@ def rerun_problems(doc: dict, config: dict) -> list[str]:
             lines.append("code: the checkout has uncommitted changes now (git diff HEAD)")
     if not info.get("data"):
         return lines + ["data: the run records no data description (recorded before tf-crnn kept one)"]
-    params = Params.from_dict({k: v for k, v in config.items() if k != "generate_data"})
-    return lines + provenance.changed_data(info["data"], provenance.describe_training_data(params, progress=False))
+    return lines + provenance.changed_data(info["data"], provenance.describe_training_data(rerun_params(config),
+                                                                                              progress=False))
 
 
 def compare_results(old: dict, new: dict) -> pd.DataFrame:
