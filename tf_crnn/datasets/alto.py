@@ -32,6 +32,7 @@ from .layout import (
     image_size_and_dpi,
     local_name,
     nfc,
+    parse_layout_xml,
     parse_points,
 )
 from .mets import Mets
@@ -57,16 +58,8 @@ def parse_alto(xml: str | Path, options: LayoutOptions = LayoutOptions(), mets: 
         LayoutError: not well-formed XML, not ALTO, an unknown MeasurementUnit, mm10 / inch1200 with an image
             that records no resolution, or the page image not found (the message lists the paths tried).
     """
-    from lxml import etree
-
     xml = Path(xml)
-    try:
-        tree = etree.parse(str(xml))
-    except (OSError, etree.XMLSyntaxError) as e:
-        raise LayoutError(f"{xml}: cannot read the XML ({e})") from None
-    root = tree.getroot()
-    if local_name(root) != "alto":
-        raise LayoutError(f"{xml}: not an ALTO file (root element {local_name(root)!r}, expected 'alto')")
+    tree, root = parse_layout_xml(xml, "alto", "an ALTO")
     named = root.findtext("{*}Description/{*}sourceImageInformation/{*}fileName")
     mets_image = mets.image_for(xml, options.image_group) if mets is not None else None
     image = find_image(xml, named.strip() if named else None, options, mets_image)

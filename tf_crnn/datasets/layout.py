@@ -101,6 +101,24 @@ def local_name(element) -> str:
     return element.tag.rpartition("}")[2] if isinstance(element.tag, str) else ""
 
 
+def parse_layout_xml(xml: Path, root_name: str, kind: str):
+    """The parsed tree of a layout file whose root element is ``root_name`` (any namespace): ``(tree, root)``.
+
+    Raises:
+        LayoutError: not well-formed XML, or another root element (the message says which ``kind`` was expected).
+    """
+    from lxml import etree
+
+    try:
+        tree = etree.parse(str(xml))
+    except (OSError, etree.XMLSyntaxError) as e:
+        raise LayoutError(f"{xml}: cannot read the XML ({e})") from None
+    root = tree.getroot()
+    if local_name(root) != root_name:
+        raise LayoutError(f"{xml}: not {kind} file (root element {local_name(root)!r}, expected {root_name!r})")
+    return tree, root
+
+
 def parse_points(value: str, where: str) -> np.ndarray:
     """``"x,y x,y ..."`` (PAGE, ALTO ``POINTS``; ``"x y x y"`` too) as an (N, 2) float64 array.
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .layout import LayoutError, LayoutOptions, Line, Page, find_image, local_name, nfc, parse_points
+from .layout import LayoutError, LayoutOptions, Line, Page, find_image, local_name, nfc, parse_layout_xml, parse_points
 from .mets import Mets
 
 
@@ -40,16 +40,8 @@ def parse_page_xml(xml: str | Path, options: LayoutOptions = LayoutOptions(), me
         LayoutError: not well-formed XML, not PAGE (root element other than ``PcGts``), no ``Page`` element,
             or the page image not found (the message lists the paths tried).
     """
-    from lxml import etree
-
     xml = Path(xml)
-    try:
-        tree = etree.parse(str(xml))
-    except (OSError, etree.XMLSyntaxError) as e:
-        raise LayoutError(f"{xml}: cannot read the XML ({e})") from None
-    root = tree.getroot()
-    if local_name(root) != "PcGts":
-        raise LayoutError(f"{xml}: not a PAGE XML file (root element {local_name(root)!r}, expected 'PcGts')")
+    tree, root = parse_layout_xml(xml, "PcGts", "a PAGE XML")
     page = root.find("{*}Page")
     if page is None:
         raise LayoutError(f"{xml}: PAGE XML without a Page element")
