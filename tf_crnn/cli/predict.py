@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .. import __version__
 from .._util import parse_run_id
 from ..config import DECODING_NAMES
 from .errors import EXIT_DATA, EXIT_OK, handles
@@ -40,6 +41,10 @@ def _predict(args: argparse.Namespace) -> int:
                  PredictionModel.from_run(parse_run_id(args.run), args.url, args.db))
         decoding = default_decoding(model.params, args.decoding, args.beam_width, lexicon=args.lexicon,
                                     lexicon_max_distance=args.lexicon_max_distance)
+    if args.page or args.alto:
+        return _predict_pages(args, model, decoding)
+    if not args.images:
+        raise ValueError("give image files, or --page / --alto files with --output-dir")
     predictions = model.predict(args.images, batch_size=args.batch_size, decoding=decoding)
     failed = 0
     for path, pred in zip(args.images, predictions):
@@ -56,6 +61,62 @@ def _predict(args: argparse.Namespace) -> int:
         return EXIT_DATA
     return EXIT_OK
 
+
+# --------------------------------------------------------------------------- --page / --alto (PAGE XML, ALTO)
+
+def _predict_pages(args: argparse.Namespace, model, decoding) -> int:
+    """``--page`` / ``--alto``: every page recognised and written into ``--output-dir``
+    (:func:`tf_crnn.page_recognition.recognise_pages`). Exit code 1 when a page could not be read (the others
+    are written), or with ``--strict`` when a line was left out; 2 when no page could be read."""
+    from ..datasets.layout import LayoutOptions
+    from ..datasets.page_writer import WriteOptions
+    from ..page_recognition import recognise_pages
+
+    if not args.output_dir:
+        raise ValueError("--page / --alto need --output-dir DIR (where the copies with the recognised text go)")
+    if args.images:
+        raise ValueError(f"--page / --alto read the lines from the pages: give no image files ({args.images[0]})")
+    layout = LayoutOptions(images=args.page_images, mets=args.mets, image_group=args.image_group,
+                           page_group=args.page_group)
+    writing = WriteOptions(args.text_index, not args.replace_text, tuple(args.model or [f"run {args.run}"]),
+                           f"tf-crnn {__version__}")
+    failed = left_out = written = 0
+    for fmt, sources in (("page", args.page), ("alto", args.alto)):
+        if not sources:
+            continue
+        outcome = recognise_pages(model, fmt, sources, args.output_dir, layout, writing, args.batch_size, decoding)
+        for xml, reason in outcome.failed:
+            print(f"tf-crnn predict: {reason}", file=sys.stderr)
+        for page in outcome.written:
+            for line_id, reason in page.left_out:
+                print(f"tf-crnn predict: {page.xml}: line {line_id} left out: {reason}", file=sys.stderr)
+            print(f"{page.xml}\t{page.out}\t{page.lines} lines")
+        failed, written = failed + len(outcome.failed), written + len(outcome.written)
+        left_out += sum(len(page.left_out) for page in outcome.written)
+    if not written:
+        raise ValueError(f"none of the {failed} page(s) could be read")
+    if failed or (left_out and args.strict):
+        print(f"tf-crnn predict: {failed} page(s) not written, {left_out} line(s) left out", file=sys.stderr)
+        return EXIT_DATA
+    return EXIT_OK
+
+
+def _add_page_options(p) -> None:
+    group = p.add_argument_group("PAGE XML / ALTO pages (instead of image files)")
+    group.add_argument("--page", nargs="+", metavar="SOURCE",
+                       help="PAGE XML files, folders of them or a METS file: recognise their lines and write a copy "
+                            "of each with the text into --output-dir")
+    group.add_argument("--alto", nargs="+", metavar="SOURCE", help="ALTO files, folders or a METS file: the same")
+    group.add_argument("--output-dir", metavar="DIR", help="where the copies go (one per file, same name)")
+    group.add_argument("--text-index", type=int, default=1,
+                       help="PAGE: the TextEquiv/@index of the recognised text (default 1: the main text)")
+    group.add_argument("--replace-text", action="store_true",
+                       help="PAGE: remove the lines' TextEquivs already there (default: keep them, renumbered)")
+    group.add_argument("--images", dest="page_images", metavar="DIR",
+                       help="folder of the page images when the XML's reference does not lead to them")
+    group.add_argument("--mets", metavar="METS_XML", help="the METS file that pairs page files with images")
+    group.add_argument("--image-group", metavar="USE", help="the METS file group of the page images")
+    group.add_argument("--page-group", metavar="USE", help="with a METS file as source: its group of page files")
 
 
 def register(sub) -> None:
@@ -80,5 +141,6 @@ def register(sub) -> None:
                                      "probability among those near the hypotheses (CRNN, Shi et al. 2015)")
     p.add_argument("--lexicon-max-distance", type=int, default=3,
                    help="edit-distance radius of the lexicon search (CRNN's delta; default 3)")
-    p.add_argument("images", nargs="+", help="image files (any format Pillow reads)")
+    p.add_argument("images", nargs="*", help="image files (any format Pillow reads)")
+    _add_page_options(p)
     p.set_defaults(func=_predict)
