@@ -10,6 +10,10 @@ greedy decoding, one alphabet); each line's score is then the vote's.
 ``--run ID`` loads the export of a recorded training run from the database
 (:meth:`tf_crnn.loader.PredictionModel.from_run`, cached in ``$TF_CRNN_HOME/models``).
 
+``--page`` / ``--alto FILES... --output-dir DIR`` recognise the text lines of PAGE XML / ALTO pages and write a
+copy of each file with the text (:func:`tf_crnn.page_recognition.recognise_pages`); exit code 1 when a page
+could not be read (the others are written), 2 when none could.
+
 Exit codes: 0 when at least one image was transcribed (bad images are reported on stderr and
 skipped), 1 with ``--strict`` when some image could not be read (the others are still printed),
 2 when none could be read or the arguments are wrong.
