@@ -124,6 +124,60 @@ def test_alto_writer_words_read_back_and_layout_kept(tmp_path):
         assert boxes[0][0] == line_box[0] and sum(line_box) == pytest.approx(sum(boxes[-1]), abs=0.02)
 
 
+PAGE_2019 = "http://schema.primaresearch.org/PAGE/gts/pagecontent/2019-07-15"
+PAGE_2013 = "http://schema.primaresearch.org/PAGE/gts/pagecontent/2013-07-15"
+
+
+def synthetic_page(folder: Path, namespace: str) -> Path:
+    """A page image with two dark bars and its PAGE file: line l1 with ground truth and a TextStyle, line l2 with
+    a degenerate (2-point) polygon."""
+    from PIL import Image, ImageDraw
+
+    folder.mkdir(parents=True, exist_ok=True)
+    image = Image.new("L", (400, 120), 235)
+    ImageDraw.Draw(image).rectangle((20, 20, 300, 45), fill=20)
+    image.save(folder / "page.png")
+    xml = folder / "page.xml"
+    xml.write_text(f"""<?xml version="1.0" encoding="UTF-8"?>
+<PcGts xmlns="{namespace}">
+  <Metadata><Creator>test</Creator><Created>2020-01-01T00:00:00</Created>
+    <LastChange>2020-01-01T00:00:00</LastChange></Metadata>
+  <Page imageFilename="page.png" imageWidth="400" imageHeight="120">
+    <TextRegion id="r1">
+      <Coords points="10,10 390,10 390,110 10,110"/>
+      <TextLine id="l1">
+        <Coords points="15,15 305,15 305,50 15,50"/>
+        <TextEquiv><Unicode>ground truth</Unicode></TextEquiv>
+        <TextStyle fontSize="12"/>
+      </TextLine>
+      <TextLine id="l2">
+        <Coords points="15,60 305,60"/>
+        <TextEquiv><Unicode>flat</Unicode></TextEquiv>
+      </TextLine>
+      <TextEquiv><Unicode>ground truth
+flat</Unicode></TextEquiv>
+    </TextRegion>
+  </Page>
+</PcGts>
+""", encoding="utf-8")
+    return xml
+
+
+def test_page_writer_2013_file_stays_2013(tmp_path):
+    xml = synthetic_page(tmp_path / "in", PAGE_2013)
+    [page] = read_pages("page", [xml])
+    out = write_recognition(page, [(page.lines[0], LineText("neu", 0.75))], tmp_path / "out.xml")
+    root = etree.parse(str(out)).getroot()
+    assert root.tag == f"{{{PAGE_2013}}}PcGts" and root.find("{*}Metadata/{*}MetadataItem") is None
+    assert root.findtext("{*}Metadata/{*}LastChange").startswith(("20", "21")) and \
+        root.findtext("{*}Metadata/{*}LastChange") != "2020-01-01T00:00:00"
+    lines = list(root.iter(f"{{{PAGE_2013}}}TextLine"))
+    assert [local_name(c) for c in lines[0]] == ["Coords", "TextEquiv", "TextEquiv", "TextStyle"]
+    assert [c.findtext("{*}Unicode") for c in lines[1]] == [None, "flat"], "a line not recognised keeps its text"
+    region = root.find("{*}Page/{*}TextRegion")
+    assert [e.findtext("{*}Unicode") for e in region.findall("{*}TextEquiv")] == ["neu", "ground truth\nflat"]
+
+
 def test_alto_words_split_the_line_box_by_characters():
     words = alto_words("ab  c", 0.5, (100.0, 10.0, 40.0, 8.0))  # "ab c": 4 characters of 10 pixels
     assert [(tag, a.get("CONTENT")) for tag, a in words] == [("String", "ab"), ("SP", None), ("String", "c")]
@@ -270,4 +324,23 @@ def test_a_page_without_its_image_is_reported_and_the_others_written(noisy_expor
     assert cli_main(["predict", "--model", noisy_exports[0], "--page", str(lost), "--output-dir", str(out)]) == 2
     assert "none of the 1 page(s) could be read" in capsys.readouterr().err
     assert cli_main(["predict", "--model", noisy_exports[0], "--page", str(lost)]) == 2
-    assert "--output-dir" in capsys.readouterr().err
+    assert "--page / --alto need --output-dir DIR" in capsys.readouterr().err
+    image = tmp_path / "line.png"
+    load_page(KANT / "OCR-D-IMG" / "INPUT_0020.tif").crop((100, 300, 900, 360)).save(image)
+    assert cli_main(["predict", "--model", noisy_exports[0], str(image), "--output-dir", str(out)]) == 2
+    assert "--output-dir applies to --page / --alto only" in capsys.readouterr().err
+
+
+def test_predict_page_reports_a_line_it_cannot_cut(noisy_exports, tmp_path, schema, capsys):
+    xml = synthetic_page(tmp_path / "in", PAGE_2019)
+    argv = ["predict", "--model", noisy_exports[0], "--page", str(xml), "--output-dir", str(tmp_path / "out")]
+    assert cli_main(argv) == 0
+    err = capsys.readouterr().err
+    assert f"{xml}: line l2 left out: degenerate polygon: 2 point(s)" in err
+    tree = etree.parse(str(tmp_path / "out" / "page.xml"))
+    assert schema.validate(tree), schema.error_log.last_error
+    [l1, l2] = tree.iter(f"{{{PAGE_2019}}}TextLine")
+    assert [e.get("index") for e in l1.findall("{*}TextEquiv")] == ["1", "2"] and l1.find("{*}TextEquiv").get("conf")
+    assert [e.findtext("{*}Unicode") for e in l2.findall("{*}TextEquiv")] == ["flat"]
+    assert cli_main([*argv, "--strict"]) == 1
+    assert "0 page(s) not written, 1 line(s) left out" in capsys.readouterr().err

@@ -47,6 +47,7 @@ def _predict(args: argparse.Namespace) -> int:
                                     lexicon_max_distance=args.lexicon_max_distance)
     if args.page or args.alto:
         return _predict_pages(args, model, decoding)
+    _refuse_page_options(args)
     if not args.images:
         raise ValueError("give image files, or --page / --alto files with --output-dir")
     predictions = model.predict(args.images, batch_size=args.batch_size, decoding=decoding)
@@ -82,14 +83,14 @@ def _predict_pages(args: argparse.Namespace, model, decoding) -> int:
         raise ValueError(f"--page / --alto read the lines from the pages: give no image files ({args.images[0]})")
     layout = LayoutOptions(images=args.page_images, mets=args.mets, image_group=args.image_group,
                            page_group=args.page_group)
-    writing = WriteOptions(args.text_index, not args.replace_text, tuple(args.model or [f"run {args.run}"]),
-                           f"tf-crnn {__version__}")
+    writing = WriteOptions(1 if args.text_index is None else args.text_index, not args.replace_text,
+                           tuple(args.model or [f"run {args.run}"]), f"tf-crnn {__version__}")
     failed = left_out = written = 0
     for fmt, sources in (("page", args.page), ("alto", args.alto)):
         if not sources:
             continue
         outcome = recognise_pages(model, fmt, sources, args.output_dir, layout, writing, args.batch_size, decoding)
-        for xml, reason in outcome.failed:
+        for _, reason in outcome.failed:
             print(f"tf-crnn predict: {reason}", file=sys.stderr)
         for page in outcome.written:
             for line_id, reason in page.left_out:
@@ -105,6 +106,19 @@ def _predict_pages(args: argparse.Namespace, model, decoding) -> int:
     return EXIT_OK
 
 
+#: The --page / --alto options (argparse dest -> option), refused with image files.
+PAGE_OPTIONS = {"output_dir": "--output-dir", "text_index": "--text-index", "replace_text": "--replace-text",
+                "page_images": "--images", "mets": "--mets", "image_group": "--image-group",
+                "page_group": "--page-group"}
+
+
+def _refuse_page_options(args: argparse.Namespace) -> None:
+    """Image files with an option of --page / --alto: a ValueError naming it (it would be ignored)."""
+    given = [option for dest, option in PAGE_OPTIONS.items() if getattr(args, dest) not in (None, False)]
+    if given:
+        raise ValueError(f"{given[0]} applies to --page / --alto only")
+
+
 def _add_page_options(p) -> None:
     group = p.add_argument_group("PAGE XML / ALTO pages (instead of image files)")
     group.add_argument("--page", nargs="+", metavar="SOURCE",
@@ -112,7 +126,7 @@ def _add_page_options(p) -> None:
                             "of each with the text into --output-dir")
     group.add_argument("--alto", nargs="+", metavar="SOURCE", help="ALTO files, folders or a METS file: the same")
     group.add_argument("--output-dir", metavar="DIR", help="where the copies go (one per file, same name)")
-    group.add_argument("--text-index", type=int, default=1,
+    group.add_argument("--text-index", type=int,
                        help="PAGE: the TextEquiv/@index of the recognised text (default 1: the main text)")
     group.add_argument("--replace-text", action="store_true",
                        help="PAGE: remove the lines' TextEquivs already there (default: keep them, renumbered)")

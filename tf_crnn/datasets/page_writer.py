@@ -134,9 +134,11 @@ def _write_page(page: Page, recognised: Sequence[tuple[Line, LineText]], options
     texts = {}
     for line, result in recognised:
         element = line.element
+        closing = _closing_tail(element)
         for word in [c for c in element if local_name(c) == "Word"]:
             element.remove(word)
         set_text_equiv(element, result.text, result.conf, options)
+        element[-1].tail = closing
         texts[element] = result.text
         parent = element.getparent()
         if parent is not None and local_name(parent) == "TextRegion":
