@@ -169,6 +169,13 @@ def test_resume_after_kill_9_writes_every_image_once(export, digits_data, tmp_pa
     assert [line.split("\t")[0] for line in lines] == expected  # each once, in input order
 
 
-def test_predict_arguments_are_checked():
+def test_predict_arguments_are_checked(tmp_path):
     result = tf_crnn("predict", "--model", "m", "--resume", "x.png", timeout=120)
     assert result.returncode == 2 and "--resume continues the file of -o/--output" in result.stderr
+    nowhere = tmp_path / "nope" / "out.tsv"
+    result = tf_crnn("predict", "--model", "m", "-o", str(nowhere), "x.png", timeout=120)
+    assert result.returncode == 2 and f"{nowhere}: no folder {nowhere.parent} to write it in" in result.stderr
+    out = tmp_path / "out.tsv"
+    result = tf_crnn("predict", "--model", str(tmp_path / "m"), "-o", str(out), "x.png", timeout=120)
+    assert result.returncode == 2 and "no SavedModel in" in result.stderr
+    assert not out.exists()  # nothing transcribed, no empty file left behind

@@ -291,7 +291,8 @@ class OutputFile:
 
     Raises:
         OutputError: the file exists and is not empty without ``resume``, or is not ours with it.
-        OSError: the file cannot be opened for writing.
+        OSError: the file's folder is missing, the file or folder is not writable, or an unfinished last line
+            cannot be cut off.
     """
 
     def __init__(self, path: str | os.PathLike, resume: bool = False):
@@ -300,17 +301,30 @@ class OutputFile:
         if not resume and os.path.isfile(self.path) and os.path.getsize(self.path) > 0:
             raise OutputError(f"{self.path} exists: add --resume to continue it (the images it holds are "
                               "skipped), or remove it to start over")
+        folder = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"{self.path}: no folder {folder} to write it in")
+        if not os.access(self.path if os.path.exists(self.path) else folder, os.W_OK):
+            raise PermissionError(f"{self.path}: not writable")
         self.done, self.repaired = written_paths(self.path) if resume else (frozenset(), False)
-        self._file = open(self.path, "a", encoding="utf-8", newline="\n")
+        self._file = None  # opened at the first write: a run that fails before it leaves no empty file
 
     def write(self, results: list[tuple[str, object]]) -> None:
-        """Append one chunk's ``(path, Prediction)`` lines, then flush them to disk (``fsync``)."""
+        """Append one chunk's ``(path, Prediction)`` lines, then flush them to disk (``fsync``).
+
+        Raises:
+            OSError: the file cannot be opened or written.
+        """
+        if self._file is None:
+            self._file = open(self.path, "a", encoding="utf-8", newline="\n")
         self._file.write("".join(format_line(path, prediction, self.jsonl) for path, prediction in results))
         self._file.flush()
         os.fsync(self._file.fileno())
 
     def close(self) -> None:
-        self._file.close()
+        """Close the file (if a chunk was written)."""
+        if self._file is not None:
+            self._file.close()
 
     def __enter__(self) -> "OutputFile":
         return self
