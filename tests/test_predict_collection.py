@@ -179,3 +179,23 @@ def test_predict_arguments_are_checked(tmp_path):
     result = tf_crnn("predict", "--model", str(tmp_path / "m"), "-o", str(out), "x.png", timeout=120)
     assert result.returncode == 2 and "no SavedModel in" in result.stderr
     assert not out.exists()  # nothing transcribed, no empty file left behind
+
+
+@pytest.mark.slow
+def test_benchmark_script_runs_at_a_tiny_size(export, digits_data, tmp_path):
+    """benchmarks/predict_collection.py at a tiny size, so it cannot rot (its figures come from full runs)."""
+    speed, resume = tmp_path / "speed.json", tmp_path / "resume.json"
+    script = [sys.executable, "benchmarks/predict_collection.py", "--export", export]
+    result = subprocess.run(script + ["--images", "48", "--batch", "16", "--rounds", "1", "--data", str(tmp_path),
+                                      "--json", str(speed)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(speed.read_text())
+    assert len(figures["tf-crnn"]) == 2 and len(figures["plain"]) == 1 and all(
+        v > 0 for v in figures["tf-crnn"] + figures["plain"])
+    assert "ratio tf-crnn / plain" in result.stdout and "machine:" in result.stdout
+    result = subprocess.run(script + ["--resume-check", str(digits_data / "data" / "train" / "labels.csv"),
+                                      "--chunk-size", "4", "--json", str(resume)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    check = json.loads(resume.read_text())
+    assert check["images"] == 64 and check["exit"] == 0 and check["every_image_once"]
