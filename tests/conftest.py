@@ -34,6 +34,20 @@ def tiny_params(tmp_path: Path, **overrides):
     return Params(**values)
 
 
+def train_tiny_export(digits_data: Path, out: Path, **overrides) -> str:
+    """Train :func:`tiny_params` one epoch on the digits in-process (``out/model``), export it: the export folder."""
+    from tf_crnn.alphabet import Alphabet
+    from tf_crnn.data import load_split
+    from tf_crnn.trainer import Trainer
+
+    params = tiny_params(digits_data, output_model_dir=str(out / "model"), **{"n_epochs": 1, **overrides})
+    alphabet = Alphabet.from_file(params.lookup_alphabet_file)
+    trainer = Trainer(params, alphabet)
+    trainer.fit(load_split(params.csv_files_train, params, alphabet, "train", progress=False),
+                load_split(params.csv_files_eval, params, alphabet, "eval", progress=False), seed=0)
+    return trainer.export(str(out / "model" / "export"))
+
+
 def write_config(tmp_path: Path, digits_data: Path, **overrides) -> Path:
     """``tmp_path/config.json``: :func:`tiny_params` with ``overrides``, for ``train.py with config.json``."""
     path = tmp_path / "config.json"

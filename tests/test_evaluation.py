@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pymongo
 import pytest
-from conftest import ROOT, tiny_params
+from conftest import ROOT, tiny_params, train_tiny_export
 
 from tf_crnn import metrics
 from tf_crnn.cli import main as cli_main
@@ -125,17 +125,8 @@ def test_lexicon_file(tmp_path):
 @pytest.fixture(scope="module")
 def trained_export(digits_data, tmp_path_factory):
     """A tiny CRNN trained one epoch on the digits and exported."""
-    from tf_crnn.alphabet import Alphabet
-    from tf_crnn.data import load_split
-    from tf_crnn.trainer import Trainer
-
-    out = tmp_path_factory.mktemp("evaluation")
-    params = tiny_params(digits_data, output_model_dir=str(out / "model"), n_epochs=1)
-    alphabet = Alphabet.from_file(params.lookup_alphabet_file)
-    trainer = Trainer(params, alphabet)
-    trainer.fit(load_split(params.csv_files_train, params, alphabet, "train", progress=False),
-                load_split(params.csv_files_eval, params, alphabet, "eval", progress=False), seed=0)
-    return trainer.export(str(out / "model" / "export")), params.csv_files_eval[0]
+    return (train_tiny_export(digits_data, tmp_path_factory.mktemp("evaluation")),
+            tiny_params(digits_data).csv_files_eval[0])
 
 
 def _outputs(summary_dir, stem):

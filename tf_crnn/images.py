@@ -39,6 +39,10 @@ PNG_DIRECT_MODES = ("1", "L", "RGB")
 PNG_ALPHA_MODES = ("LA", "RGBA")
 JPEG_DIRECT_MODES = ("L", "RGB")
 MISSING = "missing image file"
+#: File suffixes taken as images when a folder is read (``tf-crnn predict FOLDER``; compared in lower case):
+#: the raster formats Pillow reads that scans and line images come in.
+IMAGE_SUFFIXES = (".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".tif", ".tiff", ".bmp", ".dib", ".gif",
+                  ".webp", ".jp2", ".j2k", ".jpx", ".pbm", ".pgm", ".ppm", ".pnm", ".tga", ".avif")
 
 #: What :func:`model_input` accepts as one image.
 ImageInput = str | os.PathLike | bytes | bytearray | np.ndarray | Image.Image
