@@ -41,6 +41,9 @@ def _predict(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.page or args.alto:
+        if args.output or args.resume:
+            raise ValueError("-o/--output and --resume are for image sources; with --page / --alto the texts go "
+                             "into the copies in --output-dir")
         model, decoding = load_model(args)
         return _predict_pages(args, model, decoding)
     _refuse_page_options(args)
