@@ -39,6 +39,9 @@ PNG_DIRECT_MODES = ("1", "L", "RGB")
 PNG_ALPHA_MODES = ("LA", "RGBA")
 JPEG_DIRECT_MODES = ("L", "RGB")
 MISSING = "missing image file"
+#: The version of this module's rule (:func:`decodes_directly`, :func:`to_model_mode`, :func:`is_blank`). Raise it
+#: with any change of what they give: the check cache (:mod:`tf_crnn.check_cache`) keys its facts on it.
+RULE_VERSION = 1
 
 #: What :func:`model_input` accepts as one image.
 ImageInput = str | os.PathLike | bytes | bytearray | np.ndarray | Image.Image
