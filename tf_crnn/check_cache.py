@@ -18,7 +18,8 @@ replaced). A file modified less than :data:`RACY_SECONDS` before it was read is 
 rewrite within the file system's timestamp granularity (1-2 s on some) could keep its key.
 
 Several processes (trainings, sweep workers) may read and write the file at once: SQLite in WAL mode, writes
-in short transactions, a busy timeout. A cache that cannot be used (home not writable, disk full, a corrupt
+in short transactions, a busy timeout. WAL mode needs them on one machine: machines sharing a home folder
+over NFS need a ``TF_CRNN_HOME`` each. A cache that cannot be used (home not writable, disk full, a corrupt
 file, a lock held too long) never stops a run: one warning per process, then every file is checked as without
 a cache. ``TF_CRNN_NO_CHECK_CACHE=1`` turns it off.
 

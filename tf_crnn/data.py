@@ -116,8 +116,9 @@ def check_images(paths: list[str], channels: int, progress: bool = True,
     checked = _check_unknown([paths[i] for i in todo], channels, progress, desc)
     for i, info in zip(todo, checked):
         infos[i] = info
-    cache.remember_images([(keys[i], (info.width, info.height, info.direct, info.blank))
-                           for i, info in zip(todo, checked) if isinstance(info, ImageInfo)], variant)
+    usable = [(keys[i], (info.width, info.height, info.direct, info.blank)) for i, info in zip(todo, checked)
+              if isinstance(info, ImageInfo) and info.blank is not None]
+    cache.remember_images(usable, variant)
     return infos
 
 
