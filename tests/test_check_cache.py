@@ -6,9 +6,11 @@ an hour back: the cache does not remember files modified just before they were r
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -273,20 +275,38 @@ def test_an_unusable_cache_warns_once_and_the_checks_go_on(home, image_set, capl
     assert len(warnings) == 1 and "cannot be used" in warnings[0] and check_cache.ENV_OFF in warnings[0]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes read-only files")
+@contextlib.contextmanager
+def read_only(*paths: Path):
+    """Make files and folders read-only for the block: ``chmod``, or for root (who writes anyway) ``chattr +i``."""
+    if os.geteuid() != 0:
+        modes = {p: p.stat().st_mode for p in paths}
+        for p in paths:
+            p.chmod(0o555 if p.is_dir() else 0o444)
+        try:
+            yield
+        finally:
+            for p, mode in modes.items():
+                p.chmod(mode)
+        return
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", *map(str, paths)]).returncode:
+        pytest.skip("root without chattr +i on this file system: nothing is read-only to root")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", *map(str, paths)], check=True)
+
+
 def test_a_read_only_cache_warns_and_the_checks_go_on(home, image_set, caplog, monkeypatch):
+    paths = paths_of(image_set)
+    expected = uncached_check(paths, monkeypatch)
     cache = home / "cache" / "checks.sqlite"
     cache.parent.mkdir(parents=True)
-    sqlite3.connect(cache).close()
-    cache.chmod(0o444)
-    cache.parent.chmod(0o555)
-    try:
-        with caplog.at_level(logging.WARNING, logger=CACHE_LOGGER):
-            assert check_images(paths_of(image_set), 1, progress=False) == uncached_check(paths_of(image_set),
-                                                                                          monkeypatch)
-    finally:
-        cache.parent.chmod(0o755)
-    assert any("cannot be used" in r.getMessage() for r in caplog.records if r.name == CACHE_LOGGER)
+    sqlite3.connect(cache).close()  # an empty database: the cache's tables cannot be created in it
+    with read_only(cache, cache.parent), caplog.at_level(logging.WARNING, logger=CACHE_LOGGER):
+        assert check_images(paths, 1, progress=False) == expected
+        assert data_fingerprint(paths, "content") is not None
+    warnings = [r.getMessage() for r in caplog.records if r.name == CACHE_LOGGER]
+    assert len(warnings) == 1 and "cannot be used" in warnings[0]
 
 
 def test_a_training_with_a_corrupt_cache_warns_and_trains(digits_data, tmp_path):
