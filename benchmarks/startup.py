@@ -15,9 +15,11 @@ repeat starts from an empty cache again.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -84,6 +86,19 @@ def time_to_ready(config: Path, home: Path, cache: bool, output: Path) -> float:
         process.wait(timeout=300)
 
 
+def cache_rows(home: Path) -> str:
+    """What the check cache under ``home`` holds: image facts and file digests (its tables of this layout)."""
+    from tf_crnn.check_cache import RELATIVE_PATH
+
+    file = home / RELATIVE_PATH
+    if not file.is_file():
+        return "no check cache"
+    with contextlib.closing(sqlite3.connect(file)) as db:
+        facts, digests = (db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                          for table in ("images_v1", "md5_v1"))
+    return f"check cache: {facts} image facts, {digests} digests"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=10_000, help="training images (eval: a tenth); default 10000")
@@ -104,7 +119,7 @@ def main() -> None:
             for name, cache in (("first", True), ("second", True), ("without cache", False)):
                 output = Path(home) / "outputs" / name.replace(" ", "_")  # a folder per run: none is "in use"
                 times[name].append(time_to_ready(config, Path(home), cache, output))
-                print(f"{name:14s}: {times[name][-1]:.1f} s to the first step")
+                print(f"{name:14s}: {times[name][-1]:.1f} s to the first step ({cache_rows(Path(home))})")
     for name, seconds in times.items():
         print(f"{name:14s}: {', '.join(f'{s:.1f}' for s in seconds)} s; best {min(seconds):.1f} s")
 
