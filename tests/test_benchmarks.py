@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -108,3 +109,15 @@ def test_recipe_budget_gives_each_variant_the_epochs_its_calibration_fits_in_the
     assert all(row["cer"] == row["cer_per_epoch"][-1] and row["best_cer"] == min(row["cer_per_epoch"])
                for row in rows.values())
     assert "machine:" in result.stdout and "best CER %" in result.stdout
+
+
+@pytest.mark.slow
+def test_startup_times_the_first_and_second_run_and_one_without_the_cache(tmp_path):
+    result = subprocess.run([sys.executable, "benchmarks/startup.py", "--images", "20", "--repeat", "1",
+                             "--data", str(tmp_path / "data")], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("first", "second", "without cache"):
+        seconds = re.findall(rf"^{name} *: ([0-9.]+) s to the first step \(check cache: 22 image facts, 22 digests\)$",
+                             result.stdout, re.M)  # 20 training + 2 eval images, all remembered by the first run
+        assert len(seconds) == 1 and float(seconds[0]) > 0, result.stdout
+    assert "machine:" in result.stdout and "command:" in result.stdout

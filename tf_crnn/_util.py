@@ -1,5 +1,5 @@
-"""Small helpers shared across tf-crnn: atomic file writes, a free TCP port, whether a process is alive, warnings,
-the TensorFlow start-up log filter, run ids from the command line."""
+"""Small helpers shared across tf-crnn: tf-crnn's home folder, atomic file writes, a free TCP port, whether a process
+is alive, warnings, the TensorFlow start-up log filter, run ids from the command line."""
 from __future__ import annotations
 
 import contextlib
@@ -12,6 +12,14 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator
+
+#: The environment variable naming tf-crnn's home folder.
+ENV_HOME = "TF_CRNN_HOME"
+
+
+def home_dir() -> Path:
+    """``$TF_CRNN_HOME`` or ``~/.tf_crnn``: where the embedded database, downloads and the check cache live."""
+    return Path(os.environ.get(ENV_HOME) or Path.home() / ".tf_crnn")
 
 
 @contextlib.contextmanager

@@ -273,7 +273,10 @@ class Params:
             length; ``"skip"`` reports and leaves such rows out.
         data_fingerprint: how the run records the identity of its image set:
             ``content`` (MD5 of every image's bytes; about 5 s per 100k small
-            images here), ``stat`` (path, size, modification time) or ``off``.
+            images here, remembered per file in the check cache,
+            :mod:`tf_crnn.check_cache`, so a later run hashes only new or
+            changed files: the default at every size), ``stat`` (path, size,
+            modification time) or ``off``.
         cache_images: keep the decoded, resized images in memory after the
             first pass, so later epochs (and every evaluation after the first)
             skip reading, decoding and resizing; augmentation still runs on

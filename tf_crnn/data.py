@@ -7,6 +7,8 @@
    missing / undecodable images, labels too long for the CTC sequence length
    their image width allows (:func:`tf_crnn.decoding.ctc_steps_needed`) and
    degenerate images (one colour, squeezed to ``max_width``: kept, counted, listed).
+   What it finds about each usable image is remembered (:mod:`tf_crnn.check_cache`),
+   so a later run checks only new or changed files.
 2. :func:`make_dataset` decodes with TensorFlow, resizes to the fixed height
    keeping the aspect ratio (:func:`preprocess_image`, shared with the
    exported model), augments (training only) and batches by width buckets so
@@ -24,10 +26,11 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+import PIL
 import tensorflow as tf
 from tqdm import tqdm
 
-from . import augmentation, images
+from . import augmentation, check_cache, images
 from .alphabet import Alphabet
 from .annotations import Sample, find_duplicate_rows, listing, read_csvs, shared_images
 from .config import Params
@@ -88,15 +91,47 @@ def check_images(paths: list[str], channels: int, progress: bool = True,
                  desc: str = "checking images") -> list[ImageInfo | str]:
     """Check that every image can be fed to a model of ``channels`` channels, as training and export will.
 
-    :func:`tf_crnn.images.inspect_images` opens each file with Pillow and converts the ones TensorFlow
-    does not read as they are; the others are decoded here with ``tf.io.decode_image`` at
-    ``channels``, the decoder of :func:`preprocess_image` (a few files Pillow accepts, such as a PNG
-    cut short after its pixel data, TensorFlow rejects).
+    :func:`tf_crnn.images.inspect_images` opens each file with Pillow (the header only for plain PNG and JPEG)
+    and converts the ones TensorFlow does not read as they are; the others are decoded here with
+    ``tf.io.decode_image`` at ``channels``, the decoder of :func:`preprocess_image` (a few files Pillow accepts,
+    such as a PNG cut short after its pixel data, TensorFlow rejects). So each image is decoded once, by the
+    decoder training will use.
+
+    What is found about a usable image is remembered in the check cache (:mod:`tf_crnn.check_cache`, by
+    absolute path, size and modification time): a later call checks only new or changed files.
 
     Returns:
         Per path, in order: an :class:`tf_crnn.images.ImageInfo` with ``blank`` filled in, or the
         reason the image cannot be used (a str).
     """
+    cache = check_cache.shared()
+    variant = check_variant(channels)
+    keys = check_cache.file_keys(paths)  # before reading: a file changed while it is checked gets checked again
+    known = cache.image_facts(keys, variant)
+    infos: list[ImageInfo | str | None] = [None if facts is None else ImageInfo(*facts) for facts in known]
+    todo = [i for i, info in enumerate(infos) if info is None]
+    if len(todo) < len(paths):
+        log.info("%s: %d of %d image(s) known from the check cache %s", desc, len(paths) - len(todo), len(paths),
+                 cache.file)
+    checked = _check_unknown([paths[i] for i in todo], channels, progress, desc)
+    for i, info in zip(todo, checked):
+        infos[i] = info
+    usable = [(keys[i], (info.width, info.height, info.direct, info.blank)) for i, info in zip(todo, checked)
+              if isinstance(info, ImageInfo) and info.blank is not None]
+    cache.remember_images(usable, variant)
+    return infos
+
+
+def check_variant(channels: int) -> str:
+    """What a check's facts depend on besides the file: the channels and the decoders' versions and rule."""
+    return (f"channels {channels}; Pillow {PIL.__version__}; TensorFlow {tf.__version__}; "
+            f"rule {images.RULE_VERSION}")
+
+
+def _check_unknown(paths: list[str], channels: int, progress: bool, desc: str) -> list[ImageInfo | str]:
+    """:func:`check_images` without the cache: Pillow for every file, then TensorFlow for the direct ones."""
+    if not paths:
+        return []
     infos = images.inspect_images(paths, channels, progress, desc)
     direct = [i for i, info in enumerate(infos) if isinstance(info, ImageInfo) and info.direct]
     verdicts = _decode_with_tensorflow([paths[i] for i in direct], channels, progress, desc)

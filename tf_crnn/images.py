@@ -43,6 +43,9 @@ MISSING = "missing image file"
 #: the raster formats Pillow reads that scans and line images come in.
 IMAGE_SUFFIXES = (".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".tif", ".tiff", ".bmp", ".dib", ".gif",
                   ".webp", ".jp2", ".j2k", ".jpx", ".pbm", ".pgm", ".ppm", ".pnm", ".tga", ".avif")
+#: The version of this module's rule (:func:`decodes_directly`, :func:`to_model_mode`, :func:`is_blank`). Raise it
+#: with any change of what they give: the check cache (:mod:`tf_crnn.check_cache`) keys its facts on it.
+RULE_VERSION = 1
 
 #: What :func:`model_input` accepts as one image.
 ImageInput = str | os.PathLike | bytes | bytearray | np.ndarray | Image.Image

@@ -1,7 +1,8 @@
 """What made a run: code version, data identity and environment, in forms a run record can keep.
 
 - :func:`file_md5` / :func:`data_fingerprint`: the identity of CSVs and of the
-  image set (``content``: MD5 of every image's bytes; ``stat``: path, size and
+  image set (``content``: MD5 of every image's bytes, remembered per file in the
+  check cache, :mod:`tf_crnn.check_cache`; ``stat``: path, size and
   modification time; ``off``);
 - :func:`git_state`: commit, branch and dirty flag of the git checkout a path
   is in, and the diff against that commit (``code.diff``);
@@ -30,6 +31,7 @@ from typing import Iterable, Mapping, Sequence
 
 from tqdm import tqdm
 
+from .. import check_cache
 from ..config import DATA_FINGERPRINT_NAMES, one_of
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
@@ -53,13 +55,36 @@ def _stat_key(path: str) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
+def file_md5s(paths: Sequence[str], progress: bool = False) -> list[str]:
+    """:func:`file_md5` of each file, in order, hashing only the files the check cache does not know unchanged.
+
+    The digests are remembered in :mod:`tf_crnn.check_cache` (by absolute path, size and modification time),
+    so a later call reads only new or changed files. Files are read in threads.
+
+    Raises:
+        OSError: a file cannot be read.
+    """
+    cache = check_cache.shared()
+    keys = check_cache.file_keys(paths)  # before reading: a file changed while it is hashed gets hashed again
+    digests = cache.md5s(keys)
+    todo = [i for i, digest in enumerate(digests) if digest is None]
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+        hashed = list(tqdm(pool.map(file_md5, [paths[i] for i in todo]), total=len(todo),
+                           desc="fingerprinting images (content)", unit="img", disable=not progress or not todo,
+                           mininterval=1.0))
+    for i, digest in zip(todo, hashed):
+        digests[i] = digest
+    cache.remember_md5s([(keys[i], digest) for i, digest in zip(todo, hashed)])
+    return digests
+
+
 def data_fingerprint(paths: Iterable[str], mode: str = "stat", progress: bool = False) -> str | None:
     """One SHA-256 hex digest for a set of image files, independent of their order; None for ``off``.
 
     Args:
         paths: the image files (duplicates count once).
-        mode: ``content`` hashes every file's bytes (MD5 each, read in threads);
-            ``stat`` hashes path, size and modification time (cheap, and changes
+        mode: ``content`` hashes every file's bytes (MD5 each: :func:`file_md5s`, which reads only the files
+            the check cache does not know unchanged); ``stat`` hashes path, size and modification time (changes
             when a file is rewritten even with equal bytes); ``off``.
         progress: a tqdm bar over the files.
 
@@ -72,10 +97,12 @@ def data_fingerprint(paths: Iterable[str], mode: str = "stat", progress: bool = 
     if mode == "off":
         return None
     unique = sorted({os.path.abspath(p) for p in paths})
-    key = file_md5 if mode == "content" else _stat_key
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-        keys = list(tqdm(pool.map(key, unique), total=len(unique), desc=f"fingerprinting images ({mode})",
-                         unit="img", disable=not progress, mininterval=1.0))
+    if mode == "content":
+        keys = file_md5s(unique, progress)
+    else:
+        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+            keys = list(tqdm(pool.map(_stat_key, unique), total=len(unique), desc="fingerprinting images (stat)",
+                             unit="img", disable=not progress, mininterval=1.0))
     digest = hashlib.sha256()
     for path, value in zip(unique, keys):
         digest.update(f"{path}\0{value}\n".encode())

@@ -18,17 +18,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._util import free_port, pid_alive, write_json
+from .._util import free_port, home_dir, pid_alive, write_json
 from .urls import ENV_URL, TrackingError, ping
 
-ENV_HOME = "TF_CRNN_HOME"
 ENV_PORT = "TF_CRNN_DB_PORT"
 DEFAULT_PORT = 27117
-
-
-def home_dir() -> Path:
-    """``$TF_CRNN_HOME`` or ``~/.tf_crnn``: where the embedded database lives."""
-    return Path(os.environ.get(ENV_HOME) or Path.home() / ".tf_crnn")
 
 
 @dataclass
