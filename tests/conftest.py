@@ -1,6 +1,7 @@
 """Shared fixtures: tiny configs, generated data, a real SecantusDB server."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -58,6 +59,24 @@ def write_config(tmp_path: Path, digits_data: Path, **overrides) -> Path:
 def train_command(config: Path, *updates: str) -> list[str]:
     """``python train.py with CONFIG UPDATES...``."""
     return [sys.executable, str(ROOT / "train.py"), "with", str(config), *updates]
+
+
+@contextlib.contextmanager
+def training_to_kill(config: Path, log_path: Path):
+    """A training subprocess that the ``with`` block kills, reaped when the block ends (killed first if alive).
+
+    One Sacred heartbeat an hour, so what MongoDB has of the killed run is what the per-epoch writes put there;
+    its output goes to ``log_path``.
+    """
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(train_command(config, "--beat-interval=3600"), cwd=ROOT, env=train_env(),
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
 
 
 def train_env(**extra) -> dict:

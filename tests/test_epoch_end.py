@@ -16,7 +16,16 @@ from pathlib import Path
 
 import pymongo
 import pytest
-from conftest import ROOT, checkpoint_epochs, metric_series, tiny_params, train_command, train_env, write_config
+from conftest import (
+    ROOT,
+    checkpoint_epochs,
+    metric_series,
+    tiny_params,
+    train_command,
+    train_env,
+    training_to_kill,
+    write_config,
+)
 
 from tf_crnn.callbacks import Callback, EpochResult
 from tf_crnn.experiment.experiments import METRIC_NAMES, ex
@@ -191,17 +200,8 @@ def test_a_kill_between_an_epochs_record_and_its_checkpoint_records_that_epoch_o
     db_name = "tf_crnn_record_then_kill"
     config = write_config(tmp_path, digits_data, output_model_dir=str(out), n_epochs=40, mongo_url=mongo_url,
                           mongo_db_name=db_name)
-    log = open(tmp_path / "first.log", "wb")
-    # One Sacred heartbeat an hour: what MongoDB has of the killed run, the per-epoch writes put there.
-    first = subprocess.Popen(train_command(config, "--beat-interval=3600"), cwd=ROOT, env=train_env(), stdout=log,
-                             stderr=subprocess.STDOUT)
-    try:
+    with training_to_kill(config, tmp_path / "first.log") as first:
         killed_at = _kill_between_record_and_checkpoint(first, out)
-    finally:
-        if first.poll() is None:
-            first.kill()
-        first.wait()
-        log.close()
     assert first.returncode == -signal.SIGKILL, (tmp_path / "first.log").read_text()[-3000:]
     assert _recorded_epochs(out) == list(range(1, killed_at + 1))
     assert max(checkpoint_epochs(out)) == killed_at - 1

@@ -24,6 +24,7 @@ from conftest import (
     tiny_params,
     train_command,
     train_env,
+    training_to_kill,
     wait_for,
     write_config,
 )
@@ -50,18 +51,9 @@ def test_killed_training_keeps_its_epochs_and_the_resumed_run_covers_the_whole_t
         except (OSError, ValueError, KeyError):
             return []
 
-    log = open(tmp_path / "first.log", "wb")
-    # One Sacred heartbeat an hour: whatever MongoDB has, the per-epoch writes put there.
-    first = subprocess.Popen(train_command(config, "--beat-interval=3600"), cwd=ROOT, env=train_env(), stdout=log,
-                             stderr=subprocess.STDOUT)
-    try:
+    with training_to_kill(config, tmp_path / "first.log") as first:
         wait_for(lambda: len(logged_epochs()) >= 2 or first.poll() is not None, 240, "epoch 2's log")
         os.kill(first.pid, signal.SIGKILL)  # no clean shutdown, no final Sacred event
-    finally:
-        if first.poll() is None:
-            first.kill()
-        first.wait()
-        log.close()
     assert first.returncode == -signal.SIGKILL, (tmp_path / "first.log").read_text()[-3000:]
     # Per epoch: metrics to MongoDB, then history.json, then the checkpoint (a checkpoint means a logged epoch).
     logged = logged_epochs()
