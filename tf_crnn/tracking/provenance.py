@@ -130,14 +130,20 @@ def git_state(path: str | os.PathLike = PACKAGE_ROOT) -> dict | None:
     return {"commit": commit, "branch": branch, "dirty": bool(diff.strip()), "diff": diff}
 
 
-def installed_distributions() -> str:
-    """Every installed Python distribution as ``name==version`` lines, sorted (``pip freeze``-like)."""
-    seen = {}
+def installed() -> dict[str, tuple[str, str]]:
+    """``{distribution key: (name as published, version)}`` of every installed distribution (importlib.metadata;
+    the first found of a name is the one Python imports)."""
+    found = {}
     for dist in importlib.metadata.distributions():
         name = dist.metadata["Name"]
         if name:
-            seen.setdefault(name.lower(), f"{name}=={dist.version}")
-    return "\n".join(seen[k] for k in sorted(seen)) + "\n"
+            found.setdefault(distribution_key(name), (name, dist.version))
+    return found
+
+
+def installed_distributions() -> str:
+    """Every installed Python distribution as ``name==version`` lines, sorted (``pip freeze``-like)."""
+    return "".join(f"{name}=={version}\n" for _, (name, version) in sorted(installed().items()))
 
 
 #: Where the lock files are, relative to the repository root (``scripts/lock.sh`` writes them).
@@ -164,13 +170,8 @@ def lock_pins(lock_file: str | os.PathLike) -> dict[str, str]:
 
 
 def installed_versions() -> dict[str, str]:
-    """``{distribution key: version}`` of every installed distribution (importlib.metadata)."""
-    found = {}
-    for dist in importlib.metadata.distributions():
-        name = dist.metadata["Name"]
-        if name:
-            found.setdefault(distribution_key(name), dist.version)
-    return found
+    """``{distribution key: version}`` of every installed distribution (:func:`installed`)."""
+    return {key: version for key, (_, version) in installed().items()}
 
 
 def lock_differences(pins: Mapping[str, str], installed: Mapping[str, str]) -> list[str]:
