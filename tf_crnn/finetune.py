@@ -408,8 +408,15 @@ def describe(record: dict) -> str:
     line = (f"weights from {what}: layers {', '.join(copied['layers'])} copied; output layer remapped: "
             f"{copied['shared_symbols']} symbol(s) shared, {copied['new_symbols']} new, "
             f"{copied['dropped_symbols']} dropped")
-    chosen = record.get("alphabet")
-    if chosen:
-        line += (f"; init_alphabet={chosen['init_alphabet']}: {chosen['symbols']} symbols, {chosen['added']} added "
-                 f"{' '.join(chosen['added_symbols'])}".rstrip())
-    return line
+    return line + (f"; {describe_alphabet(record['alphabet'])}" if record.get("alphabet") else "")
+
+
+def describe_alphabet(record: dict) -> str:
+    """What ``init_alphabet`` made, from :func:`training_alphabet`'s record, for the run's output."""
+    def listed(symbols: list[str], count: int) -> str:
+        return f" ({' '.join(symbols)}{' ...' if count > len(symbols) else ''})" if symbols else ""
+
+    added, removed = (listed(record[f"{k}_symbols"], record[k]) for k in ("added", "removed"))
+    return (f"init_alphabet={record['init_alphabet']}: {record['symbols']} symbols, those of init_from "
+            f"({record['source_symbols']}) with {record['added']} added{added} and {record['removed']} "
+            f"removed{removed}")

@@ -486,8 +486,7 @@ def training_alphabet(params: Params, rows: dict, run_id=None) -> tuple[Alphabet
         params.init_alphabet, finetune.source_alphabet(source.path, params.unicode_normalization),
         [*rows["train"], *rows["eval"]])
     unused = f" (lookup_alphabet_file {params.lookup_alphabet_file} is not used)" if params.lookup_alphabet_file else ""
-    print(f"run {run_id}: init_alphabet={params.init_alphabet}: {record['symbols']} symbols, {record['added']} added "
-          f"to the {record['source_symbols']} of init_from {' '.join(record['added_symbols'])}{unused}")
+    print(f"run {run_id}: {finetune.describe_alphabet(record)}{unused}")
     return alphabet, source, record
 
 

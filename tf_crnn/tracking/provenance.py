@@ -340,8 +340,8 @@ def record(run, data: dict, environment: dict) -> None:
     """Attach to a Sacred run what made it: code, data, environment (``run.info`` and artifacts).
 
     - ``info.code``: git commit, branch, dirty flag (and the ``code.diff`` artifact when dirty);
-    - ``info.data``: :func:`describe_data`'s result; every CSV and the alphabet also as a Sacred
-      resource (path + MD5 in the run document, the file in GridFS);
+    - ``info.data``: :func:`describe_data`'s result; every CSV and the alphabet (if the training reads one)
+      also as a Sacred resource (path + MD5 in the run document, the file in GridFS);
     - ``info.environment``: ``environment`` (:func:`environment` and what the training adds, see
       :data:`COMPARED_ENVIRONMENT`); every installed distribution as ``environment.txt``;
     - ``info.lock``: :func:`installed_lock`, the lock file the environment was installed from.
@@ -356,7 +356,8 @@ def record(run, data: dict, environment: dict) -> None:
     for path in [data["alphabet"]["path"], *(f["path"] for split in data.values()
                                              if isinstance(split, dict) and "csv_files" in split
                                              for f in split["csv_files"])]:
-        run.add_resource(path)
+        if path is not None:  # no lookup table: an alphabet made from init_from's and the labels' (init_alphabet)
+            run.add_resource(path)
     with tempfile.TemporaryDirectory() as tmp:
         listing = Path(tmp) / "environment.txt"
         listing.write_text(installed_distributions(), encoding="utf-8")
