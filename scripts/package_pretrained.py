@@ -35,6 +35,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 
 INFO_KEYS = ("summary", "trained_on", "data_licence", "attribution", "initialised_from", "rebuild", "evaluations")
 
@@ -57,8 +58,6 @@ def load_info(path: str) -> dict:
 
 def measure_sample(packaged, sample: dict, shared_data: str) -> dict:
     """The packaged model's greedy CER on the sample lines (``tf-crnn prepare gt-pairs`` of the folders)."""
-    import tempfile
-
     from tf_crnn import evaluation
     from tf_crnn.datasets.converters import prepare
     from tf_crnn.decoding import default_decoding
@@ -203,9 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     final = os.path.join(out_dir, args.name)
     if os.path.exists(final) and not args.force:
         raise SystemExit(f"{final} exists: --force replaces it")
-    tmp = final + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
+    os.makedirs(out_dir, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{args.name}.", dir=out_dir)  # hidden: tf-crnn lists no folder starting with "."
+    os.chmod(tmp, 0o755)  # mkdtemp's 0700 would stay with the model folder
     write_folder(export, tmp)
     packaged = PredictionModel(tmp)
 

@@ -50,6 +50,21 @@ def test_the_shipped_models_are_complete_and_within_the_budget():
         assert card["alphabet_size"] == len(json.loads((folder / "alphabet.json").read_text(encoding="utf-8")))
 
 
+def test_pip_install_brings_every_file_of_the_shipped_models():
+    """Every file of every model folder matches the package data patterns of pyproject.toml."""
+    import ast
+    import fnmatch
+    import re
+
+    # The line of [tool.setuptools.package-data] (tomllib is Python 3.11+; tf-crnn runs on 3.10 too).
+    found = re.search(r'^"tf_crnn\.pretrained" = (\[.*?\])', (ROOT / "pyproject.toml").read_text(encoding="utf-8"),
+                      re.MULTILINE)
+    patterns = ast.literal_eval(found.group(1))
+    files = [p.relative_to(pretrained.MODELS_DIR).as_posix() for name in pretrained.names()
+             for p in (pretrained.MODELS_DIR / name).iterdir()]
+    assert files and all(any(fnmatch.fnmatch(f, pattern) for pattern in patterns) for f in files), files
+
+
 def test_a_shipped_model_is_rebuilt_from_its_params_with_its_float16_weights_as_float32():
     model = PredictionModel.pretrained(FRAKTUR)
     assert model.format == PRETRAINED and PredictionModel(f"pretrained:{FRAKTUR}").export_dir == model.export_dir

@@ -37,8 +37,9 @@ class PretrainedError(ValueError):
 
 
 def names() -> list[str]:
-    """The names of the shipped models, sorted."""
-    return sorted(p.name for p in MODELS_DIR.iterdir() if p.is_dir() and is_pretrained_folder(p))
+    """The names of the shipped models, sorted (a hidden folder, ``.NAME.xyz``, is one being packaged)."""
+    return sorted(p.name for p in MODELS_DIR.iterdir()
+                  if p.is_dir() and not p.name.startswith(".") and is_pretrained_folder(p))
 
 
 def is_reference(value) -> bool:
