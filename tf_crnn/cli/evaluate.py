@@ -88,7 +88,7 @@ def register(sub) -> None:
     p.add_argument("--alphabet", help="lookup table to check labels with; must be the model's "
                                       "(default: the export's alphabet.json)")
     p.add_argument("--out", help="folder for <csv>.<decoding>.predictions.csv and .summary.json "
-                                 "(default: <model>/../evaluation)")
+                                 "(default: <model>/../evaluation; evaluation/NAME for pretrained:NAME)")
     p.add_argument("--decoding", choices=DECODING_NAMES,
                    help="default: the training-time setting in the export's params.json")
     p.add_argument("--beam-width", type=int, help="beams kept by beam search (default: params.json's)")
