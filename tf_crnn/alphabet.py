@@ -141,6 +141,18 @@ class Alphabet:
         kept = sorted(s for s, n in counts.items() if n >= min_count)
         return cls.from_symbols(kept), counts
 
+    def extended(self, symbols: Iterable[str]) -> tuple["Alphabet", list[str]]:
+        """This table plus the ``symbols`` it lacks, numbered after its largest code in code-point order.
+
+        Every symbol of this table keeps its code (a fine-tuning's ``init_alphabet=union``).
+
+        Returns:
+            The extended table and the symbols added (in code-point order; empty if none).
+        """
+        added = sorted(set(symbols) - set(self.lookup))
+        start = max(self._symbols_by_code) + 1
+        return Alphabet({**self.lookup, **{s: start + i for i, s in enumerate(added)}}), added
+
     def save(self, path: str | os.PathLike) -> None:
         """Write the table as JSON (UTF-8, codes in order), atomically."""
         write_json(path, dict(sorted(self.lookup.items(), key=lambda kv: kv[1])))

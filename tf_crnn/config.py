@@ -33,6 +33,8 @@ DataFingerprint = Literal["content", "stat", "off"]
 CacheImages = Literal["auto", "on", "off"]
 #: ``unicode_normalization``: the form labels, alphabet symbols and lexicons are compared in (``none``: as written).
 UnicodeNormalization = Literal["NFC", "NFD", "none"]
+#: ``init_alphabet``: the alphabet of a fine-tuning (see :class:`Params`).
+InitAlphabet = Literal["table", "union", "new"]
 #: ``learning_rate_schedule`` (built in :mod:`tf_crnn.schedules`, table ``SCHEDULES``).
 LearningRateSchedule = Literal["exponential", "cosine", "one_cycle"]
 #: ``tf-crnn prepare`` input formats (readers in :mod:`tf_crnn.datasets.formats`).
@@ -47,6 +49,7 @@ DATA_FINGERPRINT_NAMES: tuple[str, ...] = get_args(DataFingerprint)
 CACHE_IMAGES_NAMES: tuple[str, ...] = get_args(CacheImages)
 UNICODE_NORMALIZATION_NAMES: tuple[str, ...] = get_args(UnicodeNormalization)
 LEARNING_RATE_SCHEDULE_NAMES: tuple[str, ...] = get_args(LearningRateSchedule)
+INIT_ALPHABET_NAMES: tuple[str, ...] = get_args(InitAlphabet)
 PREPARE_FORMAT_NAMES: tuple[str, ...] = get_args(PrepareFormat)
 #: ``tf-crnn convert`` formats and TFLite quantizations (converters in :mod:`tf_crnn.convert`).
 DeployFormat = Literal["tflite", "onnx"]
@@ -240,7 +243,8 @@ class Params:
         csv_files_train, csv_files_eval: annotation CSVs (see
             :mod:`tf_crnn.annotations`); relative image paths resolve against
             each CSV's folder.
-        lookup_alphabet_file: JSON lookup table ``{symbol: code}``.
+        lookup_alphabet_file: JSON lookup table ``{symbol: code}`` (not used, and may be empty, with
+            init_alphabet ``union`` or ``new``).
         csv_delimiter, string_split_delimiter: the CSV's separators.
         unicode_normalization: the Unicode normalisation form label symbols, alphabet symbols and
             lexicon words are compared in: ``NFC`` (the default: composed, ``ü`` is one code point,
@@ -369,14 +373,23 @@ class Params:
             (SavedModel with ``params.json`` and ``alphabet.json``), a
             checkpoint folder (``output_model_dir/checkpoints``; its
             training's settings are read from the ``export_best`` or ``export``
-            beside it), or a run in the training's database (``run:ID``, or
-            the integer ID). Layers of equal shapes are copied; the output
+            beside it), a run in the training's database (``run:ID``, or
+            the integer ID), or a model shipped with tf-crnn
+            (``pretrained:NAME``; ``tf-crnn models list``). Layers of equal shapes are copied; the output
             layer is remapped by symbol between the two alphabets (new symbols
             start fresh); conv or LSTM layers of other shapes are an error.
             With ``restore_model`` and a checkpoint to resume, the checkpoint
             is used instead. null: start from random weights.
         freeze_conv_epochs: the conv blocks are not trained during the first
             this many epochs (needs init_from; 0: never frozen).
+        init_alphabet: the alphabet a fine-tuning trains with (as kraken's ``ketos train --resize``):
+            ``table`` (the default) the lookup_alphabet_file, which must hold every label symbol;
+            ``union`` the init_from source's alphabet extended with the label symbols (training and
+            eval CSVs) it lacks, the new ones numbered after its codes in code-point order, so a new
+            book's ``β`` is no dead end; ``new`` only the label symbols (numbered in code-point
+            order). Shared symbols keep their output weights, new ones start fresh; the run records
+            the symbols added (``info.init_from.alphabet``) and the export holds the table. ``union``
+            and ``new`` need init_from.
 
     Decoding
         decoding: ``greedy`` or ``beam_search``.
@@ -443,6 +456,7 @@ class Params:
     keep_checkpoints: int = 3
     init_from: str | int | None = None
     freeze_conv_epochs: int = 0
+    init_alphabet: InitAlphabet = "table"
 
     decoding: Decoding = "greedy"
     beam_width: int = 10
@@ -572,8 +586,12 @@ class Params:
         need(not isinstance(self.init_from, int) or self.init_from >= 1,
              f"init_from must be a run id >= 1, 'run:ID', an export folder or a checkpoint folder, "
              f"got {self.init_from}")
-        need(not isinstance(self.init_from, str) or self.init_from.strip() not in ("", "run:"),
-             f"init_from must name an export folder, a checkpoint folder or a run ('run:ID'), got {self.init_from!r}")
+        need(not isinstance(self.init_from, str) or self.init_from.strip() not in ("", "run:", "pretrained:"),
+             "init_from must name an export folder, a checkpoint folder, a run ('run:ID') or a shipped model "
+             f"('pretrained:NAME'), got {self.init_from!r}")
+        need(self.init_alphabet == "table" or self.init_from is not None,
+             f"init_alphabet={self.init_alphabet} extends or replaces the alphabet of init_from: set init_from too "
+             "(or init_alphabet=table)")
         need(self.freeze_conv_epochs >= 0, f"freeze_conv_epochs must be >= 0 (0: never frozen), "
                                            f"got {self.freeze_conv_epochs}")
         need(self.freeze_conv_epochs == 0 or self.init_from is not None,

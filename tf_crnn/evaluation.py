@@ -39,6 +39,8 @@ from . import metrics
 from .alphabet import Alphabet, UnknownSymbol
 from .annotations import Sample, listing, read_csvs
 from .config import recorded_unicode_normalization
+from .model_files import is_pretrained_folder
+from .pretrained import MODELS_DIR, resolve
 from .voting import METHOD as VOTING_METHOD
 from .voting import VotingModel, voting_decoding
 
@@ -128,8 +130,9 @@ def prepare(model_dir: str | Sequence[str], csv_files: list[str], alphabet_file:
             progress: bool = True, strict: bool = False) -> Prepared:
     """Load the model and check the data completely before any prediction.
 
-    ``model_dir``: a SavedModel export folder, or a ``.tflite`` / ``.onnx`` file of
-    ``tf-crnn convert`` (:class:`tf_crnn.loader.PredictionModel` takes each); or a list of
+    ``model_dir``: a SavedModel export folder, a ``.tflite`` / ``.onnx`` file of
+    ``tf-crnn convert`` or a shipped model (``pretrained:NAME``; :class:`tf_crnn.loader.PredictionModel` takes
+    each); or a list of
     several, which then vote (:class:`tf_crnn.voting.VotingModel`; a list of one is that model).
     The model decodes with the alphabet it was trained with (``alphabet.json``
     in the export, ``NAME.alphabet.json`` beside a model file); ``alphabet_file``, if given, must be that same
@@ -140,6 +143,7 @@ def prepare(model_dir: str | Sequence[str], csv_files: list[str], alphabet_file:
 
     Raises:
         FileNotFoundError: no model at ``model_dir``, a CSV or the alphabet file missing.
+        tf_crnn.pretrained.PretrainedError: ``pretrained:NAME`` with a name tf-crnn does not ship.
         tf_crnn.runtimes.ModelFileError: a ``.tflite`` / ``.onnx`` file that cannot be loaded.
         AnnotationError: unreadable CSV rows (file:line).
         AlphabetError: with ``strict``, label symbols outside the alphabet (file:line); without it they are
@@ -149,7 +153,7 @@ def prepare(model_dir: str | Sequence[str], csv_files: list[str], alphabet_file:
         tf_crnn.voting.VotingError: models to vote with different alphabets.
     """
     model_dirs = [model_dir] if isinstance(model_dir, (str, os.PathLike)) else list(model_dir)
-    models = [_load_model(os.path.abspath(path), alphabet_file) for path in model_dirs]
+    models = [_load_model(os.path.abspath(resolve(path)), alphabet_file) for path in model_dirs]
     model = models[0] if len(models) == 1 else VotingModel(models)
     alphabet = model.alphabet
     alphabet_file = alphabet_file or model.alphabet_file
@@ -179,13 +183,14 @@ def _load_model(model_dir: str, alphabet_file: str | None):
     """
     from .loader import PredictionModel
 
-    if not os.path.isfile(model_dir) and not os.path.isfile(os.path.join(model_dir, "saved_model.pb")):
+    if not (os.path.isfile(model_dir) or os.path.isfile(os.path.join(model_dir, "saved_model.pb"))
+            or is_pretrained_folder(model_dir)):
         hint = ""
         if os.path.isfile(os.path.join(model_dir, "export", "saved_model.pb")):
             hint = f" (did you mean {os.path.join(model_dir, 'export')}?)"
         what = "folder without saved_model.pb" if os.path.isdir(model_dir) else "no such folder or file"
-        raise FileNotFoundError(f"no exported model at {model_dir} ({what}; a model is a SavedModel folder "
-                                f"or a .tflite / .onnx file of tf-crnn convert){hint}")
+        raise FileNotFoundError(f"no exported model at {model_dir} ({what}; a model is a SavedModel folder, "
+                                f"a .tflite / .onnx file of tf-crnn convert or pretrained:NAME){hint}")
     model = PredictionModel(model_dir)
     given = Alphabet.from_file(alphabet_file, model.normalization) if alphabet_file else None
     if given is not None:
@@ -391,7 +396,8 @@ class EvaluationRequest:
 
     ``None`` for a decoding field means the export's training-time setting
     (:func:`tf_crnn.decoding.default_decoding`); ``out_dir`` None means ``<model>/../evaluation``
-    (``<folder>/evaluation/<file name>`` for a ``.tflite`` / ``.onnx`` file);
+    (``<folder>/evaluation/<file name>`` for a ``.tflite`` / ``.onnx`` file, ``evaluation/NAME`` in the current
+    folder for a shipped model, never inside the installed package);
     ``train_run`` None means the run recorded beside the export (:attr:`PredictionModel.train_run`).
 
     ``model_dir`` may list several models: they vote (greedy decoding only; ``out_dir`` None then
@@ -455,13 +461,15 @@ def plan(request: EvaluationRequest) -> EvaluationJob:
         common = os.path.commonpath(paths)  # exports OUT/fold_1/export, OUT/fold_2/export: OUT/evaluation
         if common in paths or os.path.dirname(common) == common:  # one model several times; nothing but the root
             common = os.path.dirname(paths[0])
-        default_out = os.path.join(common, "evaluation")
+        default_out = "evaluation" if common.startswith(str(MODELS_DIR)) else os.path.join(common, "evaluation")
     else:
         settings = default_decoding(prepared.model.params, request.decoding, request.beam_width, request.top_paths,
                                     request.lexicon, request.lexicon_max_distance)
         model_path = prepared.model.export_dir  # a model file: one folder per file, .tflite and .onnx apart
         default_out = (os.path.join(os.path.dirname(model_path), "evaluation", os.path.basename(model_path))
                        if os.path.isfile(model_path) else os.path.join(os.path.dirname(model_path), "evaluation"))
+        if os.path.dirname(os.path.abspath(model_path)) == str(MODELS_DIR):  # never into the installed package
+            default_out = os.path.join("evaluation", os.path.basename(model_path))
     out_dir = os.path.abspath(request.out_dir or default_out)
     train_run = request.train_run if request.train_run is not None else prepared.model.train_run
     tag = output_tag(prepared.csv_files, settings, len(prepared.model) if prepared.voting else 1)

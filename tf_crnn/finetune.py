@@ -14,7 +14,13 @@ A source is one of:
 - a **run** of the training's database (``run:ID`` or the integer ID) reaches this module as
   its export folder: :func:`tf_crnn.experiment.sources.resolve_init_from` downloads its
   ``export.zip`` artifact (once, then cached) before the training starts, and names the run
-  in the record (``origin``). Fine-tuning itself never opens the run database.
+  in the record (``origin``). Fine-tuning itself never opens the run database;
+- a **shipped model** (``pretrained:NAME``, or its folder; :mod:`tf_crnn.pretrained`): its CRNN
+  is rebuilt from its ``params.json`` and given its float16 weights, cast to float32.
+
+The alphabet the new training uses is its ``lookup_alphabet_file`` (``init_alphabet=table``), or made
+from the source's and the labels' symbols (``union``, ``new``: :func:`training_alphabet`, with the
+source's alphabet read by :func:`source_alphabet` before the network is built).
 
 :func:`copy_weights` puts the source's weights into the freshly built CRNN of the new
 training, each weight by its variable path (``crnn/conv1/kernel``): every conv block, batch norm and
@@ -37,8 +43,11 @@ import numpy as np
 import tensorflow as tf
 
 from .alphabet import BLANK, Alphabet, AlphabetError, normalized_table
-from .config import ConfigError, Params, load_config_file
+from .annotations import Sample
+from .config import ConfigError, Params, load_config_file, recorded_unicode_normalization
 from .model import WeightMismatch, assign_by_path, build_crnn, weight_paths
+from .model_files import is_pretrained_folder
+from .pretrained import PretrainedError, resolve
 from .trainer import newest_checkpoint
 
 log = logging.getLogger(__name__)
@@ -61,8 +70,8 @@ class Source:
         model: the source's CRNN with its weights (float32).
         alphabet: the lookup table it was trained with.
         record: what the new run records about it (``run.info["init_from"]``): ``source``
-            (``export``, ``checkpoint`` or ``run``), ``path`` and, as known, ``run_id``,
-            ``database``, ``train_run``, ``epoch``, ``config_sha256``.
+            (``export``, ``checkpoint``, ``run`` or ``pretrained``), ``path`` and, as known, ``run_id``,
+            ``database``, ``name`` (of a shipped model), ``train_run``, ``epoch``, ``config_sha256``.
     """
 
     model: keras.Model
@@ -75,24 +84,51 @@ def settings_sha256(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
 
+def source_path(init_from: str | os.PathLike) -> str:
+    """The absolute path ``init_from`` names (a shipped model's folder for ``pretrained:NAME``).
+
+    Raises:
+        FinetuneError: ``pretrained:NAME`` with a name tf-crnn does not ship (the message lists those there are).
+    """
+    try:
+        return os.path.abspath(resolve(init_from))
+    except PretrainedError as e:
+        raise FinetuneError(f"init_from={init_from!r}: {e}") from None
+
+
+def is_model_folder(path: str) -> bool:
+    """Whether ``path`` is an export (``saved_model.pb``) or a shipped model's folder (weights without a graph)."""
+    return os.path.isfile(os.path.join(path, "saved_model.pb")) or is_pretrained_folder(path)
+
+
+def checkpoint_prefix(path: str) -> str | None:
+    """The checkpoint ``path`` names: the newest of a checkpoint folder, or ``path`` itself; None if neither."""
+    if os.path.isdir(path):
+        return newest_checkpoint(path)
+    return path if tf.io.gfile.exists(path + ".index") else None
+
+
 def load_source(init_from: str | os.PathLike, origin: dict | None = None) -> Source:
-    """Load the export folder, checkpoint folder or checkpoint ``init_from`` names (see the module docstring).
+    """Load the export folder, shipped model, checkpoint folder or checkpoint ``init_from`` names (see the module
+    docstring).
 
     Args:
-        init_from: an export folder, a checkpoint folder or a checkpoint prefix.
+        init_from: an export folder, ``pretrained:NAME`` or a shipped model's folder, a checkpoint folder or a
+            checkpoint prefix.
         origin: where that folder came from, recorded in place of ``{"source": "export"}`` (a run's export:
             ``{"source": "run", "run_id", "database"}``, :func:`tf_crnn.experiment.sources.resolve_init_from`).
 
     Raises:
-        FinetuneError: nothing usable at that path, a checkpoint without the weights or settings of its network.
+        FinetuneError: nothing usable at that path, a checkpoint without the weights or settings of its network,
+            an unknown shipped model.
     """
     from .loader import PredictionModel
 
-    path = os.path.abspath(os.fspath(init_from))
-    if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        return _export_source(PredictionModel(path), origin or {"source": "export"})
-    prefix = newest_checkpoint(path) if os.path.isdir(path) else (
-        path if tf.io.gfile.exists(path + ".index") else None)
+    path = source_path(init_from)
+    if is_model_folder(path):
+        kind = "pretrained" if is_pretrained_folder(path) else "export"
+        return _export_source(PredictionModel(path), origin or {"source": kind})
+    prefix = checkpoint_prefix(path)
     if prefix is not None:
         return _checkpoint_source(prefix)
     output_folders = ("checkpoints", *SETTINGS_FOLDERS)
@@ -101,7 +137,8 @@ def load_source(init_from: str | os.PathLike, origin: dict | None = None) -> Sou
                             f"({os.path.join(path, 'export')}), its best export ({os.path.join(path, 'export_best')}) "
                             f"or its checkpoints ({os.path.join(path, 'checkpoints')})")
     raise FinetuneError(f"init_from={init_from!r}: {path} is neither an export folder (with saved_model.pb), nor a "
-                        "checkpoint folder or checkpoint, nor a run ('run:ID')")
+                        "checkpoint folder or checkpoint, nor a run ('run:ID'), nor a shipped model "
+                        "('pretrained:NAME')")
 
 
 def _export_source(export, record: dict) -> Source:
@@ -115,8 +152,13 @@ def _export_source(export, record: dict) -> Source:
     return Source(model, export.alphabet, record)
 
 
-def _checkpoint_source(prefix: str) -> Source:
-    """The model weights of checkpoint ``prefix``, in a CRNN built from the settings beside its folder."""
+def settings_folder(prefix: str) -> str:
+    """The folder whose ``params.json`` and ``alphabet.json`` describe checkpoint ``prefix``'s training
+    (:data:`SETTINGS_FOLDERS` beside its ``checkpoints``).
+
+    Raises:
+        FinetuneError: there is none.
+    """
     output_dir = os.path.dirname(os.path.dirname(prefix))
     folder = next((os.path.join(output_dir, name) for name in SETTINGS_FOLDERS
                    if os.path.isfile(os.path.join(output_dir, name, "params.json"))
@@ -125,6 +167,12 @@ def _checkpoint_source(prefix: str) -> Source:
         raise FinetuneError(f"init_from: checkpoint {prefix} has no params.json and alphabet.json beside it (looked in "
                             f"{' and '.join(os.path.join(output_dir, n) for n in SETTINGS_FOLDERS)}): without them "
                             "its network and alphabet are unknown; fine-tune from that training's export instead")
+    return folder
+
+
+def _checkpoint_source(prefix: str) -> Source:
+    """The model weights of checkpoint ``prefix``, in a CRNN built from the settings beside its folder."""
+    folder = settings_folder(prefix)
     settings = load_config_file(os.path.join(folder, "params.json"))
     params = Params.from_dict({k: v for k, v in settings.items() if k in Params.field_names()})
     alphabet = Alphabet.from_file(os.path.join(folder, "alphabet.json"), params.unicode_normalization)
@@ -232,6 +280,84 @@ def _remap_classifier(source: Source, classifier, alphabet: Alphabet) -> dict:
             "new": new[:LISTED_SYMBOLS], "dropped": dropped[:LISTED_SYMBOLS]}
 
 
+def source_alphabet(init_from: str | os.PathLike, normalization: str | None = None) -> Alphabet:
+    """The alphabet ``init_from`` was trained with, read without loading its weights (for ``init_alphabet``).
+
+    Args:
+        init_from: as :func:`load_source` (a run resolved to its export folder before).
+        normalization: the new training's ``unicode_normalization`` (the symbols are put in that form); None: as
+            the source has them.
+
+    Raises:
+        FinetuneError: as :func:`load_source`; a source whose ``alphabet.json`` / ``params.json`` cannot be read.
+    """
+    path = source_path(init_from)
+    folder = path if is_model_folder(path) else None
+    if folder is None:
+        prefix = checkpoint_prefix(path)
+        if prefix is None:
+            load_source(path)  # raises the error that names what init_from is not
+        folder = settings_folder(prefix)
+    try:
+        form = recorded_unicode_normalization(load_config_file(os.path.join(folder, "params.json")))
+        return in_form(Alphabet.from_file(os.path.join(folder, "alphabet.json"), form), normalization, folder)
+    except (ConfigError, OSError, AlphabetError) as e:
+        raise FinetuneError(f"init_from={init_from!r}: {e}") from None
+
+
+def in_form(alphabet: Alphabet, normalization: str | None, where: str) -> Alphabet:
+    """``alphabet`` with its symbols in Unicode ``normalization`` (None: unchanged).
+
+    Raises:
+        FinetuneError: two of its symbols are one in that form (names ``where``).
+    """
+    if normalization is None:
+        return alphabet
+    try:
+        return Alphabet(normalized_table(alphabet.lookup, normalization))
+    except AlphabetError as e:
+        raise FinetuneError(f"init_from: the alphabet of {where}: {e}") from None
+
+
+def training_alphabet(choice: str, source: Alphabet, samples: list[Sample]) -> tuple[Alphabet, dict]:
+    """The alphabet of a fine-tuning with ``init_alphabet`` ``union`` or ``new`` (:class:`tf_crnn.config.Params`).
+
+    Args:
+        choice: ``union``: ``source`` plus the label symbols it lacks (numbered after its codes, in code-point
+            order: :meth:`tf_crnn.alphabet.Alphabet.extended`); ``new``: the label symbols only, in code-point order.
+        source: the alphabet of ``init_from`` (:func:`source_alphabet`).
+        samples: every row of the training's train and eval CSVs (an eval symbol the table lacked would stop the
+            training; it gets an output row that the training never sees, so it is counted as the error it is).
+
+    Returns:
+        The alphabet, and the record for ``run.info["init_from"]["alphabet"]``: ``init_alphabet``, ``symbols``
+        (its size), ``source_symbols``, ``added`` / ``removed`` (counts against the source) and ``added_symbols`` /
+        ``removed_symbols`` (at most :data:`LISTED_SYMBOLS` each).
+
+    Raises:
+        ValueError: ``choice`` is not ``union`` or ``new``.
+        AlphabetError: ``new`` with labels that have no symbol at all.
+    """
+    if choice == "union":
+        alphabet, _ = source.extended(s for sample in samples for s in sample.symbols)
+    elif choice == "new":
+        alphabet, _ = Alphabet.build(samples)
+    else:
+        raise ValueError(f"init_alphabet must be 'union' or 'new' here, got {choice!r}")
+    added = sorted(set(alphabet.lookup) - set(source.lookup))
+    removed = sorted(set(source.lookup) - set(alphabet.lookup))
+    return alphabet, {"init_alphabet": choice, "symbols": len(alphabet), "source_symbols": len(source),
+                      "added": len(added), "removed": len(removed), "added_symbols": added[:LISTED_SYMBOLS],
+                      "removed_symbols": removed[:LISTED_SYMBOLS]}
+
+
+def unknown_symbols_hint(error: AlphabetError, init_from) -> AlphabetError:
+    """``error`` (label symbols the lookup table lacks) with how a fine-tuning from ``init_from`` gets past it."""
+    return AlphabetError(f"{error}\nOr, as this training starts from init_from={init_from!r}: set "
+                         "init_alphabet=union to extend that model's alphabet with the labels' symbols (their output "
+                         "weights start fresh, the other symbols keep theirs).")
+
+
 def initialize(model, alphabet: Alphabet, init_from: str | os.PathLike, origin: dict | None = None,
                normalization: str | None = None) -> dict:
     """Fine-tuning's start: load ``init_from`` (:func:`load_source`) and copy it into ``model`` (:func:`copy_weights`).
@@ -253,11 +379,7 @@ def initialize(model, alphabet: Alphabet, init_from: str | os.PathLike, origin: 
             ``normalization``.
     """
     source = load_source(init_from, origin)
-    if normalization is not None:
-        try:
-            source.alphabet = Alphabet(normalized_table(source.alphabet.lookup, normalization))
-        except AlphabetError as e:
-            raise FinetuneError(f"init_from: the alphabet of {source.record.get('path', init_from)}: {e}") from None
+    source.alphabet = in_form(source.alphabet, normalization, source.record.get("path", init_from))
     record = {**source.record, "copied": copy_weights(source, model, alphabet)}
     log.info("%s", describe(record))
     return record
@@ -280,7 +402,21 @@ def describe(record: dict) -> str:
         return (f"init_from={record['init_from']!r} not loaded: restore_model=True resumes the epoch "
                 f"{record['resumed_from_epoch']} checkpoint, which continues from the fine-tuned weights")
     copied = record["copied"]
-    what = f"run {record['run_id']}'s export" if record["source"] == "run" else f"{record['source']} {record['path']}"
-    return (f"weights from {what}: layers {', '.join(copied['layers'])} copied; output layer remapped: "
+    what = {"run": lambda: f"run {record['run_id']}'s export",
+            "pretrained": lambda: f"pretrained model {record.get('name', record['path'])}"}.get(
+        record["source"], lambda: f"{record['source']} {record['path']}")()
+    line = (f"weights from {what}: layers {', '.join(copied['layers'])} copied; output layer remapped: "
             f"{copied['shared_symbols']} symbol(s) shared, {copied['new_symbols']} new, "
             f"{copied['dropped_symbols']} dropped")
+    return line + (f"; {describe_alphabet(record['alphabet'])}" if record.get("alphabet") else "")
+
+
+def describe_alphabet(record: dict) -> str:
+    """What ``init_alphabet`` made, from :func:`training_alphabet`'s record, for the run's output."""
+    def listed(symbols: list[str], count: int) -> str:
+        return f" ({' '.join(symbols)}{' ...' if count > len(symbols) else ''})" if symbols else ""
+
+    added, removed = (listed(record[f"{k}_symbols"], record[k]) for k in ("added", "removed"))
+    return (f"init_alphabet={record['init_alphabet']}: {record['symbols']} symbols, those of init_from "
+            f"({record['source_symbols']}) with {record['added']} added{added} and {record['removed']} "
+            f"removed{removed}")

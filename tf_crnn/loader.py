@@ -1,7 +1,9 @@
-"""PredictionModel: load a tf-crnn model (SavedModel export, TFLite or ONNX file) and transcribe images.
+"""PredictionModel: load a tf-crnn model (SavedModel export, TFLite or ONNX file, shipped model) and transcribe images.
 
 The export (``output_model_dir/export``, or ``export.zip`` from a run's
 artifacts, unzipped) is a SavedModel; see :func:`tf_crnn.export.export_saved_model`.
+A model shipped with tf-crnn (``pretrained:NAME``, :mod:`tf_crnn.pretrained`) is a folder of
+float16 weights: its CRNN is rebuilt from its ``params.json`` and given them, computing in float32.
 ``tf-crnn convert`` converts it to a ``.tflite`` or ``.onnx`` file with ``NAME.alphabet.json``
 and ``NAME.params.json`` beside it (:mod:`tf_crnn.convert`). Images are first turned
 into bytes TensorFlow's decoder reads as training did (:func:`tf_crnn.images.model_input`:
@@ -9,8 +11,8 @@ plain PNG / JPEG as they are, anything else converted with Pillow), so a GIF, a 
 or a transparent PNG gives the prediction the training pipeline's pixels would.
 
 The formats differ only in how those bytes become CTC logits (:meth:`PredictionModel.iter_logits`):
-the SavedModel's ``logits`` signature (or, for exports written before it existed, a CRNN
-rebuilt from the export's ``params.json`` and given the export's weights), LiteRT or ONNX Runtime
+the SavedModel's ``logits`` signature (or, for exports written before it existed and for shipped models, a CRNN
+rebuilt from the model's ``params.json`` and given its weights), LiteRT or ONNX Runtime
 (:mod:`tf_crnn.runtimes`). The logits are then decoded outside the model, the same way for every
 format and for ``tf-crnn evaluate`` (:func:`tf_crnn.decoding.decode_batch`: greedy, beam search, lexicon).
 Several models transcribe together by confidence voting with :class:`tf_crnn.voting.VotingModel`.
@@ -32,15 +34,20 @@ from .config import recorded_unicode_normalization
 from .data import decode_failure
 from .decoding import Decoding, Lexicon, decode_batch, default_decoding
 from .images import ACCEPTED, IMAGE_TYPES, ImageError, ImageInput, describe, model_input
-from .model_files import (  # PredictionModel.format: one of ONNX, SAVED_MODEL, TFLITE
+from .model_files import (  # PredictionModel.format: one of ONNX, PRETRAINED, SAVED_MODEL, TFLITE
     MODEL_INFO,
     ONNX,
+    PRETRAINED,
     SAVED_MODEL,
+    STORED_DTYPE,
     TFLITE,
     companion_files,
     format_of,
+    is_pretrained_folder,
     read_model_info,
+    read_weights,
 )
+from .pretrained import locate, resolve
 
 log = logging.getLogger(__name__)
 
@@ -66,30 +73,34 @@ class Prediction:
 
 
 class PredictionModel:
-    """A loaded model: a SavedModel export, or a ``.tflite`` / ``.onnx`` file of ``tf-crnn convert``.
+    """A loaded model: a SavedModel export, a ``.tflite`` / ``.onnx`` file of ``tf-crnn convert``, or a
+    model shipped with tf-crnn.
 
     Args:
-        export_dir: folder of the SavedModel (contains ``saved_model.pb``), or a ``.tflite`` /
-            ``.onnx`` file with ``NAME.params.json`` and ``NAME.alphabet.json`` beside it.
+        export_dir: folder of the SavedModel (contains ``saved_model.pb``), a ``.tflite`` /
+            ``.onnx`` file with ``NAME.params.json`` and ``NAME.alphabet.json`` beside it, or a
+            shipped model: ``pretrained:NAME`` or its folder (:mod:`tf_crnn.pretrained`).
 
     Raises:
-        FileNotFoundError: ``export_dir`` is neither, or a model file's ``params.json`` is missing.
+        FileNotFoundError: ``export_dir`` is none of these, or a model file's ``params.json`` is missing.
+        tf_crnn.pretrained.PretrainedError: ``pretrained:NAME`` with a name tf-crnn does not ship (they are listed).
         tf_crnn.runtimes.ModelFileError: a ``.tflite`` / ``.onnx`` file that cannot be loaded (named).
         ImportError: the runtime of a ``.tflite`` / ``.onnx`` file is not installed (``tf-crnn[deploy]``).
     """
 
     def __init__(self, export_dir: str | os.PathLike):
-        export_dir = os.fspath(export_dir)
-        #: ``saved_model``, ``tflite`` or ``onnx``.
-        self.format = SAVED_MODEL if os.path.isdir(export_dir) else format_of(export_dir) or SAVED_MODEL
-        if self.format != SAVED_MODEL and not os.path.isfile(export_dir):
+        export_dir = resolve(export_dir)
+        #: ``saved_model``, ``tflite``, ``onnx`` or ``pretrained`` (:mod:`tf_crnn.model_files`).
+        self.format = (PRETRAINED if is_pretrained_folder(export_dir) else SAVED_MODEL if os.path.isdir(export_dir)
+                       else format_of(export_dir) or SAVED_MODEL)
+        if self.format in (TFLITE, ONNX) and not os.path.isfile(export_dir):
             raise FileNotFoundError(f"no such model file: {export_dir}")
         if self.format == SAVED_MODEL and not os.path.isfile(os.path.join(export_dir, "saved_model.pb")):
             raise FileNotFoundError(f"no SavedModel in {export_dir} (expected {export_dir}/saved_model.pb, "
-                                    "or a .tflite / .onnx file of tf-crnn convert)")
+                                    "or a .tflite / .onnx file of tf-crnn convert, or pretrained:NAME)")
         self.export_dir = export_dir
-        if self.format == SAVED_MODEL:
-            self._model = tf.saved_model.load(export_dir)
+        if self.format in (SAVED_MODEL, PRETRAINED):
+            self._model = tf.saved_model.load(export_dir) if self.format == SAVED_MODEL else None
             alphabet_file, params_file = (os.path.join(export_dir, f) for f in ("alphabet.json", "params.json"))
         else:
             self._model = None
@@ -110,7 +121,16 @@ class PredictionModel:
         #: How :meth:`predict` decodes unless told otherwise: the training-time setting of ``params.json``.
         self.decoding: Decoding = default_decoding(self.params)
         self._lexicons: dict[str, Lexicon] = {}
-        self._logits = None if self.format == SAVED_MODEL else self._runtime()
+        self._logits = None if self.format in (SAVED_MODEL, PRETRAINED) else self._runtime()
+
+    @classmethod
+    def pretrained(cls, name: str) -> "PredictionModel":
+        """The model tf-crnn ships as ``name`` (``fraktur-19c``; ``tf-crnn models list`` lists them).
+
+        Raises:
+            tf_crnn.pretrained.PretrainedError: no shipped model of that name (the message lists those there are).
+        """
+        return cls(locate(name))
 
     @classmethod
     def from_run(cls, run_id, url: str | None = None, db_name: str | None = None,
@@ -163,6 +183,8 @@ class PredictionModel:
             return "TFLite file (LiteRT)"
         if self.format == ONNX:
             return "ONNX file (ONNX Runtime)"
+        if self.format == PRETRAINED:
+            return f"shipped model ({STORED_DTYPE} weights) in a CRNN rebuilt from params.json"
         return "logits signature" if self.has_logits_signature else "CRNN rebuilt from params.json"
 
     def _runtime(self):
@@ -211,8 +233,8 @@ class PredictionModel:
         problem = None
         if not self.params or self.alphabet is None:
             problem = "no params.json / alphabet.json"
-        elif self._model is None:
-            problem = f"only a SavedModel export can be, not a {self.format} file"
+        elif self.format not in (SAVED_MODEL, PRETRAINED):
+            problem = f"only a SavedModel export or a shipped model can be, not a {self.format} file"
         if problem:
             raise ValueError(f"{self.export_dir} cannot be rebuilt as a CRNN ({problem})")
         params = Params.from_dict({k: v for k, v in self.params.items() if k in Params.field_names()})
@@ -229,9 +251,10 @@ class PredictionModel:
     @property
     def dtype_policy(self) -> str:
         """The dtype policy the export computes in (``model.json``): ``float32``, ``mixed_float16`` or
-        ``mixed_bfloat16``; ``float32`` for a model file (converted in float32) or an export without ``model.json``.
+        ``mixed_bfloat16``; ``float32`` for a model file (converted in float32) or an export without ``model.json``;
+        a shipped model, the policy it was trained in.
         """
-        info = read_model_info(self.export_dir) if self.format == SAVED_MODEL else None
+        info = read_model_info(self.export_dir) if self.format in (SAVED_MODEL, PRETRAINED) else None
         return (info or {}).get("dtype_policy", "float32")
 
     def saved_weights(self, targets: dict | None = None) -> dict[str, tf.Variable]:
@@ -243,10 +266,16 @@ class PredictionModel:
         checked by the variable's last name part and shape, and a warning says so; only such an export is
         read by order.
 
+        A shipped model (``pretrained``) gives its stored weights (float16) cast back to the dtype ``model.json``
+        records for each (the training's: float32), as NumPy arrays.
+
         Raises:
-            ValueError: ``model.json`` does not describe this SavedModel's variables, or (without it) the
-                variables do not pair with ``targets`` (names the first that does not).
+            ValueError: ``model.json`` does not describe this SavedModel's variables (or a shipped model's
+                weights), or (without it) the variables do not pair with ``targets`` (names the first that does not).
         """
+        if self.format == PRETRAINED:
+            info = read_model_info(self.export_dir) or {"variables": []}
+            return read_weights(self.export_dir, {v["path"]: v.get("dtype", "float32") for v in info["variables"]})
         saved = list(self._model.variables)
         info = read_model_info(self.export_dir)
         if info is not None:
@@ -277,7 +306,8 @@ class PredictionModel:
         return dict(zip(targets, saved))
 
     def _rebuilt_logits_function(self):
-        """For an export without ``logits`` signature: the CRNN of its params.json with its weights."""
+        """For an export without ``logits`` signature and a shipped model: the CRNN of its params.json with its
+        weights (float32 compute)."""
         from .export import logits_fn
 
         try:

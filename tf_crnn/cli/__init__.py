@@ -3,6 +3,7 @@
     tf-crnn train with config.json [key=value ...]   train (the Sacred experiment; same as python train.py)
     tf-crnn evaluate --model EXPORT --csv CSV        score an export (or the vote of several) on annotated data
     tf-crnn predict --model EXPORT IMAGE...          transcribe images with an export (or .tflite / .onnx, or a vote)
+    tf-crnn models list|show NAME                    the pretrained models shipped with tf-crnn (pretrained:NAME)
     tf-crnn convert --model EXPORT -o OUT.tflite     convert an export to TFLite (fp32/fp16/int8) or ONNX
     tf-crnn runs list|show|compare|download|delete   the recorded runs
     tf-crnn sweep SPACE --trials N --config C.json   hyperparameter search (Optuna), each trial a run
@@ -27,9 +28,9 @@ import argparse
 import sys
 
 from .._util import quiet_tensorflow
-from . import augment, board, convert, datasets, db, evaluate, predict, runs, sweep, train, train_folds
+from . import augment, board, convert, datasets, db, evaluate, models, predict, runs, sweep, train, train_folds
 
-COMMANDS = (train, evaluate, predict, convert, runs, db, board, datasets, sweep, train_folds, augment)
+COMMANDS = (train, evaluate, predict, models, convert, runs, db, board, datasets, sweep, train_folds, augment)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -81,14 +81,14 @@ def register(sub) -> None:
     p = sub.add_parser("evaluate", help="score an export on annotated CSVs: metrics, per-sample CSV, Sacred run",
                        description=CLI_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, action="append", metavar="MODEL",
-                   help="export folder (output_model_dir/export), or a .tflite / .onnx file of tf-crnn convert; "
-                        "repeat it to evaluate the vote of several models")
+                   help="export folder (output_model_dir/export), a .tflite / .onnx file of tf-crnn convert, or "
+                        "pretrained:NAME (tf-crnn models list); repeat it to evaluate the vote of several models")
     p.add_argument("--csv", required=True, action="append", metavar="CSV",
                    help="annotated images (path;|l|a|b|e|l|), repeat for several files")
     p.add_argument("--alphabet", help="lookup table to check labels with; must be the model's "
                                       "(default: the export's alphabet.json)")
     p.add_argument("--out", help="folder for <csv>.<decoding>.predictions.csv and .summary.json "
-                                 "(default: <model>/../evaluation)")
+                                 "(default: <model>/../evaluation; evaluation/NAME for pretrained:NAME)")
     p.add_argument("--decoding", choices=DECODING_NAMES,
                    help="default: the training-time setting in the export's params.json")
     p.add_argument("--beam-width", type=int, help="beams kept by beam search (default: params.json's)")

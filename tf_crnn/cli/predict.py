@@ -1,6 +1,7 @@
 """``tf-crnn predict --model EXPORT IMAGE...`` (or ``--run ID``): transcribe images with an exported model.
 
-``--model`` is a SavedModel export folder or a ``.tflite`` / ``.onnx`` file of ``tf-crnn convert``;
+``--model`` is a SavedModel export folder, a ``.tflite`` / ``.onnx`` file of ``tf-crnn convert``, or a model
+shipped with tf-crnn, ``pretrained:NAME`` (``tf-crnn models list``);
 the decoding (``--decoding``, ``--beam-width``, ``--lexicon``) is the same for each
 (:func:`tf_crnn.decoding.decode_batch`), by default the training-time setting of ``params.json``.
 
@@ -211,8 +212,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     """The options that choose the model and its decoding (read by :func:`load_model`)."""
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", action="append", metavar="MODEL",
-                        help="export folder (output_model_dir/export), or a .tflite / .onnx file of tf-crnn convert; "
-                             "repeat it to transcribe by the vote of several models")
+                        help="export folder (output_model_dir/export), a .tflite / .onnx file of tf-crnn convert, or "
+                             "pretrained:NAME (tf-crnn models list); repeat it to transcribe by the vote of several "
+                             "models")
     source.add_argument("--run", metavar="ID", help="the export of this training run, from the database")
     p.add_argument("--url", help="MongoDB URL for --run (default: as training: $TF_CRNN_MONGO_URL, else embedded)")
     p.add_argument("--db", help="database for --run (default: tf_crnn)")

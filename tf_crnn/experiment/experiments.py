@@ -46,7 +46,7 @@ from sacred.utils import apply_backspaces_and_linefeeds, recursive_update
 
 from .. import cluster, interrupts, reports
 from .._util import write_json
-from ..alphabet import Alphabet
+from ..alphabet import Alphabet, AlphabetError
 from ..config import ConfigError, Params, load_config_file
 from ..tracking import output_lock, provenance, run_records
 from ..tracking.observer import FAILURE_DIR, FALLBACK_DIR, ResilientMongoObserver, mongo_observer
@@ -367,8 +367,11 @@ def train(params: Params, generate_spec: dict | None, _run, _seed, state: RunSta
                   f"{params.output_model_dir}")
     if generate_spec:
         ensure_generated_data(params, generate_spec, _seed)
-    if not params.csv_files_train or not params.csv_files_eval or not params.lookup_alphabet_file:
+    if not params.csv_files_train or not params.csv_files_eval:
         raise ConfigError("set csv_files_train, csv_files_eval and lookup_alphabet_file (see config_template.json)")
+    if not params.lookup_alphabet_file and params.init_alphabet == "table":
+        raise ConfigError("set lookup_alphabet_file (see config_template.json), or with init_from "
+                          "init_alphabet=union / new to take the alphabet of the init_from model and the labels")
     os.makedirs(params.output_model_dir, exist_ok=True)
     # The strategy before any TensorFlow op (the image check runs some): MultiWorkerMirroredStrategy must
     # configure the collective ops at program start-up.
@@ -383,12 +386,16 @@ def train_with(strategy, params: Params, _run, _seed, state: RunState) -> dict:
     from .. import trainer as trainer_lib
     from .epoch_callbacks import SacredEpochLog, TensorBoardEpochLog, carry_over_history
 
-    alphabet = Alphabet.from_file(params.lookup_alphabet_file, params.unicode_normalization)
-    rows, entries = {}, {}
-    for split, csv_files in (("train", params.csv_files_train), ("eval", params.csv_files_eval)):
-        # Read once: the data checks and the run's data record (provenance) take the same rows.
-        rows[split] = data.read_split(csv_files, params)
-        entries[split] = data.load_split(csv_files, params, alphabet, split, samples=rows[split])
+    splits = {"train": params.csv_files_train, "eval": params.csv_files_eval}
+    # Read once: the alphabet (init_alphabet), the data checks and the run's data record (provenance) take the rows.
+    rows = {split: data.read_split(csv_files, params) for split, csv_files in splits.items()}
+    alphabet, init_source, alphabet_record = training_alphabet(params, rows, _run._id)
+    entries = {}
+    for split, csv_files in splits.items():
+        try:
+            entries[split] = data.load_split(csv_files, params, alphabet, split, samples=rows[split])
+        except AlphabetError as e:
+            raise (finetune.unknown_symbols_hint(e, params.init_from) if params.init_from is not None else e) from None
     train_entries, eval_entries = entries["train"], entries["eval"]
     _run.info["train_eval_overlap"] = len(data.shared_with_training(train_entries, eval_entries))
     print(f"run {_run._id}: {len(train_entries)} training and {len(eval_entries)} eval images, "
@@ -405,7 +412,7 @@ def train_with(strategy, params: Params, _run, _seed, state: RunState) -> dict:
         _run.info["resumed_from_epoch"] = restored
         _run.info["resumed_from_step"] = int(trainer.optimizer.iterations.numpy())
     if params.init_from is not None:
-        _run.info["init_from"] = fine_tune(trainer.model, alphabet, params, restored)
+        _run.info["init_from"] = fine_tune(trainer.model, alphabet, params, restored, init_source, alphabet_record)
         print(f"run {_run._id}: {finetune.describe(_run.info['init_from'])}")
     # output_model_dir/run.json names the run writing the folder; a resumed run records the one it continues.
     resumed = run_records.record_run(_run, params.output_model_dir, state.url, params.mongo_db_name, restored)
@@ -454,12 +461,46 @@ def environment_of(params: Params, strategy=None) -> dict:
             "dtype_policy": trainer_lib.mixed_precision_policy(params) or "float32"}
 
 
-def fine_tune(model, alphabet: Alphabet, params: Params, resumed_epoch: int | None) -> dict:
+def training_alphabet(params: Params, rows: dict, run_id=None) -> tuple[Alphabet, object, dict | None]:
+    """The alphabet a training uses: its ``lookup_alphabet_file`` (``init_alphabet=table``), or that of
+    ``init_from`` extended with (``union``) or replaced by (``new``) the symbols of ``rows``' labels
+    (:func:`tf_crnn.finetune.training_alphabet`).
+
+    Args:
+        rows: ``{"train": samples, "eval": samples}``, every row of each split's CSVs.
+
+    Returns:
+        ``(alphabet, source, record)``: the :class:`tf_crnn.experiment.sources.InitSource` resolved for
+        ``union`` / ``new`` (None for ``table``) and the record of the alphabet chosen (None for ``table``).
+
+    Raises:
+        AlphabetError: a bad lookup table; tf_crnn.finetune.FinetuneError: an unusable init_from.
+    """
+    if params.init_alphabet == "table":
+        return Alphabet.from_file(params.lookup_alphabet_file, params.unicode_normalization), None, None
+    from .. import finetune
+    from .sources import resolve_init_from
+
+    source = resolve_init_from(params.init_from, params.mongo_url, params.mongo_db_name)
+    alphabet, record = finetune.training_alphabet(
+        params.init_alphabet, finetune.source_alphabet(source.path, params.unicode_normalization),
+        [*rows["train"], *rows["eval"]])
+    unused = f" (lookup_alphabet_file {params.lookup_alphabet_file} is not used)" if params.lookup_alphabet_file else ""
+    print(f"run {run_id}: {finetune.describe_alphabet(record)}{unused}")
+    return alphabet, source, record
+
+
+def fine_tune(model, alphabet: Alphabet, params: Params, resumed_epoch: int | None, source=None,
+              alphabet_record: dict | None = None) -> dict:
     """Start ``model`` from ``params.init_from``: resolved to a folder (a run's export is downloaded,
     :func:`tf_crnn.experiment.sources.resolve_init_from`), then loaded (:func:`tf_crnn.finetune.initialize`).
 
     A resumed training (``resumed_epoch``: the epoch of the checkpoint it restored) loads nothing: its
     checkpoint holds the fine-tuned weights already (:func:`tf_crnn.finetune.not_applied`).
+
+    Args:
+        source: ``params.init_from`` already resolved (by :func:`training_alphabet`), else None.
+        alphabet_record: how ``init_alphabet`` made the alphabet, recorded as ``alphabet`` (None: the table).
 
     Returns:
         The record for ``run.info["init_from"]``.
@@ -471,9 +512,13 @@ def fine_tune(model, alphabet: Alphabet, params: Params, resumed_epoch: int | No
     from .sources import resolve_init_from
 
     if resumed_epoch:
-        return finetune.not_applied(params.init_from, resumed_epoch)
-    source = resolve_init_from(params.init_from, params.mongo_url, params.mongo_db_name)
-    return finetune.initialize(model, alphabet, source.path, source.origin, params.unicode_normalization)
+        record = finetune.not_applied(params.init_from, resumed_epoch)
+    else:
+        source = source or resolve_init_from(params.init_from, params.mongo_url, params.mongo_db_name)
+        record = {**finetune.initialize(model, alphabet, source.path, source.origin, params.unicode_normalization)}
+    if alphabet_record is not None:
+        record["alphabet"] = alphabet_record
+    return record
 
 
 def early_stopping_epoch(trainer) -> int | None:

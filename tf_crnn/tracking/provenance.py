@@ -267,7 +267,8 @@ def describe_data(splits: dict[str, tuple[list[str], list[str]]], alphabet_file:
 
     Args:
         splits: ``{split name: (csv files, image paths of the usable rows)}``.
-        alphabet_file: the lookup table (its MD5 is recorded).
+        alphabet_file: the lookup table (its MD5 is recorded); "" for none (a fine-tuning whose alphabet is made
+            from its source's and the labels', ``init_alphabet`` ``union`` / ``new``): path and MD5 null.
         mode: :func:`data_fingerprint`'s mode.
 
     Returns:
@@ -276,7 +277,8 @@ def describe_data(splits: dict[str, tuple[list[str], list[str]]], alphabet_file:
         ``rows`` counts the CSV rows, usable or not.
     """
     described = {"fingerprint_mode": mode,
-                 "alphabet": {"path": os.path.abspath(alphabet_file), "md5": file_md5(alphabet_file)}}
+                 "alphabet": ({"path": os.path.abspath(alphabet_file), "md5": file_md5(alphabet_file)} if alphabet_file
+                              else {"path": None, "md5": None})}
     for name, (csv_files, image_paths) in splits.items():
         described[name] = {
             "csv_files": [{"path": os.path.abspath(f), "md5": file_md5(f)} for f in csv_files],
@@ -305,7 +307,8 @@ def describe_training_data(params, progress: bool = True, rows: Mapping[str, Seq
         rows = {name: read_csvs(files, params.csv_delimiter, params.string_split_delimiter,
                                 params.unicode_normalization) for name, files in csv_files.items()}
     splits = {name: (files, [s.image_path for s in rows[name]]) for name, files in csv_files.items()}
-    return describe_data(splits, params.lookup_alphabet_file, params.data_fingerprint, progress)
+    table = params.lookup_alphabet_file if params.init_alphabet == "table" else ""
+    return describe_data(splits, table, params.data_fingerprint, progress)
 
 
 def changed_data(recorded: dict, current: dict) -> list[str]:
@@ -337,8 +340,8 @@ def record(run, data: dict, environment: dict) -> None:
     """Attach to a Sacred run what made it: code, data, environment (``run.info`` and artifacts).
 
     - ``info.code``: git commit, branch, dirty flag (and the ``code.diff`` artifact when dirty);
-    - ``info.data``: :func:`describe_data`'s result; every CSV and the alphabet also as a Sacred
-      resource (path + MD5 in the run document, the file in GridFS);
+    - ``info.data``: :func:`describe_data`'s result; every CSV and the alphabet (if the training reads one)
+      also as a Sacred resource (path + MD5 in the run document, the file in GridFS);
     - ``info.environment``: ``environment`` (:func:`environment` and what the training adds, see
       :data:`COMPARED_ENVIRONMENT`); every installed distribution as ``environment.txt``;
     - ``info.lock``: :func:`installed_lock`, the lock file the environment was installed from.
@@ -353,7 +356,8 @@ def record(run, data: dict, environment: dict) -> None:
     for path in [data["alphabet"]["path"], *(f["path"] for split in data.values()
                                              if isinstance(split, dict) and "csv_files" in split
                                              for f in split["csv_files"])]:
-        run.add_resource(path)
+        if path is not None:  # no lookup table: an alphabet made from init_from's and the labels' (init_alphabet)
+            run.add_resource(path)
     with tempfile.TemporaryDirectory() as tmp:
         listing = Path(tmp) / "environment.txt"
         listing.write_text(installed_distributions(), encoding="utf-8")
