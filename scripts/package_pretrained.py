@@ -87,8 +87,20 @@ def write_folder(export, target: str) -> None:
         "dtype_policy": info.get("dtype_policy", "float32"), "stored_dtype": STORED_DTYPE,
         "variables": [{"path": p, "shape": list(w.shape), "dtype": recorded[p].get("dtype", "float32")}
                       for p, w in weights.items()]})
-    for name in ("params.json", "alphabet.json"):
-        shutil.copyfile(os.path.join(export.export_dir, name), os.path.join(target, name))
+    shutil.copyfile(os.path.join(export.export_dir, "alphabet.json"), os.path.join(target, "alphabet.json"))
+    write_json(os.path.join(target, "params.json"), shipped_params(export.export_dir))
+
+
+def shipped_params(export_dir: str) -> dict:
+    """The export's settings without the paths of the machine that trained it (they mean nothing elsewhere).
+
+    ``output_model_dir`` becomes ``output/<its last folder name>``: a fine-tuning sets its own anyway.
+    """
+    with open(os.path.join(export_dir, "params.json"), encoding="utf-8") as handle:
+        params = json.load(handle)
+    if os.path.isabs(str(params.get("output_model_dir", ""))):
+        params["output_model_dir"] = "output/" + os.path.basename(os.path.normpath(params["output_model_dir"]))
+    return params
 
 
 def check_paths(sources: list[str], params: dict) -> list[str]:
