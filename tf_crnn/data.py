@@ -447,6 +447,8 @@ def file_records(entries: list[Entry], columns: dict[str, np.ndarray], params: P
 INTERLEAVED_SHARDS = 8
 #: Records a training's shuffle buffer holds after the interleave (encoded images, a few kB each).
 SHUFFLE_BUFFER_RECORDS = 10_000
+#: Records parsed together (``tf.io.parse_example``), in the order read.
+PARSE_BATCH = 256
 
 
 def compiled_records(entries: list[Entry], columns: dict[str, np.ndarray], shuffle: bool,
@@ -476,13 +478,13 @@ def compiled_records(entries: list[Entry], columns: dict[str, np.ndarray], shuff
     def records(path, offset):  # each record with its folder's offset, unparsed: parsing runs in parallel below
         return tf.data.Dataset.zip((tf.data.TFRecordDataset(path), tf.data.Dataset.from_tensors(offset).repeat()))
 
-    def parse(record, offset):
-        found = tf.io.parse_single_example(record, spec)
-        return found["image"], tf.gather(position, offset + found["number"])
+    def parse(records, offsets):  # a batch at once: tf.io.parse_example is 1.6-3x parse_single_example's rate here
+        found = tf.io.parse_example(records, spec)
+        return found["image"], tf.gather(position, offsets + found["number"])
 
     ds = ds.interleave(records, cycle_length=min(len(shards), INTERLEAVED_SHARDS) if shuffle else 1,
                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(PARSE_BATCH).map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
     ds = ds.filter(lambda image, i: i >= 0)
     if shuffle:
         ds = ds.shuffle(min(len(entries), SHUFFLE_BUFFER_RECORDS), seed=seed, reshuffle_each_iteration=True)
