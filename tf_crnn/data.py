@@ -15,6 +15,10 @@
    little padding is wasted. Files :func:`tf_crnn.images.decodes_directly`
    rejects (GIF, BMP, TIFF, WebP, CMYK JPEG, transparent or 16-bit grey PNG,
    ...) enter it as :func:`tf_crnn.images.normalized_png` bytes.
+
+A split may instead be compiled folders (``tf-crnn compile``, :mod:`tf_crnn.compiled`): its rows and the facts
+about its images come from their index (checked when compiled, not again), and :func:`make_dataset` reads the
+encoded images from their shards (:func:`compiled_records`) instead of the files.
 """
 from __future__ import annotations
 
