@@ -121,3 +121,18 @@ def test_startup_times_the_first_and_second_run_and_one_without_the_cache(tmp_pa
                              result.stdout, re.M)  # 20 training + 2 eval images, all remembered by the first run
         assert len(seconds) == 1 and float(seconds[0]) > 0, result.stdout
     assert "machine:" in result.stdout and "command:" in result.stdout
+
+
+@pytest.mark.slow
+def test_compiled_data_measures_files_and_shards_in_aba_order(tmp_path):
+    out = tmp_path / "figures.json"
+    result = subprocess.run(
+        [sys.executable, "benchmarks/compiled_data.py", "--images", "40", "--batch", "16", "--train-steps", "1",
+         "--shard-size", "16", "--data", str(tmp_path / "data"), "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "TF_CRNN_HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert [len(figures[arm]["pipeline"]) for arm in ("files", "shards")] == [2, 1]
+    assert all(v > 0 for arm in ("files", "shards") for v in figures[arm]["pipeline"] + figures[arm]["training"])
+    assert figures["disk"]["files"]["files"] == 41 and figures["disk"]["shards"]["files"] == 3 + 2
+    assert len(figures["storage"]) == 3 and "machine:" in result.stdout and "command:" in result.stdout

@@ -242,7 +242,9 @@ class Params:
     Data
         csv_files_train, csv_files_eval: annotation CSVs (see
             :mod:`tf_crnn.annotations`); relative image paths resolve against
-            each CSV's folder.
+            each CSV's folder. An entry may be a compiled data set folder
+            (``tf-crnn compile``, :mod:`tf_crnn.compiled`); a split is all
+            CSVs or all compiled folders.
         lookup_alphabet_file: JSON lookup table ``{symbol: code}`` (not used, and may be empty, with
             init_alphabet ``union`` or ``new``).
         csv_delimiter, string_split_delimiter: the CSV's separators.

@@ -15,6 +15,10 @@
    little padding is wasted. Files :func:`tf_crnn.images.decodes_directly`
    rejects (GIF, BMP, TIFF, WebP, CMYK JPEG, transparent or 16-bit grey PNG,
    ...) enter it as :func:`tf_crnn.images.normalized_png` bytes.
+
+A split may instead be compiled folders (``tf-crnn compile``, :mod:`tf_crnn.compiled`): its rows and the facts
+about its images come from their index (checked when compiled, not again), and :func:`make_dataset` reads the
+encoded images from their shards (:func:`compiled_records`) instead of the files.
 """
 from __future__ import annotations
 
@@ -24,15 +28,16 @@ import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from typing import Callable
 
 import numpy as np
 import PIL
 import tensorflow as tf
 from tqdm import tqdm
 
-from . import augmentation, check_cache, images
+from . import augmentation, check_cache, compiled, images
 from .alphabet import Alphabet
-from .annotations import Sample, find_duplicate_rows, listing, read_csvs, shared_images
+from .annotations import Sample, find_duplicate_rows, listing, shared_images
 from .config import Params
 from .decoding import ctc_steps_needed
 from .images import ImageInfo
@@ -52,6 +57,7 @@ class Entry:
     codes: tuple[int, ...]
     width: int  # resized width in pixels
     direct: bool = True  # the pipeline decodes the file's bytes; False: tf_crnn.images.normalized_png of it
+    record: compiled.Record | None = None  # where a compiled data set holds its image; None: read the file
 
 
 @dataclass
@@ -204,7 +210,8 @@ def degeneracy(info: ImageInfo, params: Params) -> tuple[str, str] | None:
 
 
 def scan_samples(samples: list[Sample], params: Params, alphabet: Alphabet,
-                 progress: bool = True, desc: str = "checking images") -> ScanReport:
+                 progress: bool = True, desc: str = "checking images",
+                 known: dict[str, compiled.Example] | None = None) -> ScanReport:
     """Check every image once (:func:`check_images`) and the CTC feasibility of every label.
 
     A label of L symbols with R adjacent repeats needs ``L + R`` time steps;
@@ -215,12 +222,17 @@ def scan_samples(samples: list[Sample], params: Params, alphabet: Alphabet,
         params: gives height, width bounds, pooling and channels.
         alphabet: encodes the labels.
         progress: show a tqdm bar.
+        known: image path -> its compiled example (:func:`compiled_examples`): those images were checked
+            when compiled, their facts come from the index and their entries point at the records.
 
     Returns:
         A :class:`ScanReport`: usable entries, rejected samples with reasons, degenerate entries.
     """
     report = ScanReport()
-    infos = check_images([s.image_path for s in samples], params.input_channels, progress, desc)
+    known = known or {}
+    todo = [s.image_path for s in samples if s.image_path not in known]
+    checked = iter(check_images(todo, params.input_channels, progress, desc) if todo else [])
+    infos = [known[s.image_path].info if s.image_path in known else next(checked) for s in samples]
     for sample, info in zip(samples, infos):
         if isinstance(info, str):
             report.bad_images.append((sample, info))
@@ -231,7 +243,8 @@ def scan_samples(samples: list[Sample], params: Params, alphabet: Alphabet,
         if needed > steps:
             report.too_long.append((sample, steps, needed * math.prod(params.width_downsampling)))
             continue
-        report.entries.append(Entry(sample, tuple(alphabet.encode(sample.symbols)), width, info.direct))
+        record = known[sample.image_path].record if sample.image_path in known else None
+        report.entries.append(Entry(sample, tuple(alphabet.encode(sample.symbols)), width, info.direct, record))
         found = degeneracy(info, params)
         if found:
             report.degenerate.append((sample, *found))
@@ -240,12 +253,36 @@ def scan_samples(samples: list[Sample], params: Params, alphabet: Alphabet,
 
 def read_split(csv_files: list[str], params: Params) -> list[Sample]:
     """Every row of one split's CSVs, in file order (``csv_delimiter``, ``string_split_delimiter``), labels in
-    the ``unicode_normalization`` form.
+    the ``unicode_normalization`` form; an entry that is a compiled folder gives the rows it holds
+    (:func:`tf_crnn.compiled.read_rows`).
 
     Raises:
         FileNotFoundError / AnnotationError: unreadable CSV.
+        tf_crnn.compiled.CompiledDataError: a compiled folder that cannot be used.
     """
-    return read_csvs(csv_files, params.csv_delimiter, params.string_split_delimiter, params.unicode_normalization)
+    return compiled.read_rows(csv_files, params.csv_delimiter, params.string_split_delimiter,
+                              params.unicode_normalization)
+
+
+def compiled_examples(csv_files: list[str], params: Params, name: str) -> dict[str, compiled.Example]:
+    """Image path -> compiled example, of the split's compiled folders (empty when it has none).
+
+    A split is all CSVs or all compiled folders: one pipeline reads either files or shards.
+
+    Raises:
+        DataError: a split mixing CSVs and compiled folders.
+        tf_crnn.compiled.CompiledDataError: a folder of other channels or Unicode form than ``params``.
+    """
+    folders = compiled.compiled_sources(csv_files)
+    if folders and len(folders) < len(csv_files):
+        csvs = [f for f in csv_files if os.path.abspath(f) not in folders]
+        raise DataError(f"{name} split: compiled folders ({', '.join(folders)}) and CSVs ({', '.join(csvs)}) "
+                        "cannot be mixed: compile the CSVs too, or list only CSVs")
+    known: dict[str, compiled.Example] = {}
+    for folder in folders:
+        for example in compiled.read_index(folder, params.unicode_normalization, params.input_channels):
+            known.setdefault(example.sample.image_path, example)  # the first, as without_duplicates keeps
+    return known
 
 
 def without_duplicates(samples: list[Sample], params: Params, name: str) -> list[Sample]:
@@ -318,7 +355,9 @@ def load_split(csv_files: list[str], params: Params, alphabet: Alphabet, name: s
     if not samples:
         raise DataError(f"{name} split: no usable sample left in {csv_files}")
     alphabet.check(samples)
-    report = scan_samples(samples, params, alphabet, progress, desc=f"checking {name} images")
+    # Compiled images were checked when compiled: their facts come from the index, the shards are not read.
+    report = scan_samples(samples, params, alphabet, progress, desc=f"checking {name} images",
+                          known=compiled_examples(csv_files, params, name))
     problems = report.problems
     if problems:
         listed = listing(problems)
@@ -387,6 +426,103 @@ def encoded_image(path: tf.Tensor, direct: tf.Tensor, channels: int) -> tf.Tenso
     return tf.cond(direct, lambda: tf.io.read_file(path), converted)
 
 
+def file_records(entries: list[Entry], columns: dict[str, np.ndarray], params: Params, shuffle: bool,
+                 seed: int | None) -> tuple[tf.data.Dataset, Callable[[dict], tf.Tensor]]:
+    """``columns`` per entry with its image file's path (shuffled, all entries at once, when ``shuffle``), and the
+    function that reads an element's encoded image (:func:`encoded_image`; in the decoding step, so a file name,
+    not an image, waits in the shuffle buffer)."""
+    columns = {**columns, "path": [e.sample.image_path for e in entries]}
+    # Only data with files TensorFlow does not read as they are gets the Python conversion step.
+    converts = not all(e.direct for e in entries)
+    if converts:
+        columns["direct"] = np.array([e.direct for e in entries])
+    ds = tf.data.Dataset.from_tensor_slices(columns)
+    if shuffle:
+        ds = ds.shuffle(len(entries), seed=seed, reshuffle_each_iteration=True)
+
+    def read(item):
+        path = item.pop("path")
+        return encoded_image(path, item.pop("direct"), params.input_channels) if converts else tf.io.read_file(path)
+
+    return ds, read
+
+
+#: Shards a training reads at once (``interleave``'s cycle length): records of this many shards alternate.
+INTERLEAVED_SHARDS = 8
+#: Records a training's shuffle buffer holds after the interleave (encoded images, a few kB each).
+SHUFFLE_BUFFER_RECORDS = 10_000
+#: Records parsed together (``tf.io.parse_example``), in the order read.
+PARSE_BATCH = 256
+
+
+def compiled_records(entries: list[Entry], columns: dict[str, np.ndarray], shuffle: bool,
+                     seed: int | None) -> tf.data.Dataset:
+    """``columns`` per entry with ``encoded``, its image from its compiled folder's shards
+    (:attr:`Entry.record`), in shard order, or when ``shuffle``: the shards in a new order each epoch,
+    :data:`INTERLEAVED_SHARDS` of them read in turns, then a :data:`SHUFFLE_BUFFER_RECORDS` shuffle
+    buffer; both seeded by ``seed`` (the same seed, the same order). Records the split does not use (their
+    label too long for this model, a duplicate) are passed over.
+    """
+    folders = list(dict.fromkeys(e.record.folder for e in entries))
+    manifests = {folder: compiled.load_manifest(folder) for folder in folders}  # sizes checked
+    offsets = dict(zip(folders, np.cumsum([0] + [manifests[f]["totals"]["examples"] for f in folders]).tolist()))
+    # Record (folder offset + number) -> position in entries, -1 for records this split leaves out.
+    position = np.full(sum(manifests[f]["totals"]["examples"] for f in folders), -1, np.int32)
+    for i, e in enumerate(entries):
+        position[offsets[e.record.folder] + e.record.number] = i
+    shards = [(path, offsets[folder]) for folder in folders
+              for path in compiled.shard_paths(folder, manifests[folder])]
+    ds = tf.data.Dataset.from_tensor_slices(([path for path, _ in shards],
+                                             np.array([offset for _, offset in shards], np.int64)))
+    if shuffle:
+        ds = ds.shuffle(len(shards), seed=seed, reshuffle_each_iteration=True)
+    spec = {name: feature for name, feature in compiled.parse_features().items() if name in ("image", "number")}
+    position, table = tf.constant(position), {key: tf.constant(value) for key, value in columns.items()}
+
+    def records(path, offset):  # each record with its folder's offset, unparsed: parsing runs in parallel below
+        return tf.data.Dataset.zip((tf.data.TFRecordDataset(path), tf.data.Dataset.from_tensors(offset).repeat()))
+
+    def parse(records, offsets):  # a batch at once: tf.io.parse_example is 1.6-3x parse_single_example's rate here
+        found = tf.io.parse_example(records, spec)
+        return found["image"], tf.gather(position, offsets + found["number"])
+
+    ds = ds.interleave(records, cycle_length=min(len(shards), INTERLEAVED_SHARDS) if shuffle else 1,
+                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(PARSE_BATCH).map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
+    ds = ds.filter(lambda image, i: i >= 0)
+    if shuffle:
+        ds = ds.shuffle(min(len(entries), SHUFFLE_BUFFER_RECORDS), seed=seed, reshuffle_each_iteration=True)
+
+    def columns_of(image, i):
+        return {"encoded": image, **{key: tf.gather(value, i) for key, value in table.items()}}
+
+    # Several workers split the elements, as they split a CSV split's, not the shards (tf.data's AUTO policy
+    # would give each worker whole shards: uneven batch counts when the shards are few or of unequal size).
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.map(columns_of, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).with_options(options)
+
+
+def data_loss(error: tf.errors.OpError, *splits: list[Entry]) -> Exception:
+    """What to raise for a read error of the pipeline: for compiled entries, a
+    :class:`tf_crnn.compiled.CompiledDataError` naming the damaged shard (found by :func:`tf_crnn.compiled.damaged`:
+    TensorFlow's message does not name the file); else ``error`` itself."""
+    folders = list(dict.fromkeys(e.record.folder for entries in splits for e in entries if e.record is not None))
+    found = compiled.damaged(folders) if folders else None
+    return compiled.CompiledDataError(found) if found else error
+
+
+def image_sources(entries: list[Entry]) -> list[str | bytes]:
+    """Per entry what opens its image with :func:`tf_crnn.images.open_image`: the file's path, or for a
+    compiled entry its encoded image read from the shards (the source file need not exist any more)."""
+    numbers: dict[str, list[int]] = {}
+    for e in entries:
+        if e.record is not None:
+            numbers.setdefault(e.record.folder, []).append(e.record.number)
+    stored = {folder: compiled.read_images(folder, wanted) for folder, wanted in numbers.items()}
+    return [e.sample.image_path if e.record is None else stored[e.record.folder][e.record.number] for e in entries]
+
+
 def width_buckets(widths: list[int], batch_size: int, max_buckets: int = 8) -> list[int]:
     """Bucket boundaries at width quantiles, so a batch holds images of similar width."""
     if len(widths) < 2 * batch_size:
@@ -451,32 +587,27 @@ def make_dataset(entries: list[Entry], params: Params, batch_size: int, training
     (:func:`use_image_cache`, :func:`cache_bytes`); later passes start from them, shuffle and
     augment them anew. With the same ``seed`` the batches are those of the uncached pipeline.
     """
-    paths = [e.sample.image_path for e in entries]
     widths = [e.width for e in entries]
     max_len = max(len(e.codes) for e in entries)
     labels = np.zeros([len(entries), max_len], np.int32)
     for i, e in enumerate(entries):
         labels[i, :len(e.codes)] = e.codes
     columns = {
-        "path": paths, "widths": np.array(widths, np.int32), "labels": labels,
+        "widths": np.array(widths, np.int32), "labels": labels,
         "label_lengths": np.array([len(e.codes) for e in entries], np.int32),
         "index": np.arange(len(entries), dtype=np.int32),
     }
-    # Only data with files TensorFlow does not read as they are gets the Python conversion step.
-    converts = not all(e.direct for e in entries)
-    if converts:
-        columns["direct"] = np.array([e.direct for e in entries])
-    ds = tf.data.Dataset.from_tensor_slices(columns)
-    # Shuffled before decoding (a buffer of file names is small), or, with the cache, after it (the cache
-    # then holds the images in file order and every epoch draws a new order from it). The same seed gives
-    # the same permutation of the same sequence either way.
-    if training and not cache:
-        ds = ds.shuffle(len(entries), seed=seed, reshuffle_each_iteration=True)
+    # Shuffled before decoding (a buffer of file names or encoded images is small), or, with the cache, after
+    # it (the cache then holds the images in file order and every epoch draws a new order from it). The same
+    # seed gives the same permutation of the same sequence either way.
+    shuffle = training and not cache
+    if all(e.record is not None for e in entries):
+        ds, encoded = compiled_records(entries, columns, shuffle, seed), lambda item: item.pop("encoded")
+    else:
+        ds, encoded = file_records(entries, columns, params, shuffle, seed)
 
     def load(item):
-        path = item.pop("path")
-        encoded = encoded_image(path, item.pop("direct"), params.input_channels) if converts else tf.io.read_file(path)
-        item["images"], item["widths"] = preprocess_image(encoded, params, item["widths"])
+        item["images"], item["widths"] = preprocess_image(encoded(item), params, item["widths"])
         item["labels"] = item["labels"][:item["label_lengths"]]
         return item
 

@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import pandas as pd
 
-from . import metrics
+from . import compiled, metrics
 from .alphabet import Alphabet, UnknownSymbol
-from .annotations import Sample, listing, read_csvs
+from .annotations import Sample, listing
 from .config import recorded_unicode_normalization
 from .model_files import is_pretrained_folder
 from .pretrained import MODELS_DIR, resolve
@@ -81,6 +81,13 @@ class Prepared:
     csv_files: list[str]
     unreadable: list[tuple[Sample, str]] = field(default_factory=list)  # rows left out, with the reason
     unknown_symbols: list[UnknownSymbol] = field(default_factory=list)  # label symbols outside the alphabet (scored)
+    #: Per sample the model's input when it is not the file at ``image_path``: encoded bytes from a compiled
+    #: data set's shards (:mod:`tf_crnn.compiled`); None: every image is read from its file.
+    images: list[bytes] | None = None
+
+    def inputs(self, order: Sequence[int]) -> list[str | bytes]:
+        """What the model reads for the samples at ``order``: their paths, or their compiled images."""
+        return [self.samples[i].image_path if self.images is None else self.images[i] for i in order]
 
     @property
     def voting(self) -> bool:
@@ -160,17 +167,45 @@ def prepare(model_dir: str | Sequence[str], csv_files: list[str], alphabet_file:
 
     csv_files = list(dict.fromkeys(os.path.abspath(f) for f in csv_files))
     # Labels in the model's Unicode form, as its training read its own (recorded_unicode_normalization).
-    samples = read_csvs(csv_files, model.params.get("csv_delimiter", ";"),
-                        model.params.get("string_split_delimiter", "|"), recorded_unicode_normalization(model.params))
+    samples = compiled.read_rows(csv_files, model.params.get("csv_delimiter", ";"),
+                                 model.params.get("string_split_delimiter", "|"),
+                                 recorded_unicode_normalization(model.params))
     if not samples:
         raise EvaluationError(f"no rows in {', '.join(csv_files)}")
     if strict:
         alphabet.check(samples)
     unknown = alphabet.unknown_symbols(samples)  # the model cannot produce them: scored as errors, listed
     channels = sorted({m.input_channels for m in models})  # each voting model reads images its own way
+    folders = compiled.compiled_sources(csv_files)
+    if folders:
+        readable, sizes, images = _compiled_images(folders, csv_files, channels)
+        return Prepared(model, alphabet, os.path.abspath(alphabet_file), readable, sizes, csv_files, [], unknown,
+                        images)
     readable, sizes, unreadable = _check_images(samples, channels, progress, strict)
     return Prepared(model, alphabet, os.path.abspath(alphabet_file), readable, sizes, csv_files, unreadable,
                     unknown)
+
+
+def _compiled_images(folders: list[str], sources: list[str], channels: list[int]):
+    """The samples of compiled folders (checked when compiled: all readable), their ``(width, height)`` and
+    encoded images from the shards.
+
+    Raises:
+        EvaluationError: CSVs mixed with compiled folders.
+        tf_crnn.compiled.CompiledDataError: a folder compiled for other channels, or damaged.
+    """
+    if len(folders) < len(sources):
+        raise EvaluationError("give either CSVs or compiled folders to --csv, not both: compile the CSVs too")
+    samples, sizes, images = [], [], []
+    for folder in folders:
+        for c in channels:  # converted images are stored in the compile's channels
+            compiled.check_settings(folder, compiled.load_manifest(folder, check_sizes=False), c, None)
+        examples = compiled.read_index(folder)
+        stored = compiled.read_images(folder)
+        samples += [e.sample for e in examples]
+        sizes += [(e.info.width, e.info.height) for e in examples]
+        images += [stored[e.record.number] for e in examples]
+    return samples, sizes, images
 
 
 def _load_model(model_dir: str, alphabet_file: str | None):
@@ -245,7 +280,7 @@ def evaluate(prepared: Prepared, decoding: Decoding, batch_size: int = 32, progr
     lexicon = (Lexicon.from_file(decoding.lexicon, alphabet.lookup, delimiter,
                                  recorded_unicode_normalization(prepared.model.params)) if decoding.lexicon else None)
     order = sorted(range(len(samples)), key=lambda i: prepared.sizes[i][0] / max(1, prepared.sizes[i][1]))
-    paths = [samples[i].image_path for i in order]
+    paths = prepared.inputs(order)
     best: list = [None] * len(samples)
     hypotheses: list = [None] * len(samples)  # with several models: each model's own transcription
     start_time = time.perf_counter()

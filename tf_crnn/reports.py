@@ -164,12 +164,12 @@ def _draw_marked(draw: ImageDraw.ImageDraw, xy, gt: Seq, pred: Seq, font) -> Non
         x += draw.textlength(text, font=font)
 
 
-def prediction_gallery(image_paths: Sequence[str], labels: Sequence[Seq], predictions: Sequence[Seq],
+def prediction_gallery(image_paths: Sequence[str | bytes], labels: Sequence[Seq], predictions: Sequence[Seq],
                        path: str, max_samples: int = 20, image_height: int = 40, width: int = 1000) -> str:
     """A PNG of eval samples, worst first: image, ground truth, prediction with differences in red.
 
     Args:
-        image_paths: the samples' image files.
+        image_paths: the samples' image files (or encoded images, bytes).
         labels, predictions: symbol sequences aligned with ``image_paths``.
         path: PNG file to write.
         max_samples: rows shown: the highest CER first, then the largest edit distance, then file order.
@@ -260,11 +260,11 @@ class TensorBoardLog:
 
     Args:
         log_dir: folder for the event files (``output_model_dir/tensorboard``).
-        sample_paths: eval images to show (a handful).
+        sample_paths: eval images to show (a handful): paths, or encoded images (bytes, from a compiled data set).
         sample_labels: their labels as text.
     """
 
-    def __init__(self, log_dir: str, sample_paths: Sequence[str], sample_labels: Sequence[str]):
+    def __init__(self, log_dir: str, sample_paths: Sequence[str | bytes], sample_labels: Sequence[str]):
         import numpy as np
         import tensorflow as tf
 

@@ -547,6 +547,7 @@ class Trainer:
 
         Raises:
             tf_crnn.callbacks.CheckpointError: an epoch's checkpoint could not be written (its metrics are recorded).
+            tf_crnn.compiled.CompiledDataError: a shard of a compiled data set that cannot be read (named).
         """
         p = self.params
         cache = data.use_image_cache(p, train_entries, eval_entries)
@@ -562,7 +563,10 @@ class Trainer:
         for hook in hooks:
             hook.on_train_begin(self)
         while int(self.epoch.numpy()) < p.n_epochs and not self.stop_training:
-            result = self.run_epoch(train_ds, train_batches, eval_entries, eval_ds)
+            try:
+                result = self.run_epoch(train_ds, train_batches, eval_entries, eval_ds)
+            except tf.errors.DataLossError as e:  # a damaged shard of a compiled data set: name it
+                raise data.data_loss(e, train_entries, eval_entries) from e
             # A SIGTERM / Ctrl-C here waits: the finished epoch's record, exports and checkpoint are written whole.
             with interrupts.deferred():
                 results.append(result)

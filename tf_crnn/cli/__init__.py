@@ -11,6 +11,7 @@
     tf-crnn db uri|start|stop|status                 the database runs go to
     tf-crnn board                                    browse the runs with Omniboard
     tf-crnn prepare / alphabet / generate / validate data sets
+    tf-crnn compile CSV... -o DIR                    pack annotated images into TFRecord shards for training
     tf-crnn fonts check FONTS --alphabet A.json      which symbols each font cannot draw
     tf-crnn augment --preview CSV -o sheet.png       look at the training augmentation
 
@@ -28,9 +29,24 @@ import argparse
 import sys
 
 from .._util import quiet_tensorflow
-from . import augment, board, convert, datasets, db, evaluate, models, predict, runs, sweep, train, train_folds
+from . import (
+    augment,
+    board,
+    compile_data,
+    convert,
+    datasets,
+    db,
+    evaluate,
+    models,
+    predict,
+    runs,
+    sweep,
+    train,
+    train_folds,
+)
 
-COMMANDS = (train, evaluate, predict, models, convert, runs, db, board, datasets, sweep, train_folds, augment)
+COMMANDS = (train, evaluate, predict, models, convert, runs, db, board, datasets, compile_data, sweep, train_folds,
+            augment)
 
 
 def build_parser() -> argparse.ArgumentParser:

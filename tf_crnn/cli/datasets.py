@@ -36,13 +36,13 @@ from ..datasets.text_spec import CASES, TextSpec
 from .errors import handles
 
 
-def _add_delimiters(p: argparse.ArgumentParser) -> None:
+def add_delimiters(p: argparse.ArgumentParser) -> None:
     """The CSV format options (config keys ``csv_delimiter``, ``string_split_delimiter``)."""
     p.add_argument("--csv-delimiter", default=";", help="between image path and label (default ;)")
     p.add_argument("--string-split-delimiter", default="|", help="between a label's symbols (default |)")
 
 
-def _add_unicode_form(p: argparse.ArgumentParser) -> None:
+def add_unicode_form(p: argparse.ArgumentParser) -> None:
     """The form labels and tables are compared in (config key ``unicode_normalization``)."""
     p.add_argument("--unicode-normalization", choices=UNICODE_NORMALIZATION_NAMES, default="NFC",
                    help="Unicode form labels and table symbols are compared in, as the training's "
@@ -131,7 +131,7 @@ def _add_prepare(sub) -> None:
                    help="page, alto: the METS file group of the page images (e.g. OCR-D-IMG)")
     p.add_argument("--page-group", metavar="USE",
                    help="page, alto with a METS file as source: its file group to read (e.g. OCR-D-GT-PAGE)")
-    _add_delimiters(p)
+    add_delimiters(p)
     p.add_argument("--summary-json", help="also save the summary as JSON")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_prepare)
@@ -167,15 +167,15 @@ def _add_alphabet(sub) -> None:
     p = sub.add_parser("alphabet", help="build or check an alphabet lookup table")
     actions = p.add_subparsers(dest="alphabet_command", required=True)
     b = actions.add_parser("build", help="build table.json (+ table.counts.json) from CSVs")
-    b.add_argument("csv", nargs="+", help="annotation CSVs")
+    b.add_argument("csv", nargs="+", help="annotation CSVs or compiled folders (tf-crnn compile)")
     b.add_argument("-o", "--output", required=True, help="lookup table JSON to write")
     b.add_argument("--min-count", type=int, default=1, help="drop symbols seen fewer times")
     c = actions.add_parser("check", help="list label symbols missing from a table (exit 1 if any)")
     c.add_argument("table", help="lookup table JSON")
-    c.add_argument("csv", nargs="+", help="annotation CSVs")
+    c.add_argument("csv", nargs="+", help="annotation CSVs or compiled folders (tf-crnn compile)")
     for parser in (b, c):
-        _add_delimiters(parser)
-        _add_unicode_form(parser)
+        add_delimiters(parser)
+        add_unicode_form(parser)
     b.set_defaults(func=_alphabet_build)
     c.set_defaults(func=_alphabet_check)
 
@@ -288,7 +288,7 @@ def _add_generate(sub) -> None:
     t.add_argument("--invert", type=float, default=TextSpec.invert, metavar="P",
                    help="share 0..1 of the images with light text on a dark ground, as on signs "
                         f"(default {TextSpec.invert:g})")
-    _add_delimiters(t)
+    add_delimiters(t)
     _add_generator_options(n, height=32)
     _add_generator_options(t, height=TextSpec.height)
     n.add_argument("--fonts", help="font folder for printed style (default: matplotlib's DejaVu)")
@@ -336,7 +336,7 @@ def _add_fonts(sub) -> None:
     c.add_argument("--csv", nargs="+", help="annotation CSVs: check their labels' symbols, count them, and "
                                             "tell how many labels each font draws whole")
     c.add_argument("--words", help="a UTF-8 text file (word list, corpus): check its symbols, per line")
-    _add_delimiters(c)
+    add_delimiters(c)
     c.set_defaults(func=_fonts_check)
 
 
@@ -354,7 +354,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _add_validate(sub) -> None:
     p = sub.add_parser("validate", help="decode every image, check labels vs alphabet and CTC length, histograms")
-    p.add_argument("csv", nargs="+", help="annotation CSVs")
+    p.add_argument("csv", nargs="+", help="annotation CSVs or compiled folders (tf-crnn compile; every shard is "
+                                          "hashed against its manifest)")
     p.add_argument("--alphabet", required=True, help="lookup table JSON")
     p.add_argument("--config", help="training config JSON (height, width bounds, pooling, unicode_normalization; "
                                     "default: defaults)")

@@ -28,17 +28,18 @@ def is_training_user_error(error: BaseException) -> bool:
     Narrower than :data:`USER_ERRORS`: inside a training a ValueError or RuntimeError
     from TensorFlow or Keras is a bug. The user's are: a bad setting (tf-crnn's
     :class:`~tf_crnn.config.ConfigError`, Sacred's own config errors), bad data
-    (``DataError``, ``AlphabetError``, ``AnnotationError``), missing files and output
+    (``DataError``, ``AlphabetError``, ``AnnotationError``, ``CompiledDataError``), missing files and output
     folder problems (``OSError``), and an unusable database (``TrackingError``).
     """
     from sacred.utils import SacredError
 
     from ..alphabet import AlphabetError
     from ..annotations import AnnotationError
+    from ..compiled import CompiledDataError
     from ..config import ConfigError
     from ..tracking.urls import TrackingError
 
-    kinds = [OSError, ConfigError, AlphabetError, AnnotationError, TrackingError, SacredError]
+    kinds = [OSError, ConfigError, AlphabetError, AnnotationError, CompiledDataError, TrackingError, SacredError]
     data = sys.modules.get("tf_crnn.data")  # its DataError can only come once it is loaded (it loads TensorFlow)
     if data is not None:
         kinds.append(data.DataError)

@@ -84,7 +84,8 @@ def register(sub) -> None:
                    help="export folder (output_model_dir/export), a .tflite / .onnx file of tf-crnn convert, or "
                         "pretrained:NAME (tf-crnn models list); repeat it to evaluate the vote of several models")
     p.add_argument("--csv", required=True, action="append", metavar="CSV",
-                   help="annotated images (path;|l|a|b|e|l|), repeat for several files")
+                   help="annotated images (path;|l|a|b|e|l|) or a compiled folder (tf-crnn compile), repeat for "
+                        "several")
     p.add_argument("--alphabet", help="lookup table to check labels with; must be the model's "
                                       "(default: the export's alphabet.json)")
     p.add_argument("--out", help="folder for <csv>.<decoding>.predictions.csv and .summary.json "

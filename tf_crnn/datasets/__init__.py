@@ -2,7 +2,7 @@
 
 Their ``tf-crnn`` subcommands (prepare, alphabet, generate, fonts, validate) are in :mod:`tf_crnn.cli.datasets`.
 
-Modules (imported on use, none needs TensorFlow):
+Modules (imported on use; none needs TensorFlow at import):
 
 - :mod:`~tf_crnn.datasets.synthetic`: rendered digits, words and text lines, handwritten digits.
 - :mod:`~tf_crnn.datasets.text_spec`: :class:`~tf_crnn.datasets.text_spec.TextSpec`, what ``generate_text`` renders.
@@ -14,4 +14,6 @@ Modules (imported on use, none needs TensorFlow):
   :mod:`~tf_crnn.datasets.line_images` cuts the lines out of the page image.
 - :mod:`~tf_crnn.datasets.alphabet_tools`: build / check lookup tables from CSVs.
 - :mod:`~tf_crnn.datasets.validate`: decode every image, CTC feasibility, histograms.
+- :mod:`~tf_crnn.datasets.compile`: CSVs to a compiled data set (TFRecord shards; it and validate import
+  TensorFlow when they check images).
 """

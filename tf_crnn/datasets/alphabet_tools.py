@@ -22,7 +22,7 @@ from typing import Iterable, Sequence
 
 from .._util import write_json
 from ..alphabet import Alphabet
-from ..annotations import read_csvs
+from ..compiled import read_rows
 
 
 def counts_path_for(table: str | os.PathLike) -> str:
@@ -57,7 +57,7 @@ def build_table(csv_files: Sequence[str | os.PathLike], out: str | os.PathLike, 
     """Build a lookup table from CSVs and save it with its symbol counts.
 
     Args:
-        csv_files: annotation CSVs (see :mod:`tf_crnn.annotations`).
+        csv_files: annotation CSVs (see :mod:`tf_crnn.annotations`) or compiled folders (:mod:`tf_crnn.compiled`).
         out: the table JSON to write; counts go to :func:`counts_path_for`.
         min_count: leave out symbols seen fewer times.
         csv_delimiter: CSV field separator.
@@ -73,7 +73,7 @@ def build_table(csv_files: Sequence[str | os.PathLike], out: str | os.PathLike, 
         AnnotationError: a malformed CSV row (file and line named).
         ValueError: ``min_count`` leaves no symbol.
     """
-    samples = read_csvs(csv_files, csv_delimiter, string_split_delimiter, normalization)
+    samples = read_rows(csv_files, csv_delimiter, string_split_delimiter, normalization)
     counts = Counter(s for sample in samples for s in sample.symbols)
     if not any(n >= min_count for n in counts.values()):
         raise ValueError(f"no symbol occurs {min_count} times or more in {len(samples)} rows")
@@ -117,7 +117,7 @@ def check_table(table: str | os.PathLike | Alphabet, csv_files: Iterable[str | o
 
     Args:
         table: a lookup table JSON path, or an :class:`Alphabet`.
-        csv_files: annotation CSVs.
+        csv_files: annotation CSVs or compiled folders.
         normalization: the training's ``unicode_normalization``: table (from a path) and labels are compared
             in that form.
 
@@ -128,7 +128,7 @@ def check_table(table: str | os.PathLike | Alphabet, csv_files: Iterable[str | o
         FileNotFoundError, AlphabetError, AnnotationError: unreadable table or CSV.
     """
     alphabet = table if isinstance(table, Alphabet) else Alphabet.from_file(table, normalization)
-    samples = read_csvs(csv_files, csv_delimiter, string_split_delimiter, normalization)
+    samples = read_rows(csv_files, csv_delimiter, string_split_delimiter, normalization)
     occurrences: dict[str, list[str]] = defaultdict(list)
     for unknown in alphabet.unknown_symbols(samples):
         occurrences[unknown.symbol].append(f"{unknown.csv_file}:{unknown.line}")

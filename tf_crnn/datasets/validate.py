@@ -34,8 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from .. import compiled
 from ..alphabet import Alphabet
-from ..annotations import Sample, find_duplicate_rows, read_csvs, shared_images
+from ..annotations import Sample, find_duplicate_rows, shared_images
 from .alphabet_tools import describe_symbol, format_counts
 
 
@@ -54,6 +55,8 @@ class ValidationReport:
         duplicate_images: groups of ``file:line: path (label)`` with identical bytes.
         conflicting_labels: ``path: file:line 'label', ...`` for images listed with different labels (errors).
         shared_with_eval: image paths the eval CSVs list too (given ``eval_csv_files``).
+        damaged_shards: one line per shard (or index) of a compiled folder whose size or SHA-256 differs
+            from its manifest (:func:`tf_crnn.compiled.verify`; errors).
         symbol_counts: frequency of every label symbol.
         widths: resized widths of the usable images.
         label_lengths: label lengths (symbols) of all rows.
@@ -69,6 +72,7 @@ class ValidationReport:
     duplicate_images: list[list[str]] = field(default_factory=list)
     conflicting_labels: list[str] = field(default_factory=list)
     shared_with_eval: list[str] = field(default_factory=list)
+    damaged_shards: list[str] = field(default_factory=list)
     symbol_counts: Counter = field(default_factory=Counter)
     widths: list[int] = field(default_factory=list)
     label_lengths: list[int] = field(default_factory=list)
@@ -78,7 +82,7 @@ class ValidationReport:
     def errors(self) -> int:
         """Number of rows (images, for conflicting labels) that would stop (or be skipped by) a training run."""
         return (sum(map(len, self.unknown.values())) + len(self.bad_images) + len(self.too_long)
-                + len(self.conflicting_labels))
+                + len(self.conflicting_labels) + len(self.damaged_shards))
 
     @property
     def ok(self) -> bool:
@@ -94,6 +98,9 @@ class ValidationReport:
         if self.label_lengths:
             out.append(f"label length: min {min(self.label_lengths)}, max {max(self.label_lengths)} symbols")
         out.append(f"most frequent symbols:\n{format_counts(self.symbol_counts, top_symbols)}")
+        if self.damaged_shards:
+            out.append(f"ERROR {len(self.damaged_shards)} damaged file(s) of compiled data sets:")
+            out += _cut([f"  {d}" for d in self.damaged_shards], max_listed)
         for symbol, where in sorted(self.unknown.items(), key=lambda kv: -len(kv[1])):
             out.append(f"ERROR symbol {describe_symbol(symbol)} not in the alphabet, {len(where)} time(s):")
             out += _cut([f"  {w}" + (f" ({n} times)" if n > 1 else "") for w, n in Counter(where).items()], max_listed)
@@ -200,7 +207,8 @@ def validate(csv_files: Sequence[str | os.PathLike], alphabet: str | os.PathLike
     """Validate annotation CSVs against an alphabet and a model configuration.
 
     Args:
-        csv_files: annotation CSVs.
+        csv_files: annotation CSVs, or compiled folders (:mod:`tf_crnn.compiled`; every shard is hashed
+            against the manifest).
         alphabet: lookup table path or :class:`Alphabet`.
         params: a :class:`tf_crnn.config.Params`, a config JSON path, or None
             for the defaults (height, width bounds, pooling, delimiters).
@@ -224,8 +232,16 @@ def validate(csv_files: Sequence[str | os.PathLike], alphabet: str | os.PathLike
     elif not isinstance(params, Params):
         params = Params.from_file(params)
     table = alphabet if isinstance(alphabet, Alphabet) else Alphabet.from_file(alphabet, params.unicode_normalization)
-    samples = read_csvs(csv_files, params.csv_delimiter, params.string_split_delimiter, params.unicode_normalization)
+    samples = compiled.read_rows(csv_files, params.csv_delimiter, params.string_split_delimiter,
+                                 params.unicode_normalization)
     report = ValidationReport(rows=len(samples))
+    # Compiled folders: every shard hashed against its manifest (a training only checks sizes), and their
+    # images' facts from the index (checked when compiled; the source files need not exist).
+    folders = compiled.compiled_sources(csv_files)
+    known = {}
+    for folder in folders:
+        report.damaged_shards += compiled.verify(folder, progress)
+        known.update({e.sample.image_path: e for e in compiled.read_index(folder, channels=params.input_channels)})
     report.symbol_counts = Counter(s for sample in samples for s in sample.symbols)
     report.label_lengths = [len(s.symbols) for s in samples]
     unknown: dict[str, list[str]] = defaultdict(list)
@@ -233,8 +249,8 @@ def validate(csv_files: Sequence[str | os.PathLike], alphabet: str | os.PathLike
         unknown[u.symbol].append(f"{u.csv_file}:{u.line}")
     report.unknown = dict(unknown)
     # scan_samples encodes labels, so rows with unknown symbols are left to check 1.
-    known = [s for s in samples if all(sym in table for sym in s.symbols)]
-    scan = scan_samples(known, params, table, progress=progress)
+    usable = [s for s in samples if all(sym in table for sym in s.symbols)]
+    scan = scan_samples(usable, params, table, progress=progress, known=known)
     report.bad_images = [f"{s.where()}: {s.image_path}: {reason}" for s, reason in scan.bad_images]
     report.too_long = [
         f"{s.where()}: {len(s.symbols)} symbols need more than the {steps} time steps of {s.image_path} "
@@ -245,8 +261,8 @@ def validate(csv_files: Sequence[str | os.PathLike], alphabet: str | os.PathLike
     report.duplicate_paths, report.duplicate_images = find_duplicates(samples, progress)
     report.conflicting_labels = find_duplicate_rows(samples).conflicting_lines()
     if eval_csv_files:
-        evaluation = read_csvs(eval_csv_files, params.csv_delimiter, params.string_split_delimiter,
-                               params.unicode_normalization)
+        evaluation = compiled.read_rows(eval_csv_files, params.csv_delimiter, params.string_split_delimiter,
+                                        params.unicode_normalization)
         report.shared_with_eval = shared_images(samples, evaluation)
     if samples:
         report.plots = save_histograms(report, report_dir or default_report_dir(csv_files))

@@ -428,7 +428,7 @@ def train_with(strategy, params: Params, _run, _seed, state: RunState) -> dict:
     samples = eval_entries[:TENSORBOARD_SAMPLES]
     # trainer.output_dir is output_model_dir on the chief, a scratch folder on other workers.
     board = reports.TensorBoardLog(os.path.join(trainer.output_dir, TENSORBOARD_DIR),
-                                   [e.sample.image_path for e in samples], [e.sample.text for e in samples])
+                                   data.image_sources(samples), [e.sample.text for e in samples])
     epoch_log = SacredEpochLog(_run, history, report_dir, params.n_epochs)
     results = trainer.fit(train_entries, eval_entries, seed=_seed,
                           callbacks=[epoch_log, TensorBoardEpochLog(board, len(samples)),
@@ -573,7 +573,10 @@ def write_reports(report_dir: str, history: dict, eval_entries: list, prediction
     os.makedirs(report_dir, exist_ok=True)
     labels = [e.sample.symbols for e in eval_entries]
     reports.learning_curves(history, os.path.join(report_dir, "learning_curves.png"))
-    reports.prediction_gallery([e.sample.image_path for e in eval_entries], labels, predictions,
+    from .. import data  # imports TensorFlow
+
+    # Paths, or for a compiled eval split the images from its shards (one more read of them).
+    reports.prediction_gallery(data.image_sources(eval_entries), labels, predictions,
                                os.path.join(report_dir, "predictions.png"))
     counts = reports.confusions(labels, predictions)
     reports.confusions_table(counts, os.path.join(report_dir, "confusions.csv"))

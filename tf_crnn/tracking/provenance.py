@@ -274,16 +274,25 @@ def describe_data(splits: dict[str, tuple[list[str], list[str]]], alphabet_file:
     Returns:
         ``{"fingerprint_mode", "alphabet": {"path", "md5"}, split: {"csv_files": [{"path", "md5"}],
         "rows": int, "images_fingerprint": str | None}}``: what :func:`changed_data` compares.
-        ``rows`` counts the CSV rows, usable or not.
+        ``rows`` counts the CSV rows, usable or not. A compiled folder among the CSVs is recorded by
+        :func:`tf_crnn.compiled.describe` (``md5`` is its manifest's; ``manifest_sha256``, ``examples``,
+        ``shards``, ``bytes``), and a split of compiled folders has :func:`tf_crnn.compiled.fingerprint` as
+        its ``images_fingerprint`` (``content`` and ``stat`` alike: the manifest identifies the shards' bytes).
     """
+    from .. import compiled
+
     described = {"fingerprint_mode": mode,
                  "alphabet": ({"path": os.path.abspath(alphabet_file), "md5": file_md5(alphabet_file)} if alphabet_file
                               else {"path": None, "md5": None})}
     for name, (csv_files, image_paths) in splits.items():
+        folders = compiled.compiled_sources(csv_files)
         described[name] = {
-            "csv_files": [{"path": os.path.abspath(f), "md5": file_md5(f)} for f in csv_files],
+            "csv_files": [compiled.describe(f) if compiled.is_compiled(f) else
+                          {"path": os.path.abspath(f), "md5": file_md5(f)} for f in csv_files],
             "rows": len(image_paths),
-            "images_fingerprint": data_fingerprint(image_paths, mode, progress),
+            # A compiled split's images are its shards, whose SHA-256 its manifest lists: no image file is read.
+            "images_fingerprint": (data_fingerprint(image_paths, mode, progress) if not folders or mode == "off"
+                                   else compiled.fingerprint(folders)),
         }
     return described
 
@@ -300,11 +309,11 @@ def describe_training_data(params, progress: bool = True, rows: Mapping[str, Seq
     Raises:
         FileNotFoundError / AnnotationError: a CSV cannot be read.
     """
-    from ..annotations import read_csvs
+    from ..compiled import read_rows
 
     csv_files = {"train": params.csv_files_train, "eval": params.csv_files_eval}
     if rows is None:
-        rows = {name: read_csvs(files, params.csv_delimiter, params.string_split_delimiter,
+        rows = {name: read_rows(files, params.csv_delimiter, params.string_split_delimiter,
                                 params.unicode_normalization) for name, files in csv_files.items()}
     splits = {name: (files, [s.image_path for s in rows[name]]) for name, files in csv_files.items()}
     table = params.lookup_alphabet_file if params.init_alphabet == "table" else ""
@@ -353,7 +362,8 @@ def record(run, data: dict, environment: dict) -> None:
     run.info["data"] = data
     run.info["environment"] = environment
     run.info["lock"] = installed_lock()
-    for path in [data["alphabet"]["path"], *(f["path"] for split in data.values()
+    # A compiled folder is stored as its manifest (the shards are data, not a resource of the run).
+    for path in [data["alphabet"]["path"], *(f.get("manifest", f["path"]) for split in data.values()
                                              if isinstance(split, dict) and "csv_files" in split
                                              for f in split["csv_files"])]:
         if path is not None:  # no lookup table: an alphabet made from init_from's and the labels' (init_alphabet)
