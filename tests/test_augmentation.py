@@ -277,3 +277,18 @@ def test_a_tiny_training_with_the_strong_preset_runs(digits_data, tmp_path):
     evaluation = data.load_split(params.csv_files_eval, params, alphabet, "eval", progress=False)
     [result] = Trainer(params, alphabet).fit(train, evaluation, seed=0)
     assert result.epoch == 1 and np.isfinite(result.metrics["train.loss"]) and result.images_per_second > 0
+
+
+@pytest.mark.slow
+def test_steps_per_epoch_beyond_one_pass_goes_on_into_further_passes(digits_data, tmp_path):
+    from tf_crnn.trainer import Trainer
+
+    # 64 training images in batches of 16 are 4 batches a pass; 10 steps are 2.5 passes, 160 images.
+    params = tiny_params(digits_data, output_model_dir=str(tmp_path / "out"), n_epochs=1, steps_per_epoch=10)
+    alphabet = Alphabet.from_file(params.lookup_alphabet_file)
+    train = data.load_split(params.csv_files_train, params, alphabet, "train", progress=False)
+    evaluation = data.load_split(params.csv_files_eval, params, alphabet, "eval", progress=False)
+    trainer = Trainer(params, alphabet)
+    [result] = trainer.fit(train, evaluation, seed=0)
+    assert int(trainer.optimizer.iterations.numpy()) == 10
+    assert result.epoch == 1 and np.isfinite(result.metrics["train.loss"])

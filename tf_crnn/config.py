@@ -306,7 +306,10 @@ class Params:
         n_epochs: how many epochs to train.
         train_batch_size: images per training step (the global batch, split over the workers of a strategy).
         eval_batch_size: images per batch of the evaluation after each epoch.
-        steps_per_epoch: training steps per epoch; null: one pass over the training CSVs.
+        steps_per_epoch: training steps per epoch; null: one pass over the training CSVs. Fewer steps
+            than one pass end the epoch early; more steps go on into further passes over the training
+            data, each shuffled and augmented anew (a fine-tuning on a few lines trains for a set number of
+            steps, not of passes, without an evaluation after every few steps).
         optimizer: ``adam``, ``adamw``, ``rmsprop`` or ``sgd`` (:data:`Optimizer`).
         learning_rate: the rate every schedule starts from after its warm-up (the peak of ``one_cycle``).
         learning_decay_rate, learning_decay_steps: the ``exponential`` schedule's

@@ -554,6 +554,11 @@ class Trainer:
         train_ds = data.make_dataset(train_entries, p, p.train_batch_size, training=True, seed=seed, cache=cache)
         eval_ds = data.make_dataset(eval_entries, p, p.eval_batch_size, training=False, cache=cache)
         train_batches = data.batch_count(train_entries, p.train_batch_size)
+        if p.steps_per_epoch and p.steps_per_epoch > train_batches:
+            # More steps than one pass (a fine-tuning on a few dozen lines): passes follow each other, each
+            # shuffled and augmented anew, as Keras' steps_per_epoch over a repeated dataset.
+            train_ds = train_ds.repeat()
+            train_batches = p.steps_per_epoch
         # cosine and one_cycle end at the last step of n_epochs epochs (a resume continues the same curve).
         self.schedule.set_total_steps(p.n_epochs * min(p.steps_per_epoch or train_batches, train_batches))
         epoch_callbacks = [*self.callbacks, *callbacks]
