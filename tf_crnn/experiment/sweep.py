@@ -28,6 +28,10 @@ ends COMPLETED with ``info.sweep_pruned_at_epoch``; the trial is PRUNED.
 The study lives in an Optuna storage, by default the SQLite file
 ``<output_model_dir>/sweep_<name>/optuna.sqlite3``, so running the same sweep
 name again resumes it (Optuna numbers the new trials after the old ones).
+Workers on many machines share a study through a PostgreSQL storage
+(:func:`open_storage`): a trial whose worker stops beating is failed and run
+again with its params by another worker (:func:`retry_of`), in a folder of its
+own, and :class:`StudyBudget` caps the trials of the whole study.
 """
 from __future__ import annotations
 
