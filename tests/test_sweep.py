@@ -415,3 +415,16 @@ def test_a_killed_workers_trial_is_failed_by_the_heartbeat_and_retried_by_anothe
     assert retry_run["config"]["output_model_dir"] == str(trials / "trial_1")
     assert (trials / "trial_1" / "export").is_dir()
     assert (trials / "trial_0").is_dir() and not (trials / "trial_0" / "export").exists()
+
+
+def test_help_states_the_library_defaults_and_bad_heartbeats_are_refused(capsys):
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # the CLI repeats them in words: it does not load Optuna
+    assert f"(default {sweep.HEARTBEAT_S};" in text and f"(default {sweep.RETRIES})" in text
+    with pytest.raises(sweep.SweepError, match="the heartbeat must be > 0 s and the retries >= 0, got 0 s, 2"):
+        sweep.open_storage("sqlite://", heartbeat=0)
+    with pytest.raises(sweep.SweepError, match="--total-trials N"):
+        sweep.check_budget(None, None, None)
+    with pytest.raises(sweep.SweepError, match="-1 in total"):
+        sweep.check_budget(None, None, -1)
