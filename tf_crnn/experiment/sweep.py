@@ -327,7 +327,8 @@ def missing_driver(url: str, error: ImportError) -> str:
 
 
 def storage_problem(url: str, error: Exception) -> str:
-    """The message for a database that refused a storage URL: credentials, a missing database, or no answer."""
+    """The message for a database that refused a storage URL: credentials, a missing database, no answer, or an
+    SQLite file that cannot be opened."""
     shown = redact_url(url)
     text = scrub(str(getattr(error, "orig", error)), url_secrets(url)).strip()
     first = text.splitlines()[0] if text else type(error).__name__
@@ -337,6 +338,8 @@ def storage_problem(url: str, error: Exception) -> str:
     if "does not exist" in text and "database" in text:
         return (f"the database of {shown} does not exist ({first}): create it once, e.g. "
                 f"createdb -h HOST -U USER DATABASE (PostgreSQL), then start the workers")
+    if url.startswith("sqlite"):
+        return f"cannot open the sweep storage {shown} ({first}): check that its folder exists and can be written"
     return (f"cannot reach the sweep storage at {shown} ({first}): start the database server, check the host and "
             f"port, and that the server accepts connections from this machine (PostgreSQL: listen_addresses, "
             f"pg_hba.conf)")
@@ -530,8 +533,7 @@ class Sweep:
 
     def frozen(self, trial: optuna.Trial) -> optuna.trial.FrozenTrial:
         """The stored state of a running trial (its system attributes: a live ``optuna.Trial`` shows none)."""
-        return next(t for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-                    if t.number == trial.number)
+        return next(t for t in self.study.get_trials(deepcopy=False) if t.number == trial.number)
 
 
 # ---- results ------------------------------------------------------------------------
