@@ -246,13 +246,23 @@ class Postgres:
     def url(self, database: str, password: str = PG_PASSWORD, port: int | None = None) -> str:
         return f"postgresql://{PG_USER}:{password}@127.0.0.1:{port or self.port}/{database}"
 
-    def create_database(self, name: str) -> str:
-        """A new database ``name`` (as the brief's ``createdb`` would): its URL, with the password."""
+    def execute(self, sql: str):
+        """Run ``sql`` in database ``postgres`` as the cluster's superuser; the first row of its result, if any."""
         import psycopg
 
         with psycopg.connect(host="127.0.0.1", port=self.port, user=PG_USER, password=PG_PASSWORD,
                              dbname="postgres", autocommit=True) as connection:
-            connection.execute(f'CREATE DATABASE "{name}"')
+            cursor = connection.execute(sql)
+            return cursor.fetchone() if cursor.description else None
+
+    @property
+    def version(self) -> int:
+        """The server's major version."""
+        return int(self.execute("SHOW server_version_num")[0]) // 10000
+
+    def create_database(self, name: str) -> str:
+        """A new database ``name`` owned by the test user (``createdb``): its URL, with the password."""
+        self.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
 
@@ -298,12 +308,19 @@ def test_storage_errors_name_the_url_without_its_password(postgres, tmp_path, di
              (postgres.url("postgres").replace("postgresql://", "postgresql+pg8000://"),
               "needs the Python module pg8000, which is not installed: pip install"),
              (postgres.url("postgres").replace("postgresql://", "postgres://"), "is not a URL SQLAlchemy can open")]
+    # A user who is not the database's owner may not create tables in its public schema (PostgreSQL 15 on).
+    postgres.create_database("owned_by_sweeper")
+    postgres.execute("CREATE ROLE guest LOGIN PASSWORD 'guest-pw'")
+    if postgres.version >= 15:
+        cases.append((postgres.url("owned_by_sweeper").replace(f"{PG_USER}:{PG_PASSWORD}", "guest:guest-pw"),
+                      "may not create Optuna's tables there"))
     for url, expected in cases:
         with pytest.raises(sweep.SweepError) as caught:
             sweep.open_storage(url)
         message = str(caught.value)
         assert expected in message, message
-        assert "sweeper:***@127.0.0.1" in message and PG_PASSWORD not in message and "wrong-pw" not in message
+        assert ":***@127.0.0.1" in message, message
+        assert all(secret not in message for secret in (PG_PASSWORD, "wrong-pw", "guest-pw")), message
     # The command says the same in one line, exit 2, and the password appears nowhere.
     space_file = write_space(tmp_path, {"dropout": {"type": "float", "low": 0.0, "high": 0.2}})
     code = main(["sweep", str(space_file), "--trials", "1", "--storage", postgres.url("postgres", password="wrong-pw"),

@@ -39,6 +39,7 @@ import json
 import math
 import os
 import re
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -265,6 +266,8 @@ HEARTBEAT_S = 60
 RETRIES = 2
 #: Seconds a worker waits for a PostgreSQL server to answer before it gives up (libpq's default: for ever).
 CONNECT_TIMEOUT_S = 10
+#: Attempts at opening a storage whose tables another worker is creating at the same moment.
+CREATE_ATTEMPTS = 4
 #: The Python modules SQLAlchemy loads for a URL's database, and the pip requirement that brings each.
 DRIVERS = {"psycopg": "'tf-crnn[postgres]' (psycopg 3, what postgresql:// URLs use)",
            "psycopg2": "psycopg2-binary (or write postgresql:// to use psycopg 3: 'tf-crnn[postgres]')",
@@ -296,18 +299,27 @@ def open_storage(url: str, heartbeat: int = HEARTBEAT_S, grace_period: int | Non
     with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.9: known, not the user's concern
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=retries)
-        try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_options(url), heartbeat_interval=heartbeat,
-                                              grace_period=grace_period or 2 * heartbeat,
-                                              heartbeat_stale_trial_callback=callback)
-        except ImportError as e:  # Optuna's own message names no module: the cause does
-            raise SweepError(missing_driver(url, e)) from None
-        except sqlalchemy.exc.ArgumentError as e:
-            raise SweepError(f"the sweep storage {redact_url(url)} is not a URL SQLAlchemy can open "
-                             f"({scrub(str(e), url_secrets(url))}): write e.g. sqlite:///sweeps.db or "
-                             f"postgresql://USER@HOST:5432/DATABASE") from None
-        except sqlalchemy.exc.DBAPIError as e:
-            raise SweepError(storage_problem(url, e)) from None
+        for attempt in range(CREATE_ATTEMPTS):
+            try:
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_options(url),
+                                                  heartbeat_interval=heartbeat,
+                                                  grace_period=grace_period or 2 * heartbeat,
+                                                  heartbeat_stale_trial_callback=callback)
+            except ImportError as e:  # Optuna's own message names no module: the cause does
+                raise SweepError(missing_driver(url, e)) from None
+            except sqlalchemy.exc.ArgumentError as e:
+                raise SweepError(f"the sweep storage {redact_url(url)} is not a URL SQLAlchemy can open "
+                                 f"({scrub(str(e), url_secrets(url))}): write e.g. sqlite:///sweeps.db or "
+                                 f"postgresql://USER@HOST:5432/DATABASE") from None
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as e:
+                # Workers started at once on an empty database race to create Optuna's tables: the loser's CREATE
+                # TABLE fails on the winner's (PostgreSQL: duplicate key in pg_type), and the next attempt finds them.
+                lost_race = any(words in str(e) for words in ("duplicate key", "already exists"))
+                if not lost_race or attempt == CREATE_ATTEMPTS - 1:
+                    raise SweepError(storage_problem(url, e)) from None
+                time.sleep(0.5 * (attempt + 1))
+            except sqlalchemy.exc.DBAPIError as e:
+                raise SweepError(storage_problem(url, e)) from None
 
 
 def engine_options(url: str) -> dict:
@@ -335,6 +347,9 @@ def storage_problem(url: str, error: Exception) -> str:
     if "password authentication failed" in text or "no password supplied" in text:
         return (f"the database at {shown} rejected the credentials ({first}): check the user name and password "
                 f"(in the URL, or PGPASSWORD / ~/.pgpass for PostgreSQL)")
+    if "permission denied" in text:
+        return (f"the user of {shown} may not create Optuna's tables there ({first}): make it the database's owner "
+                f"(createdb --owner USER DATABASE, or ALTER DATABASE DATABASE OWNER TO USER)")
     if "does not exist" in text and "database" in text:
         return (f"the database of {shown} does not exist ({first}): create it once, e.g. "
                 f"createdb -h HOST -U USER DATABASE (PostgreSQL), then start the workers")
