@@ -18,11 +18,11 @@ fi
 mkdir -p requirements
 # name -> extras; setuptools is pinned too so the editable install of tf-crnn builds with --no-build-isolation.
 declare -A sets=(
-    [cpu]="cpu"
+    [cpu]="cpu postgres"
     [gpu]="gpu"
     [deploy]="cpu deploy"
     [docs]="cpu docs"
-    [test]="cpu test docs"
+    [test]="cpu test docs postgres"
 )
 for name in cpu gpu deploy docs test; do
     args=()

@@ -164,3 +164,14 @@ def test_every_secret_a_url_carries_is_redacted_and_scrubbed():
     assert scrub(message, secrets) == f"auth failed for {shown} (password ***, key ***, token ***)"
     assert redact_url("mongodb://h/?tls=true") == "mongodb://h/?tls=true" and url_secrets("mongodb://h/") == ()
 
+
+
+def test_storage_urls_of_sweeps_keep_their_path_and_lose_their_password():
+    from tf_crnn.tracking.urls import redact_url, url_secrets
+
+    # An SQLite URL has no secret and an empty host: shown as written (urlunsplit would drop a slash).
+    assert redact_url("sqlite:////tmp/sweeps/optuna.sqlite3") == "sqlite:////tmp/sweeps/optuna.sqlite3"
+    # libpq also takes the password and the key's passphrase as query options.
+    url = "postgresql://sweeper@db:5432/sweeps?password=pw%21&sslmode=require&sslpassword=kp"
+    assert redact_url(url) == "postgresql://sweeper@db:5432/sweeps?password=***&sslmode=require&sslpassword=***"
+    assert {"pw!", "pw%21", "kp"} <= set(url_secrets(url))

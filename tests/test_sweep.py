@@ -1,13 +1,20 @@
-"""tf-crnn sweep: Optuna trials as runs of crnn, pruning by eval CER, refusal of a bad space, ranking."""
+"""tf-crnn sweep: Optuna trials as runs of crnn, pruning by eval CER, refusal of a bad space, ranking; workers
+sharing a study in a real PostgreSQL server (its own cluster, started by initdb and pg_ctl)."""
 from __future__ import annotations
 
 import json
 import os
+import pwd
+import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
+import warnings
+from pathlib import Path
 
 import optuna
 import pymongo
@@ -198,4 +205,243 @@ def test_a_trial_whose_sweep_was_killed_is_marked_fail_when_the_study_is_opened(
         [optuna.trial.TrialState.RUNNING]
     time.sleep(4)  # > grace period + 1 s: SQLite's now() has whole seconds
     study = sweep.open_study("killed", str(tmp_path / "out"), grace_period=2)
-    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL]
+    # Failed, and queued again with its params for the next trial to run (--retries, default 2).
+    killed, retry = study.trials
+    assert (killed.state, retry.state) == (optuna.trial.TrialState.FAIL, optuna.trial.TrialState.WAITING)
+    assert sweep.retry_of(retry) == 0 and retry.params == killed.params
+
+
+# ---- workers sharing a study in PostgreSQL ---------------------------------------------------------------------
+
+PG_USER, PG_PASSWORD = "sweeper", "pg-s3cret"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Postgres:
+    """A PostgreSQL cluster of its own in a temporary folder, listening on 127.0.0.1:``port`` only."""
+
+    def __init__(self, bindir: Path, root: Path, as_user: list[str]):
+        self.bindir, self.root, self.as_user, self.port = bindir, root, as_user, free_port()
+
+    def run(self, tool: str, *args: str) -> None:
+        done = subprocess.run([*self.as_user, str(self.bindir / tool), *args], capture_output=True, text=True,
+                              timeout=120, stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, f"{tool} failed: {done.stdout}{done.stderr}"
+
+    def start(self) -> None:
+        (self.root / "pw").write_text(PG_PASSWORD)
+        self.run("initdb", "-D", str(self.root / "data"), "-U", PG_USER, "--pwfile", str(self.root / "pw"),
+                 "-A", "scram-sha-256", "-E", "UTF8", "--no-sync")
+        self.run("pg_ctl", "-D", str(self.root / "data"), "-l", str(self.root / "log"), "-w", "-t", "60", "-o",
+                 f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off", "start")
+
+    def stop(self) -> None:
+        self.run("pg_ctl", "-D", str(self.root / "data"), "-m", "immediate", "-w", "stop")
+
+    def url(self, database: str, password: str = PG_PASSWORD, port: int | None = None) -> str:
+        return f"postgresql://{PG_USER}:{password}@127.0.0.1:{port or self.port}/{database}"
+
+    def execute(self, sql: str):
+        """Run ``sql`` in database ``postgres`` as the cluster's superuser; the first row of its result, if any."""
+        import psycopg
+
+        with psycopg.connect(host="127.0.0.1", port=self.port, user=PG_USER, password=PG_PASSWORD,
+                             dbname="postgres", autocommit=True) as connection:
+            cursor = connection.execute(sql)
+            return cursor.fetchone() if cursor.description else None
+
+    @property
+    def version(self) -> int:
+        """The server's major version."""
+        return int(self.execute("SHOW server_version_num")[0]) // 10000
+
+    def create_database(self, name: str) -> str:
+        """A new database ``name`` owned by the test user (``createdb``): its URL, with the password."""
+        self.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+
+def postgres_bindir() -> Path | None:
+    """The newest ``/usr/lib/postgresql/VERSION/bin`` with initdb (Debian's postgresql package), None without."""
+    found = [p.parent for p in Path("/usr/lib/postgresql").glob("*/bin/initdb") if p.parent.parent.name.isdigit()]
+    return max(found, key=lambda bindir: int(bindir.parent.name), default=None)
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A real PostgreSQL server of its own (skipped, saying why, without Debian's postgresql package or psycopg)."""
+    pytest.importorskip("psycopg", reason="the PostgreSQL driver is not installed: pip install 'tf-crnn[postgres]'")
+    bindir = postgres_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): apt-get install postgresql")
+    as_user, owner = [], None
+    if os.geteuid() == 0:  # initdb and postgres refuse to run as root
+        if shutil.which("runuser") is None:
+            pytest.skip("running as root without runuser to start PostgreSQL as the postgres user")
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no postgres user to start PostgreSQL as")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    root = Path(tempfile.mkdtemp(prefix="tf_crnn_pg_"))  # not under pytest's tmp_path: its parents are root's only
+    if owner is not None:
+        os.chown(root, owner.pw_uid, owner.pw_gid)
+    server = Postgres(bindir, root, as_user)
+    try:
+        server.start()
+        yield server
+    finally:
+        if (root / "data" / "postmaster.pid").exists():
+            server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_storage_errors_name_the_url_without_its_password(postgres, tmp_path, digits_data, mongo_url, capsys):
+    cases = [(postgres.url("postgres", password="wrong-pw"), "rejected the credentials"),
+             (postgres.url("no_such_db"), 'database "no_such_db" does not exist'),
+             (postgres.url("postgres", port=free_port()), "cannot reach the sweep storage"),
+             (postgres.url("postgres").replace("postgresql://", "postgresql+pg8000://"),
+              "needs the Python module pg8000, which is not installed: pip install"),
+             (postgres.url("postgres").replace("postgresql://", "postgres://"), "is not a URL SQLAlchemy can open")]
+    # A user who is not the database's owner may not create tables in its public schema (PostgreSQL 15 on).
+    postgres.create_database("owned_by_sweeper")
+    postgres.execute("CREATE ROLE guest LOGIN PASSWORD 'guest-pw'")
+    if postgres.version >= 15:
+        cases.append((postgres.url("owned_by_sweeper").replace(f"{PG_USER}:{PG_PASSWORD}", "guest:guest-pw"),
+                      "may not create Optuna's tables there"))
+    for url, expected in cases:
+        with pytest.raises(sweep.SweepError) as caught:
+            sweep.open_storage(url)
+        message = str(caught.value)
+        assert expected in message, message
+        assert ":***@127.0.0.1" in message, message
+        assert all(secret not in message for secret in (PG_PASSWORD, "wrong-pw", "guest-pw")), message
+    # The command says the same in one line, exit 2, and the password appears nowhere.
+    space_file = write_space(tmp_path, {"dropout": {"type": "float", "low": 0.0, "high": 0.2}})
+    code = main(["sweep", str(space_file), "--trials", "1", "--storage", postgres.url("postgres", password="wrong-pw"),
+                 "--config", str(write_base(tmp_path, digits_data, mongo_url))])
+    out, err = capsys.readouterr()
+    assert code == 2 and "rejected the credentials" in err and "Traceback" not in err, err
+    assert "wrong-pw" not in out + err
+
+
+def sweep_worker(name: str, space_file: Path, base: Path, url: str, log: Path, *args: str) -> subprocess.Popen:
+    """One ``tf-crnn sweep`` worker process on study ``name`` in ``url``, its output in ``log``."""
+    command = [sys.executable, "-m", "tf_crnn.cli", "sweep", str(space_file), "--name", name, "--storage", url,
+               "--no-pruning", "--config", str(base), *args]
+    with open(log, "wb") as out:
+        return subprocess.Popen(command, cwd=ROOT, env=train_env(), stdout=out, stderr=subprocess.STDOUT)
+
+
+def finished_trials(log: Path) -> list[int]:
+    """The trial numbers of a worker's progress lines (``trial 3: COMPLETE, ...``)."""
+    return [int(line.split(":")[0].split()[1]) for line in log.read_text().splitlines()
+            if line.startswith("trial ") and ": " in line]
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_study_in_postgresql_and_run_the_total_once(postgres, tmp_path, digits_data,
+                                                                          mongo_url):
+    url = postgres.create_database("two_workers")
+    base = write_base(tmp_path, digits_data, mongo_url, n_epochs=1)
+    space_file = write_space(tmp_path, SPACE)
+    # Each worker may run 3 trials, the study 4 in all: without the shared budget they would run 6, and neither
+    # can run all 4 alone, so both take part.
+    logs = [tmp_path / "worker_a.log", tmp_path / "worker_b.log"]
+    workers = [sweep_worker("shared", space_file, base, url, log, "--trials", "3", "--total-trials", "4")
+               for log in logs]
+    try:
+        codes = [worker.wait(600) for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    assert codes == [0, 0], "\n".join(log.read_text()[-3000:] for log in logs)
+    assert "pg-s3cret" not in "".join(log.read_text() for log in logs)  # "study in postgresql://sweeper:***@..."
+
+    study = optuna.load_study(study_name="shared", storage=url)
+    assert [t.number for t in study.trials] == [0, 1, 2, 3]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    assert len({json.dumps(t.params, sort_keys=True) for t in study.trials}) == 4  # no params set twice
+    ran = [finished_trials(log) for log in logs]
+    assert all(ran) and not set(ran[0]) & set(ran[1]) and sorted(ran[0] + ran[1]) == [0, 1, 2, 3], ran
+
+    runs = list(pymongo.MongoClient(mongo_url)[DB_NAME].runs.find({"info.sweep.name": "shared"}))
+    assert sorted(run["info"]["sweep"]["trial"] for run in runs) == [0, 1, 2, 3]  # one run per trial
+    assert {run["status"] for run in runs} == {"COMPLETED"}
+    assert {run["_id"] for run in runs} == {t.user_attrs["run_id"] for t in study.trials}
+
+
+@pytest.mark.slow
+def test_a_killed_workers_trial_is_failed_by_the_heartbeat_and_retried_by_another(postgres, tmp_path, digits_data,
+                                                                                  mongo_url):
+    import psycopg
+
+    url = postgres.create_database("killed_worker")
+    space_file = write_space(tmp_path, SPACE)
+    long_base = write_base(tmp_path, digits_data, mongo_url, n_epochs=200)  # runs until killed
+    killed = sweep_worker("retried", space_file, long_base, url, tmp_path / "killed.log", "--trials", "1",
+                          "--heartbeat", "1")
+    try:
+        def training() -> bool:  # the trial runs, has beaten once and its training has a run
+            with psycopg.connect(url) as connection:
+                beats = connection.execute("SELECT COUNT(*) FROM trial_heartbeats").fetchone()[0] \
+                    if connection.execute("SELECT to_regclass('trial_heartbeats')").fetchone()[0] else 0
+            if not beats:
+                return False
+            trials = optuna.load_study(study_name="retried", storage=url).trials
+            return [t.state for t in trials] == [optuna.trial.TrialState.RUNNING] and "run_id" in trials[0].user_attrs
+
+        wait_for(training, 180, "the first worker's trial to start training", poll_s=0.5)
+    finally:
+        os.kill(killed.pid, signal.SIGKILL)
+        killed.wait(30)
+    assert killed.returncode == -signal.SIGKILL
+    time.sleep(3)  # > the grace period (twice the 1 s heartbeat): the trial is stale now
+
+    # A later worker (1 epoch per trial) fails the stale trial, queues it again and runs it.
+    short_base = tmp_path / "short.json"
+    short_base.write_text(json.dumps({**json.loads(long_base.read_text()), "n_epochs": 1}))
+    log = tmp_path / "later.log"
+    later = sweep_worker("retried", space_file, short_base, url, log, "--trials", "1", "--heartbeat", "1")
+    assert later.wait(600) == 0, log.read_text()[-3000:]
+
+    first, retry = optuna.load_study(study_name="retried", storage=url).trials  # one retry, not two
+    assert first.state == optuna.trial.TrialState.FAIL and retry.state == optuna.trial.TrialState.COMPLETE
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        assert optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(retry) == 0
+    assert retry.params == first.params
+    assert "trial 1: COMPLETE (retry of trial 0)" in log.read_text()
+
+    # Two runs: the killed one (killed before its first Sacred heartbeat, which would have written its info) and
+    # the retry's, which trained from scratch in its own folder; the killed trial's folder is left as it was.
+    db = pymongo.MongoClient(mongo_url)[DB_NAME]
+    killed_run, retry_run = (db.runs.find_one({"_id": t.user_attrs["run_id"]}) for t in (first, retry))
+    assert killed_run["_id"] != retry_run["_id"] and retry_run["status"] == "COMPLETED"
+    assert retry_run["info"]["sweep"] == {"name": "retried", "trial": 1, "params": first.user_attrs["params"],
+                                          "retry_of": 0}
+    trials = tmp_path / "out" / "sweep_retried"
+    assert killed_run["config"]["output_model_dir"] == str(trials / "trial_0")
+    assert retry_run["config"]["output_model_dir"] == str(trials / "trial_1")
+    assert (trials / "trial_1" / "export").is_dir()
+    assert (trials / "trial_0").is_dir() and not (trials / "trial_0" / "export").exists()
+
+
+def test_help_states_the_library_defaults_and_bad_heartbeats_are_refused(capsys):
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # the CLI repeats them in words: it does not load Optuna
+    assert f"(default {sweep.HEARTBEAT_S};" in text and f"(default {sweep.RETRIES})" in text
+    with pytest.raises(sweep.SweepError, match="the heartbeat must be > 0 s and the retries >= 0, got 0 s, 2"):
+        sweep.open_storage("sqlite://", heartbeat=0)
+    with pytest.raises(sweep.SweepError, match="--total-trials N"):
+        sweep.check_budget(None, None, None)
+    with pytest.raises(sweep.SweepError, match="-1 in total"):
+        sweep.check_budget(None, None, -1)

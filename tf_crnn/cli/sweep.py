@@ -37,6 +37,8 @@ def _progress_line(row: dict) -> str:
         how += f" after epoch {row['epochs']}"
     elif how == "FAIL":
         how += f" ({row['error']})"
+    if row.get("retry_of") is not None:
+        how += f" (retry of trial {row['retry_of']})"
     return f"trial {row['trial']}: {how}, run {row['run']}, best eval CER {cer} ({format_params(row['params'])})"
 
 
@@ -66,12 +68,13 @@ def _sweep(args: argparse.Namespace) -> int:
     params = experiments.base_params(base)
     space = sweep.load_space(args.space, base)  # every mistake in the space stops here, before any training
     name = sweep.check_name(args.name or Path(args.space).stem)
-    sweep.check_budget(args.trials, args.timeout)
+    sweep.check_budget(args.trials, args.timeout, args.total_trials)
     # Our own line per trial replaces Optuna's log lines (and its tracebacks of failed trials).
     optuna.logging.set_verbosity(optuna.logging.INFO if args.debug else optuna.logging.ERROR)
     sampler = optuna.samplers.TPESampler(seed=args.sampler_seed) if args.sampler_seed is not None else None
     storage = args.storage or sweep.default_storage(params.output_model_dir, name)
-    study = sweep.open_study(name, params.output_model_dir, storage, _pruner(args), sampler)
+    given = {key: getattr(args, key) for key in ("heartbeat", "retries") if getattr(args, key) is not None}
+    study = sweep.open_study(name, params.output_model_dir, storage, _pruner(args), sampler, **given)
     runner = sweep.Sweep(study, space, base)
     catch = (Exception,) if args.keep_going else ()
     out = sys.stdout
@@ -85,7 +88,7 @@ def _sweep(args: argparse.Namespace) -> int:
         with contextlib.redirect_stdout(sys.stderr if args.json else out):
             print(f"sweep {name}: study in {redact_url(storage)} ({len(study.trials)} earlier trials), "
                   f"trials in {runner.folder}")
-            runner.run(args.trials, args.timeout, catch, on_trial=on_trial)
+            runner.run(args.trials, args.timeout, catch, on_trial=on_trial, total_trials=args.total_trials)
     finally:  # also after an error or Ctrl-C: what finished is in the study
         _print_summary(study, args.json, out)
     failed = [row for row in finished if row["state"] == "FAIL"]
@@ -106,11 +109,22 @@ def register(sub) -> None:
                                  "log, step | choices}}")
     p.add_argument("--name", help="study name (default: the space file's name); the same name resumes the sweep")
     p.add_argument("--trials", type=int,
-                   help="run this many more trials (Optuna's n_trials; 0: only print the sweep so far)")
+                   help="run this many more trials in this process (Optuna's n_trials; 0: only print the sweep so far)")
     p.add_argument("--timeout", type=float, metavar="SECONDS",
                    help="start no trial after this many seconds (the running one finishes)")
-    p.add_argument("--storage", metavar="URL", help="Optuna storage URL, e.g. sqlite:///sweeps.db (default: "
-                                                    "OUTPUT_MODEL_DIR/sweep_NAME/optuna.sqlite3)")
+    p.add_argument("--total-trials", type=int, metavar="N",
+                   help="stop once the study has N trials complete, pruned or running, counting every worker "
+                        "sharing it (--storage) and earlier calls")
+    p.add_argument("--storage", metavar="URL",
+                   help="Optuna storage URL, e.g. sqlite:///sweeps.db, or postgresql://USER@HOST:5432/DATABASE for "
+                        "workers on many machines (default: OUTPUT_MODEL_DIR/sweep_NAME/optuna.sqlite3)")
+    # The defaults are tf_crnn.experiment.sweep's HEARTBEAT_S and RETRIES (not imported here: it loads Optuna).
+    p.add_argument("--heartbeat", type=int, metavar="SECONDS",
+                   help="seconds between a running trial's heartbeats; a trial silent for twice as long is failed "
+                        "and retried (default 60; give every worker the same)")
+    p.add_argument("--retries", type=int, metavar="N",
+                   help="times a trial failed by the heartbeat (its worker was killed) is queued again with the "
+                        "same params (default 2)")
     p.add_argument("--startup-trials", type=int, default=5,
                    help="completed trials before the MedianPruner prunes any (default 5)")
     p.add_argument("--prune-from-epoch", type=int, default=1, help="first epoch at which a trial may be pruned")

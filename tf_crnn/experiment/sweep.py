@@ -28,6 +28,10 @@ ends COMPLETED with ``info.sweep_pruned_at_epoch``; the trial is PRUNED.
 The study lives in an Optuna storage, by default the SQLite file
 ``<output_model_dir>/sweep_<name>/optuna.sqlite3``, so running the same sweep
 name again resumes it (Optuna numbers the new trials after the old ones).
+Workers on many machines share a study through a PostgreSQL storage
+(:func:`open_storage`): a trial whose worker stops beating is failed and run
+again with its params by another worker (:func:`retry_of`), in a folder of its
+own, and :class:`StudyBudget` caps the trials of the whole study.
 """
 from __future__ import annotations
 
@@ -35,6 +39,7 @@ import json
 import math
 import os
 import re
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,11 +47,13 @@ from typing import Any
 
 import optuna
 import pandas as pd
+import sqlalchemy
 import yaml
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from ..config import ConfigError, Params, type_problem
 from ..tracking.runs import Database, shown_status
+from ..tracking.urls import redact_url, scrub, url_secrets
 from . import experiments
 from .experiments import base_params
 
@@ -251,51 +258,187 @@ def median_pruner(startup_trials: int = 5, from_epoch: int = 1) -> optuna.pruner
     return optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=from_epoch)
 
 
-#: Optuna's trial heartbeat, in seconds: a running trial's process records one every HEARTBEAT_S; a RUNNING trial
-#: without one for GRACE_S (its process was killed, its machine went away) is marked FAIL when the study is next
-#: opened, instead of staying RUNNING for ever.
-HEARTBEAT_S, GRACE_S = 30, 120
+#: Optuna's trial heartbeat, in seconds (``--heartbeat``): a running trial's process records one every HEARTBEAT_S; a
+#: RUNNING trial without one for twice as long (its process was killed, its machine went away) is marked FAIL by the
+#: next worker that opens the study or starts a trial, instead of staying RUNNING for ever.
+HEARTBEAT_S = 60
+#: How often a trial failed that way is queued again (``--retries``), with the same params, for any worker to run.
+RETRIES = 2
+#: Seconds a worker waits for a PostgreSQL server to answer before it gives up (libpq's default: for ever).
+CONNECT_TIMEOUT_S = 10
+#: Attempts at opening a storage whose tables another worker is creating at the same moment.
+CREATE_ATTEMPTS = 4
+#: The Python modules SQLAlchemy loads for a URL's database, and the pip requirement that brings each.
+DRIVERS = {"psycopg": "'tf-crnn[postgres]' (psycopg 3, what postgresql:// URLs use)",
+           "psycopg2": "psycopg2-binary (or write postgresql:// to use psycopg 3: 'tf-crnn[postgres]')",
+           "pg8000": "pg8000", "MySQLdb": "mysqlclient", "pymysql": "PyMySQL"}
+
+
+def open_storage(url: str, heartbeat: int = HEARTBEAT_S, grace_period: int | None = None,
+                 retries: int = RETRIES) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage at ``url`` (SQLite, PostgreSQL, MySQL through SQLAlchemy) with heartbeats and retries.
+
+    A RUNNING trial without a heartbeat for ``grace_period`` seconds is marked FAIL by the next worker that opens
+    the study or starts a trial (Optuna's ``fail_stale_trials``; only one worker can make that change), and then
+    queued again as a new WAITING trial with the same params (Optuna's ``RetryHeartbeatStaleTrialCallback``, the
+    successor of ``RetryFailedTrialCallback``), at most ``retries`` times per original trial. A trial that fails
+    with an error is not retried: it would fail again.
+
+    Args:
+        url: a SQLAlchemy URL; its password is never printed (:func:`tf_crnn.tracking.urls.redact_url`).
+        heartbeat: seconds between a running trial's heartbeats; every worker of a study should use the same.
+        grace_period: None: twice ``heartbeat``.
+        retries: times a trial failed by the heartbeat is run again (0: never).
+
+    Raises:
+        SweepError: naming the URL (password as ``***``) and what to do: the URL's driver is not installed, the
+            URL cannot be read, the server cannot be reached, rejects the credentials or lacks the database.
+    """
+    if heartbeat <= 0 or retries < 0:
+        raise SweepError(f"the heartbeat must be > 0 s and the retries >= 0, got {heartbeat} s, {retries}")
+    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.9: known, not the user's concern
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=retries)
+        for attempt in range(CREATE_ATTEMPTS):
+            try:
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_options(url),
+                                                  heartbeat_interval=heartbeat,
+                                                  grace_period=grace_period or 2 * heartbeat,
+                                                  heartbeat_stale_trial_callback=callback)
+            except ImportError as e:  # Optuna's own message names no module: the cause does
+                raise SweepError(missing_driver(url, e)) from None
+            except sqlalchemy.exc.ArgumentError as e:
+                raise SweepError(f"the sweep storage {redact_url(url)} is not a URL SQLAlchemy can open "
+                                 f"({scrub(str(e), url_secrets(url))}): write e.g. sqlite:///sweeps.db or "
+                                 f"postgresql://USER@HOST:5432/DATABASE") from None
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as e:
+                # Workers started at once on an empty database race to create Optuna's tables: the loser's CREATE
+                # TABLE fails on the winner's (PostgreSQL: duplicate key in pg_type), and the next attempt finds them.
+                lost_race = any(words in str(e) for words in ("duplicate key", "already exists"))
+                if not lost_race or attempt == CREATE_ATTEMPTS - 1:
+                    raise SweepError(storage_problem(url, e)) from None
+                time.sleep(0.5 * (attempt + 1))
+            except sqlalchemy.exc.DBAPIError as e:
+                raise SweepError(storage_problem(url, e)) from None
+
+
+def engine_options(url: str) -> dict:
+    """SQLAlchemy's ``create_engine`` options for ``url``: a connection time-out for PostgreSQL unless the URL sets
+    one (an unanswering host would otherwise keep a worker waiting for minutes)."""
+    if url.startswith("postgresql") and "connect_timeout" not in url:
+        return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
+    return {}
+
+
+def missing_driver(url: str, error: ImportError) -> str:
+    """The message for a storage URL whose database driver is not installed (``error`` from Optuna or SQLAlchemy)."""
+    module = getattr(error.__cause__, "name", None) or error.name or "?"
+    package = DRIVERS.get(module.split(".")[0], f"the package that provides the Python module {module}")
+    return (f"the sweep storage {redact_url(url)} needs the Python module {module}, which is not installed: "
+            f"pip install {package}")
+
+
+def storage_problem(url: str, error: Exception) -> str:
+    """The message for a database that refused a storage URL: credentials, a missing database, no answer, or an
+    SQLite file that cannot be opened."""
+    shown = redact_url(url)
+    text = scrub(str(getattr(error, "orig", error)), url_secrets(url)).strip()
+    first = text.splitlines()[0] if text else type(error).__name__
+    if "password authentication failed" in text or "no password supplied" in text:
+        return (f"the database at {shown} rejected the credentials ({first}): check the user name and password "
+                f"(in the URL, or PGPASSWORD / ~/.pgpass for PostgreSQL)")
+    if "permission denied" in text:
+        return (f"the user of {shown} may not create Optuna's tables there ({first}): make it the database's owner "
+                f"(createdb --owner USER DATABASE, or ALTER DATABASE DATABASE OWNER TO USER)")
+    if "does not exist" in text and "database" in text:
+        return (f"the database of {shown} does not exist ({first}): create it once, e.g. "
+                f"createdb -h HOST -U USER DATABASE (PostgreSQL), then start the workers")
+    if url.startswith("sqlite"):
+        return f"cannot open the sweep storage {shown} ({first}): check that its folder exists and can be written"
+    return (f"cannot reach the sweep storage at {shown} ({first}): start the database server, check the host and "
+            f"port, and that the server accepts connections from this machine (PostgreSQL: listen_addresses, "
+            f"pg_hba.conf)")
 
 
 def open_study(name: str, output_model_dir: str, storage: str | None = None,
                pruner: optuna.pruners.BasePruner | None = None,
-               sampler: optuna.samplers.BaseSampler | None = None, grace_period: int = GRACE_S) -> optuna.Study:
+               sampler: optuna.samplers.BaseSampler | None = None, heartbeat: int = HEARTBEAT_S,
+               grace_period: int | None = None, retries: int = RETRIES) -> optuna.Study:
     """Create or resume (same name, same storage) the study of a sweep, minimizing the best eval CER.
 
-    Trials record a heartbeat (:data:`HEARTBEAT_S`); opening the study marks RUNNING trials whose last
-    heartbeat is older than ``grace_period`` seconds FAIL (Optuna's ``fail_stale_trials``): a sweep killed
-    with SIGKILL leaves no trial RUNNING once it is resumed or listed.
+    Several processes, on one machine or many, may open the same study at once (a PostgreSQL storage for
+    many machines) and share its trials. The storage is :func:`open_storage`'s: opening the study marks RUNNING
+    trials whose last heartbeat is older than ``grace_period`` seconds FAIL and queues their retries, so a sweep
+    killed with SIGKILL leaves no trial RUNNING once it is resumed or listed.
 
     Args:
         storage: an Optuna storage URL (``sqlite:///sweeps.db``, ``postgresql://...``); None:
             :func:`default_storage`.
         pruner: None: :func:`median_pruner` with Optuna's defaults.
         sampler: None: Optuna's default (TPE).
-        grace_period: seconds without a heartbeat after which a RUNNING trial counts as dead.
+        heartbeat, grace_period, retries: as :func:`open_storage`.
 
     Raises:
-        SweepError: a name that cannot name a folder.
+        SweepError: a name that cannot name a folder; :func:`open_storage`.
     """
     check_name(name)
-    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.9: known, not the user's concern
+    rdb = open_storage(storage or default_storage(output_model_dir, name), heartbeat, grace_period, retries)
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        rdb = optuna.storages.RDBStorage(storage or default_storage(output_model_dir, name),
-                                         heartbeat_interval=HEARTBEAT_S, grace_period=grace_period)
         study = optuna.create_study(study_name=name, storage=rdb, load_if_exists=True, direction="minimize",
                                     pruner=pruner or median_pruner(), sampler=sampler)
         optuna.storages.fail_stale_trials(study)
     return study
 
 
+def retry_of(trial: optuna.trial.FrozenTrial) -> int | None:
+    """The number of the trial that ``trial`` runs again after the heartbeat failed it (the first of a series of
+    retries: Optuna's ``RetryHeartbeatStaleTrialCallback.retried_trial_number``), None for a trial that is not a
+    retry."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
+
+
 # ---- trials -------------------------------------------------------------------------
 
-def check_budget(n_trials: int | None, timeout: float | None) -> None:
-    """Raise :class:`SweepError` unless a trial budget (>= 0; 0 runs none), a time budget (> 0 s) or both are given."""
-    if n_trials is None and timeout is None:
-        raise SweepError("give a trial budget, a time budget or both (--trials N, --timeout SECONDS)")
-    if (n_trials is not None and n_trials < 0) or (timeout is not None and timeout <= 0):
-        raise SweepError(f"the trial budget must be >= 0 and the time budget > 0 s, got {n_trials} trials, "
-                         f"{timeout} s")
+def check_budget(n_trials: int | None, timeout: float | None, total_trials: int | None = None) -> None:
+    """Raise :class:`SweepError` unless a trial budget (>= 0; 0 runs none), a time budget (> 0 s), a budget of the
+    whole study (>= 0) or several of them are given."""
+    if n_trials is None and timeout is None and total_trials is None:
+        raise SweepError("give a trial budget, a time budget or both (--trials N, --timeout SECONDS), or the "
+                         "study's total (--total-trials N)")
+    if any(n is not None and n < 0 for n in (n_trials, total_trials)) or (timeout is not None and timeout <= 0):
+        raise SweepError(f"the trial budgets must be >= 0 and the time budget > 0 s, got {n_trials} trials, "
+                         f"{total_trials} in total, {timeout} s")
+
+
+class StudyBudget:
+    """Stops a worker once the study has ``total`` trials COMPLETE, PRUNED or RUNNING, counting every worker's.
+
+    Optuna's ``MaxTrialsCallback`` counts finished trials only, so each of W workers finishing a trial at once
+    would start another and the study would end with up to W - 1 too many. Counting the trials other workers are
+    running stops a worker as soon as the running ones fill the budget. A RUNNING trial whose heartbeat stopped
+    is failed first (Optuna's ``fail_stale_trials``): it is not counted, and its retry (WAITING) is run by a worker
+    that goes on. Two workers starting a trial in the same instant can still both start one.
+    """
+
+    COUNTED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING)
+
+    def __init__(self, total: int):
+        self.total = total
+
+    def reached(self, study: optuna.Study) -> bool:
+        """Whether the study's counted trials fill the budget (stale trials failed first)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        return len(study.get_trials(deepcopy=False, states=self.COUNTED)) >= self.total
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        """Optuna's callback after each trial of this worker: stop when :meth:`reached`."""
+        if self.reached(study):
+            study.stop()
 
 
 @dataclass
@@ -350,12 +493,16 @@ class Sweep:
         return sweep_dir(self.output_model_dir, self.name)
 
     def run(self, n_trials: int | None = None, timeout: float | None = None, catch: tuple = (),
-            on_trial: Callable[[optuna.trial.FrozenTrial], None] | None = None) -> None:
-        """Run trials until ``n_trials`` more have run or ``timeout`` seconds have passed (Optuna's ``optimize``).
+            on_trial: Callable[[optuna.trial.FrozenTrial], None] | None = None,
+            total_trials: int | None = None) -> None:
+        """Run trials until ``n_trials`` more have run, ``timeout`` seconds have passed or the study holds
+        ``total_trials`` (Optuna's ``optimize``; :class:`StudyBudget`).
 
-        ``n_trials=0`` runs none. No trial starts after ``timeout``; the running one finishes.
+        ``n_trials=0`` runs none. No trial starts after ``timeout``; the running one finishes. Trials queued in the
+        study (WAITING: retries of trials the heartbeat failed, ``enqueue_trial``) run first.
 
         Args:
+            total_trials: the budget of the whole study, shared by every worker (None: no such budget).
             catch: exception types after which a failed trial (FAIL, its run FAILED) does not
                 stop the sweep; any other error stops it after being recorded.
             on_trial: called with each finished trial (progress).
@@ -364,19 +511,32 @@ class Sweep:
             SweepError: :func:`check_budget`.
             Exception: a trial's error not in ``catch`` (its run is FAILED, the trial FAIL).
         """
-        check_budget(n_trials, timeout)
-        callbacks = [lambda study, frozen: on_trial(frozen)] if on_trial else None
+        check_budget(n_trials, timeout, total_trials)
+        callbacks = [lambda study, frozen: on_trial(frozen)] if on_trial else []
+        if total_trials is not None:
+            budget = StudyBudget(total_trials)
+            if budget.reached(self.study):
+                return
+            callbacks.append(budget)
         self.study.optimize(self.objective, n_trials=n_trials, timeout=timeout, catch=catch, callbacks=callbacks)
 
     def objective(self, trial: optuna.Trial) -> float:
-        """Train with the trial's values; return its best eval CER. Raises optuna.TrialPruned when pruned."""
+        """Train with the trial's values; return its best eval CER. Raises optuna.TrialPruned when pruned.
+
+        A retry (:func:`retry_of`) has the params of the trial it replaces and trains from scratch in its own
+        folder: the failed trial's folder may still be written by its process (a worker cut off from the
+        database but alive has its trial failed too), so it is never reused.
+        """
         values = {key: dim.suggest(trial) for key, dim in self.space.items()}
         trial.set_user_attr("params", values)  # as the config took them (Optuna's params hold JSON text for lists)
         config = {**self.base, **values, "output_model_dir": trial_dir(self.output_model_dir, self.name, trial.number)}
+        info = {"name": self.name, "trial": trial.number, "params": values}
+        retried = retry_of(self.frozen(trial))
+        if retried is not None:
+            info["retry_of"] = retried
         progress = TrialProgress(trial)
         try:
-            experiments.ex.run(config_updates=config, options={"--capture": "sys"},
-                               info={"sweep": {"name": self.name, "trial": trial.number, "params": values}},
+            experiments.ex.run(config_updates=config, options={"--capture": "sys"}, info={"sweep": info},
                                callbacks=[progress.callback])
         except Exception as e:
             trial.set_user_attr("error", f"{type(e).__name__}: {e}")
@@ -384,6 +544,11 @@ class Sweep:
         if progress.pruned_at is not None:
             raise optuna.TrialPruned(f"best eval CER {progress.best_cer:.4f} after epoch {progress.pruned_at}")
         return progress.best_cer
+
+
+    def frozen(self, trial: optuna.Trial) -> optuna.trial.FrozenTrial:
+        """The stored state of a running trial (its system attributes: a live ``optuna.Trial`` shows none)."""
+        return next(t for t in self.study.get_trials(deepcopy=False) if t.number == trial.number)
 
 
 # ---- results ------------------------------------------------------------------------
@@ -402,11 +567,12 @@ def as_table(rows: list[dict], columns: list[str]) -> pd.DataFrame:
 
 def trial_row(trial: optuna.trial.FrozenTrial) -> dict:
     """One trial: number, run id, state, best eval CER (the best epoch so far for a pruned one),
-    last reported epoch, config values, error (FAIL)."""
+    last reported epoch, config values, error (FAIL), the trial it retries (:func:`retry_of`)."""
     cers = trial.intermediate_values
     return {"trial": trial.number, "run": trial.user_attrs.get("run_id"), "state": trial.state.name,
             "best_cer": min(cers.values()) if cers else None, "epochs": max(cers) if cers else None,
-            "params": trial.user_attrs.get("params", trial.params), "error": trial.user_attrs.get("error")}
+            "params": trial.user_attrs.get("params", trial.params), "error": trial.user_attrs.get("error"),
+            "retry_of": retry_of(trial)}
 
 
 def trials_table(study: optuna.Study) -> pd.DataFrame:
@@ -415,7 +581,7 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
     Columns as :func:`trial_row`.
     """
     frame = as_table([trial_row(t) for t in study.get_trials(deepcopy=False)],
-                     ["trial", "run", "state", "best_cer", "epochs", "params", "error"])
+                     ["trial", "run", "state", "best_cer", "epochs", "params", "error", "retry_of"])
     order = frame["state"].map(lambda s: STATE_ORDER.index(s) if s in STATE_ORDER else len(STATE_ORDER))
     return (frame.assign(_order=order).sort_values(["_order", "best_cer", "trial"], na_position="last")
             .drop(columns="_order").reset_index(drop=True))

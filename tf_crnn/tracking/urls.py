@@ -29,7 +29,9 @@ from pymongo.uri_parser import split_hosts, split_options
 ENV_URL = "TF_CRNN_MONGO_URL"
 DEFAULT_DB_NAME = "tf_crnn"
 TLS_FILE_OPTIONS = ("tlsCAFile", "tlsCertificateKeyFile", "tlsCRLFile")  # URL options that name a local file
-SECRET_OPTIONS = ("tlsCertificateKeyFilePassword", "sslPEMKeyPassword")  # URL options whose whole value is secret
+# URL options whose whole value is secret; libpq (PostgreSQL URLs of tf-crnn sweep --storage) also takes the password
+# and the client key's passphrase as query options.
+SECRET_OPTIONS = ("tlsCertificateKeyFilePassword", "sslPEMKeyPassword", "password", "sslpassword")
 SECRET_PROPERTIES = ("AWS_SESSION_TOKEN",)  # authMechanismProperties entries whose value is secret
 SRV_SCHEME = "mongodb+srv://"
 
@@ -49,13 +51,14 @@ def redact_url(url: str | None) -> str | None:
     """
     if not url:
         return url
-    parts = urlsplit(url)
+    parts = original = urlsplit(url)
     if parts.password is not None:
         host = parts.netloc.rsplit("@", 1)[1]
         parts = parts._replace(netloc=f"{quote(unquote(parts.username or ''), safe='')}:***@{host}")
     if parts.query:
         parts = parts._replace(query="&".join(_redact_option(item) for item in parts.query.split("&")))
-    return urlunsplit(parts)
+    # Rebuilt only when a secret was replaced: urlunsplit drops the empty host of sqlite:////abs/path.db.
+    return url if parts == original else urlunsplit(parts)
 
 
 def _redact_option(item: str) -> str:
