@@ -37,6 +37,8 @@ import shutil
 import sys
 import tempfile
 
+# line images with their texts (gt-pairs), or pages whose lines are cut as tf-crnn prepare page cuts them
+SAMPLE_FORMATS = ("gt-pairs", "page")
 INFO_KEYS = ("summary", "trained_on", "data_licence", "attribution", "initialised_from", "rebuild", "evaluations")
 
 
@@ -51,13 +53,14 @@ def load_info(path: str) -> dict:
     if bad:
         raise SystemExit(f"{path}: each evaluation needs 'set' and 'csv', got {bad[0]}")
     sample = info.get("sample")
-    if sample is not None and (sample.get("format") != "gt-pairs" or not sample.get("folders")):
-        raise SystemExit(f"{path}: sample must be {{\"format\": \"gt-pairs\", \"folders\": [...]}}, got {sample}")
+    if sample is not None and (sample.get("format") not in SAMPLE_FORMATS or not sample.get("folders")):
+        raise SystemExit(f"{path}: sample must be {{\"format\": \"gt-pairs\" or \"page\", \"folders\": [...]}}, "
+                         f"got {sample}")
     return info
 
 
 def measure_sample(packaged, sample: dict, shared_data: str) -> dict:
-    """The packaged model's greedy CER on the sample lines (``tf-crnn prepare gt-pairs`` of the folders)."""
+    """The packaged model's greedy CER on the sample lines (``tf-crnn prepare gt-pairs|page`` of the folders)."""
     from tf_crnn import evaluation
     from tf_crnn.datasets.converters import prepare
     from tf_crnn.decoding import default_decoding
