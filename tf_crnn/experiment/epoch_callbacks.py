@@ -143,7 +143,9 @@ class SacredEpochLog(Callback):
         reports.save_history(self.report_dir, self.history)
         print(f"epoch {result.epoch}/{self.n_epochs}: "
               + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
-              + f", {result.images_per_second:.1f} training images/s, {result.seconds:.0f} s")
+              + f", {result.images_per_second:.1f} training images/s, {result.seconds:.0f} s"
+              + (f", eval images per worker {'+'.join(map(str, result.eval_counts))}"
+                 if len(result.eval_counts) > 1 else ""))
 
     def on_callback_failure(self, trainer, result: EpochResult, failure: dict) -> None:
         self.run.info.setdefault("callback_failures", []).append(dict(failure))
