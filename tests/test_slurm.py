@@ -180,27 +180,29 @@ def test_srun_two_tasks_resolve_the_cluster_tensorflow_expects(tmp_path):
 
 
 @pytest.mark.slow
-def test_srun_two_tasks_train_one_model(digits_data, tmp_path):
+def test_the_sbatch_script_trains_one_model_with_two_tasks(digits_data, tmp_path):
     out = tmp_path / "out"
     # eval_batch_size 4: 8 eval batches, 4 for each task.
     params = tiny_params(digits_data, output_model_dir=str(out), n_epochs=1, strategy="auto", eval_batch_size=4)
     config = tmp_path / "config.json"
     config.write_text(json.dumps(params.to_dict()))
+    # scripts/slurm/train.sbatch as the guide submits it, on one node of two CPUs instead of two nodes of eight.
     # The chief records the run in the embedded SecantusDB, started in the namespace (TF_CRNN_HOME of its own).
-    done = run_in_slurm(tmp_path, ["srun", "-n", "2", "--kill-on-bad-exit=1", "--label", sys.executable,
-                                   str(ROOT / "train.py"), "with", str(config)],
-                        timeout=600, TF_CRNN_HOME=str(tmp_path / "home"))
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-5000:] + slurm_logs(tmp_path)
-    # srun --label: each line starts with its task's number.
-    # Each task scored its share of the 16 eval images (both print the counts of both).
+    job_log = tmp_path / "job.out"
+    sbatch = ROOT / "scripts" / "slurm" / "train.sbatch"
+    done = run_in_slurm(tmp_path, ["sbatch", "--wait", "--nodes=1", "--ntasks-per-node=2", "--cpus-per-task=1",
+                                   f"--output={job_log}", str(sbatch), str(config)],
+                        timeout=600, TF_CRNN_DIR=str(ROOT), TF_CRNN_HOME=str(tmp_path / "home"))
+    output = job_log.read_text() if job_log.exists() else ""
+    assert done.returncode == 0, done.stdout + done.stderr + output[-5000:] + slurm_logs(tmp_path)
+    # srun --label: each line starts with its task's number. Each task scored its share of the 16 eval images
+    # (both print the counts of both).
     counts = [line.rsplit("eval images per worker ", 1)[1] for line in output.splitlines()
               if line.startswith(("0: epoch 1/1:", "1: epoch 1/1:"))]
     assert len(counts) == 2 and counts[0] == counts[1], output[-3000:]
     assert sum(map(int, counts[0].split("+"))) == 16 and "0" not in counts[0].split("+")
-    chief_lines = [line for line in output.splitlines() if line.startswith("0: ")]
-    assert any("stored in" in line for line in chief_lines), output[-3000:]
-    assert any("no MongoDB observer was attached" in line for line in output.splitlines() if line.startswith("1: "))
+    assert any(line.startswith("0: ") and "stored in" in line for line in output.splitlines()), output[-3000:]
+    assert any(line.startswith("1: ") and "no MongoDB observer was attached" in line for line in output.splitlines())
     assert (out / "export" / "saved_model.pb").is_file() and (out / "run.json").is_file()
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
         "checkpoint", "ckpt-1.data-00000-of-00001", "ckpt-1.index"]
