@@ -93,7 +93,7 @@ def test_two_workers_train_the_same_weights_and_only_the_chief_records(digits_da
     # All-reduced gradients and averaged batch-norm statistics: the very same weights.
     assert chief["sha256"] == other["sha256"], [k for k in chief["each"] if chief["each"][k] != other["each"][k]]
     assert chief["train_loss"] == pytest.approx(other["train_loss"])  # a loss over the global batch
-    assert chief["eval_cer"] == pytest.approx(other["eval_cer"])  # both evaluated every eval image
+    assert chief["eval_cer"] == other["eval_cer"]  # each scored its share; the sums of both are all-reduced
 
     # Only the chief writes output_model_dir; the other worker saved into a scratch folder, removed at exit.
     assert chief["chief"] and not other["chief"]
