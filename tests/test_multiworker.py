@@ -212,3 +212,48 @@ def test_two_workers_each_evaluate_their_share_and_report_one_workers_metrics(di
         for name in ("loss", "char_accuracy"):
             assert report["metrics"][name] == pytest.approx(single["metrics"][name], rel=1e-12, abs=1e-12), name
     assert 0 < single["metrics"]["cer"] < 0.9 and len(set(single["predictions"])) > 10  # distinct readings
+
+
+# One process, two logical CPUs: the default strategy and MirroredStrategy over both evaluate the same weights.
+TWO_DEVICES = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from tf_crnn.alphabet import Alphabet
+    from tf_crnn.config import Params
+    from tf_crnn.data import load_split
+    from tf_crnn.trainer import Trainer
+
+    params = Params(**json.load(open(sys.argv[1])))
+    alphabet = Alphabet.from_file(params.lookup_alphabet_file)
+    entries = load_split(params.csv_files_eval, params, alphabet, "eval", progress=False)
+    one = Trainer(params, alphabet, tf.distribute.get_strategy())
+    two = Trainer(params, alphabet, tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    two.model.set_weights(one.model.get_weights())
+    reports = []
+    for trainer in (one, two):
+        metrics, predictions = trainer.evaluate(entries)
+        reports.append({"metrics": metrics, "predictions": ["".join(p) for p in predictions],
+                        "counts": trainer.eval_counts, "local": trainer.local_replicas()})
+    print("REPORTS " + json.dumps(reports))
+""")
+
+
+def test_two_devices_of_one_worker_score_whole_batches_in_turn(digits_data, tmp_path):
+    # Both CSVs (80 images) in batches of 4: 23 batches, the second device gets a filler batch at the last step;
+    # of 6: 16 batches, none.
+    for batch_size in (4, 6):
+        params = tiny_params(digits_data, output_model_dir=str(tmp_path / "out"), eval_batch_size=batch_size,
+                             csv_files_eval=[str(digits_data / "data" / s / "labels.csv") for s in ("train", "eval")])
+        config = tmp_path / "config.json"
+        config.write_text(json.dumps(params.to_dict()))
+        script = tmp_path / "two_devices.py"
+        script.write_text(TWO_DEVICES)
+        done = subprocess.run([sys.executable, str(script), str(config)], cwd=ROOT, capture_output=True, text=True,
+                              timeout=400, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+        one, two = json.loads(done.stdout.split("REPORTS ", 1)[1])
+        assert (one["local"], two["local"]) == (1, 2) and one["counts"] == two["counts"] == [80]
+        assert two["predictions"] == one["predictions"]
+        assert two["metrics"] == pytest.approx(one["metrics"], rel=1e-12, abs=1e-12)
