@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -33,6 +34,20 @@ def tiny_params(tmp_path: Path, **overrides):
     )
     values.update(overrides)
     return Params(**values)
+
+
+def private_network(command: list[str]) -> list[str]:
+    """``command`` run in a network namespace of its own (only a loopback, brought up), where ``unshare`` can make
+    one (root, or user namespaces allowed); else ``command`` as it is.
+
+    TensorFlow's gRPC servers (the workers of a MultiWorkerMirroredStrategy) bind every interface: in the
+    namespace, that is the loopback only, and other processes' ports cannot collide.
+    """
+    probe = subprocess.run(["unshare", "--net", "--fork", "true"], capture_output=True) if shutil.which("unshare") \
+        else None
+    if probe is None or probe.returncode != 0 or not shutil.which("ip"):
+        return command
+    return ["unshare", "--net", "--fork", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *command]
 
 
 def train_tiny_export(digits_data: Path, out: Path, **overrides) -> str:

@@ -179,6 +179,35 @@ def test_compose_publishes_mongodb_and_omniboard_on_loopback_only(compose):
     assert "MONGO_INITDB_ROOT_USERNAME" in text and "authSource=admin" in text
 
 
+def test_tfjob_manifest_runs_the_image_as_a_chief_and_workers(compose, monkeypatch):
+    from tf_crnn import cluster
+
+    job = yaml.safe_load((ROOT / "scripts" / "kubeflow" / "tfjob.yaml").read_text())
+    assert job["apiVersion"] == "kubeflow.org/v1" and job["kind"] == "TFJob"
+    replicas = job["spec"]["tfReplicaSpecs"]
+    assert set(replicas) == {"Chief", "Worker"} and replicas["Chief"]["replicas"] == 1  # no Evaluator, no PS
+    for spec in replicas.values():
+        (container,) = spec["template"]["spec"]["containers"]
+        assert container["name"] == "tensorflow"  # the operator's name for the training container
+        # The image docker-compose.yml builds from the Dockerfile, whose entry point is train.py.
+        assert container["image"].rsplit("/", 1)[-1] == compose["services"]["trainer"]["image"]
+        assert container["args"][0] == "with" and (ROOT / container["args"][1]).is_file()
+        assert all(arg.split("=", 1)[0] in Params.__dataclass_fields__ for arg in container["args"][2:])
+        assert {"name": "tfjob-port", "containerPort": 2222} in container["ports"]
+        mounts = {m["mountPath"] for m in container["volumeMounts"]}
+        assert {"/tf-crnn/data", "/tf-crnn/output"} <= mounts
+
+    # The TF_CONFIG the operator writes into each pod: 3 workers, the chief records.
+    name = job["metadata"]["name"]
+    tf_cluster = {kind.lower(): [f"{name}-{kind.lower()}-{i}.default.svc:2222" for i in range(spec["replicas"])]
+                  for kind, spec in replicas.items()}
+    for kind, spec in replicas.items():
+        for index in range(spec["replicas"]):
+            monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": tf_cluster, "environment": "cloud",
+                                                        "task": {"type": kind.lower(), "index": index}}))
+            assert cluster.worker_count() == 3 and cluster.is_chief() is (kind == "Chief")
+
+
 @pytest.mark.slow
 def test_cpu_image_builds_and_trains_the_default_job_inside(tmp_path):
     """scripts/build_image.sh: Debian base (mmdebstrap), tf-crnn:cpu (podman build), config_template.json trained in it.

@@ -70,6 +70,8 @@ class EpochResult:
         learning_rate: the learning rate of the last step of the epoch.
         callback_failures: the callbacks that failed at this epoch's end, in order, each
             ``{"epoch": int, "callback": name, "error": "ErrorType: message"}`` (see :func:`end_epoch`).
+        eval_counts: the eval images each worker scored (one entry per worker, the chief first; their sum
+            is the eval set).
     """
 
     epoch: int
@@ -79,6 +81,7 @@ class EpochResult:
     predictions: list = field(default_factory=list, repr=False)
     learning_rate: float = math.nan
     callback_failures: list[dict] = field(default_factory=list)
+    eval_counts: list[int] = field(default_factory=list)
 
     @property
     def cer(self) -> float:

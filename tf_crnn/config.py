@@ -305,7 +305,8 @@ class Params:
     Training
         n_epochs: how many epochs to train.
         train_batch_size: images per training step (the global batch, split over the workers of a strategy).
-        eval_batch_size: images per batch of the evaluation after each epoch.
+        eval_batch_size: images per batch of the evaluation after each epoch (each device scores whole
+            batches; several workers share them out).
         steps_per_epoch: training steps per epoch; null: one pass over the training CSVs. Fewer steps
             than one pass end the epoch early; more steps go on into further passes over the training
             data, each shuffled and augmented anew (a fine-tuning on a few lines trains for a set number of
@@ -343,9 +344,9 @@ class Params:
             bfloat16 on a CPU. ``float16``, ``bfloat16``, ``off``: that one.
             Exports take and give float32 either way. Figures: docs/benchmarks/speed.md.
         strategy: ``auto`` (default on CPU, OneDevice on 1 GPU, Mirrored on
-            several, MultiWorkerMirrored when ``TF_CONFIG`` names several
-            workers), or ``default``, ``one_device``, ``mirrored``,
-            ``multi_worker``.
+            several, MultiWorkerMirrored when ``TF_CONFIG`` or a Slurm job
+            step names several workers: :mod:`tf_crnn.cluster`), or ``default``,
+            ``one_device``, ``mirrored``, ``multi_worker``.
         early_stopping_patience: stop after this many epochs without an eval
             CER improvement larger than early_stopping_min_delta (0: off).
         lr_plateau_patience: multiply the learning rate by lr_plateau_factor

@@ -61,11 +61,43 @@ def wer(labels: Sequence[str], predictions: Sequence[str]) -> float:
 def all_metrics(labels: Sequence[Seq], predictions: Sequence[Seq]) -> dict[str, float]:
     """``char_accuracy``, ``sequence_accuracy``, ``cer`` and ``wer`` of a set of predictions (no normalization).
 
-    The metrics logged each epoch: :func:`recognition_metrics` with ``exact`` less ``one_minus_ned``.
+    The metrics logged each epoch: :func:`recognition_metrics` with ``exact`` less ``one_minus_ned``,
+    taken as :func:`metrics_from_sums` of :func:`metric_sums`.
     """
-    result = recognition_metrics(labels, predictions, "exact")
-    del result["one_minus_ned"]
-    return result
+    return metrics_from_sums(metric_sums(labels, predictions))
+
+
+#: What :func:`metric_sums` adds up, in this order: sequences, exact matches, the per-label positional match
+#: rates and the labels rated (non-empty), edit distances and label lengths in symbols, the same in words.
+SUMS = ("sequences", "exact", "char_rates", "rated", "edits", "symbols", "word_edits", "words")
+
+
+def metric_sums(labels: Sequence[Seq], predictions: Sequence[Seq]) -> dict[str, float]:
+    """The sums :func:`all_metrics` divides, over one share of an eval set (no normalization).
+
+    Sums of several shares (the workers of a training, each scoring its share) give, through
+    :func:`metrics_from_sums`, the metrics of the whole set: the counts exactly, ``char_rates``
+    up to the order floats are added in.
+
+    Returns:
+        ``{name: sum}`` for each of :data:`SUMS` (counts as floats).
+    """
+    rates = [sum(a == b for a, b in zip(gt, pred)) / len(gt) for gt, pred in zip(labels, predictions) if len(gt)]
+    words = ["".join(gt).split() for gt in labels], ["".join(pred).split() for pred in predictions]
+    return {"sequences": float(len(labels)),
+            "exact": float(sum(tuple(gt) == tuple(pred) for gt, pred in zip(labels, predictions))),
+            "char_rates": sum(rates), "rated": float(len(rates)),
+            "edits": float(sum(edit_distances(labels, predictions))), "symbols": float(sum(len(gt) for gt in labels)),
+            "word_edits": float(sum(edit_distances(*words))), "words": float(sum(len(w) for w in words[0]))}
+
+
+def metrics_from_sums(sums: dict[str, float]) -> dict[str, float]:
+    """``char_accuracy``, ``sequence_accuracy``, ``cer`` and ``wer`` from :func:`metric_sums` (or their sum over
+    shares); definitions as :func:`per_char_accuracy`, :func:`sequence_accuracy`, :func:`cer`, :func:`wer`."""
+    return {"char_accuracy": sums["char_rates"] / sums["rated"] if sums["rated"] else 0.0,
+            "sequence_accuracy": sums["exact"] / max(1.0, sums["sequences"]),
+            "cer": sums["edits"] / max(1.0, sums["symbols"]),
+            "wer": sums["word_edits"] / max(1.0, sums["words"])}
 
 
 def one_minus_ned(labels: Sequence[Seq], predictions: Sequence[Seq]) -> float:

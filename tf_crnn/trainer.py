@@ -14,6 +14,7 @@ import atexit
 import contextlib
 import functools
 import logging
+import math
 import os
 import re
 import shutil
@@ -22,6 +23,7 @@ import time
 from typing import Iterator, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework import config as _framework_config  # see op_determinism_enabled
 from tqdm import tqdm
@@ -53,17 +55,27 @@ def _one_device() -> tf.distribute.Strategy:
     return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
 
 
+def _multi_worker() -> tf.distribute.Strategy:
+    # The cluster of TF_CONFIG (the strategy reads it itself) or of a Slurm step (tf_crnn.cluster).
+    return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=cluster.resolver())
+
+
 #: How each ``strategy`` setting but ``auto`` is built (names: :data:`tf_crnn.config.Strategy`).
 STRATEGIES = {"default": tf.distribute.get_strategy, "one_device": _one_device,
-              "mirrored": tf.distribute.MirroredStrategy, "multi_worker": tf.distribute.MultiWorkerMirroredStrategy}
+              "mirrored": tf.distribute.MirroredStrategy, "multi_worker": _multi_worker}
 assert set(STRATEGIES) | {"auto"} == set(STRATEGY_NAMES), "config.Strategy and STRATEGIES name the same strategies"
 
 
 def auto_strategy_name() -> str:
-    """What ``strategy=auto`` means here: ``multi_worker`` when ``TF_CONFIG`` lists several workers,
-    ``mirrored`` on several GPUs, ``one_device`` on one GPU, else ``default``."""
+    """What ``strategy=auto`` means here: ``multi_worker`` when ``TF_CONFIG`` or a Slurm job step
+    (:mod:`tf_crnn.cluster`) has several workers, ``mirrored`` on several GPUs, ``one_device`` on one GPU,
+    else ``default``."""
     if cluster.worker_count() > 1:
         return "multi_worker"
+    if int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1 and not cluster.source():
+        log.warning("Slurm job %s has %s tasks, but this process is not one of several tasks of a job step: it "
+                    "trains alone. Start the training with srun (see docs/guide/several-machines.md)",
+                    os.environ.get("SLURM_JOB_ID"), os.environ["SLURM_NTASKS"])
     # Physical, not logical, devices: listing logical ones starts TensorFlow's runtime, after which
     # MultiWorkerMirroredStrategy can no longer configure its collective ops.
     gpus = tf.config.list_physical_devices("GPU")
@@ -243,6 +255,49 @@ def newest_checkpoint(directory: str) -> str | None:
     return recorded
 
 
+class EvalShare:
+    """Which eval batches this worker scores (:meth:`Trainer.evaluate`): worker ``k`` of ``N``, batches ``k``,
+    ``k + N``, ... of the whole set's, as ``tf.distribute`` deals a worker's batches to its local devices.
+
+    Every worker takes the same number of steps (:attr:`steps`) and every local device gets a batch at
+    every step: a share that is short is filled up with :attr:`filler` batches, whose ``index`` is -1 and
+    whose results are dropped (tf.distribute would otherwise hand an empty batch of width 0 to the model).
+
+    Args:
+        batches: batches of the whole eval set (:func:`tf_crnn.data.batch_count`).
+        local_devices: replicas on this worker (``strategy.extended.worker_devices``).
+        filler: a one-batch dataset of the eval pipeline's structure.
+    """
+
+    def __init__(self, batches: int, local_devices: int, filler: tf.data.Dataset):
+        self.batches, self.local, self.filler = batches, local_devices, filler
+        #: This worker's index and the number of workers (the input context's, set by :meth:`dataset`).
+        self.worker, self.workers = 0, 1
+
+    @property
+    def steps(self) -> int:
+        """Evaluation steps of every worker: its batches spread over its local devices, the most of any worker."""
+        return math.ceil(math.ceil(self.batches / self.workers) / self.local)
+
+    def dataset(self, full: tf.data.Dataset, context: tf.distribute.InputContext) -> tf.data.Dataset:
+        """This worker's batches of ``full`` and the fillers (for ``distribute_datasets_from_function``)."""
+        self.worker, self.workers = context.input_pipeline_id, context.num_input_pipelines
+        own = full.shard(self.workers, self.worker) if self.workers > 1 else full
+        missing = self.steps * self.local - len(range(self.worker, self.batches, self.workers))
+        if missing:
+            own = own.concatenate(self.filler.map(lambda batch: {**batch, "index": -tf.ones_like(batch["index"])})
+                                  .cache().repeat(missing))
+        return own
+
+
+def _padded(rows: list[np.ndarray]) -> np.ndarray:
+    """Decoded code rows of different lengths as one ``[rows, longest]`` int32 array, padded with 0 (blank)."""
+    out = np.zeros([len(rows), max((len(r) for r in rows), default=0)], np.int32)
+    for i, row in enumerate(rows):
+        out[i, :len(row)] = row
+    return out
+
+
 class Trainer:
     """Owns the model, optimizer, checkpoints and compiled steps of one training.
 
@@ -300,6 +355,8 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(self.output_dir, CHECKPOINT_DIR), max_to_keep=params.keep_checkpoints)
         self._eval_step = None  # compiled for the dataset's element spec on first use
+        #: The eval images each worker scored in the last :meth:`evaluate` (worker order: the chief first).
+        self.eval_counts: list[int] = []
         self.retrace()
 
     def retrace(self) -> None:
@@ -496,34 +553,84 @@ class Trainer:
     @on_averaged_weights
     def evaluate(self, entries: list[data.Entry],
                  dataset: tf.data.Dataset | None = None) -> tuple[dict[str, float], list]:
-        """Loss and recognition metrics on ``entries``, of the averaged weights with ema_decay.
+        """Loss and recognition metrics on ``entries``, of the averaged weights with ema_decay; several workers
+        share the work.
+
+        The eval batches (``eval_batch_size`` each, those of one worker) are dealt out: worker ``k`` of ``N``
+        scores batches ``k, k + N, ...``, each local device of a worker whole batches in turn. Every worker
+        adds up its :func:`tf_crnn.metrics.metric_sums` and CTC losses; one all-reduce over the workers
+        gives each the sums of all, and :func:`tf_crnn.metrics.metrics_from_sums` the same metrics as one
+        worker on the same batches (the counts exactly, the loss and ``char_accuracy`` up to the order of
+        float additions). The decoded codes are all-reduced too, so every worker has every prediction (the
+        chief's reports and TensorBoard samples). Each worker still reads and decodes all eval images
+        (the batches are those of the whole set; with the image cache once). :attr:`eval_counts` holds the
+        images each worker scored.
 
         Returns:
             metrics: ``loss``, ``char_accuracy``, ``sequence_accuracy``, ``cer``, ``wer``.
             predictions: ``list[tuple[str, ...]]`` aligned with ``entries``.
         """
         dataset = dataset or data.make_dataset(entries, self.params, self.params.eval_batch_size, training=False)
-        predictions: list = [()] * len(entries)
-        total_loss = 0.0
-        if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
-            # Each worker evaluates every entry (no sharding, no collective): identical metrics everywhere.
-            options = tf.data.Options()
-            options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-            dataset = dataset.with_options(options)
-        dist = self.strategy.experimental_distribute_dataset(dataset)
+        share = EvalShare(data.batch_count(entries, self.params.eval_batch_size), self.local_replicas(),
+                          data.make_dataset(entries[:1], self.params, 1, training=False))
+        dist = self.strategy.distribute_datasets_from_function(functools.partial(share.dataset, dataset))
         if self._eval_step is None:
             self._eval_step = tf.function(self._distributed_eval_step, input_signature=[dist.element_spec])
-        for batch in tqdm(dist, desc="evaluating", unit="batch",
-                          total=data.batch_count(entries, self.params.eval_batch_size), mininterval=2.0, leave=False):
-            loss_sum, codes, index = self._eval_step(batch)
-            total_loss += sum(float(x) for x in self.strategy.experimental_local_results(loss_sum))
-            for c, idx in zip(self.strategy.experimental_local_results(codes),
-                              self.strategy.experimental_local_results(index)):
-                for i, symbols in zip(idx.numpy(), codes_to_symbols(c.numpy(), self.symbols_by_code)):
-                    predictions[i] = symbols
         labels = [e.sample.symbols for e in entries]
-        result = {"loss": total_loss / len(entries), **metrics.all_metrics(labels, predictions)}
+        scored: dict[int, np.ndarray] = {}  # entry -> decoded codes (padded with blanks), of this worker's share
+        total_loss = 0.0
+        for batch in tqdm(dist, desc="evaluating", unit="batch", total=share.steps, mininterval=2.0, leave=False):
+            for loss_sum, codes, index in zip(*(self.strategy.experimental_local_results(x)
+                                                for x in self._eval_step(batch))):
+                index = index.numpy()
+                if index.size and index[0] >= 0:  # not a filler batch (EvalShare)
+                    total_loss += float(loss_sum)
+                    scored.update(zip(index.tolist(), codes.numpy()))
+        order = sorted(scored)
+        own = metrics.metric_sums([labels[i] for i in order],
+                                  codes_to_symbols(_padded([scored[i] for i in order]), self.symbols_by_code))
+        counts = np.zeros(share.workers)  # at this worker's index, the images it scored
+        counts[share.worker] = len(scored)
+        # Every entry's decoded codes from the worker that scored it, zeros (blanks) from the others; as wide as
+        # the widest image has time steps, which every worker knows.
+        codes = np.zeros([len(entries), int(sequence_lengths([max(e.width for e in entries)],
+                                                             self.model.pool_widths)[0])])
+        for i, row in scored.items():
+            row = np.trim_zeros(row, "b")
+            codes[i, :len(row)] = row
+        # One all-reduce, in float64: counts and codes stay exact.
+        sums = self.sum_over_workers(np.concatenate([[total_loss, *own.values(), *counts], codes.ravel()]))
+        self.eval_counts = [int(c) for c in sums[len(own) + 1:len(own) + 1 + share.workers]]
+        predictions = codes_to_symbols(sums[len(own) + 1 + share.workers:].reshape(codes.shape).astype(np.int32),
+                                       self.symbols_by_code)
+        if share.workers > 1:
+            log.info("evaluation: worker %d of %d scored %d of the %d eval images", share.worker, share.workers,
+                     len(scored), len(entries))
+        result = {"loss": sums[0] / len(entries), **metrics.metrics_from_sums(dict(zip(metrics.SUMS, sums[1:])))}
         return result, predictions
+
+    def local_replicas(self) -> int:
+        """Replicas of the strategy on this worker (its devices)."""
+        try:
+            return len(self.strategy.extended.worker_devices)
+        except RuntimeError:  # the default strategy has no worker_devices: its one replica
+            return 1
+
+    def sum_over_workers(self, value: np.ndarray) -> np.ndarray:
+        """``value`` of this worker summed with those of the other workers, on every worker (same shape, dtype).
+
+        An eager all-reduce among the replicas in which each worker's first local replica holds
+        ``value`` and its others zeros, so each worker's value counts once. One worker: ``value`` itself.
+        """
+        local = self.local_replicas()
+        if self.strategy.num_replicas_in_sync == local:
+            return value
+        own, zeros = tf.constant(value), tf.zeros(value.shape, value.dtype)
+        per_replica = self.strategy.experimental_distribute_values_from_function(
+            lambda context: own if context.replica_id_in_sync_group % local == 0 else zeros)
+        reduced = self.strategy.run(lambda v: tf.distribute.get_replica_context().all_reduce(
+            tf.distribute.ReduceOp.SUM, v), args=(per_replica,))
+        return self.strategy.experimental_local_results(reduced)[0].numpy()
 
     def fit(self, train_entries: list[data.Entry], eval_entries: list[data.Entry], seed: int | None = None,
             callbacks: Sequence[Callback] = ()) -> list[EpochResult]:
@@ -591,7 +698,8 @@ class Trainer:
         self.epoch.assign_add(1)
         scalars = {"train.loss": train_loss, **{f"eval.{k}": v for k, v in eval_metrics.items()}}
         return EpochResult(int(self.epoch.numpy()), scalars, seen / max(train_time, 1e-9),
-                           time.perf_counter() - start, predictions, self.learning_rate())
+                           time.perf_counter() - start, predictions, self.learning_rate(),
+                           eval_counts=list(self.eval_counts))
 
     @on_averaged_weights
     def export(self, export_dir: str) -> str:

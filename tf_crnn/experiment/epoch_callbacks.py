@@ -99,7 +99,8 @@ class SacredEpochLog(Callback):
     It records the epoch (:attr:`~tf_crnn.callbacks.Callback.records_epoch`): the trainer runs it before
     its other callbacks, so a failure of those (a best export on a full disk) does not lose the record.
     Per epoch: the scalars named in ``history`` and ``train.images_per_second`` (step: the epoch),
-    ``info.epochs`` (epoch, seconds, images per second), all in MongoDB (or the run's local copy)
+    ``info.epochs`` (epoch, seconds, images per second, ``eval_images``: the eval images each worker
+    scored, the chief first), all in MongoDB (or the run's local copy)
     before ``history.json`` has the epoch and before the other callbacks run; one printed line (the
     run's captured output). An epoch already in ``history`` (trained again after a resume) replaces
     its points there; one the run has already (carried over) is not logged to the run a second time.
@@ -135,14 +136,16 @@ class SacredEpochLog(Callback):
         epochs = [e for e in self.run.info.get("epochs", []) if e["epoch"] < result.epoch]
         self.run.info["epochs"] = epochs + [
             {"epoch": result.epoch, "seconds": round(result.seconds, 2),
-             "images_per_second": round(result.images_per_second, 2)}]
+             "images_per_second": round(result.images_per_second, 2), "eval_images": result.eval_counts}]
         write_metrics_now(self.run)
         for name, series in self.history.items():
             replace_epoch(series, result.epoch, result.metrics[name])
         reports.save_history(self.report_dir, self.history)
         print(f"epoch {result.epoch}/{self.n_epochs}: "
               + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
-              + f", {result.images_per_second:.1f} training images/s, {result.seconds:.0f} s")
+              + f", {result.images_per_second:.1f} training images/s, {result.seconds:.0f} s"
+              + (f", eval images per worker {'+'.join(map(str, result.eval_counts))}"
+                 if len(result.eval_counts) > 1 else ""))
 
     def on_callback_failure(self, trainer, result: EpochResult, failure: dict) -> None:
         self.run.info.setdefault("callback_failures", []).append(dict(failure))
