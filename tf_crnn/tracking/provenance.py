@@ -37,17 +37,14 @@ from ..config import DATA_FINGERPRINT_NAMES, one_of
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 
-def file_md5(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+def file_md5(path: str | os.PathLike) -> str:
     """MD5 hex digest of a file's bytes (the hash Sacred uses for sources and resources).
 
     Raises:
         OSError: the file cannot be read.
     """
-    digest = hashlib.md5()
     with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "md5").hexdigest()
 
 
 def _stat_key(path: str) -> str:
