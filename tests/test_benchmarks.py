@@ -136,3 +136,29 @@ def test_compiled_data_measures_files_and_shards_in_aba_order(tmp_path):
     assert all(v > 0 for arm in ("files", "shards") for v in figures[arm]["pipeline"] + figures[arm]["training"])
     assert figures["disk"]["files"]["files"] == 41 and figures["disk"]["shards"]["files"] == 3 + 2
     assert len(figures["storage"]) == 3 and "machine:" in result.stdout and "command:" in result.stdout
+
+
+@pytest.mark.slow
+def test_few_lines_scores_every_cell_on_the_same_held_out_lines_and_continues_a_stopped_run(digits_data, tmp_path):
+    from conftest import train_tiny_export, write_config
+
+    export = train_tiny_export(digits_data, tmp_path)
+    config = write_config(tmp_path, digits_data)
+    book = digits_data / "data" / "train" / "labels.csv"  # 64 lines: one book
+    work = tmp_path / "work"
+    command = [sys.executable, "benchmarks/few_lines.py", "--model", export, "--csv", str(book), "--book-per-csv",
+               "--config", str(config), "--work", str(work), "-n", "0", "4", "--draws", "1", "--steps", "2",
+               "--steps-per-epoch", "2", "--batch", "4"]
+    env = {**os.environ, "TF_CRNN_HOME": str(tmp_path / "home")}
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads(line) for line in (work / "results.jsonl").read_text().splitlines()]
+    assert [(r["n"], r["start"]) for r in rows] == [(0, "model"), (4, "model"), (4, "random")]
+    assert {r["lines"] for r in rows} == {64 - 4}  # the pool of max(N) = 4 lines is never scored
+    assert rows[0]["train_seconds"] == 0 and all(r["train_seconds"] > 0 for r in rows[1:])
+    assert all(0 <= r["cer"] for r in rows) and "| 4 | random | 1 |" in result.stdout and "machine:" in result.stdout
+    trained = (work / "cells" / "labels" / "n4_d0_model" / "train.csv").read_text().splitlines()
+    held_out = (work / "heldout" / "labels.csv").read_text().splitlines()
+    assert len(trained) == 4 and not set(trained) & set(held_out)
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert again.returncode == 0 and "0 cell(s) to measure, 3 already in" in again.stdout
