@@ -19,7 +19,7 @@ mkdir -p requirements
 # name -> extras; setuptools is pinned too so the editable install of tf-crnn builds with --no-build-isolation.
 declare -A sets=(
     [cpu]="cpu postgres"
-    [gpu]="gpu"
+    [gpu]="gpu postgres"
     [deploy]="cpu deploy"
     [docs]="cpu docs"
     [test]="cpu test docs postgres"
