@@ -234,10 +234,7 @@ class CheckCache:
             connection = sqlite3.connect(self.file, timeout=BUSY_TIMEOUT_S, isolation_level=None,
                                          check_same_thread=False)
             try:
-                connection.execute("PRAGMA journal_mode = WAL")
-                connection.execute("PRAGMA synchronous = NORMAL")  # WAL stays consistent; a power cut may drop rows
-                for statement in SCHEMA:
-                    connection.execute(statement)
+                _set_up(connection)
             except BaseException:
                 connection.close()
                 raise
@@ -256,6 +253,28 @@ class CheckCache:
             except sqlite3.Error:
                 pass
             self._connection = None
+
+
+def _set_up(connection: sqlite3.Connection) -> None:
+    """WAL mode and the tables, retried while another process holds the lock, for up to BUSY_TIMEOUT_S.
+
+    SQLite answers "database is locked" at once, without waiting out the busy timeout, when two processes open a
+    new file together and one of them switches it to WAL (the switch needs the file to itself): the other tries
+    again shortly. The mode is persistent, so it is only set when the file is not in WAL mode yet.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            if str(connection.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = NORMAL")  # WAL stays consistent; a power cut may drop rows
+            for statement in SCHEMA:
+                connection.execute(statement)
+            return
+        except sqlite3.OperationalError as e:
+            if not ("locked" in str(e) or "busy" in str(e)) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _matching(rows: dict[str, tuple], key: FileKey | None, value):
