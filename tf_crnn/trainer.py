@@ -290,14 +290,6 @@ class EvalShare:
         return own
 
 
-def _padded(rows: list[np.ndarray]) -> np.ndarray:
-    """Decoded code rows of different lengths as one ``[rows, longest]`` int32 array, padded with 0 (blank)."""
-    out = np.zeros([len(rows), max((len(r) for r in rows), default=0)], np.int32)
-    for i, row in enumerate(rows):
-        out[i, :len(row)] = row
-    return out
-
-
 class Trainer:
     """Owns the model, optimizer, checkpoints and compiled steps of one training.
 
@@ -586,11 +578,6 @@ class Trainer:
                 if index.size and index[0] >= 0:  # not a filler batch (EvalShare)
                     total_loss += float(loss_sum)
                     scored.update(zip(index.tolist(), codes.numpy()))
-        order = sorted(scored)
-        own = metrics.metric_sums([labels[i] for i in order],
-                                  codes_to_symbols(_padded([scored[i] for i in order]), self.symbols_by_code))
-        counts = np.zeros(share.workers)  # at this worker's index, the images it scored
-        counts[share.worker] = len(scored)
         # Every entry's decoded codes from the worker that scored it, zeros (blanks) from the others; as wide as
         # the widest image has time steps, which every worker knows.
         codes = np.zeros([len(entries), int(sequence_lengths([max(e.width for e in entries)],
@@ -598,6 +585,11 @@ class Trainer:
         for i, row in scored.items():
             row = np.trim_zeros(row, "b")
             codes[i, :len(row)] = row
+        order = sorted(scored)
+        own = metrics.metric_sums([labels[i] for i in order],
+                                  codes_to_symbols(codes[order].astype(np.int32), self.symbols_by_code))
+        counts = np.zeros(share.workers)  # at this worker's index, the images it scored
+        counts[share.worker] = len(scored)
         # One all-reduce, in float64: counts and codes stay exact.
         sums = self.sum_over_workers(np.concatenate([[total_loss, *own.values(), *counts], codes.ravel()]))
         self.eval_counts = [int(c) for c in sums[len(own) + 1:len(own) + 1 + share.workers]]
