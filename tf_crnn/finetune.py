@@ -402,9 +402,12 @@ def describe(record: dict) -> str:
         return (f"init_from={record['init_from']!r} not loaded: restore_model=True resumes the epoch "
                 f"{record['resumed_from_epoch']} checkpoint, which continues from the fine-tuned weights")
     copied = record["copied"]
-    what = {"run": lambda: f"run {record['run_id']}'s export",
-            "pretrained": lambda: f"pretrained model {record.get('name', record['path'])}"}.get(
-        record["source"], lambda: f"{record['source']} {record['path']}")()
+    if record["source"] == "run":
+        what = f"run {record['run_id']}'s export"
+    elif record["source"] == "pretrained":
+        what = f"pretrained model {record.get('name', record['path'])}"
+    else:
+        what = f"{record['source']} {record['path']}"
     line = (f"weights from {what}: layers {', '.join(copied['layers'])} copied; output layer remapped: "
             f"{copied['shared_symbols']} symbol(s) shared, {copied['new_symbols']} new, "
             f"{copied['dropped_symbols']} dropped")

@@ -515,7 +515,7 @@ def fine_tune(model, alphabet: Alphabet, params: Params, resumed_epoch: int | No
         record = finetune.not_applied(params.init_from, resumed_epoch)
     else:
         source = source or resolve_init_from(params.init_from, params.mongo_url, params.mongo_db_name)
-        record = {**finetune.initialize(model, alphabet, source.path, source.origin, params.unicode_normalization)}
+        record = finetune.initialize(model, alphabet, source.path, source.origin, params.unicode_normalization)
     if alphabet_record is not None:
         record["alphabet"] = alphabet_record
     return record
