@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shlex
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -12,6 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bars between the figures
+
+READY = "computing in"  # printed by tf_crnn.experiment.experiments.train_with after the data checks
+EPOCH = re.compile(r"^epoch (\d+)/\d+: .*?([\d.]+) training images/s")  # tf_crnn.experiment.epoch_callbacks
 
 # name -> (input_shape [height, min_width], label length of the synthetic batches, digits per generated image)
 SETUPS = {
@@ -93,3 +99,39 @@ class Timer:
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.start
+
+
+def train_py(config: Path, home: Path, output: Path, stop_when_ready: bool, **env: str) -> dict:
+    """One ``train.py with CONFIG output_model_dir=OUTPUT`` process, ``$TF_CRNN_HOME`` = ``home``, no observer.
+
+    Returns ``{"ready_s": seconds from the start to the line READY (data checked, fingerprint taken, model
+    built), "epoch_images_per_s": training images/s of each epoch, "peak_rss_mb": the process's peak resident
+    memory (ru_maxrss from os.wait4)}``. With ``stop_when_ready`` it is sent SIGTERM at READY. ``env``: more
+    environment variables.
+
+    Raises:
+        RuntimeError: the process ended without READY, or failed when it was to train (its last lines say why).
+    """
+    command = [sys.executable, str(ROOT / "train.py"), "with", str(config), f"output_model_dir={output}"]
+    environment = {**os.environ, "TF_CRNN_HOME": str(home), "TF_CRNN_NO_OBSERVER": "1", "PYTHONUNBUFFERED": "1",
+                   "TF_CPP_MIN_LOG_LEVEL": "2", "TQDM_DISABLE": "1", **env}
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    seen: list[str] = []
+    ready = None
+    rates: list[float] = []
+    for line in process.stdout:
+        seen.append(line)
+        if ready is None and READY in line:
+            ready = time.perf_counter() - started
+            if stop_when_ready:
+                process.send_signal(signal.SIGTERM)
+        match = EPOCH.search(line)
+        if match:
+            rates.append(float(match.group(2)))
+    _, status, usage = os.wait4(process.pid, 0)  # this child's own rusage (subprocess.wait would discard it)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if ready is None or (not stop_when_ready and process.returncode != 0):
+        raise RuntimeError(f"train.py ended with {process.returncode}:\n" + "".join(seen[-40:]))
+    return {"ready_s": round(ready, 1), "epoch_images_per_s": rates, "peak_rss_mb": round(usage.ru_maxrss / 1024)}

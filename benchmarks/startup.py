@@ -17,18 +17,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import ROOT, header
-
-READY = "computing in"  # printed by tf_crnn.experiment.experiments.train_with after the data checks
+from _common import ROOT, header, train_py
 
 
 def generated_set(folder: Path, images: int) -> tuple[Path, Path]:
@@ -60,30 +54,9 @@ def config_file(folder: Path, train_csv: Path, eval_csv: Path) -> Path:
 
 def time_to_ready(config: Path, home: Path, cache: bool, output: Path) -> float:
     """Seconds from starting ``train.py with CONFIG output_model_dir=OUTPUT`` to its ``computing in`` line; the
-    process is then stopped.
-
-    Raises:
-        RuntimeError: the training ended without printing the line (its output is in the message).
-    """
-    env = {**os.environ, "TF_CRNN_HOME": str(home), "TF_CRNN_NO_OBSERVER": "1", "PYTHONUNBUFFERED": "1",
-           "TF_CPP_MIN_LOG_LEVEL": "2", "TQDM_DISABLE": "1"}
-    if not cache:
-        env["TF_CRNN_NO_CHECK_CACHE"] = "1"
-    command = [sys.executable, str(ROOT / "train.py"), "with", str(config), f"output_model_dir={output}"]
-    started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
-    seen = []
-    try:
-        for line in process.stdout:
-            seen.append(line)
-            if READY in line:
-                return time.perf_counter() - started
-        raise RuntimeError(f"the training ended before '{READY}':\n" + "".join(seen[-40:]))
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        process.wait(timeout=300)
+    process is then stopped (:func:`_common.train_py`)."""
+    env = {} if cache else {"TF_CRNN_NO_CHECK_CACHE": "1"}
+    return train_py(config, home, output, stop_when_ready=True, **env)["ready_s"]
 
 
 def cache_rows(home: Path) -> str:

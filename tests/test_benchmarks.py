@@ -162,3 +162,21 @@ def test_few_lines_scores_every_cell_on_the_same_held_out_lines_and_continues_a_
     assert len(trained) == 4 and not set(trained) & set(held_out)
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert again.returncode == 0 and "0 cell(s) to measure, 3 already in" in again.stdout
+
+
+@pytest.mark.slow
+def test_scale_measures_every_size_and_the_smallest_again_from_files_and_shards(tmp_path):
+    out = tmp_path / "figures.json"
+    result = subprocess.run(
+        [sys.executable, "benchmarks/scale.py", "--data", str(tmp_path / "data"), "--sizes", "24", "48",
+         "--steps", "1", "--epochs", "2", "--batch", "4", "--shard-size", "16", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert list(figures) == ["files 24", "files 48", "files 24 (again)", "shards 24", "shards 48"]
+    for name, f in figures.items():
+        assert f["first_ready_s"] > 0 and f["second_ready_s"] > 0 and f["peak_rss_mb"] > 100, (name, f)
+        assert len(f["epoch_images_per_s"]) == 2 and f["steady_images_per_s"] == f["epoch_images_per_s"][1]
+    assert figures["shards 48"]["bytes"] > figures["shards 24"]["bytes"] > 0
+    assert (tmp_path / "data" / "train" / "first_24.csv").read_text().count("\n") == 24
+    assert "projection to 16,000,000 images" in result.stdout and "machine:" in result.stdout

@@ -1,0 +1,163 @@
+"""Training at 10 k, 100 k and 1 M images: start-up, peak memory and steady speed, from files and from shards.
+
+    python benchmarks/scale.py --data /data/scale                                  # 10k, 100k, 1M (issue 24)
+    python benchmarks/scale.py --data /tmp/scale --sizes 2000 20000 --steps 20     # small
+
+One generated set of rendered digit strings (word setup, ``_common.generate_digits``: 32 px high, 3-10
+digits) of the largest size is made once under ``--data`` (1 M images: about 6.5 GB and 15 minutes on 2
+cores), with 1,000 eval images; each smaller size is the first N rows of its CSV. Every measurement is a fresh
+``train.py`` process (the default CRNN, ``data_fingerprint=content``, no MongoDB observer) with its own
+``output_model_dir``:
+
+1. **first run**: a new ``$TF_CRNN_HOME`` (empty check cache), timed from the process start to the line
+   ``run N: computing in ...`` (data checked, content fingerprint taken, model built; the first training step
+   follows), then stopped;
+2. **second run**: the same home (the check cache of the first run), timed the same way, then trained for
+   ``--epochs`` epochs of ``--steps`` steps of ``--batch`` images: steady images/s is the mean of the epochs
+   after the first (whose first step traces the graph) as ``train.py`` logs them (training steps only), and
+   the peak resident memory (``ru_maxrss`` of the process, from ``os.wait4``);
+3. the same two runs from the set compiled with ``tf-crnn compile`` (timed; ``--shard-size``), for the
+   smallest and the largest size.
+
+Order: the sizes from small to large, then the smallest size once more (A-B-A: the machine's drift shows as a
+difference between the two smallest-size figures), then the compiled sets. The files are in the operating
+system's page cache when the set was just generated (the first run checks from memory, not from a cold disk).
+The end prints a table and the projection to ``--project`` images from the slope between the two largest
+sizes; ``--json`` keeps the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import ROOT, generate_digits, header, train_py
+
+EVAL_IMAGES = 1_000
+
+
+def sized_csv(source: Path, size: int) -> Path:
+    """``source``'s folder / ``first_SIZE.csv``: the first ``size`` rows of ``source`` (same relative paths)."""
+    target = source.parent / f"first_{size}.csv"
+    if not target.is_file():
+        with source.open(encoding="utf-8") as rows, target.open("w", encoding="utf-8") as out:
+            for _, row in zip(range(size), rows):
+                out.write(row)
+    return target
+
+
+def config_file(folder: Path, name: str, train: Path, eval_: Path, args) -> Path:
+    """A config of the default word setup training on ``train`` (CSV or compiled folder)."""
+    path = folder / f"config-{name}.json"
+    path.write_text(json.dumps({
+        "csv_files_train": [str(train)], "csv_files_eval": [str(eval_)],
+        "lookup_alphabet_file": str(ROOT / "data" / "alphabets" / "digits.json"),
+        "input_shape": [32, 100], "n_epochs": args.epochs, "steps_per_epoch": args.steps,
+        "train_batch_size": args.batch, "eval_batch_size": 64, "data_fingerprint": "content",
+        "restore_model": False, "seed": 1}))
+    return path
+
+
+def measure(name: str, train: Path, eval_: Path, work: Path, args) -> dict:
+    """First run (fresh home, stopped when ready) and second run (trained) of one training set."""
+    home = work / f"home-{name}"
+    config = config_file(work, name, train, eval_, args)
+    first = train_py(config, home, work / "outputs" / f"{name}-first", stop_when_ready=True)
+    print(f"  {name}: first run {first['ready_s']:.1f} s to the first step", flush=True)
+    second = train_py(config, home, work / "outputs" / f"{name}-second", stop_when_ready=False)
+    steady = second["epoch_images_per_s"][1:] or second["epoch_images_per_s"]
+    figures = {"first_ready_s": first["ready_s"], "second_ready_s": second["ready_s"],
+               "peak_rss_mb": second["peak_rss_mb"], "first_peak_rss_mb": first["peak_rss_mb"],
+               "steady_images_per_s": round(sum(steady) / len(steady), 1),
+               "epoch_images_per_s": second["epoch_images_per_s"]}
+    print(f"  {name}: second run {figures['second_ready_s']:.1f} s to the first step, "
+          f"{figures['steady_images_per_s']:.1f} images/s steady (epochs {second['epoch_images_per_s']}), "
+          f"peak RSS {figures['peak_rss_mb']} MB", flush=True)
+    return figures
+
+
+def compile_set(csv: Path, out: Path, home: Path, shard_size: str) -> dict:
+    """``tf-crnn compile CSV -o OUT`` as a process (its check cache in ``home``): seconds and bytes."""
+    command = [sys.executable, "-m", "tf_crnn.cli", "compile", str(csv), "-o", str(out), "--shard-size", shard_size,
+               "--no-progress", "--overwrite"]
+    started = time.perf_counter()
+    env = {**os.environ, "TF_CRNN_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    subprocess.run(command, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+    seconds = time.perf_counter() - started
+    size = sum(p.stat().st_size for p in out.iterdir())
+    print(f"  compiled {csv.name} in {seconds:.0f} s: {size / 1e9:.2f} GB in {out}", flush=True)
+    return {"compile_s": round(seconds, 1), "bytes": size}
+
+
+def projection(figures: dict[str, dict], sizes: list[int], target: int) -> None:
+    """Linear extrapolation of start-up and memory from the two largest sizes to ``target`` images."""
+    if len(sizes) < 2:
+        return
+    a, b = sizes[-2], sizes[-1]
+    print(f"projection to {target:,} images (linear, from {a:,} and {b:,}):")
+    for key, unit in (("first_ready_s", "s"), ("second_ready_s", "s"), ("peak_rss_mb", "MB")):
+        fa, fb = figures[f"files {a}"][key], figures[f"files {b}"][key]
+        slope = (fb - fa) / (b - a)
+        if slope <= 0:
+            print(f"  {key}: no growth measured ({fa:,} -> {fb:,} {unit}): about {fb:,} {unit}")
+        else:
+            print(f"  {key}: {fb + slope * (target - b):,.0f} {unit} ({slope * 1e6:,.1f} {unit} per million images)")
+
+
+def table(figures: dict[str, dict]) -> None:
+    print("| data | first run: s to first step | second run: s to first step | peak RSS, MB "
+          "| steady images/s |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, f in figures.items():
+        print(f"| {name} | {f['first_ready_s']:.1f} | {f['second_ready_s']:.1f} | {f['peak_rss_mb']:,} "
+              f"| {f['steady_images_per_s']:.1f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, help="folder for the generated set (kept, reused)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--steps", type=int, default=100, help="training steps per epoch (default 100)")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs of the second run; the first is not "
+                                                              "counted as steady (default 3)")
+    parser.add_argument("--batch", type=int, default=16, help="training batch (default 16)")
+    parser.add_argument("--shard-size", default="128MB", help="tf-crnn compile --shard-size (default 128MB)")
+    parser.add_argument("--no-compiled", action="store_true", help="skip the compiled sets")
+    parser.add_argument("--project", type=int, default=16_000_000, help="projection target (MJSynth + "
+                                                                        "SynthText: about 16 M)")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args()
+    sizes = sorted(args.sizes)
+    header(f"training at scale: {', '.join(f'{s:,}' for s in sizes)} images; {args.epochs} x {args.steps} steps "
+           f"of {args.batch}")
+    started = time.perf_counter()
+    train_csv = generate_digits(args.data / "train", sizes[-1], "word", seed=0)
+    eval_csv = generate_digits(args.data / "eval", EVAL_IMAGES, "word", seed=1)
+    print(f"data: {args.data} ({time.perf_counter() - started:.0f} s incl. generation if new)", flush=True)
+    time.sleep(2.5)  # files modified within 2 s of their check are not remembered (check_cache.RACY_SECONDS)
+    figures: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="scale_", dir=args.data) as tmp:
+        work = Path(tmp)
+        for size in [*sizes, sizes[0]]:  # A-B-A: the smallest again at the end
+            name = f"files {size}" if f"files {size}" not in figures else f"files {size} (again)"
+            figures[name] = measure(re.sub(r"\W+", "_", name).strip("_"), sized_csv(train_csv, size), eval_csv,
+                                    work, args)
+        if not args.no_compiled:
+            for size in (sizes[0], sizes[-1]) if len(sizes) > 1 else sizes:
+                out = args.data / f"compiled_{size}"
+                made = compile_set(sized_csv(train_csv, size), out, work / f"home-compile-{size}", args.shard_size)
+                figures[f"shards {size}"] = {**measure(f"shards_{size}", out, eval_csv, work, args), **made}
+    table(figures)
+    projection(figures, sizes, args.project)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
+
+
+if __name__ == "__main__":
+    main()
