@@ -1,6 +1,7 @@
 """tf-crnn predict over a whole collection: images/s against plain Keras, and a resume after kill -9 half way.
 
     python benchmarks/predict_collection.py --export EXPORT --images 10000                  # speed, A-B-A
+    python benchmarks/predict_collection.py --export EXPORT --onnx M.onnx                   # + ONNX Runtime
     python benchmarks/predict_collection.py --export EXPORT --images 256 --rounds 1         # tiny
     python benchmarks/predict_collection.py --export EXPORT --resume-check SOURCE...        # kill -9, resume
 
@@ -13,6 +14,7 @@ cached in ``--data``), rounds in A-B-A order in one process:
 (b) plain Keras: the same network with the same weights (:meth:`PredictionModel.crnn`), a straightforward
     tf.data pipeline in input order (read, :func:`tf_crnn.data.preprocess_image`, ``padded_batch``), the model
     called batch by batch, greedy CTC decoding with ``keras.ops.ctc_decode``.
+(c) with ``--onnx``: (a) with the same model converted to ONNX (ONNX Runtime), between (b) and the last (a).
 
 ``--resume-check`` runs ``tf-crnn predict -o`` on the sources as a process, kills it (SIGKILL) when half the
 images are written, resumes it with ``--resume`` and checks that the output holds every image once, in input
@@ -73,17 +75,23 @@ def speed(args) -> dict:
     folder = args.data / f"word_{args.images}"
     generate_digits(folder, args.images, "word")
     paths = sorted(str(p) for p in (folder / "images").glob("*.png"))[:args.images]
-    tf_crnn_rate(args.export, paths[:args.batch], args.batch)  # tracing and caches, left out
-    plain_keras_rate(args.export, paths[:args.batch], args.batch)
-    figures: dict[str, list[float]] = {"tf-crnn": [], "plain": []}
-    for _ in range(args.rounds):  # A-B-A
-        figures["tf-crnn"].append(tf_crnn_rate(args.export, paths, args.batch))
-        figures["plain"].append(plain_keras_rate(args.export, paths, args.batch))
-        figures["tf-crnn"].append(tf_crnn_rate(args.export, paths, args.batch))
+    arms = {"tf-crnn": lambda p: tf_crnn_rate(args.export, p, args.batch),
+            "plain": lambda p: plain_keras_rate(args.export, p, args.batch)}
+    if args.onnx:
+        arms["tf-crnn onnx"] = lambda p: tf_crnn_rate(args.onnx, p, args.batch)
+    for measure in arms.values():
+        measure(paths[:args.batch])  # tracing and caches, left out
+    figures: dict[str, list[float]] = {name: [] for name in arms}
+    for _ in range(args.rounds):  # A-B-A (A-B-C-A with --onnx)
+        for name in [*arms, "tf-crnn"]:
+            figures[name].append(arms[name](paths))
     for name, values in figures.items():
-        print(f"{name:8s}: " + ", ".join(f"{v:.1f}" for v in values) + " images/s")
+        print(f"{name:12s}: " + ", ".join(f"{v:.1f}" for v in values) + " images/s")
     mean = {name: sum(v) / len(v) for name, v in figures.items()}
     print(f"ratio tf-crnn / plain: {mean['tf-crnn'] / mean['plain']:.2f} ({len(paths)} images, batch {args.batch})")
+    if args.onnx:
+        print(f"ratio tf-crnn onnx / plain: {mean['tf-crnn onnx'] / mean['plain']:.2f}; "
+              f"onnx / SavedModel: {mean['tf-crnn onnx'] / mean['tf-crnn']:.2f}")
     return figures
 
 
@@ -122,6 +130,8 @@ def resume_check(args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--export", required=True, help="a tf-crnn SavedModel export")
+    parser.add_argument("--onnx", help="the same model converted (tf-crnn convert --format onnx): a third arm, "
+                                       "tf-crnn on ONNX Runtime")
     parser.add_argument("--images", type=int, default=10000)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2, help="A-B-A rounds")
