@@ -18,7 +18,7 @@ cached in ``--data``), rounds in A-B-A order in one process:
 
 ``--resume-check`` runs ``tf-crnn predict -o`` on the sources as a process, kills it (SIGKILL) when half the
 images are written, resumes it with ``--resume`` and checks that the output holds every image once, in input
-order. Figures: not measured yet (this is the script; the measurements and the docs page come later).
+order. Figures: docs/benchmarks/scale.md.
 """
 from __future__ import annotations
 

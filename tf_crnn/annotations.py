@@ -30,7 +30,7 @@ class AnnotationError(ValueError):
     """A CSV row or label that cannot be used; the message names file and line."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a million rows take about 100 bytes less each
 class Sample:
     """One annotated image.
 

@@ -72,7 +72,7 @@ _shared: dict[Path, "CheckCache"] = {}
 _shared_lock = threading.Lock()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a million rows take about 100 bytes less each
 class FileKey:
     """A file as the cache knows it: absolute path, size (bytes), modification time (ns since the epoch).
 
@@ -90,9 +90,13 @@ class FileKey:
         return self.mtime_ns < self.seen_ns - int(RACY_SECONDS * 1e9)
 
 
-def file_key(path: str | os.PathLike) -> FileKey | None:
-    """The :class:`FileKey` of a regular file now, or None when it is missing, not a file or cannot be stat'ed."""
-    seen = time.time_ns()
+def file_key(path: str | os.PathLike, seen_ns: int | None = None) -> FileKey | None:
+    """The :class:`FileKey` of a regular file now, or None when it is missing, not a file or cannot be stat'ed.
+
+    ``seen_ns``: a ``time.time_ns()`` taken before the ``stat`` (default: now); an earlier one only makes
+    :attr:`FileKey.settled` stricter.
+    """
+    seen = time.time_ns() if seen_ns is None else seen_ns
     try:
         st = os.stat(path)
     except (OSError, ValueError):
@@ -103,8 +107,9 @@ def file_key(path: str | os.PathLike) -> FileKey | None:
 
 
 def file_keys(paths: Iterable[str | os.PathLike]) -> list[FileKey | None]:
-    """:func:`file_key` of each path, in order."""
-    return [file_key(p) for p in paths]
+    """:func:`file_key` of each path, in order, all with the time taken before the first ``stat``."""
+    seen = time.time_ns()
+    return [file_key(p, seen) for p in paths]
 
 
 def turned_off() -> bool:

@@ -49,7 +49,7 @@ class DataError(ValueError):
     """Bad training data found before training; the message lists file:line and what to do."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a million rows take about 100 bytes less each
 class Entry:
     """A checked sample ready for the pipeline."""
 

@@ -58,7 +58,7 @@ class ImageError(ValueError):
     """An image that cannot be used; the message says why (the caller says which image)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a million rows take about 100 bytes less each
 class ImageInfo:
     """What the check found out about one usable image.
 
