@@ -22,6 +22,9 @@ observer) with its own ``output_model_dir``:
 Order: the sizes from small to large, then the smallest size once more (A-B-A: the machine's drift shows as a
 difference between the two smallest-size figures), then the compiled sets. The files are in the operating
 system's page cache when the set was just generated (the first run checks from memory, not from a cold disk).
+``--data-path SIZE`` measures instead what ``train.py`` does with the data before the model (read, check,
+fingerprint) in one process, with the peak RSS after each step (``$TF_CRNN_HOME``: the check cache to use).
+
 The end prints a table and the projection to ``--project`` images (:func:`projection`); ``--json`` keeps the
 figures.
 """
@@ -122,6 +125,38 @@ def table(figures: dict[str, dict]) -> None:
               f"| {f['steady_images_per_s']:.1f} |")
 
 
+def data_path(train_csv: Path, eval_csv: Path) -> None:
+    """What ``train.py`` does with the data before it builds the model, in this process: read the CSVs
+    (:func:`tf_crnn.data.read_split`), check them (:func:`tf_crnn.data.load_split`), take the content fingerprint
+    (:func:`tf_crnn.tracking.provenance.describe_training_data`); seconds and the peak RSS after each step. Run it
+    with the ``$TF_CRNN_HOME`` of a run that saw the images to measure a second run's data path."""
+    import resource
+
+    from tf_crnn import data
+    from tf_crnn.alphabet import Alphabet
+    from tf_crnn.config import Params
+    from tf_crnn.tracking import provenance
+
+    def peak_mb() -> float:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    params = Params(csv_files_train=[str(train_csv)], csv_files_eval=[str(eval_csv)], input_shape=[32, 100],
+                    lookup_alphabet_file=str(ROOT / "data" / "alphabets" / "digits.json"), data_fingerprint="content")
+    alphabet = Alphabet.from_file(params.lookup_alphabet_file)
+    splits = {"train": params.csv_files_train, "eval": params.csv_files_eval}
+    print(f"data path of {train_csv}: after the imports, peak RSS {peak_mb():,.0f} MB", flush=True)
+    steps = {"read": lambda: {s: data.read_split(csvs, params) for s, csvs in splits.items()}}
+    steps["check"] = lambda: [data.load_split(splits[s], params, alphabet, s, progress=False, samples=rows[s])
+                              for s in splits]
+    steps["fingerprint"] = lambda: provenance.describe_training_data(params, rows=rows)
+    kept = []  # every step's result stays alive, as in train.py
+    for name, step in steps.items():
+        started = time.perf_counter()
+        kept.append(step())
+        rows = kept[0]
+        print(f"  {name}: {time.perf_counter() - started:.1f} s, peak RSS {peak_mb():,.0f} MB", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="folder for the generated set (kept, reused)")
@@ -135,8 +170,14 @@ def main() -> None:
     parser.add_argument("--project", type=int, default=16_000_000, help="projection target (MJSynth + "
                                                                         "SynthText: about 16 M)")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--data-path", type=int, metavar="SIZE", help="instead: the data path of SIZE images "
+                                                                      "alone, in this process (data_path())")
     args = parser.parse_args()
     sizes = sorted(args.sizes)
+    if args.data_path:
+        train_csv = generate_digits(args.data / "train", max(sizes[-1], args.data_path), "word", seed=0)
+        data_path(sized_csv(train_csv, args.data_path), generate_digits(args.data / "eval", EVAL_IMAGES, "word", 1))
+        return
     header(f"training at scale: {', '.join(f'{s:,}' for s in sizes)} images; {args.epochs} x {args.steps} steps "
            f"of {args.batch}")
     started = time.perf_counter()

@@ -180,3 +180,9 @@ def test_scale_measures_every_size_and_the_smallest_again_from_files_and_shards(
     assert figures["shards 48"]["bytes"] > figures["shards 24"]["bytes"] > 0
     assert (tmp_path / "data" / "train" / "first_24.csv").read_text().count("\n") == 24
     assert "projection to 16,000,000 images" in result.stdout and "machine:" in result.stdout
+    result = subprocess.run([sys.executable, "benchmarks/scale.py", "--data", str(tmp_path / "data"), "--sizes", "48",
+                             "--data-path", "24"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "TF_CRNN_HOME": str(tmp_path / "home")})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    steps = re.findall(r"^  (read|check|fingerprint): [0-9.]+ s, peak RSS [0-9,]+ MB$", result.stdout, re.M)
+    assert steps == ["read", "check", "fingerprint"], result.stdout
