@@ -256,3 +256,26 @@ def test_the_packaging_script_makes_a_folder_that_transcribes_as_the_export(digi
     assert (folder / CARD_TEXT).read_text(encoding="utf-8").endswith("Digits, for the test.\n")
     stored = np.load(folder / WEIGHTS)
     assert {stored[k].dtype for k in stored.files} == {np.dtype("float16")}
+
+
+@pytest.mark.slow
+@needs_archiscribe
+def test_convert_takes_a_shipped_model_and_the_onnx_file_reads_its_sample_as_the_card_says(tmp_path, capsys):
+    from tf_crnn import evaluation
+    from tf_crnn.cli import main as cli
+    from tf_crnn.datasets.converters import prepare
+    from tf_crnn.decoding import default_decoding
+
+    onnx = tmp_path / "fraktur.onnx"
+    assert cli(["convert", "--model", f"pretrained:{FRAKTUR}", "-o", str(onnx)]) == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "fraktur.alphabet.json").read_text()) == json.loads(
+        (pretrained.MODELS_DIR / FRAKTUR / "alphabet.json").read_text())
+    sample = pretrained.card(FRAKTUR)["sample"]
+    csv = tmp_path / "sample.csv"
+    prepare(sample["format"], [SHARED_DATA / folder for folder in sample["folders"]], csv, progress=False)
+    prepared = evaluation.prepare(str(onnx), [str(csv)], progress=False)
+    result = evaluation.evaluate(prepared, default_decoding(prepared.model.params, "greedy"), progress=False)
+    assert len(result.rows) == sample["lines"]
+    assert result.metrics["exact"]["cer"] == pytest.approx(sample["cer"], abs=0.005)  # float32 of float16 weights
+    assert cli(["convert", "--model", "pretrained:no-such-model", "-o", str(tmp_path / "x.onnx")]) == 2
+    assert "no pretrained model 'no-such-model'" in capsys.readouterr().err

@@ -53,7 +53,8 @@ from dataclasses import dataclass
 
 from ._util import atomic_write, filtered_stderr, write_json
 from .config import DEPLOY_FORMAT_NAMES, QUANTIZATION_NAMES, one_of
-from .model_files import ONNX, SUFFIXES, TFLITE, companion_files, format_of
+from .model_files import ONNX, SUFFIXES, TFLITE, companion_files, format_of, is_pretrained_folder
+from .pretrained import resolve
 
 #: What each ``quantize`` choice does to a TFLite model.
 QUANTIZATIONS = {
@@ -171,7 +172,10 @@ def check_request(output: str, format: str | None, quantize: str, representative
 
 
 def check_export(export_dir: str) -> None:
-    """Raise :class:`DeployError` unless ``export_dir`` is a tf-crnn SavedModel export (a hint if its parent was)."""
+    """Raise :class:`DeployError` unless ``export_dir`` is a tf-crnn SavedModel export or a shipped model's folder
+    (a hint if its parent was an export)."""
+    if is_pretrained_folder(export_dir):
+        return
     if os.path.isfile(os.path.join(export_dir, "saved_model.pb")):
         missing = [f for f in ("params.json", "alphabet.json") if not os.path.isfile(os.path.join(export_dir, f))]
         if missing:
@@ -205,7 +209,8 @@ def convert(export_dir: str | os.PathLike, output: str | os.PathLike, format: st
 
     Args:
         export_dir: the export folder (``output_model_dir/export``: ``saved_model.pb``,
-            ``params.json``, ``alphabet.json``).
+            ``params.json``, ``alphabet.json``), or a shipped model: ``pretrained:NAME`` or its folder
+            (:mod:`tf_crnn.pretrained`; its float16-stored weights are converted as float32).
         output: the model file to write, ``*.tflite`` or ``*.onnx``; its folder is created.
         format: ``tflite`` or ``onnx``; None: from ``output``'s suffix.
         quantize: TFLite only, one of :data:`QUANTIZATIONS`.
@@ -222,6 +227,7 @@ def convert(export_dir: str | os.PathLike, output: str | os.PathLike, format: st
         The files are written atomically (a previous file stays whole if anything fails).
 
     Raises:
+        tf_crnn.pretrained.PretrainedError: ``pretrained:NAME`` with a name tf-crnn does not ship.
         DeployError: bad options, no export at ``export_dir``, no readable representative image,
             or the converter failed (the message names the op it stopped at, when it says).
         OSError: ``output`` cannot be written (named, with the reason).
@@ -229,7 +235,7 @@ def convert(export_dir: str | os.PathLike, output: str | os.PathLike, format: st
         ImportError: tf2onnx missing for ONNX (``pip install 'tf-crnn[deploy]'``).
     """
     started = time.perf_counter()
-    export_dir, output = os.path.abspath(os.fspath(export_dir)), os.path.abspath(os.fspath(output))
+    export_dir, output = os.path.abspath(resolve(export_dir)), os.path.abspath(os.fspath(output))
     format = check_request(output, format, quantize, representative, samples)
     check_export(export_dir)
     check_writable(output)

@@ -3,6 +3,7 @@
     tf-crnn convert --model output/fraktur/export --format tflite --quantize int8 \\
         --representative data/prepared/fraktur.train.csv --samples 200 -o out/fraktur.tflite
     tf-crnn convert --model output/fraktur/export --format onnx -o out/fraktur.onnx
+    tf-crnn convert --model pretrained:latin-print --format onnx -o out/latin-print.onnx
 
 ``tf-crnn export``, its name before 0.5, still works and says so on stderr: "export" now means
 only the SavedModel a training writes (:mod:`tf_crnn.export`).
@@ -97,7 +98,8 @@ def register(sub) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``tf-crnn convert``."""
-    p.add_argument("--model", required=True, help="the SavedModel export folder (output_model_dir/export)")
+    p.add_argument("--model", required=True, help="the SavedModel export folder (output_model_dir/export), or "
+                                                   "pretrained:NAME (tf-crnn models list)")
     p.add_argument("--format", choices=DEPLOY_FORMAT_NAMES, help="default: from the suffix of -o")
     p.add_argument("--quantize", choices=QUANTIZATION_NAMES, default="none", help="TFLite only (default none)")
     p.add_argument("--representative", action="append", metavar="CSV",

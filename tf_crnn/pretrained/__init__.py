@@ -6,7 +6,8 @@ in the ``pretrained`` format of :mod:`tf_crnn.model_files`: ``weights.npz`` (flo
 makes such a folder from a training's export and measures the figures its card gives.
 
 A model is named ``pretrained:NAME`` wherever a model folder is taken: ``init_from`` of a training,
-``tf-crnn predict --model``, ``tf-crnn evaluate --model``, :class:`tf_crnn.loader.PredictionModel`
+``tf-crnn predict --model``, ``tf-crnn evaluate --model``, ``tf-crnn convert --model``,
+:class:`tf_crnn.loader.PredictionModel`
 (:func:`resolve`); ``tf-crnn models list`` / ``show NAME`` print the cards.
 
 ``card.json`` keys (written by the packaging script): ``name``, ``summary`` (one line), ``trained_on``,
