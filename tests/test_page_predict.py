@@ -28,6 +28,8 @@ from tf_crnn.page_recognition import output_paths
 KANT = SHARED_DATA / "ocrd-kant-1784"
 needs_kant = pytest.mark.skipif(not KANT.is_dir(), reason=f"the Kant pages are not here: {KANT} is absent")
 SCHEMA_2019 = Path(__file__).parent / "data" / "page" / "pagecontent-2019-07-15.xsd"
+#: The ALTO 2.0 schema (the Kant ALTO's namespace) and the XLink schema it imports (tests/data/alto/README.md).
+ALTO_SCHEMAS = Path(__file__).parent / "data" / "alto"
 #: Elements that hold text (or, Metadata, the writing's time): everything else is layout and must not change.
 TEXT_ELEMENTS = {"TextEquiv", "Word", "Glyph", "Metadata", "String", "SP", "HYP"}
 
@@ -35,6 +37,26 @@ TEXT_ELEMENTS = {"TextEquiv", "Word", "Glyph", "Metadata", "String", "SP", "HYP"
 @pytest.fixture(scope="module")
 def schema():
     return etree.XMLSchema(etree.parse(str(SCHEMA_2019)))
+
+
+class LocalXlink(etree.Resolver):
+    """The ALTO schemas import ``http://www.loc.gov/standards/xlink/xlink.xsd``; CI has no network: the copy."""
+
+    def resolve(self, url, pubid, context):
+        if url.endswith("/xlink.xsd"):
+            return self.resolve_filename(str(ALTO_SCHEMAS / "xlink.xsd"), context)
+        return None
+
+
+@pytest.fixture(scope="module")
+def alto_schema():
+    parser = etree.XMLParser(no_network=True)
+    parser.resolvers.add(LocalXlink())
+    return etree.XMLSchema(etree.parse(str(ALTO_SCHEMAS / "alto-2-0.xsd"), parser))
+
+
+def assert_valid(schema: etree.XMLSchema, path: Path) -> None:
+    assert schema.validate(etree.parse(str(path))), f"{path}: {schema.error_log}"
 
 
 def layout_of(path: Path) -> list:
@@ -103,8 +125,10 @@ def test_page_writer_replace_text_and_another_index(tmp_path, schema):
 
 
 @needs_kant
-def test_alto_writer_words_read_back_and_layout_kept(tmp_path):
+def test_alto_writer_words_read_back_and_layout_kept(tmp_path, alto_schema):
     originals = kant_pages("alto")
+    for page in originals:  # the ground truth is valid ALTO 2.0: so must the written copies be
+        assert_valid(alto_schema, page.xml)
     images = tmp_path / "images"
     images.mkdir()
     for page in kant_pages("alto"):
@@ -113,6 +137,7 @@ def test_alto_writer_words_read_back_and_layout_kept(tmp_path):
         out = write_recognition(page, [(line, LineText(text, 0.5)) for line, text in zip(page.lines, texts)],
                                 tmp_path / page.xml.name)
         assert layout_of(out) == layout_of(page.xml)
+        assert_valid(alto_schema, out)
     for original, page in zip(originals, read_pages("alto", [tmp_path / "PAGE_0017_ALTO.xml",
                                                               tmp_path / "PAGE_0020_ALTO.xml"],
                                                      LayoutOptions(images=str(images)))):
@@ -266,7 +291,7 @@ def test_predict_page_writes_valid_pages_with_the_predicted_text(noisy_exports, 
 
 
 @needs_kant
-def test_predict_alto_writes_strings_with_word_confidence(noisy_exports, tmp_path, capsys):
+def test_predict_alto_writes_strings_with_word_confidence(noisy_exports, tmp_path, alto_schema, capsys):
     from tf_crnn.loader import PredictionModel
 
     out = tmp_path / "ocr"
@@ -281,6 +306,7 @@ def test_predict_alto_writes_strings_with_word_confidence(noisy_exports, tmp_pat
         (images / f"{page.xml.stem}.tif").symlink_to(page.image.resolve())
     written = list(read_pages("alto", [out], LayoutOptions(images=str(images))))
     for original, page, preds in zip(originals, written, expected):
+        assert_valid(alto_schema, page.xml)
         assert layout_of(page.xml) == layout_of(original.xml)
         assert [line.id for line in page.lines] == [line.id for line in original.lines]
         assert [line.text for line in page.lines] == [nfc(" ".join(p.text.split())) for p in preds]
