@@ -37,6 +37,15 @@ def setup_params(setup: str, batch: int, **overrides):
     return Params(**values)
 
 
+def word_training_config(train, eval_, **settings) -> dict:
+    """The config of a training of the default CRNN, word setup, on generated digit strings: ``train`` and
+    ``eval_`` (CSVs or compiled folders), the digits alphabet, the content fingerprint, a new run; ``settings``
+    add to it or replace keys."""
+    return {"csv_files_train": [str(train)], "csv_files_eval": [str(eval_)],
+            "lookup_alphabet_file": str(ROOT / "data" / "alphabets" / "digits.json"), "input_shape": [32, 100],
+            "data_fingerprint": "content", "restore_model": False, **settings}
+
+
 def header(title: str) -> float:
     """Print what ran where; returns the 1-minute load average at the start."""
     import tensorflow as tf

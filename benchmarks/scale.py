@@ -40,7 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import ROOT, generate_digits, header, train_py
+from _common import ROOT, generate_digits, header, train_py, word_training_config
 
 EVAL_IMAGES = 1_000
 
@@ -58,12 +58,9 @@ def sized_csv(source: Path, size: int) -> Path:
 def config_file(folder: Path, name: str, train: Path, eval_: Path, args) -> Path:
     """A config of the default word setup training on ``train`` (CSV or compiled folder)."""
     path = folder / f"config-{name}.json"
-    path.write_text(json.dumps({
-        "csv_files_train": [str(train)], "csv_files_eval": [str(eval_)],
-        "lookup_alphabet_file": str(ROOT / "data" / "alphabets" / "digits.json"),
-        "input_shape": [32, 100], "n_epochs": args.epochs, "steps_per_epoch": args.steps,
-        "train_batch_size": args.batch, "eval_batch_size": 64, "data_fingerprint": "content",
-        "restore_model": False, "seed": 1}))
+    path.write_text(json.dumps(word_training_config(
+        train, eval_, n_epochs=args.epochs, steps_per_epoch=args.steps, train_batch_size=args.batch,
+        eval_batch_size=64, seed=1)))
     return path
 
 
@@ -125,11 +122,12 @@ def table(figures: dict[str, dict]) -> None:
               f"| {f['steady_images_per_s']:.1f} |")
 
 
-def data_path(train_csv: Path, eval_csv: Path) -> None:
+def data_path(train_csv: Path, eval_csv: Path) -> tuple:
     """What ``train.py`` does with the data before it builds the model, in this process: read the CSVs
     (:func:`tf_crnn.data.read_split`), check them (:func:`tf_crnn.data.load_split`), take the content fingerprint
-    (:func:`tf_crnn.tracking.provenance.describe_training_data`); seconds and the peak RSS after each step. Run it
-    with the ``$TF_CRNN_HOME`` of a run that saw the images to measure a second run's data path."""
+    (:func:`tf_crnn.tracking.provenance.describe_training_data`); prints the seconds and the peak RSS after each
+    step and returns the entries and the data record. Run it with the ``$TF_CRNN_HOME`` of a run that saw the
+    images to measure a second run's data path."""
     import resource
 
     from tf_crnn import data
@@ -140,21 +138,25 @@ def data_path(train_csv: Path, eval_csv: Path) -> None:
     def peak_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    params = Params(csv_files_train=[str(train_csv)], csv_files_eval=[str(eval_csv)], input_shape=[32, 100],
-                    lookup_alphabet_file=str(ROOT / "data" / "alphabets" / "digits.json"), data_fingerprint="content")
+    def report(step: str, started: float) -> None:
+        print(f"  {step}: {time.perf_counter() - started:.1f} s, peak RSS {peak_mb():,.0f} MB", flush=True)
+
+    params = Params(**word_training_config(train_csv, eval_csv))
     alphabet = Alphabet.from_file(params.lookup_alphabet_file)
     splits = {"train": params.csv_files_train, "eval": params.csv_files_eval}
     print(f"data path of {train_csv}: after the imports, peak RSS {peak_mb():,.0f} MB", flush=True)
-    steps = {"read": lambda: {s: data.read_split(csvs, params) for s, csvs in splits.items()}}
-    steps["check"] = lambda: [data.load_split(splits[s], params, alphabet, s, progress=False, samples=rows[s])
-                              for s in splits]
-    steps["fingerprint"] = lambda: provenance.describe_training_data(params, rows=rows)
-    kept = []  # every step's result stays alive, as in train.py
-    for name, step in steps.items():
-        started = time.perf_counter()
-        kept.append(step())
-        rows = kept[0]
-        print(f"  {name}: {time.perf_counter() - started:.1f} s, peak RSS {peak_mb():,.0f} MB", flush=True)
+    # Every step's result stays alive to the end, as in train.py.
+    started = time.perf_counter()
+    rows = {split: data.read_split(csvs, params) for split, csvs in splits.items()}
+    report("read", started)
+    started = time.perf_counter()
+    entries = [data.load_split(csvs, params, alphabet, split, progress=False, samples=rows[split])
+               for split, csvs in splits.items()]
+    report("check", started)
+    started = time.perf_counter()
+    record = provenance.describe_training_data(params, rows=rows)
+    report("fingerprint", started)
+    return entries, record
 
 
 def main() -> None:

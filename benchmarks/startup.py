@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import ROOT, header, train_py
+from _common import header, train_py, word_training_config
 
 
 def generated_set(folder: Path, images: int) -> tuple[Path, Path]:
@@ -43,12 +43,7 @@ def config_file(folder: Path, train_csv: Path, eval_csv: Path) -> Path:
     """A config of the default word setup on the generated set, one step (the process is stopped before it);
     ``output_model_dir`` is given per run."""
     path = folder / "startup-config.json"
-    path.write_text(json.dumps({
-        "csv_files_train": [str(train_csv)], "csv_files_eval": [str(eval_csv)],
-        "lookup_alphabet_file": str(ROOT / "data" / "alphabets" / "digits.json"),
-        "input_shape": [32, 100], "n_epochs": 1, "steps_per_epoch": 1,
-        "data_fingerprint": "content", "restore_model": False,
-    }))
+    path.write_text(json.dumps(word_training_config(train_csv, eval_csv, n_epochs=1, steps_per_epoch=1)))
     return path
 
 
