@@ -436,9 +436,16 @@ def file_records(entries: list[Entry], columns: dict[str, np.ndarray], params: P
     converts = not all(e.direct for e in entries)
     if converts:
         columns["direct"] = np.array([e.direct for e in entries])
-    ds = tf.data.Dataset.from_tensor_slices(columns)
     if shuffle:
-        ds = ds.shuffle(len(entries), seed=seed, reshuffle_each_iteration=True)
+        # The shuffle buffer holds entry numbers, not the entries' columns: at a million entries, 1.5 against 2.6 GB
+        # RSS after three epochs (a buffer element is a tensor per column), and the same seed gives the same
+        # permutation (a shuffle's draws do not depend on what it shuffles).
+        table = {key: tf.constant(value) for key, value in columns.items()}
+        ds = tf.data.Dataset.range(len(entries)).shuffle(len(entries), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.map(lambda i: {key: tf.gather(value, i) for key, value in table.items()},
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    else:
+        ds = tf.data.Dataset.from_tensor_slices(columns)
 
     def read(item):
         path = item.pop("path")
