@@ -130,7 +130,7 @@ def data_path(train_csv: Path, eval_csv: Path) -> tuple:
     images to measure a second run's data path."""
     import resource
 
-    from tf_crnn import data
+    from tf_crnn import check_cache, data
     from tf_crnn.alphabet import Alphabet
     from tf_crnn.config import Params
     from tf_crnn.tracking import provenance
@@ -150,11 +150,12 @@ def data_path(train_csv: Path, eval_csv: Path) -> tuple:
     rows = {split: data.read_split(csvs, params) for split, csvs in splits.items()}
     report("read", started)
     started = time.perf_counter()
-    entries = [data.load_split(csvs, params, alphabet, split, progress=False, samples=rows[split])
+    stats = check_cache.FileStats()
+    entries = [data.load_split(csvs, params, alphabet, split, progress=False, samples=rows[split], stats=stats)
                for split, csvs in splits.items()]
     report("check", started)
     started = time.perf_counter()
-    record = provenance.describe_training_data(params, rows=rows)
+    record = provenance.describe_training_data(params, rows=rows, stats=stats)
     report("fingerprint", started)
     return entries, record
 

@@ -319,3 +319,16 @@ def test_a_training_with_a_corrupt_cache_warns_and_trains(digits_data, tmp_path)
     output = done.stdout + done.stderr
     assert output.count("the check cache") == 1 and "cannot be used" in output
     assert checkpoint_epochs(tmp_path / "out") == {1}
+
+
+def test_file_stats_keep_the_first_key_of_a_file_for_the_run(tmp_path):
+    """A run's FileStats stat a file once: its check and its fingerprint use the key it had when first seen; the
+    next run's FileStats see the file as it is then."""
+    image = tmp_path / "a.png"
+    image.write_bytes(b"one")
+    stats = check_cache.FileStats()
+    first = stats.keys([str(image), str(tmp_path / "missing.png")])
+    assert first[0].size == 3 and first[1] is None
+    image.write_bytes(b"three")
+    assert stats.keys([str(image)]) == [first[0]]  # the same run: the key it was checked under
+    assert check_cache.FileStats().keys([str(image)])[0].size == 5  # a later run: the file as it is now

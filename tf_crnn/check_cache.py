@@ -106,10 +106,26 @@ def file_key(path: str | os.PathLike, seen_ns: int | None = None) -> FileKey | N
     return FileKey(os.path.abspath(path), st.st_size, st.st_mtime_ns, seen)
 
 
-def file_keys(paths: Iterable[str | os.PathLike]) -> list[FileKey | None]:
-    """:func:`file_key` of each path, in order, all with the time taken before the first ``stat``."""
-    seen = time.time_ns()
-    return [file_key(p, seen) for p in paths]
+class FileStats:
+    """The :class:`FileKey` of each file one run looks at, each file stat'ed once however often it is asked for.
+
+    A training checks its images (:func:`tf_crnn.data.check_images`) and then fingerprints them
+    (:func:`tf_crnn.tracking.provenance.data_fingerprint`): both look their files up in the cache by key, and at a
+    million images each ``stat`` pass took about 5 s. The key a file had when the run first looked is the one both
+    use: a file changed in between is checked and hashed again by the next run (its key no longer matches).
+    Keep one for the span of one run only: a later run must see the files as they are then.
+    """
+
+    def __init__(self) -> None:
+        self._keys: dict[str, FileKey | None] = {}
+
+    def keys(self, paths: Sequence[str]) -> list[FileKey | None]:
+        """:func:`file_key` of each path, in order: the remembered one, or (one clock read for all) a new one."""
+        known, seen = self._keys, time.time_ns()
+        for path in paths:
+            if path not in known:
+                known[path] = file_key(path, seen)
+        return [known[path] for path in paths]
 
 
 def turned_off() -> bool:
@@ -161,7 +177,7 @@ class CheckCache:
         """The remembered facts of each file under ``variant``, or None where unknown or changed (a miss)."""
         rows = self._lookup("SELECT path, size, mtime_ns, width, height, direct, blank FROM images_v1 "
                             "WHERE variant = ? AND path IN ({})", [variant], keys)
-        found = [_matching(rows, key, lambda r: (r[3], r[4], bool(r[5]), bool(r[6]))) for key in keys]
+        found = [None if row is None else (row[3], row[4], bool(row[5]), bool(row[6])) for row in _matching(rows, keys)]
         self._count("images", found)
         return found
 
@@ -176,7 +192,7 @@ class CheckCache:
     def md5s(self, keys: Sequence[FileKey | None]) -> list[str | None]:
         """The remembered MD5 hex digest of each file, or None where unknown or changed (a miss)."""
         rows = self._lookup("SELECT path, size, mtime_ns, md5 FROM md5_v1 WHERE path IN ({})", [], keys)
-        found = [_matching(rows, key, lambda r: r[3]) for key in keys]
+        found = [None if row is None else row[3] for row in _matching(rows, keys)]
         self._count("md5", found)
         return found
 
@@ -282,11 +298,12 @@ def _set_up(connection: sqlite3.Connection) -> None:
             time.sleep(0.05)
 
 
-def _matching(rows: dict[str, tuple], key: FileKey | None, value):
-    """``value(row)`` of the row remembered for ``key``'s path when its size and modification time match, else None."""
-    if key is None:
-        return None
-    row = rows.get(key.path)
-    if row is None or row[1] != key.size or row[2] != key.mtime_ns:
-        return None
-    return value(row)
+def _matching(rows: dict[str, tuple], keys: Sequence[FileKey | None]) -> list[tuple | None]:
+    """Per key, the row remembered for its path when its size and modification time (``row[1]``, ``row[2]``) match
+    the key's, else None (one loop, no call per key: a million keys are looked up each run)."""
+    get = rows.get
+    found: list[tuple | None] = []
+    for key in keys:
+        row = None if key is None else get(key.path)
+        found.append(row if row is not None and row[1] == key.size and row[2] == key.mtime_ns else None)
+    return found

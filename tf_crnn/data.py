@@ -93,8 +93,8 @@ class ScanReport:
         return lines
 
 
-def check_images(paths: list[str], channels: int, progress: bool = True,
-                 desc: str = "checking images") -> list[ImageInfo | str]:
+def check_images(paths: list[str], channels: int, progress: bool = True, desc: str = "checking images",
+                 stats: check_cache.FileStats | None = None) -> list[ImageInfo | str]:
     """Check that every image can be fed to a model of ``channels`` channels, as training and export will.
 
     :func:`tf_crnn.images.inspect_images` opens each file with Pillow (the header only for plain PNG and JPEG)
@@ -104,7 +104,8 @@ def check_images(paths: list[str], channels: int, progress: bool = True,
     decoder training will use.
 
     What is found about a usable image is remembered in the check cache (:mod:`tf_crnn.check_cache`, by
-    absolute path, size and modification time): a later call checks only new or changed files.
+    absolute path, size and modification time): a later call checks only new or changed files. ``stats``: the
+    run's :class:`tf_crnn.check_cache.FileStats`, so its fingerprint does not stat the files again (None: a new one).
 
     Returns:
         Per path, in order: an :class:`tf_crnn.images.ImageInfo` with ``blank`` filled in, or the
@@ -112,7 +113,8 @@ def check_images(paths: list[str], channels: int, progress: bool = True,
     """
     cache = check_cache.shared()
     variant = check_variant(channels)
-    keys = check_cache.file_keys(paths)  # before reading: a file changed while it is checked gets checked again
+    # Before reading: a file changed while it is checked gets checked again.
+    keys = (stats or check_cache.FileStats()).keys(paths)
     known = cache.image_facts(keys, variant)
     infos: list[ImageInfo | str | None] = [None if facts is None else ImageInfo(*facts) for facts in known]
     todo = [i for i, info in enumerate(infos) if info is None]
@@ -211,7 +213,8 @@ def degeneracy(info: ImageInfo, params: Params) -> tuple[str, str] | None:
 
 def scan_samples(samples: list[Sample], params: Params, alphabet: Alphabet,
                  progress: bool = True, desc: str = "checking images",
-                 known: dict[str, compiled.Example] | None = None) -> ScanReport:
+                 known: dict[str, compiled.Example] | None = None,
+                 stats: check_cache.FileStats | None = None) -> ScanReport:
     """Check every image once (:func:`check_images`) and the CTC feasibility of every label.
 
     A label of L symbols with R adjacent repeats needs ``L + R`` time steps;
@@ -224,6 +227,7 @@ def scan_samples(samples: list[Sample], params: Params, alphabet: Alphabet,
         progress: show a tqdm bar.
         known: image path -> its compiled example (:func:`compiled_examples`): those images were checked
             when compiled, their facts come from the index and their entries point at the records.
+        stats: the run's file keys (:func:`check_images`).
 
     Returns:
         A :class:`ScanReport`: usable entries, rejected samples with reasons, degenerate entries.
@@ -231,7 +235,7 @@ def scan_samples(samples: list[Sample], params: Params, alphabet: Alphabet,
     report = ScanReport()
     known = known or {}
     todo = [s.image_path for s in samples if s.image_path not in known]
-    checked = iter(check_images(todo, params.input_channels, progress, desc) if todo else [])
+    checked = iter(check_images(todo, params.input_channels, progress, desc, stats) if todo else [])
     infos = [known[s.image_path].info if s.image_path in known else next(checked) for s in samples]
     for sample, info in zip(samples, infos):
         if isinstance(info, str):
@@ -330,7 +334,8 @@ def shared_with_training(train: list[Entry], evaluation: list[Entry], shown: int
 
 
 def load_split(csv_files: list[str], params: Params, alphabet: Alphabet, name: str,
-               progress: bool = True, samples: list[Sample] | None = None) -> list[Entry]:
+               progress: bool = True, samples: list[Sample] | None = None,
+               stats: check_cache.FileStats | None = None) -> list[Entry]:
     """Read, check and scan one split (``train`` or ``eval``).
 
     Logs a warning listing the degenerate images (kept) with their count per kind, and the
@@ -340,6 +345,7 @@ def load_split(csv_files: list[str], params: Params, alphabet: Alphabet, name: s
     Args:
         samples: the rows of ``csv_files`` when the caller has read them already (:func:`read_split`; a
             training records them in its run too); None: read here.
+        stats: the run's file keys, shared with its data fingerprint (:func:`check_images`).
 
     Raises:
         FileNotFoundError / AnnotationError: unreadable CSV.
@@ -357,7 +363,7 @@ def load_split(csv_files: list[str], params: Params, alphabet: Alphabet, name: s
     alphabet.check(samples)
     # Compiled images were checked when compiled: their facts come from the index, the shards are not read.
     report = scan_samples(samples, params, alphabet, progress, desc=f"checking {name} images",
-                          known=compiled_examples(csv_files, params, name))
+                          known=compiled_examples(csv_files, params, name), stats=stats)
     problems = report.problems
     if problems:
         listed = listing(problems)

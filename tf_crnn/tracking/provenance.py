@@ -52,17 +52,20 @@ def _stat_key(path: str) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
-def file_md5s(paths: Sequence[str], progress: bool = False) -> list[str]:
+def file_md5s(paths: Sequence[str], progress: bool = False,
+              stats: check_cache.FileStats | None = None) -> list[str]:
     """:func:`file_md5` of each file, in order, hashing only the files the check cache does not know unchanged.
 
     The digests are remembered in :mod:`tf_crnn.check_cache` (by absolute path, size and modification time),
-    so a later call reads only new or changed files. Files are read in threads.
+    so a later call reads only new or changed files. Files are read in threads. ``stats``: the run's file keys
+    (:class:`tf_crnn.check_cache.FileStats`), when its data checks have stat'ed the files already.
 
     Raises:
         OSError: a file cannot be read.
     """
     cache = check_cache.shared()
-    keys = check_cache.file_keys(paths)  # before reading: a file changed while it is hashed gets hashed again
+    # Before reading: a file changed while it is hashed gets hashed again.
+    keys = (stats or check_cache.FileStats()).keys(paths)
     digests = cache.md5s(keys)
     todo = [i for i, digest in enumerate(digests) if digest is None]
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
@@ -75,7 +78,8 @@ def file_md5s(paths: Sequence[str], progress: bool = False) -> list[str]:
     return digests
 
 
-def data_fingerprint(paths: Iterable[str], mode: str = "stat", progress: bool = False) -> str | None:
+def data_fingerprint(paths: Iterable[str], mode: str = "stat", progress: bool = False,
+                     stats: check_cache.FileStats | None = None) -> str | None:
     """One SHA-256 hex digest for a set of image files, independent of their order; None for ``off``.
 
     Args:
@@ -84,6 +88,7 @@ def data_fingerprint(paths: Iterable[str], mode: str = "stat", progress: bool = 
             the check cache does not know unchanged); ``stat`` hashes path, size and modification time (changes
             when a file is rewritten even with equal bytes); ``off``.
         progress: a tqdm bar over the files.
+        stats: the run's file keys (``content``: :func:`file_md5s`).
 
     Raises:
         ValueError: unknown ``mode``.
@@ -95,7 +100,7 @@ def data_fingerprint(paths: Iterable[str], mode: str = "stat", progress: bool = 
         return None
     unique = sorted({os.path.abspath(p) for p in paths})
     if mode == "content":
-        keys = file_md5s(unique, progress)
+        keys = file_md5s(unique, progress, stats)
     else:
         with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
             keys = list(tqdm(pool.map(_stat_key, unique), total=len(unique), desc="fingerprinting images (stat)",
@@ -259,7 +264,7 @@ def package_sources(root: Path = PACKAGE_ROOT) -> list[str]:
 
 
 def describe_data(splits: dict[str, tuple[list[str], list[str]]], alphabet_file: str, mode: str,
-                  progress: bool = False) -> dict:
+                  progress: bool = False, stats: check_cache.FileStats | None = None) -> dict:
     """The data of a run: per split its CSVs (path and MD5), usable rows and image fingerprint.
 
     Args:
@@ -267,6 +272,7 @@ def describe_data(splits: dict[str, tuple[list[str], list[str]]], alphabet_file:
         alphabet_file: the lookup table (its MD5 is recorded); "" for none (a fine-tuning whose alphabet is made
             from its source's and the labels', ``init_alphabet`` ``union`` / ``new``): path and MD5 null.
         mode: :func:`data_fingerprint`'s mode.
+        stats: the run's file keys (:func:`data_fingerprint`).
 
     Returns:
         ``{"fingerprint_mode", "alphabet": {"path", "md5"}, split: {"csv_files": [{"path", "md5"}],
@@ -288,13 +294,14 @@ def describe_data(splits: dict[str, tuple[list[str], list[str]]], alphabet_file:
                           {"path": os.path.abspath(f), "md5": file_md5(f)} for f in csv_files],
             "rows": len(image_paths),
             # A compiled split's images are its shards, whose SHA-256 its manifest lists: no image file is read.
-            "images_fingerprint": (data_fingerprint(image_paths, mode, progress) if not folders or mode == "off"
+            "images_fingerprint": (data_fingerprint(image_paths, mode, progress, stats) if not folders or mode == "off"
                                    else compiled.fingerprint(folders)),
         }
     return described
 
 
-def describe_training_data(params, progress: bool = True, rows: Mapping[str, Sequence] | None = None) -> dict:
+def describe_training_data(params, progress: bool = True, rows: Mapping[str, Sequence] | None = None,
+                           stats: check_cache.FileStats | None = None) -> dict:
     """:func:`describe_data` of a config's train and eval CSVs (every row's image, usable or not).
 
     Args:
@@ -302,6 +309,7 @@ def describe_training_data(params, progress: bool = True, rows: Mapping[str, Seq
         rows: ``{"train": samples, "eval": samples}``, every row of each split's CSVs
             (:class:`tf_crnn.annotations.Sample`) when the caller has read them already (a training reads
             them once, for its data checks and for this); None: the CSVs are read here.
+        stats: the run's file keys, when its data checks have stat'ed the images (:func:`data_fingerprint`).
 
     Raises:
         FileNotFoundError / AnnotationError: a CSV cannot be read.
@@ -314,7 +322,7 @@ def describe_training_data(params, progress: bool = True, rows: Mapping[str, Seq
                                 params.unicode_normalization) for name, files in csv_files.items()}
     splits = {name: (files, [s.image_path for s in rows[name]]) for name, files in csv_files.items()}
     table = params.lookup_alphabet_file if params.init_alphabet == "table" else ""
-    return describe_data(splits, table, params.data_fingerprint, progress)
+    return describe_data(splits, table, params.data_fingerprint, progress, stats)
 
 
 def changed_data(recorded: dict, current: dict) -> list[str]:
