@@ -78,7 +78,7 @@ def split_label(label: str, string_split_delimiter: str = "|") -> tuple[str, ...
     Returns:
         The symbols, in order.
     """
-    return tuple(s for s in label.split(string_split_delimiter) if s != "")
+    return tuple(filter(None, label.split(string_split_delimiter)))
 
 
 def graphemes(text: str) -> list[str]:
@@ -244,6 +244,8 @@ def find_duplicate_rows(samples: Sequence[Sample]) -> DuplicateRows:
     the image twice in an epoch and in the CER. Different labels for one image leave the ground truth
     ambiguous: no choice between them is right.
     """
+    if len({s.image_path for s in samples}) == len(samples):  # the usual case, checked in a fraction of the time
+        return DuplicateRows(list(samples), [], {})
     by_path: dict[str, list[int]] = {}
     for i, s in enumerate(samples):
         by_path.setdefault(s.image_path, []).append(i)
