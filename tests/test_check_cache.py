@@ -15,7 +15,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from dataclasses import astuple
 from pathlib import Path
 
 import numpy as np
@@ -189,7 +188,6 @@ def test_the_content_fingerprint_is_the_same_with_and_without_the_cache(home, im
 
 WORKER = """
 import json, sys, time
-from dataclasses import astuple
 from pathlib import Path
 
 from tf_crnn import check_cache
@@ -206,7 +204,7 @@ deadline = time.time() + 300
 while not (folder / f"ready-{other}").exists() and time.time() < deadline:
     time.sleep(0.01)
 infos = dict(zip(paths, check_images(paths, 1, progress=False)))
-print(json.dumps({"infos": {p: list(astuple(i)) for p, i in infos.items()},
+print(json.dumps({"infos": {p: list(i) for p, i in infos.items()},
                   "fingerprint": data_fingerprint(paths, "content"), "counts": check_cache.counts()}))
 """
 
@@ -228,7 +226,7 @@ def test_two_processes_fill_one_cache_at_once(home, image_set, tmp_path, monkeyp
         assert "check cache" not in err, err  # no warning: the cache was usable to both
     results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
 
-    expected = {p: list(astuple(i)) for p, i in zip(paths, uncached_check(paths, monkeypatch))}
+    expected = {p: list(i) for p, i in zip(paths, uncached_check(paths, monkeypatch))}
     with monkeypatch.context() as m:
         m.setenv(check_cache.ENV_OFF, "1")
         fingerprint = data_fingerprint(paths, "content")
@@ -332,3 +330,25 @@ def test_file_stats_keep_the_first_key_of_a_file_for_the_run(tmp_path):
     image.write_bytes(b"three")
     assert stats.keys([str(image)]) == [first[0]]  # the same run: the key it was checked under
     assert check_cache.FileStats().keys([str(image)])[0].size == 5  # a later run: the file as it is now
+
+
+def test_a_few_files_of_a_large_cache_are_looked_up_by_path_and_most_of_it_in_one_pass(home, image_set,
+                                                                                       monkeypatch):
+    """Two ways to the same facts: indexed look-ups for a few files of a cache that holds many (fewer than
+    1/SCAN_SHARE of its rows), one pass over the rows for most of them; either way a changed file is a miss."""
+    paths = paths_of(image_set)
+    check_images(paths, 1, progress=False)
+    data_fingerprint(paths, "content")
+    few = paths[:3]
+    assert len(few) * check_cache.SCAN_SHARE < len(paths)
+    for asked, changed in ((few, few[2]), (paths, paths[5])):
+        with open(changed, "ab") as f:  # one more byte: another size, another key
+            f.write(b"\0")
+        age(Path(changed))
+        expected = uncached_check(asked, monkeypatch)
+        before = check_cache.counts()
+        infos = check_images(asked, 1, progress=False)
+        data_fingerprint(asked, "content")
+        hits = len(asked) - 1
+        assert since(before) == {"images hit": hits, "images miss": 1, "md5 hit": hits, "md5 miss": 1}, changed
+        assert infos == expected

@@ -53,6 +53,9 @@ BUSY_TIMEOUT_S = 60.0
 #: Paths per ``IN (...)`` look-up and rows per write transaction (short locks for the other writers).
 LOOKUP_CHUNK = 500
 WRITE_CHUNK = 20_000
+#: A look-up reads all of a table's rows (of the check variant) when the files asked for are at least this
+#: fraction of them: 1/4.
+SCAN_SHARE = 4
 
 #: The facts remembered about a usable image: width, height (px), read directly by TensorFlow, one colour.
 ImageFacts = tuple[int, int, bool, bool]
@@ -173,8 +176,8 @@ class CheckCache:
 
     def image_facts(self, keys: Sequence[FileKey | None], variant: str) -> list[ImageFacts | None]:
         """The remembered facts of each file under ``variant``, or None where unknown or changed (a miss)."""
-        rows = self._lookup("SELECT path, size, mtime_ns, width, height, direct, blank FROM images_v1 "
-                            "WHERE variant = ? AND path IN ({})", [variant], keys)
+        rows = self._lookup("path, size, mtime_ns, width, height, direct, blank", "images_v1", "variant = ?",
+                            [variant], keys)
         found = [None if row is None else (row[3], row[4], bool(row[5]), bool(row[6])) for row in _matching(rows, keys)]
         self._count("images", found)
         return found
@@ -189,7 +192,7 @@ class CheckCache:
 
     def md5s(self, keys: Sequence[FileKey | None]) -> list[str | None]:
         """The remembered MD5 hex digest of each file, or None where unknown or changed (a miss)."""
-        rows = self._lookup("SELECT path, size, mtime_ns, md5 FROM md5_v1 WHERE path IN ({})", [], keys)
+        rows = self._lookup("path, size, mtime_ns, md5", "md5_v1", "1", [], keys)
         found = [None if row is None else row[3] for row in _matching(rows, keys)]
         self._count("md5", found)
         return found
@@ -206,23 +209,36 @@ class CheckCache:
         _counts[f"{kind} hit"] += hits
         _counts[f"{kind} miss"] += len(found) - hits
 
-    def _lookup(self, query: str, leading: list, keys: Sequence[FileKey | None]) -> dict[str, tuple]:
-        """``{path: row}`` of the rows ``query`` (a ``{}`` for the placeholders of paths) gives for ``keys``."""
-        paths = sorted({k.path for k in keys if k is not None})
-        rows: dict[str, tuple] = {}
-        if not self.enabled or not paths:
-            return rows
+    def _lookup(self, columns: str, table: str, condition: str, leading: list,
+                keys: Sequence[FileKey | None]) -> dict[str, tuple]:
+        """``{path: row}`` of ``SELECT columns FROM table WHERE condition`` (``leading``: its parameters; ``path``
+        the first column), at least for the paths of ``keys`` (a row whose path no key has may come too).
+
+        When the keys are at least 1/:data:`SCAN_SHARE` of the rows the condition selects (a training asks for most
+        of what its own earlier runs stored), one pass over those rows; else indexed look-ups of
+        :data:`LOOKUP_CHUNK` paths. At a million keys the pass takes 1.6 s, the look-ups 2.6 s plus 1.5 s to sort
+        the paths.
+        """
+        wanted = sum(k is not None for k in keys)
+        if not self.enabled or not wanted:
+            return {}
         try:
             with self._lock:
                 connection = self._connect()
+                stored = connection.execute(f"SELECT count(*) FROM {table} WHERE {condition}", leading).fetchone()[0]
+                if wanted * SCAN_SHARE >= stored:
+                    return {row[0]: row for row in
+                            connection.execute(f"SELECT {columns} FROM {table} WHERE {condition}", leading)}
+                paths = sorted({k.path for k in keys if k is not None})  # in key order: neighbouring pages
+                rows: dict[str, tuple] = {}
                 for start in range(0, len(paths), LOOKUP_CHUNK):
                     chunk = paths[start:start + LOOKUP_CHUNK]
-                    sql = query.format(", ".join("?" * len(chunk)))
+                    sql = f"SELECT {columns} FROM {table} WHERE {condition} AND path IN ({', '.join('?' * len(chunk))})"
                     rows.update((row[0], row) for row in connection.execute(sql, [*leading, *chunk]))
+                return rows
         except (sqlite3.Error, OSError) as e:
             self._give_up(e)
             return {}
-        return rows
 
     def _store(self, sql: str, rows: list[tuple]) -> None:
         if not self.enabled or not rows:

@@ -22,12 +22,13 @@ encoded images from their shards (:func:`compiled_records`) instead of the files
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
 import re
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -144,7 +145,7 @@ def _check_unknown(paths: list[str], channels: int, progress: bool, desc: str) -
     direct = [i for i, info in enumerate(infos) if isinstance(info, ImageInfo) and info.direct]
     verdicts = _decode_with_tensorflow([paths[i] for i in direct], channels, progress, desc)
     for i, verdict in zip(direct, verdicts):
-        infos[i] = verdict if isinstance(verdict, str) else replace(infos[i], blank=verdict)
+        infos[i] = verdict if isinstance(verdict, str) else infos[i]._replace(blank=verdict)
     return infos
 
 
@@ -234,6 +235,7 @@ def scan_samples(samples: list[Sample], params: Params, alphabet: Alphabet,
     """
     report = ScanReport()
     known = known or {}
+    sequence_length = functools.lru_cache(maxsize=None)(params.sequence_length)  # a few hundred widths, 1 M rows
     todo = [s.image_path for s in samples if s.image_path not in known]
     checked = iter(check_images(todo, params.input_channels, progress, desc, stats) if todo else [])
     infos = [known[s.image_path].info if s.image_path in known else next(checked) for s in samples]
@@ -242,7 +244,7 @@ def scan_samples(samples: list[Sample], params: Params, alphabet: Alphabet,
             report.bad_images.append((sample, info))
             continue
         width = params.resized_width(info.width, info.height)
-        steps = params.sequence_length(width)
+        steps = sequence_length(width)
         needed = ctc_steps_needed(sample.symbols)
         if needed > steps:
             report.too_long.append((sample, steps, needed * math.prod(params.width_downsampling)))

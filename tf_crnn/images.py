@@ -26,7 +26,7 @@ import contextlib
 import io
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -58,8 +58,7 @@ class ImageError(ValueError):
     """An image that cannot be used; the message says why (the caller says which image)."""
 
 
-@dataclass(frozen=True, slots=True)  # slots: a million rows take about 100 bytes less each
-class ImageInfo:
+class ImageInfo(NamedTuple):  # a tuple: a million are made each run, in half the time of a frozen dataclass
     """What the check found out about one usable image.
 
     Attributes:
