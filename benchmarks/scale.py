@@ -130,7 +130,7 @@ def data_path(train_csv: Path, eval_csv: Path) -> tuple:
     images to measure a second run's data path."""
     import resource
 
-    from tf_crnn import check_cache, data
+    from tf_crnn import check_cache, compiled, data
     from tf_crnn.alphabet import Alphabet
     from tf_crnn.config import Params
     from tf_crnn.tracking import provenance
@@ -147,11 +147,13 @@ def data_path(train_csv: Path, eval_csv: Path) -> tuple:
     print(f"data path of {train_csv}: after the imports, peak RSS {peak_mb():,.0f} MB", flush=True)
     # Every step's result stays alive to the end, as in train.py.
     started = time.perf_counter()
-    rows = {split: data.read_split(csvs, params) for split, csvs in splits.items()}
+    indexes = compiled.Indexes()
+    rows = {split: data.read_split(csvs, params, indexes) for split, csvs in splits.items()}
     report("read", started)
     started = time.perf_counter()
     stats = check_cache.FileStats()
-    entries = [data.load_split(csvs, params, alphabet, split, progress=False, samples=rows[split], stats=stats)
+    entries = [data.load_split(csvs, params, alphabet, split, progress=False, samples=rows[split], stats=stats,
+                               indexes=indexes)
                for split, csvs in splits.items()]
     report("check", started)
     started = time.perf_counter()

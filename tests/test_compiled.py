@@ -258,3 +258,20 @@ def test_csvs_and_compiled_folders_are_not_mixed_in_a_split(digits_data, compile
     with pytest.raises(DataError, match="cannot be mixed: compile the CSVs too, or list only CSVs"):
         load_split([str(compiled_digits[0]), csv], params, alphabet, "train", progress=False)
     assert len(read_csvs([csv])) == 16
+
+
+def test_a_runs_indexes_read_each_folder_once_and_check_the_settings_every_time(compiled_digits, tmp_path):
+    """A run reads a folder's index for its rows and again for its images' facts: compiled.Indexes reads it once
+    (the same examples come back); its manifest is checked on every call: other settings or a changed index are
+    refused."""
+    folder = copy_of(compiled_digits[1], tmp_path)
+    indexes = compiled.Indexes()
+    rows = compiled.read_rows([str(folder)], indexes=indexes)
+    examples = indexes.examples(folder, "NFC", 1)
+    assert [e.sample for e in examples] == rows and indexes.examples(str(folder) + "/") is examples
+    with pytest.raises(compiled.CompiledDataError, match="compiled for 1 input channel"):
+        indexes.examples(folder, channels=3)
+    (folder / compiled.INDEX).write_text("not json\n", encoding="utf-8")
+    for reader in (indexes, compiled.Indexes()):  # the manifest is checked on every call: a changed index is refused
+        with pytest.raises(compiled.CompiledDataError, match="index.jsonl has 9 bytes"):
+            reader.examples(folder)

@@ -216,8 +216,28 @@ def read_index(folder: str | os.PathLike, normalization: str | None = None,
     return examples
 
 
+class Indexes:
+    """The examples of the compiled folders one run reads, each folder's index read once however often it is asked
+    for: a run reads its rows (:func:`read_rows`) and then the facts of its images (the index again), and at a
+    million examples a read takes about 7 s (JSON, a line each). Keep one for the span of one run.
+    """
+
+    def __init__(self) -> None:
+        self._examples: dict[str, list[Example]] = {}
+
+    def examples(self, folder: str | os.PathLike, normalization: str | None = None,
+                 channels: int | None = None) -> list[Example]:
+        """:func:`read_index` of ``folder``, read the first time; the settings are checked on every call."""
+        folder = os.path.abspath(os.fspath(folder))
+        if folder in self._examples:
+            check_settings(folder, load_manifest(folder), channels, normalization)
+        else:
+            self._examples[folder] = read_index(folder, normalization, channels)
+        return self._examples[folder]
+
+
 def read_rows(sources: Iterable[str | os.PathLike], csv_delimiter: str = ";", string_split_delimiter: str = "|",
-              normalization: str | None = "NFC") -> list[Sample]:
+              normalization: str | None = "NFC", indexes: Indexes | None = None) -> list[Sample]:
     """The rows of CSVs and compiled folders, in order: what every reader of annotations takes.
 
     A CSV is read by :func:`tf_crnn.annotations.read_csvs`; a compiled folder gives the rows it kept (their
@@ -227,11 +247,14 @@ def read_rows(sources: Iterable[str | os.PathLike], csv_delimiter: str = ";", st
     Raises:
         FileNotFoundError / AnnotationError: an unreadable CSV.
         CompiledDataError: a compiled folder that cannot be used (:func:`read_index`).
+
+    ``indexes``: the run's :class:`Indexes`, when it reads the folders' examples again (None: a new one).
     """
     samples: list[Sample] = []
+    indexes = indexes or Indexes()
     for source in sources:
         if is_compiled(source):
-            samples += [e.sample for e in read_index(source, normalization)]
+            samples += [e.sample for e in indexes.examples(source, normalization)]
         else:
             samples += read_csvs([source], csv_delimiter, string_split_delimiter, normalization)
     return samples

@@ -257,23 +257,26 @@ def scan_samples(samples: list[Sample], params: Params, alphabet: Alphabet,
     return report
 
 
-def read_split(csv_files: list[str], params: Params) -> list[Sample]:
+def read_split(csv_files: list[str], params: Params, indexes: compiled.Indexes | None = None) -> list[Sample]:
     """Every row of one split's CSVs, in file order (``csv_delimiter``, ``string_split_delimiter``), labels in
     the ``unicode_normalization`` form; an entry that is a compiled folder gives the rows it holds
-    (:func:`tf_crnn.compiled.read_rows`).
+    (:func:`tf_crnn.compiled.read_rows`; ``indexes``: the run's, so its checks do not read the folders' indexes
+    again).
 
     Raises:
         FileNotFoundError / AnnotationError: unreadable CSV.
         tf_crnn.compiled.CompiledDataError: a compiled folder that cannot be used.
     """
     return compiled.read_rows(csv_files, params.csv_delimiter, params.string_split_delimiter,
-                              params.unicode_normalization)
+                              params.unicode_normalization, indexes)
 
 
-def compiled_examples(csv_files: list[str], params: Params, name: str) -> dict[str, compiled.Example]:
+def compiled_examples(csv_files: list[str], params: Params, name: str,
+                      indexes: compiled.Indexes | None = None) -> dict[str, compiled.Example]:
     """Image path -> compiled example, of the split's compiled folders (empty when it has none).
 
-    A split is all CSVs or all compiled folders: one pipeline reads either files or shards.
+    A split is all CSVs or all compiled folders: one pipeline reads either files or shards. ``indexes``: the
+    run's :class:`tf_crnn.compiled.Indexes` (None: the indexes are read here).
 
     Raises:
         DataError: a split mixing CSVs and compiled folders.
@@ -286,7 +289,8 @@ def compiled_examples(csv_files: list[str], params: Params, name: str) -> dict[s
                         "cannot be mixed: compile the CSVs too, or list only CSVs")
     known: dict[str, compiled.Example] = {}
     for folder in folders:
-        for example in compiled.read_index(folder, params.unicode_normalization, params.input_channels):
+        for example in (indexes or compiled.Indexes()).examples(folder, params.unicode_normalization,
+                                                                 params.input_channels):
             known.setdefault(example.sample.image_path, example)  # the first, as without_duplicates keeps
     return known
 
@@ -337,7 +341,8 @@ def shared_with_training(train: list[Entry], evaluation: list[Entry], shown: int
 
 def load_split(csv_files: list[str], params: Params, alphabet: Alphabet, name: str,
                progress: bool = True, samples: list[Sample] | None = None,
-               stats: check_cache.FileStats | None = None) -> list[Entry]:
+               stats: check_cache.FileStats | None = None,
+               indexes: compiled.Indexes | None = None) -> list[Entry]:
     """Read, check and scan one split (``train`` or ``eval``).
 
     Logs a warning listing the degenerate images (kept) with their count per kind, and the
@@ -348,6 +353,7 @@ def load_split(csv_files: list[str], params: Params, alphabet: Alphabet, name: s
         samples: the rows of ``csv_files`` when the caller has read them already (:func:`read_split`; a
             training records them in its run too); None: read here.
         stats: the run's file keys, shared with its data fingerprint (:func:`check_images`).
+        indexes: the compiled indexes the run has read already (:func:`read_split`).
 
     Raises:
         FileNotFoundError / AnnotationError: unreadable CSV.
@@ -365,7 +371,7 @@ def load_split(csv_files: list[str], params: Params, alphabet: Alphabet, name: s
     alphabet.check(samples)
     # Compiled images were checked when compiled: their facts come from the index, the shards are not read.
     report = scan_samples(samples, params, alphabet, progress, desc=f"checking {name} images",
-                          known=compiled_examples(csv_files, params, name), stats=stats)
+                          known=compiled_examples(csv_files, params, name, indexes), stats=stats)
     problems = report.problems
     if problems:
         listed = listing(problems)

@@ -232,8 +232,9 @@ def validate(csv_files: Sequence[str | os.PathLike], alphabet: str | os.PathLike
     elif not isinstance(params, Params):
         params = Params.from_file(params)
     table = alphabet if isinstance(alphabet, Alphabet) else Alphabet.from_file(alphabet, params.unicode_normalization)
+    indexes = compiled.Indexes()  # each compiled folder's index read once, for its rows and its images' facts
     samples = compiled.read_rows(csv_files, params.csv_delimiter, params.string_split_delimiter,
-                                 params.unicode_normalization)
+                                 params.unicode_normalization, indexes)
     report = ValidationReport(rows=len(samples))
     # Compiled folders: every shard hashed against its manifest (a training only checks sizes), and their
     # images' facts from the index (checked when compiled; the source files need not exist).
@@ -241,7 +242,7 @@ def validate(csv_files: Sequence[str | os.PathLike], alphabet: str | os.PathLike
     known = {}
     for folder in folders:
         report.damaged_shards += compiled.verify(folder, progress)
-        known.update({e.sample.image_path: e for e in compiled.read_index(folder, channels=params.input_channels)})
+        known.update({e.sample.image_path: e for e in indexes.examples(folder, channels=params.input_channels)})
     report.symbol_counts = Counter(s for sample in samples for s in sample.symbols)
     report.label_lengths = [len(s.symbols) for s in samples]
     unknown: dict[str, list[str]] = defaultdict(list)

@@ -44,7 +44,7 @@ from sacred.arg_parser import get_config_updates
 from sacred.observers.mongo import parse_mongo_db_arg
 from sacred.utils import apply_backspaces_and_linefeeds, recursive_update
 
-from .. import check_cache, cluster, interrupts, reports
+from .. import check_cache, cluster, compiled, interrupts, reports
 from .._util import write_json
 from ..alphabet import Alphabet, AlphabetError
 from ..config import ConfigError, Params, load_config_file
@@ -388,13 +388,15 @@ def train_with(strategy, params: Params, _run, _seed, state: RunState) -> dict:
 
     splits = {"train": params.csv_files_train, "eval": params.csv_files_eval}
     # Read once: the alphabet (init_alphabet), the data checks and the run's data record (provenance) take the rows.
-    rows = {split: data.read_split(csv_files, params) for split, csv_files in splits.items()}
+    indexes = compiled.Indexes()  # a compiled folder's index read once, for the rows and for the checks
+    rows = {split: data.read_split(csv_files, params, indexes) for split, csv_files in splits.items()}
     alphabet, init_source, alphabet_record = training_alphabet(params, rows, _run._id)
     entries = {}
     stats = check_cache.FileStats()  # each image stat'ed once, for its check and for the data fingerprint
     for split, csv_files in splits.items():
         try:
-            entries[split] = data.load_split(csv_files, params, alphabet, split, samples=rows[split], stats=stats)
+            entries[split] = data.load_split(csv_files, params, alphabet, split, samples=rows[split], stats=stats,
+                                             indexes=indexes)
         except AlphabetError as e:
             raise (finetune.unknown_symbols_hint(e, params.init_from) if params.init_from is not None else e) from None
     train_entries, eval_entries = entries["train"], entries["eval"]
@@ -403,7 +405,7 @@ def train_with(strategy, params: Params, _run, _seed, state: RunState) -> dict:
           f"alphabet of {len(alphabet)} symbols")
     provenance.record(_run, provenance.describe_training_data(params, rows=rows, stats=stats),
                       environment_of(params, strategy))
-    del stats
+    del stats, indexes
 
     trainer = trainer_lib.Trainer(params, alphabet, strategy)
     _run.info["dtype_policy"] = trainer.dtype_policy or "float32"
