@@ -288,9 +288,9 @@ def compiled_examples(csv_files: list[str], params: Params, name: str,
         raise DataError(f"{name} split: compiled folders ({', '.join(folders)}) and CSVs ({', '.join(csvs)}) "
                         "cannot be mixed: compile the CSVs too, or list only CSVs")
     known: dict[str, compiled.Example] = {}
+    indexes = indexes or compiled.Indexes()
     for folder in folders:
-        for example in (indexes or compiled.Indexes()).examples(folder, params.unicode_normalization,
-                                                                 params.input_channels):
+        for example in indexes.examples(folder, params.unicode_normalization, params.input_channels):
             known.setdefault(example.sample.image_path, example)  # the first, as without_duplicates keeps
     return known
 
@@ -440,6 +440,12 @@ def encoded_image(path: tf.Tensor, direct: tf.Tensor, channels: int) -> tf.Tenso
     return tf.cond(direct, lambda: tf.io.read_file(path), converted)
 
 
+def columns_of(columns: dict[str, np.ndarray | list]) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
+    """The function from an entry's number (int scalar tensor) to its row of ``columns`` (held as constants)."""
+    table = {key: tf.constant(value) for key, value in columns.items()}
+    return lambda i: {key: tf.gather(value, i) for key, value in table.items()}
+
+
 def file_records(entries: list[Entry], columns: dict[str, np.ndarray], params: Params, shuffle: bool,
                  seed: int | None) -> tuple[tf.data.Dataset, Callable[[dict], tf.Tensor]]:
     """``columns`` per entry with its image file's path (shuffled, all entries at once, when ``shuffle``), and the
@@ -454,10 +460,8 @@ def file_records(entries: list[Entry], columns: dict[str, np.ndarray], params: P
         # The shuffle buffer holds entry numbers, not the entries' columns: at a million entries, 1.5 against 2.6 GB
         # RSS after three epochs (a buffer element is a tensor per column), and the same seed gives the same
         # permutation (a shuffle's draws do not depend on what it shuffles).
-        table = {key: tf.constant(value) for key, value in columns.items()}
         ds = tf.data.Dataset.range(len(entries)).shuffle(len(entries), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.map(lambda i: {key: tf.gather(value, i) for key, value in table.items()},
-                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.map(columns_of(columns), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     else:
         ds = tf.data.Dataset.from_tensor_slices(columns)
 
@@ -498,7 +502,7 @@ def compiled_records(entries: list[Entry], columns: dict[str, np.ndarray], shuff
     if shuffle:
         ds = ds.shuffle(len(shards), seed=seed, reshuffle_each_iteration=True)
     spec = {name: feature for name, feature in compiled.parse_features().items() if name in ("image", "number")}
-    position, table = tf.constant(position), {key: tf.constant(value) for key, value in columns.items()}
+    position, row_of = tf.constant(position), columns_of(columns)
 
     def records(path, offset):  # each record with its folder's offset, unparsed: parsing runs in parallel below
         return tf.data.Dataset.zip((tf.data.TFRecordDataset(path), tf.data.Dataset.from_tensors(offset).repeat()))
@@ -514,14 +518,14 @@ def compiled_records(entries: list[Entry], columns: dict[str, np.ndarray], shuff
     if shuffle:
         ds = ds.shuffle(min(len(entries), SHUFFLE_BUFFER_RECORDS), seed=seed, reshuffle_each_iteration=True)
 
-    def columns_of(image, i):
-        return {"encoded": image, **{key: tf.gather(value, i) for key, value in table.items()}}
+    def with_columns(image, i):
+        return {"encoded": image, **row_of(i)}
 
     # Several workers split the elements, as they split a CSV split's, not the shards (tf.data's AUTO policy
     # would give each worker whole shards: uneven batch counts when the shards are few or of unequal size).
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return ds.map(columns_of, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).with_options(options)
+    return ds.map(with_columns, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).with_options(options)
 
 
 def data_loss(error: tf.errors.OpError, *splits: list[Entry]) -> Exception:

@@ -405,7 +405,7 @@ def train_with(strategy, params: Params, _run, _seed, state: RunState) -> dict:
           f"alphabet of {len(alphabet)} symbols")
     provenance.record(_run, provenance.describe_training_data(params, rows=rows, stats=stats),
                       environment_of(params, strategy))
-    del stats, indexes
+    del stats, indexes  # a key per image and the compiled examples: not needed by the training that follows
 
     trainer = trainer_lib.Trainer(params, alphabet, strategy)
     _run.info["dtype_policy"] = trainer.dtype_policy or "float32"

@@ -88,7 +88,8 @@ def data_fingerprint(paths: Iterable[str], mode: str = "stat", progress: bool = 
             the check cache does not know unchanged); ``stat`` hashes path, size and modification time (changes
             when a file is rewritten even with equal bytes); ``off``.
         progress: a tqdm bar over the files.
-        stats: the run's file keys (``content``: :func:`file_md5s`).
+        stats: the run's file keys (``content``: :func:`file_md5s`; ``stat`` takes its own, in threads behind a
+            progress bar).
 
     Raises:
         ValueError: unknown ``mode``.
