@@ -4,7 +4,8 @@ The writer on its own (hand-made texts: where the TextEquivs go, what happens to
 the ALTO word boxes), then end to end on the real Kant pages with tiny real models (their text is noise: these
 tests are about the files): the PAGE files validate against the PAGE 2019 schema, read back through the reader
 with the texts the model predicted, line for line, and keep their layout; two models vote; a page whose image is
-missing is reported and the other pages are still written.
+missing is reported and the other pages are still written. ALTO files are validated against the schema of their
+own version: the Kant pages (ALTO 2.0) against 2.0, synthetic ALTO 2, 3 and 4 pages against 2.0, 3.1 and 4.4.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import shutil
 import unicodedata
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import ROOT, SHARED_DATA, tiny_params
 from lxml import etree
@@ -28,8 +30,11 @@ from tf_crnn.page_recognition import output_paths
 KANT = SHARED_DATA / "ocrd-kant-1784"
 needs_kant = pytest.mark.skipif(not KANT.is_dir(), reason=f"the Kant pages are not here: {KANT} is absent")
 SCHEMA_2019 = Path(__file__).parent / "data" / "page" / "pagecontent-2019-07-15.xsd"
-#: The ALTO 2.0 schema (the Kant ALTO's namespace) and the XLink schema it imports (tests/data/alto/README.md).
+#: The ALTO 2.0 (the Kant ALTO's namespace), 3.1 and 4.4 schemas and the XLink schema they import
+#: (tests/data/alto/README.md).
 ALTO_SCHEMAS = Path(__file__).parent / "data" / "alto"
+#: ALTO schema version (the file ``alto-<version>.xsd`` in :data:`ALTO_SCHEMAS`) -> its namespace.
+ALTO_NAMESPACES = {version: f"http://www.loc.gov/standards/alto/ns-v{version[0]}#" for version in ("2-0", "3-1", "4-4")}
 #: Elements that hold text (or, Metadata, the writing's time): everything else is layout and must not change.
 TEXT_ELEMENTS = {"TextEquiv", "Word", "Glyph", "Metadata", "String", "SP", "HYP"}
 
@@ -40,7 +45,8 @@ def schema():
 
 
 class LocalXlink(etree.Resolver):
-    """The ALTO schemas import ``http://www.loc.gov/standards/xlink/xlink.xsd``; CI has no network: the copy."""
+    """The ALTO schemas (2.0, 3.1, 4.4) import ``http://www.loc.gov/standards/xlink/xlink.xsd`` (their only import);
+    CI has no network: the copy. Anything else is not resolved, and with ``no_network`` the schema fails to load."""
 
     def resolve(self, url, pubid, context):
         if url.endswith("/xlink.xsd"):
@@ -49,14 +55,28 @@ class LocalXlink(etree.Resolver):
 
 
 @pytest.fixture(scope="module")
-def alto_schema():
-    parser = etree.XMLParser(no_network=True)
-    parser.resolvers.add(LocalXlink())
-    return etree.XMLSchema(etree.parse(str(ALTO_SCHEMAS / "alto-2-0.xsd"), parser))
+def alto_schemas() -> dict[str, etree.XMLSchema]:
+    """Version (a key of :data:`ALTO_NAMESPACES`) -> its ALTO schema, loaded without network."""
+    schemas = {}
+    for version in ALTO_NAMESPACES:
+        parser = etree.XMLParser(no_network=True)
+        parser.resolvers.add(LocalXlink())
+        schemas[version] = etree.XMLSchema(etree.parse(str(ALTO_SCHEMAS / f"alto-{version}.xsd"), parser))
+    return schemas
+
+
+@pytest.fixture(scope="module")
+def alto_schema(alto_schemas):
+    return alto_schemas["2-0"]
 
 
 def assert_valid(schema: etree.XMLSchema, path: Path) -> None:
     assert schema.validate(etree.parse(str(path))), f"{path}: {schema.error_log}"
+
+
+def namespaces_of(path: Path) -> set[str]:
+    """The namespaces of all elements of ``path``."""
+    return {etree.QName(e).namespace for e in etree.parse(str(path)).getroot().iter() if isinstance(e.tag, str)}
 
 
 def layout_of(path: Path) -> list:
@@ -153,15 +173,21 @@ PAGE_2019 = "http://schema.primaresearch.org/PAGE/gts/pagecontent/2019-07-15"
 PAGE_2013 = "http://schema.primaresearch.org/PAGE/gts/pagecontent/2013-07-15"
 
 
+def page_image(path: Path, size: tuple[int, int], bars: list[tuple[int, int, int, int]], dpi: int | None = None):
+    """A light grey page image of ``size`` with dark ``bars`` (x0, y0, x1, y1), saved to ``path``."""
+    from PIL import Image, ImageDraw
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.new("L", size, 235)
+    for bar in bars:
+        ImageDraw.Draw(image).rectangle(bar, fill=20)
+    image.save(path, **({"dpi": (dpi, dpi)} if dpi else {}))
+
+
 def synthetic_page(folder: Path, namespace: str) -> Path:
     """A page image with two dark bars and its PAGE file: line l1 with ground truth and a TextStyle, line l2 with
     a degenerate (2-point) polygon."""
-    from PIL import Image, ImageDraw
-
-    folder.mkdir(parents=True, exist_ok=True)
-    image = Image.new("L", (400, 120), 235)
-    ImageDraw.Draw(image).rectangle((20, 20, 300, 45), fill=20)
-    image.save(folder / "page.png")
+    page_image(folder / "page.png", (400, 120), [(20, 20, 300, 45)])
     xml = folder / "page.xml"
     xml.write_text(f"""<?xml version="1.0" encoding="UTF-8"?>
 <PcGts xmlns="{namespace}">
@@ -201,6 +227,117 @@ def test_page_writer_2013_file_stays_2013(tmp_path):
     assert [c.findtext("{*}Unicode") for c in lines[1]] == [None, "flat"], "a line not recognised keeps its text"
     region = root.find("{*}Page/{*}TextRegion")
     assert [e.findtext("{*}Unicode") for e in region.findall("{*}TextEquiv")] == ["neu", "ground truth\nflat"]
+
+
+#: Pixel size of :func:`synthetic_alto`'s page; its ALTO lines: (ID, box (x, y, width, height), polygon or None).
+ALTO_PAGE_SIZE = (400, 190)
+ALTO_LINES = [("l1", (15, 15, 290, 30), None),
+              ("l2", (15, 55, 290, 30), [(15, 58), (305, 55), (305, 85), (15, 88)]),
+              ("l3", None, [(20, 100), (300, 100), (300, 130), (20, 130)]),
+              ("l4", (15, 145, 290, 30), None)]
+
+
+def synthetic_alto(folder: Path, version: str, unit: str = "pixel") -> Path:
+    """A page image (127 dpi) with a dark bar per line and its ALTO file (``folder/page.xml``) of ``version`` (a key
+    of :data:`ALTO_NAMESPACES`), coordinates in ``unit``: ``pixel`` or ``mm10`` (2 units a pixel at 127 dpi).
+
+    The lines (:data:`ALTO_LINES`): l1 a box and a ``BASELINE`` (ALTO 4.4: points; before: a y), text with ``SP``
+    and ``HYP``; l2 a box and a ``Shape/Polygon``, one ``String`` with an empty ``CONTENT`` (the least text a valid
+    line has: every version wants a String); l3 a ``Shape/Polygon`` and no box (ALTO 3+), a ``String`` with
+    ``ALTERNATIVE`` s; l4 a box and two words. ALTO 2.0 has no ``Shape`` and wants a box: there l2 has its box only
+    and l3 its polygon's bounding box.
+    """
+    scale = {"pixel": 1, "mm10": 2}[unit]
+    shapes = version != "2-0"
+
+    def box(x, y, width, height) -> str:
+        return f'HPOS="{x * scale}" VPOS="{y * scale}" WIDTH="{width * scale}" HEIGHT="{height * scale}"'
+
+    def shape(polygon) -> str:
+        points = " ".join(f"{x * scale},{y * scale}" for x, y in polygon)
+        return f'<Shape><Polygon POINTS="{points}"/></Shape>' if shapes else ""
+
+    baseline = f"{15 * scale},{40 * scale} {305 * scale},{40 * scale}" if version == "4-4" else f"{40 * scale}"
+    l3_box = box(20, 100, 280, 30) if not shapes else ""
+    (_, l1, _), (_, l2, l2_polygon), (_, _, l3_polygon), (_, l4, _) = ALTO_LINES
+    page_image(folder / "page.png", ALTO_PAGE_SIZE, [(x, y + 5, x + w - 10, y + h - 5) for x, y, w, h in
+                                                     [(15, 15, 290, 30), (15, 55, 290, 30), (20, 100, 280, 30),
+                                                      (15, 145, 290, 30)]], dpi=127)
+    width, height = ALTO_PAGE_SIZE
+    xml = folder / "page.xml"
+    xml.write_text(f"""<?xml version="1.0" encoding="UTF-8"?>
+<alto xmlns="{ALTO_NAMESPACES[version]}" xmlns:xlink="http://www.w3.org/1999/xlink">
+  <Description>
+    <MeasurementUnit>{unit}</MeasurementUnit>
+    <sourceImageInformation><fileName>page.png</fileName></sourceImageInformation>
+  </Description>
+  <Layout>
+    <Page ID="p1" PHYSICAL_IMG_NR="1" WIDTH="{width * scale}" HEIGHT="{height * scale}">
+      <PrintSpace {box(0, 0, width, height)}>
+        <TextBlock ID="b1" {box(10, 10, 380, 170)}>
+          <TextLine ID="l1" {box(*l1)} BASELINE="{baseline}">
+            <String CONTENT="alte" {box(15, 15, 80, 30)}/><SP/><String CONTENT="Zei"/><HYP CONTENT="-"/>
+          </TextLine>
+          <TextLine ID="l2" {box(*l2)}>
+            {shape(l2_polygon)}<String CONTENT=""/>
+          </TextLine>
+          <TextLine ID="l3" {l3_box}>
+            {shape(l3_polygon)}
+            <String CONTENT="Wort" WC="0.9"><ALTERNATIVE>Work</ALTERNATIVE><ALTERNATIVE>Wart</ALTERNATIVE></String>
+          </TextLine>
+          <TextLine ID="l4" {box(*l4)}>
+            <String CONTENT="bleibt"/><SP/><String CONTENT="so"/>
+          </TextLine>
+        </TextBlock>
+      </PrintSpace>
+    </Page>
+  </Layout>
+</alto>
+""", encoding="utf-8")
+    return xml
+
+
+@pytest.mark.parametrize("version, unit", [("2-0", "pixel"), ("3-1", "pixel"), ("4-4", "pixel"), ("3-1", "mm10"),
+                                           ("4-4", "mm10")])
+def test_alto_writer_v2_v3_v4_pages_stay_valid_in_their_version(tmp_path, alto_schemas, version, unit):
+    schema = alto_schemas[version]
+    xml = synthetic_alto(tmp_path / "in", version, unit)
+    assert_valid(schema, xml)  # the test's page is valid ALTO of its version: so must the written one be
+    [page] = read_pages("alto", [xml])
+    assert [(line.id, line.text) for line in page.lines] == [("l1", "alte Zei-"), ("l2", ""), ("l3", "Wort"),
+                                                             ("l4", "bleibt so")]
+    texts = {"l1": "Kant  1784", "l2": "", "l3": "ein  Wort."}  # l4 is not recognised
+    recognised = [(line, LineText(texts[line.id], n / 4)) for n, line in enumerate(page.lines) if line.id in texts]
+    out = write_recognition(page, recognised, tmp_path / "out.xml")
+
+    assert_valid(schema, out)
+    assert namespaces_of(out) == {ALTO_NAMESPACES[version]}, "the file keeps its ALTO version"
+    assert layout_of(out) == layout_of(xml)
+    [again] = read_pages("alto", [out], LayoutOptions(images=str(tmp_path / "in")))
+    assert [(line.id, line.text) for line in again.lines] == [("l1", "Kant 1784"), ("l2", ""), ("l3", "ein Wort."),
+                                                              ("l4", "bleibt so")]
+    for before, after in zip(page.lines, again.lines):
+        np.testing.assert_allclose(after.polygon, before.polygon)
+        np.testing.assert_allclose(after.baseline if after.baseline is not None else np.nan,
+                                   before.baseline if before.baseline is not None else np.nan)
+    shape = ["Shape"] if version != "2-0" else []
+    assert [[local_name(c) for c in line.element] for line in again.lines] == [
+        ["String", "SP", "String"], [*shape, "String"], [*shape, "String", "SP", "String"], ["String", "SP", "String"]]
+    l1, l2, l3, _ = (line.element for line in again.lines)
+    assert [float(s.get("WC")) for line in (l1, l2, l3) for s in line.iter("{*}String")] == [0, 0, 0.25, 0.5, 0.5]
+    assert not list(l3.iter("{*}ALTERNATIVE")), "the old word's alternatives went with it"
+    # The words split the line's box in the file's unit: l3's is its polygon's bounding box (ALTO 2.0: its box).
+    scale = {"pixel": 1, "mm10": 2}[unit]
+    strings = [[float(s.get(name)) for name in ("HPOS", "VPOS", "WIDTH", "HEIGHT")] for s in l3.iter("{*}String")]
+    assert strings[0][:2] == [20 * scale, 100 * scale] and strings[-1][3] == 30 * scale
+    assert strings[-1][0] + strings[-1][2] == pytest.approx(300 * scale, abs=0.02)
+    assert [(s.get("CONTENT"), s.get("HPOS"), s.get("WIDTH")) for s in l2.iter("{*}String")] == [
+        ("", str(15 * scale), str(290 * scale))]
+
+    # The check can fail: a Shape after the words (ALTO 3.1 and 4.4 want it first; 2.0 has none) is invalid.
+    if version != "2-0":
+        l2.append(l2.find("{*}Shape"))
+        assert not schema.validate(again.tree)
 
 
 def test_alto_words_split_the_line_box_by_characters():
@@ -370,3 +507,28 @@ def test_predict_page_reports_a_line_it_cannot_cut(noisy_exports, tmp_path, sche
     assert [e.findtext("{*}Unicode") for e in l2.findall("{*}TextEquiv")] == ["flat"]
     assert cli_main([*argv, "--strict"]) == 1
     assert "0 page(s) not written, 1 line(s) left out" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("version, unit", [("3-1", "pixel"), ("4-4", "mm10")])
+def test_predict_alto_v3_v4_pages_stay_valid_in_their_version(noisy_exports, tmp_path, alto_schemas, version, unit):
+    from tf_crnn.loader import PredictionModel
+
+    xml = synthetic_alto(tmp_path / "in", version, unit)
+    assert_valid(alto_schemas[version], xml)
+    out = tmp_path / "out"
+    assert cli_main(["predict", "--model", noisy_exports[0], "--alto", str(xml), "--output-dir", str(out)]) == 0
+    originals = list(read_pages("alto", [xml]))
+    [expected] = predicted(PredictionModel(noisy_exports[0]), originals)
+    assert any(p.text.strip() for p in expected), "the noisy model should read something"
+    written = out / "page.xml"
+    assert_valid(alto_schemas[version], written)
+    assert namespaces_of(written) == {ALTO_NAMESPACES[version]}, "the file keeps its ALTO version"
+    assert layout_of(written) == layout_of(xml)
+    [page] = read_pages("alto", [written], LayoutOptions(images=str(xml.parent)))
+    assert [line.id for line in page.lines] == [line for line, _, _ in ALTO_LINES]
+    assert [line.text for line in page.lines] == [nfc(" ".join(p.text.split())) for p in expected]
+    for line, prediction in zip(page.lines, expected):
+        assert [local_name(c) for c in line.element][:1] == (["Shape"] if line.id in ("l2", "l3") else ["String"])
+        strings = line.element.findall("{*}String")
+        assert [float(s.get("WC")) for s in strings] == pytest.approx([prediction.score] * len(strings),
+                                                                      rel=1e-4, abs=1e-9)
