@@ -340,6 +340,28 @@ def test_alto_writer_v2_v3_v4_pages_stay_valid_in_their_version(tmp_path, alto_s
         assert not schema.validate(again.tree)
 
 
+def test_alto_3_1_line_with_a_shape_among_its_words_keeps_one_shape_first(tmp_path, alto_schemas):
+    """ALTO 3.1's TextLine is ``(Shape?, String, SP?)+, HYP?``: a Shape may precede every String (4.0 allows one,
+    first). Replacing the words must not leave two Shapes before the new ones; the line keeps its outline."""
+    xml = synthetic_alto(tmp_path / "in", "3-1")
+    text = xml.read_text(encoding="utf-8")
+    among = '<Shape><Polygon POINTS="160,55 305,55 305,85 160,85"/></Shape>'
+    text = text.replace('<String CONTENT=""/>', f'<String CONTENT="ab"/><SP/>{among}<String CONTENT="cd"/>')
+    l4_shape = among.replace("55", "145").replace("85", "175")  # l4: its only Shape, after a word
+    text = text.replace('<SP/><String CONTENT="so"/>', f'<SP/>{l4_shape}<String CONTENT="so"/>')
+    xml.write_text(text, encoding="utf-8")
+    assert_valid(alto_schemas["3-1"], xml)
+    [page] = read_pages("alto", [xml])
+    out = write_recognition(page, [(line, LineText("neu", 0.5)) for line in page.lines], tmp_path / "out.xml")
+    assert_valid(alto_schemas["3-1"], out)
+    [again] = read_pages("alto", [out], LayoutOptions(images=str(tmp_path / "in")))
+    assert [[local_name(c) for c in line.element] for line in again.lines] == [
+        ["String"], ["Shape", "String"], ["Shape", "String"], ["Shape", "String"]]
+    for before, after in zip(page.lines, again.lines):
+        np.testing.assert_allclose(after.polygon, before.polygon)
+    assert again.lines[3].element.find("{*}Shape/{*}Polygon").get("POINTS") == "160,145 305,145 305,175 160,175"
+
+
 def test_alto_words_split_the_line_box_by_characters():
     words = alto_words("ab  c", 0.5, (100.0, 10.0, 40.0, 8.0))  # "ab c": 4 characters of 10 pixels
     assert [(tag, a.get("CONTENT")) for tag, a in words] == [("String", "ab"), ("SP", None), ("String", "c")]

@@ -31,7 +31,11 @@ word: the model scores lines) with an ``SP`` between two words. The words' boxes
 ``Shape/Polygon`` 's bounding box) in proportion to character counts, a space counting as one character: an
 approximation, as the recognizer gives no word positions. An empty text gives one ``String`` with an empty
 ``CONTENT`` over the whole line (the schema wants at least one). The ``TextLine`` keeps its own attributes and
-``Shape``; runs of spaces become one (ALTO has no other way to write them). ``Description`` is left as it is.
+``Shape`` (its outline, first; an ALTO 3.1 line's other Shapes among its words go with the words, see
+:func:`shapes_among_words`); runs of spaces become one (ALTO has no other way to write them). ``Description`` is
+left as it is. The line's content is then ``Shape?, (String, SP?)+`` (no Shape in ALTO 2 and 3.0, which have
+none), valid in every ALTO schema from 2.0 to 4.4; the tests validate the files written against the 2.0, 3.1 and
+4.4 schemas.
 """
 from __future__ import annotations
 
@@ -228,11 +232,27 @@ def _write_alto(recognised: Sequence[tuple[Line, LineText]]) -> None:
     for line, result in recognised:
         element = line.element
         closing = _closing_tail(element)
-        for old in [c for c in element if local_name(c) in ("String", "SP", "HYP")]:
+        for old in [c for c in element if local_name(c) in ("String", "SP", "HYP")] + shapes_among_words(element):
             element.remove(old)
         for name, attributes in alto_words(result.text, result.conf, line_box(element)):
             _insert(element, len(element), _make(element, name, **attributes))
         element[-1].tail = closing
+
+
+def shapes_among_words(element) -> list:
+    """The ``Shape`` s of an ALTO ``TextLine`` other than its outline: they go with the words they stand among.
+
+    ALTO 3.1 defines a TextLine's content as ``(Shape?, String, SP?)+, HYP?``, a Shape allowed before every
+    String; ALTO 4.0 fixed it to ``Shape?, (String, SP?)+, HYP?`` ("The Shape element can now only be used once
+    within a PageSpace or a TextLine as it was intended"); ALTO 2 and 3.0 have no Shape in a TextLine. With the
+    words removed, any Shapes left would all stand before the new words: two of them are valid in no version. The
+    line keeps the one the reader (:mod:`~tf_crnn.datasets.alto`) and :func:`line_box` take for its outline, the
+    first with a ``Polygon`` (else the first), which then stands first, where ALTO 4 wants it.
+    """
+    shapes = [c for c in element if local_name(c) == "Shape"]
+    polygon = element.find("{*}Shape/{*}Polygon")
+    outline = polygon.getparent() if polygon is not None else (shapes[0] if shapes else None)
+    return [shape for shape in shapes if shape is not outline]
 
 
 def line_box(element) -> tuple[float, float, float, float]:
