@@ -23,7 +23,8 @@ image paths in them are read from there). It
 The card info (``--card-info``, JSON) gives what cannot be measured: ``summary`` (one line), ``trained_on``,
 ``data_licence``, ``attribution``, ``initialised_from``, ``rebuild`` (``{"commands": [...], "config": ...}``) and
 ``evaluations`` (``[{"set": description, "csv": path}, ...]``), and may give ``sample``: a few real lines the
-tests read again (``{"format": "gt-pairs", "folders": [folders under --shared-data]}``; the script measures the
+tests read again (``{"format": "gt-pairs", "folders": [folders under --shared-data]}``, with ``"part": "test"``
+for a data set's own test part: :func:`tf_crnn.pretrained.sample_csv`; the script measures the
 packaged model's CER on them, tests/test_pretrained.py checks that it reads them so). The folder is written next
 to its final place and moved there only when complete (``--force`` replaces an existing one). Exit code 1 when
 the packaged model's transcriptions differ from the export's on more than ``--max-disagreement`` of the lines.
@@ -37,13 +38,13 @@ import shutil
 import sys
 import tempfile
 
-# line images with their texts (gt-pairs), or pages whose lines are cut as tf-crnn prepare page cuts them
-SAMPLE_FORMATS = ("gt-pairs", "page")
 INFO_KEYS = ("summary", "trained_on", "data_licence", "attribution", "initialised_from", "rebuild", "evaluations")
 
 
 def load_info(path: str) -> dict:
     """The card info file, checked: every key of :data:`INFO_KEYS`, each evaluation with ``set`` and ``csv``."""
+    from tf_crnn.pretrained import SAMPLE_FORMATS
+
     with open(path, encoding="utf-8") as f:
         info = json.load(f)
     missing = [k for k in INFO_KEYS if k not in info]
@@ -54,20 +55,19 @@ def load_info(path: str) -> dict:
         raise SystemExit(f"{path}: each evaluation needs 'set' and 'csv', got {bad[0]}")
     sample = info.get("sample")
     if sample is not None and (sample.get("format") not in SAMPLE_FORMATS or not sample.get("folders")):
-        raise SystemExit(f"{path}: sample must be {{\"format\": \"gt-pairs\" or \"page\", \"folders\": [...]}}, "
-                         f"got {sample}")
+        raise SystemExit(f"{path}: sample must be {{\"format\": one of {', '.join(SAMPLE_FORMATS)}, "
+                         f"\"folders\": [...], optional \"part\"}}, got {sample}")
     return info
 
 
 def measure_sample(packaged, sample: dict, shared_data: str) -> dict:
-    """The packaged model's greedy CER on the sample lines (``tf-crnn prepare gt-pairs|page`` of the folders)."""
+    """The packaged model's greedy CER on the sample lines (:func:`tf_crnn.pretrained.sample_csv`)."""
     from tf_crnn import evaluation
-    from tf_crnn.datasets.converters import prepare
     from tf_crnn.decoding import default_decoding
+    from tf_crnn.pretrained import sample_csv
 
     with tempfile.TemporaryDirectory() as tmp:
-        csv = os.path.join(tmp, "sample.csv")
-        prepare(sample["format"], [os.path.join(shared_data, f) for f in sample["folders"]], csv, progress=False)
+        csv = sample_csv(sample, shared_data, tmp)
         prepared = evaluation.prepare(packaged.export_dir, [csv], progress=False)
         result = evaluation.evaluate(prepared, default_decoding(packaged.params, "greedy"), progress=False)
     return {**sample, "lines": len(result.rows), "cer": round(result.metrics["exact"]["cer"], 6)}

@@ -106,13 +106,10 @@ def test_models_list_and_show():
 def sample_cer(name: str, tmp_path) -> tuple[float, int]:
     """Greedy CER of the shipped model ``name`` on its card's sample lines, as tf-crnn evaluate computes it."""
     from tf_crnn import evaluation
-    from tf_crnn.datasets.converters import prepare
     from tf_crnn.decoding import default_decoding
 
-    sample = pretrained.card(name)["sample"]
-    csv = tmp_path / "sample.csv"
-    prepare(sample["format"], [SHARED_DATA / folder for folder in sample["folders"]], csv, progress=False)
-    prepared = evaluation.prepare(f"pretrained:{name}", [str(csv)], progress=False)
+    csv = pretrained.sample_csv(pretrained.card(name)["sample"], SHARED_DATA, tmp_path)
+    prepared = evaluation.prepare(f"pretrained:{name}", [csv], progress=False)
     result = evaluation.evaluate(prepared, default_decoding(prepared.model.params, "greedy"), progress=False)
     return result.metrics["exact"]["cer"], len(result.rows)
 

@@ -102,3 +102,35 @@ def card_text(name: str) -> str:
 def folder_bytes(folder: str | os.PathLike) -> int:
     """Bytes of the files in ``folder`` and below (what a model adds to the installed package)."""
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+
+
+#: Formats a card's test sample may be in (the real lines the tests read again).
+SAMPLE_FORMATS = ("gt-pairs", "page", "iiit5k")
+
+
+def sample_csv(sample: dict, shared_data: str | os.PathLike, folder: str | os.PathLike) -> str:
+    """Write the CSV of a model card's test sample into ``folder`` and return its path.
+
+    ``sample`` is the card's ``{"format", "folders"}`` (folders under ``shared_data``, read as
+    ``tf-crnn prepare FORMAT`` reads them), with an optional ``"part"``: the data set's own part of that name
+    only (``tf-crnn prepare FORMAT --group-by source --split-by-group each``, e.g. IIIT5K's ``test``).
+
+    Raises:
+        ValueError: a format not in :data:`SAMPLE_FORMATS`, no folders, or no part of that name.
+        tf_crnn.datasets.converters.ConversionError: the folders cannot be read.
+    """
+    from ..datasets.converters import prepare  # TensorFlow-free, but not needed to list models
+
+    if sample.get("format") not in SAMPLE_FORMATS or not sample.get("folders"):
+        raise ValueError(f"a sample is {{\"format\": one of {', '.join(SAMPLE_FORMATS)}, \"folders\": [...]}}, "
+                         f"got {sample}")
+    csv = os.path.join(folder, "sample.csv")
+    part = sample.get("part")
+    prepare(sample["format"], [os.path.join(shared_data, f) for f in sample["folders"]], csv, progress=False,
+            **({"group_by": "source", "split_by_group": "each"} if part else {}))
+    if not part:
+        return csv
+    path = os.path.join(folder, f"sample.{part}.csv")
+    if not os.path.exists(path):
+        raise ValueError(f"the sample's folders {sample['folders']} have no part {part!r}")
+    return path
