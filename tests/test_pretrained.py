@@ -1,8 +1,9 @@
 """The models shipped with tf-crnn (``pretrained:NAME``) and fine-tuning from them with ``init_alphabet``.
 
 Each shipped model is loaded from the package and reads the real lines its card names as its test sample
-(in the shared data folder) with the CER the card gives for them; a tiny Sacred training starts from
-``pretrained:fraktur-19c`` on real archiscribe lines whose labels have a symbol the model lacks (``β``).
+(in the shared data folder) with the CER the card gives for them; a tiny Sacred training starts from each
+shipped model on rendered digits (``init_alphabet=new``), and from ``pretrained:fraktur-19c`` on real
+archiscribe lines whose labels have a symbol the model lacks (``β``).
 """
 from __future__ import annotations
 
@@ -160,16 +161,40 @@ def book_with_beta(folder, count: int = 4):
     return str(folder / "lines.csv")
 
 
-def fraktur_config(csv: str, out, mongo_url: str, **overrides) -> dict:
-    """The shipped Fraktur model's network (its params.json), one tiny epoch on ``csv``, recorded in MongoDB."""
-    shipped = json.loads((pretrained.MODELS_DIR / FRAKTUR / "params.json").read_text(encoding="utf-8"))
-    network = {k: shipped[k] for k in ("input_shape", "max_width", "cnn_features_list", "cnn_kernel_size",
-                                       "cnn_pool_size", "cnn_batch_norm", "rnn_units")}
+def shipped_config(name: str, csv: str, out, mongo_url: str, **overrides) -> dict:
+    """The shipped model ``name``'s network (its params.json), one tiny epoch on ``csv`` starting from it,
+    recorded in MongoDB."""
+    shipped = json.loads((pretrained.MODELS_DIR / name / "params.json").read_text(encoding="utf-8"))
+    network = {k: shipped[k] for k in ("input_shape", "max_width", "input_channels", "cnn_features_list",
+                                       "cnn_kernel_size", "cnn_pool_size", "cnn_batch_norm", "rnn_units")}
     return {**tiny_params(out, **network).to_dict(), "csv_files_train": [csv], "csv_files_eval": [csv],
             "output_model_dir": str(out / "out"), "lookup_alphabet_file": "", "n_epochs": 1, "steps_per_epoch": 1,
             "train_batch_size": 2, "eval_batch_size": 4, "augmentation": "none", "mixed_precision": "off",
-            "data_fingerprint": "off", "learning_rate": 1e-9, "init_from": f"pretrained:{FRAKTUR}",
+            "data_fingerprint": "off", "learning_rate": 1e-9, "init_from": f"pretrained:{name}",
             "mongo_url": mongo_url, "mongo_db_name": DB_NAME, **overrides}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", pretrained.names())
+def test_every_shipped_model_fine_tunes_a_tiny_run(name, digits_data, mongo_url, tmp_path):
+    """init_from=pretrained:NAME with init_alphabet=new on rendered digit strings: every layer but the output
+    layer copied whole, the digits' output rows kept, the model's other symbols dropped."""
+    from tf_crnn.experiment.experiments import ex
+
+    shipped = PredictionModel.pretrained(name)
+    csv = str(digits_data / "data" / "train" / "labels.csv")
+    run = ex.run(config_updates=shipped_config(name, csv, tmp_path, mongo_url, init_alphabet="new"),
+                 options={"--capture": "sys"})
+    assert run.status == "COMPLETED"
+    info = pymongo.MongoClient(mongo_url)[DB_NAME].runs.find_one({"_id": run._id})["info"]["init_from"]
+    assert info["source"] == "pretrained" and info["name"] == name
+    assert info["copied"]["layers"] == [layer.name for layer in shipped.crnn()[0].layers
+                                        if layer.weights and layer.name != "logits"]
+    digits = sorted({s for row in read_csvs([csv]) for s in row.symbols})
+    assert info["alphabet"]["symbols"] == len(digits) and info["copied"]["shared_symbols"] == len(digits)
+    assert info["alphabet"]["removed"] == len(shipped.alphabet) - len(digits)
+    tuned = PredictionModel(tmp_path / "out" / "export")
+    assert sorted(tuned.alphabet.lookup) == digits
 
 
 @pytest.mark.slow
@@ -178,7 +203,7 @@ def test_fine_tuning_from_a_shipped_model_with_a_union_alphabet(mongo_url, tmp_p
     from tf_crnn.experiment.experiments import ex
 
     csv = book_with_beta(tmp_path)
-    config = fraktur_config(csv, tmp_path, mongo_url, init_alphabet="union")
+    config = shipped_config(FRAKTUR, csv, tmp_path, mongo_url, init_alphabet="union")
     run = ex.run(config_updates=config, options={"--capture": "sys"})
     assert run.status == "COMPLETED"
     record = pymongo.MongoClient(mongo_url)[DB_NAME].runs.find_one({"_id": run._id})
@@ -211,7 +236,7 @@ def test_a_label_symbol_outside_the_table_suggests_init_alphabet_union(mongo_url
 
     csv = book_with_beta(tmp_path, count=2)
     table = str(pretrained.MODELS_DIR / FRAKTUR / "alphabet.json")
-    config = fraktur_config(csv, tmp_path, mongo_url, lookup_alphabet_file=table)
+    config = shipped_config(FRAKTUR, csv, tmp_path, mongo_url, lookup_alphabet_file=table)
     with pytest.raises(AlphabetError, match=r"(?s)not in the alphabet.*init_from='pretrained:fraktur-19c': set "
                                             r"init_alphabet=union"):
         ex.run(config_updates=config, options={"--capture": "sys"})
