@@ -179,7 +179,9 @@ def card_markdown(card: dict, text: str) -> str:
     if card.get("sample"):
         sample = card["sample"]
         lines += ["", f"Test sample (tests/test_pretrained.py reads it again): the {sample['lines']} lines of "
-                      f"{', '.join(sample['folders'])} ({sample['format']}, in the shared data folder), "
+                      f"{', '.join(sample['folders'])} ({sample['format']}"
+                      f"{', its ' + sample['part'] + ' part' if sample.get('part') else ''}, in the shared data "
+                      "folder), "
                       f"CER {100 * sample['cer']:.3f} %."]
     lines += ["", "## Rebuild", "", f"Config: `{card['rebuild']['config']}`", "", "```"]
     lines += card["rebuild"]["commands"] + ["```", "", text.strip(), ""]
